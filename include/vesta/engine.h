@@ -1,0 +1,116 @@
+/* The engine: the C equivalent of vLLM's LLMEngine / LLM.generate.
+ *
+ *   vesta_engine_config cfg; vesta_engine_config_init(&cfg); cfg.model = "path";
+ *   vesta_engine *e = vesta_engine_create(&cfg, &err);
+ *   vesta_engine_add_request(e, "id-0", ids, n, &sp, &err);
+ *   while (vesta_engine_has_unfinished(e)) { vesta_engine_step(e, &out, &err); ... }
+ *   vesta_engine_destroy(e);
+ *
+ * Thread ownership: one thread owns an engine; no call is thread-safe. Servers put a queue in
+ * front of it (the worker's engine thread drains it between steps). */
+#ifndef VESTA_ENGINE_H
+#define VESTA_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vesta/backend.h"
+#include "vesta/error.h"
+#include "vesta/model.h"
+#include "vesta/sampling.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vesta_engine_config {
+    const char *model;              /* model directory or .gguf file */
+    const char *backend;            /* "cpu" (default) or "cuda" */
+    int block_size;                 /* --block-size (16) */
+    int max_num_seqs;               /* --max-num-seqs (256) */
+    int max_num_batched_tokens;     /* --max-num-batched-tokens (8192; >= max_model_len not required:
+                                       long prompts are prefilled in chunks) */
+    int max_model_len;              /* --max-model-len (0 = the model's max_position_embeddings) */
+    bool enable_prefix_caching;     /* --enable-prefix-caching (on) */
+    uint64_t prefix_cache_salt;     /* per-deployment salt mixed into every block hash (0) */
+    int num_gpu_blocks_override;    /* --num-gpu-blocks-override: fixed KV block count (0 = plan) */
+    vesta_backend_options backend_opts;
+} vesta_engine_config;
+
+void vesta_engine_config_init(vesta_engine_config *cfg);
+
+typedef enum vesta_finish_reason {
+    VESTA_FINISH_NONE = 0,  /* still running */
+    VESTA_FINISH_STOP,      /* EOS or a stop token id (or aborted by a stop string upstream) */
+    VESTA_FINISH_LENGTH,    /* max_tokens or max_model_len reached */
+    VESTA_FINISH_ABORT,     /* vesta_engine_abort */
+    VESTA_FINISH_ERROR,     /* the backend failed on a step holding this request */
+} vesta_finish_reason;
+
+const char *vesta_finish_reason_str(vesta_finish_reason r); /* "stop", "length", "abort", ... */
+
+/* What one step produced for one sequence (one of a request's n). Pointers are valid until the
+ * next call into the engine. */
+typedef struct vesta_seq_output {
+    const char *request_id;
+    int seq_index;                    /* 0 .. n-1 */
+    int num_new;                      /* tokens appended this step (0 or 1) */
+    const int32_t *new_token_ids;
+    const vesta_sample_result *new_logprobs; /* [num_new] when logprobs were asked, else NULL */
+    vesta_finish_reason finish;
+    int32_t stop_token;               /* the token that finished it with STOP, else -1 */
+    int num_prompt_tokens;
+    int num_output_tokens;
+    int num_cached_tokens;            /* prompt tokens served from the prefix cache */
+} vesta_seq_output;
+
+typedef struct vesta_step_output {
+    int count;
+    const vesta_seq_output *items;
+} vesta_step_output;
+
+typedef struct vesta_engine_stats {
+    int num_running;
+    int num_waiting;
+    int num_blocks_total;
+    int num_blocks_free;             /* including cached-but-unreferenced blocks */
+    double kv_usage;                 /* fraction of blocks referenced by live sequences */
+    uint64_t prefix_cache_queries;   /* prompt tokens looked up */
+    uint64_t prefix_cache_hits;      /* prompt tokens found */
+    uint64_t num_preemptions;
+    uint64_t prompt_tokens_total;
+    uint64_t generation_tokens_total;
+    uint64_t steps;
+} vesta_engine_stats;
+
+typedef struct vesta_engine vesta_engine;
+
+vesta_engine *vesta_engine_create(const vesta_engine_config *cfg, vesta_error *err);
+void vesta_engine_destroy(vesta_engine *e); /* NULL is a no-op */
+
+const vesta_model_config *vesta_engine_model_config(const vesta_engine *e);
+int vesta_engine_max_model_len(const vesta_engine *e);
+
+/* Queues a request. Fails (nothing queued) on a duplicate id, invalid parameters, an empty
+ * prompt, token ids outside the vocabulary, or prompt + max_tokens over max_model_len. */
+vesta_status vesta_engine_add_request(vesta_engine *e, const char *request_id,
+                                      const int32_t *prompt_ids, int num_prompt,
+                                      const vesta_sampling_params *sp, vesta_error *err);
+
+/* Aborts a queued or running request; its blocks are freed at once. Its sequences are reported
+ * once more by the next step with finish = VESTA_FINISH_ABORT. VESTA_ERR_NOT_FOUND if unknown. */
+vesta_status vesta_engine_abort(vesta_engine *e, const char *request_id);
+
+/* Runs one iteration (schedule, execute, sample, update). *out lists every sequence that got a
+ * token or finished. A backend failure fails the requests of that step (finish = ERROR) and
+ * returns VESTA_ERR_BACKEND; the engine stays usable. */
+vesta_status vesta_engine_step(vesta_engine *e, vesta_step_output *out, vesta_error *err);
+
+bool vesta_engine_has_unfinished(const vesta_engine *e);
+void vesta_engine_get_stats(const vesta_engine *e, vesta_engine_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
