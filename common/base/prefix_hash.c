@@ -1,6 +1,7 @@
 #include "vesta/prefix_hash.h"
 
 #include <string.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 /* Serializes explicitly in little-endian so keys agree across hosts. */
