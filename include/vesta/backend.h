@@ -37,8 +37,8 @@ typedef struct vesta_sample_row {
 
 typedef struct vesta_sample_result {
     int32_t token;
-    float logprob;              /* log-softmax of the processed logits (vLLM's "processed" mode off:
-                                   raw model logprobs, see sampler.h) */
+    float logprob;              /* log-softmax of the RAW model logits (vLLM V1 default:
+                                   before temperature, penalties, bias and top-k/p) */
     int num_top;
     int32_t top_ids[VESTA_MAX_LOGPROBS];
     float top_logprobs[VESTA_MAX_LOGPROBS];
