@@ -47,7 +47,7 @@ vesta_detokenizer *vesta_detokenizer_create(const vesta_tokenizer *t,
                                             const vesta_detokenizer_opts *opts, vesta_error *err);
 void vesta_detokenizer_release(vesta_detokenizer *d); /* NULL is a no-op */
 
-/* Feeds one id. *text/*len receive the newly final text (possibly empty; not NUL-terminated;
+/* Feeds one id. *text and *len receive the newly final text (possibly empty; not NUL-terminated;
  * valid until the next call on d). *stopped becomes true when a stop string completed: the
  * returned text is then everything up to the stop string (plus the stop string itself when
  * include_stop_str_in_output), and later feeds are VESTA_ERR_INVALID_ARG. An id outside the
