@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Golden outputs for the CPU backend, produced by Hugging Face transformers (the reference).
+
+  make_golden.py smollm2   default model (GGUF, read by transformers' GGUF support):
+                           greedy continuations + full-vocab logits -> tests/golden/smollm2_greedy.json
+                           and tests/golden/smollm2_logits.f32
+  make_golden.py tiny      the tiny random models of tests/models/ (HF directories or GGUF files):
+                           full-vocab logits of every prompt position + greedy continuations
+                           -> tests/golden/tiny/<model>.json + <model>.f32
+
+Needs torch, transformers, gguf (this machine's python3; CI does not run this script, it uses the
+committed outputs). Everything runs in float32 on the CPU.
+
+Greedy decoding ignores EOS (generation_config.eos_token_id = None): the test drives Vesta with
+ignore_eos, so both sides always produce exactly the requested number of tokens. Whether EOS was
+generated is recorded per prompt.
+
+Logits files are raw little-endian float32 arrays; the JSON gives each vector's element offset.
+"""
+import argparse
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+GOLDEN = os.path.join(ROOT, "tests", "golden")
+SMOL_DIR = os.path.join(ROOT, "models")
+SMOL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+NEW_TOKENS = 64
+# Decode steps whose full-vocab logits are stored (0 = the prompt's last position).
+SMOL_LOGIT_STEPS = [0, 63]
+
+LONG_TEXT = (
+    "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg, "
+    "a goldsmith from Mainz, combined movable metal type, oil-based ink and a wooden screw press "
+    "into a system that could reproduce pages far faster than any scribe. Within fifty years, "
+    "presses had spread to more than two hundred cities across Europe, and millions of books had "
+    "been printed. Scholars could now compare identical copies of a text, errors could be corrected "
+    "in later editions, and ideas travelled with unprecedented speed. The Reformation, the "
+    "scientific revolution and the rise of newspapers all depended on this new technology."
+)
+
+SMOL_PROMPTS = [
+    ("chat_capital", [{"role": "user", "content": "What is the capital of France?"}]),
+    ("chat_haiku", [{"role": "user", "content": "Write a haiku about the sea."}]),
+    ("chat_multiturn", [
+        {"role": "system", "content": "You are a concise assistant who answers in one sentence."},
+        {"role": "user", "content": "Name a prime number bigger than 10."},
+        {"role": "assistant", "content": "11 is a prime number bigger than 10."},
+        {"role": "user", "content": "And one bigger than 100?"},
+    ]),
+    ("chat_long_summary", [{"role": "user", "content": "Summarize this text in two sentences:\n\n" + LONG_TEXT}]),
+    ("plain_fox", "The quick brown fox"),
+    ("plain_code", "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"),
+    ("plain_story", "Once upon a time, in a small village by the mountains, there lived"),
+    ("plain_long", LONG_TEXT + " In the centuries that followed,"),
+    ("plain_hello", "Hello"),
+    ("plain_list", "Here is a list of fruits: apple, banana,"),
+]
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load(path, gguf_file=None):
+    kw = {"gguf_file": gguf_file} if gguf_file else {}
+    tok = AutoTokenizer.from_pretrained(path, **kw) if gguf_file or os.path.exists(
+        os.path.join(path, "tokenizer.json")) else None
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kw)
+    model.eval()
+    return tok, model
+
+
+def greedy(model, ids, n_new):
+    """HF generate, greedy, EOS ignored. Returns (new ids, per-step raw logits [n_new, V])."""
+    gc = model.generation_config
+    gc.eos_token_id = None
+    gc.pad_token_id = 0
+    gc.do_sample = False
+    gc.temperature = None
+    gc.top_p = None
+    gc.top_k = None
+    inp = torch.tensor([ids], dtype=torch.long)
+    with torch.no_grad():
+        out = model.generate(inp, attention_mask=torch.ones_like(inp), generation_config=gc,
+                             max_new_tokens=n_new, min_new_tokens=n_new,
+                             return_dict_in_generate=True, output_logits=True)
+    new = out.sequences[0, len(ids):].tolist()
+    logits = torch.stack([l[0] for l in out.logits]).float().numpy()
+    assert len(new) == n_new and logits.shape[0] == n_new
+    assert all(int(np.argmax(logits[i])) == new[i] for i in range(n_new)), "generate is not argmax"
+    return new, logits
+
+
+def margins(logits):
+    """Top-1 minus top-2 logit per step: tells a reader of a test failure whether it was a near tie."""
+    part = np.sort(logits, axis=1)[:, -2:]
+    return [float(x) for x in (part[:, 1] - part[:, 0])]
+
+
+def make_smollm2():
+    path = os.path.join(SMOL_DIR, SMOL_FILE)
+    if not os.path.exists(path):
+        sys.exit(f"{path} missing: run scripts/fetch-model.sh")
+    tok, model = load(SMOL_DIR, SMOL_FILE)
+    eos = tok.eos_token_id
+    blob = []
+    offset = 0
+    prompts = []
+    for name, p in SMOL_PROMPTS:
+        if isinstance(p, list):
+            text = tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+        else:
+            text = p
+        ids = tok(text, add_special_tokens=True).input_ids
+        new, logits = greedy(model, ids, NEW_TOKENS)
+        entry = {
+            "name": name,
+            "chat": isinstance(p, list),
+            "text": text,
+            "prompt_ids": ids,
+            "greedy_ids": new,
+            "eos_generated": eos in new,
+            "margins": margins(logits),
+            "logits": [],
+        }
+        for step in SMOL_LOGIT_STEPS:
+            blob.append(logits[step].astype("<f4"))
+            entry["logits"].append({"step": step, "offset": offset})
+            offset += logits.shape[1]
+        prompts.append(entry)
+        print(f"{name}: {len(ids)} prompt tokens, eos in output: {entry['eos_generated']}, "
+              f"min margin {min(entry['margins']):.4f}", flush=True)
+    os.makedirs(GOLDEN, exist_ok=True)
+    np.concatenate(blob).tofile(os.path.join(GOLDEN, "smollm2_logits.f32"))
+    doc = {
+        "generator": "scripts/reference/make_golden.py smollm2",
+        "reference": f"transformers {transformers.__version__}, torch {torch.__version__}, float32, CPU",
+        "model": SMOL_FILE,
+        "model_sha256": sha256(path),
+        "vocab_size": int(model.config.vocab_size),
+        "eos_token_id": eos,
+        "new_tokens": NEW_TOKENS,
+        "ignore_eos": True,
+        "logits_file": "smollm2_logits.f32",
+        "prompts": prompts,
+    }
+    with open(os.path.join(GOLDEN, "smollm2_greedy.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+
+
+def tiny_models():
+    d = os.path.join(ROOT, "tests", "models")
+    out = []
+    for name in sorted(os.listdir(d)):
+        p = os.path.join(d, name)
+        if os.path.isdir(p) and os.path.exists(os.path.join(p, "config.json")):
+            out.append((name, p, None))
+        elif name.endswith(".gguf"):
+            out.append((name[:-5], d, name))
+    return out
+
+
+def make_tiny():
+    rng = np.random.default_rng(1234)
+    tdir = os.path.join(GOLDEN, "tiny")
+    os.makedirs(tdir, exist_ok=True)
+    for name, path, gguf_file in tiny_models():
+        try:
+            _, model = load(path, gguf_file)
+        except Exception as e:  # a format transformers cannot read (e.g. a GGUF arch it lacks)
+            print(f"{name}: skipped, transformers cannot load it: {e}", flush=True)
+            continue
+        vocab = int(model.config.vocab_size)
+        prompts = []
+        blob = []
+        offset = 0
+        for i, n in enumerate([1, 5, 23, 70]):
+            ids = [int(x) for x in rng.integers(0, vocab, size=n)]
+            with torch.no_grad():
+                full = model(torch.tensor([ids])).logits[0].float().numpy()
+            new, logits = greedy(model, ids, 16)
+            blob.append(full.astype("<f4").ravel())
+            prompts.append({"prompt_ids": ids, "greedy_ids": new, "margins": margins(logits),
+                            "logits_offset": offset, "logits_rows": len(ids)})
+            offset += full.size
+        np.concatenate(blob).tofile(os.path.join(tdir, name + ".f32"))
+        cfg = model.config
+        doc = {
+            "generator": "scripts/reference/make_golden.py tiny",
+            "reference": f"transformers {transformers.__version__}, torch {torch.__version__}, float32, CPU",
+            "model": os.path.relpath(os.path.join(path, gguf_file) if gguf_file else path, ROOT),
+            "model_type": cfg.model_type,
+            "vocab_size": vocab,
+            "logits_file": name + ".f32",
+            "prompts": prompts,
+        }
+        with open(os.path.join(tdir, name + ".json"), "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+        print(f"{name}: {cfg.model_type}, vocab {vocab}, ok", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["smollm2", "tiny", "all"])
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    if a.what in ("smollm2", "all"):
+        make_smollm2()
+    if a.what in ("tiny", "all"):
+        make_tiny()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+/* Internal structures of the CPU backend (not a public interface). */
+#ifndef VESTA_CPU_INTERNAL_H
+#define VESTA_CPU_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend_cpu.h"
+#include "vesta/error.h"
+#include "vesta/model.h"
+
+/* One decoder layer's weights, float32, row-major [out][in] like Hugging Face. The q/k/v
+ * projections are stacked into one matrix (and gate/up into another) so that each is a single
+ * matrix product over all tokens of a step. */
+typedef struct cpu_layer {
+    float *attn_norm; /* [hidden] */
+    float *wqkv;      /* [q_dim + 2 * kv_dim][hidden]: q rows, then k rows, then v rows */
+    float *bqkv;      /* [q_dim + 2 * kv_dim], NULL without attention bias */
+    float *wo;        /* [hidden][q_dim] */
+    float *mlp_norm;  /* [hidden] */
+    float *wgu;       /* [2 * intermediate][hidden]: gate rows, then up rows */
+    float *wdown;     /* [hidden][intermediate] */
+} cpu_layer;
+
+/* All weights live in one arena; lm_head aliases embed when embeddings are tied. */
+typedef struct cpu_weights {
+    float *arena;
+    size_t arena_floats;
+    float *embed;      /* [vocab][hidden] */
+    float *final_norm; /* [hidden] */
+    float *lm_head;    /* [vocab][hidden] */
+    cpu_layer *layers; /* [num_layers] */
+} cpu_weights;
+
+/* Reads (or, for load_dummy, generates) every weight into w. Fails naming the tensor. */
+vesta_status cpu_weights_load(cpu_weights *w, const vesta_model_file *mf,
+                              const vesta_model_config *c, const vesta_backend_options *opts,
+                              vesta_error *err);
+void cpu_weights_free(cpu_weights *w);
+
+/* The rotary inverse frequencies [head_dim / 2] exactly as Hugging Face computes them (float32
+ * arithmetic, including llama3 and linear scaling). */
+vesta_status cpu_rope_inv_freq(const vesta_model_config *c, float *inv_freq, vesta_error *err);
+
+/* Activation buffers, planned once from the options; no allocation happens per step. */
+typedef struct cpu_activations {
+    int max_tokens;  /* rows of every per-token buffer */
+    int max_ctx;     /* longest context attention may see */
+    int lm_rows;     /* rows of the LM-head buffers; more samples are done in chunks */
+    int nthreads;
+    float *x;        /* [max_tokens][hidden] residual stream */
+    float *xn;       /* [max_tokens][hidden] normalized */
+    float *qkv;      /* [max_tokens][q_dim + 2 * kv_dim] */
+    float *attn;     /* [max_tokens][q_dim] attention output */
+    float *gu;       /* [max_tokens][2 * intermediate] */
+    float *act;      /* [max_tokens][intermediate] */
+    float *rope;     /* [max_tokens][head_dim]: cos (head_dim / 2) then sin (head_dim / 2) */
+    int32_t *tok_seq;/* [max_tokens] sequence of each token */
+    float *scores;   /* [nthreads][max_ctx] attention probabilities */
+    float *lm_x;     /* [lm_rows][hidden] */
+    float *logits;   /* [lm_rows][vocab] */
+} cpu_activations;
+
+typedef struct cpu_kv_cache {
+    float *data;          /* [num_blocks][num_layers][2][num_kv_heads][block_size][head_dim] */
+    int num_blocks;
+    int block_size;
+    size_t block_floats;  /* one block, all layers, K and V */
+    size_t layer_floats;  /* one layer's K and V within a block */
+    size_t head_floats;   /* block_size * head_dim */
+} cpu_kv_cache;
+
+struct vesta_sampler_scratch;
+
+typedef struct cpu_backend {
+    vesta_backend base; /* must be first */
+    vesta_backend_options opts;
+    int q_dim, kv_dim, qkv_dim;
+    float attn_scale;
+    float *inv_freq;    /* [head_dim / 2] */
+    cpu_weights w;
+    cpu_activations a;
+    cpu_kv_cache kv;
+    struct vesta_sampler_scratch **scratch; /* [nthreads] */
+} cpu_backend;
+
+vesta_status cpu_activations_alloc(cpu_activations *a, const vesta_model_config *c,
+                                   const vesta_backend_options *opts, int nthreads,
+                                   vesta_error *err);
+void cpu_activations_free(cpu_activations *a);
+
+/* Checks every index of the batch against the backend's limits and the KV cache, so that the
+ * forward pass never reads or writes out of bounds. */
+vesta_status cpu_batch_validate(const cpu_backend *be, const vesta_batch *b, vesta_error *err);
+
+/* C[M][ldc] (first N columns) = A[M][K] * W[N][K]^T + beta * C, split over the threads by
+ * output columns; each slice is one single-threaded BLAS call. */
+void cpu_matmul(const float *A, int M, int K, const float *W, int N, float *C, int ldc, float beta,
+                int nthreads);
+
+/* Writes the new tokens' K/V into the cache and computes causal paged attention for every
+ * query token of the batch for one layer: a.qkv (roped) -> a.attn. */
+void cpu_attention(cpu_backend *be, const vesta_batch *b, int layer);
+
+/* The transformer forward pass up to the final norm; leaves the normalized hidden states of the
+ * sampled rows [first, first + n) in a.lm_x. */
+void cpu_forward(cpu_backend *be, const vesta_batch *b);
+void cpu_forward_final_rows(cpu_backend *be, const vesta_batch *b, int first, int n);
+
+/* Overflow-checked size arithmetic. */
+static inline int cpu_mul_size(size_t a, size_t b, size_t *out)
+{
+    return __builtin_mul_overflow(a, b, out) ? -1 : 0;
+}
+
+#endif
