@@ -80,6 +80,243 @@ def gguf_golden(path, out_json):
     print("wrote", out_json)
 
 
+TINY = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+            rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
+
+
+def make_hf(name, arch, dtype, seed, **extra):
+    """A random tiny transformers model saved as a Hugging Face directory (safetensors)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg_cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config,
+               "mistral": transformers.MistralConfig}[arch]
+    model_cls = {"llama": transformers.LlamaForCausalLM, "qwen2": transformers.Qwen2ForCausalLM,
+                 "mistral": transformers.MistralForCausalLM}[arch]
+    kw = dict(TINY)
+    kw.update(extra)
+    cfg = cfg_cls(**kw)
+    model = model_cls(cfg)
+    with torch.no_grad():
+        # Random init is N(0, 0.02) with unit norms; widen the spread so that quantization
+        # errors and mix-ups are visible, and randomize norms and biases too.
+        for n, p in model.named_parameters():
+            if "norm" in n:
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            else:
+                p.copy_(0.1 * torch.randn_like(p))
+    model = model.to(getattr(torch, dtype))
+    d = os.path.join(OUT, name)
+    model.save_pretrained(d, safe_serialization=True, max_shard_size=extra_shard(name))
+    return model, d
+
+
+def extra_shard(name):
+    return "200KB" if name.endswith("sharded") else "50MB"
+
+
+def state_dict_f32(model):
+    sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        sd.pop("lm_head.weight", None)
+    return sd
+
+
+def permute_llama(w, n_head, n_head_kv):
+    """llama.cpp convert_hf_to_gguf LlamaModel.permute: interleaved rotary halves."""
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+            .swapaxes(1, 2).reshape(w.shape))
+
+
+def write_gguf(path, arch, cfg, sd, qtype, permute):
+    """GGUF with gguf-py's GGUFWriter, named with gguf-py's HF->GGUF tensor name map."""
+    import gguf
+
+    arch_enum = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}[arch]
+    tmap = gguf.get_tensor_name_map(arch_enum, cfg.num_hidden_layers)
+    w = gguf.GGUFWriter(path, arch)
+    w.add_name(os.path.basename(path))
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_rope_freq_base(float(getattr(cfg, "rope_theta", None) or cfg.rope_parameters["rope_theta"]))
+    w.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    w.add_file_type(int(qtype))
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(["<%02x>" % i for i in range(cfg.vocab_size)])
+    w.add_token_types([1] * cfg.vocab_size)
+    w.add_bos_token_id(cfg.bos_token_id)
+    w.add_eos_token_id(cfg.eos_token_id if isinstance(cfg.eos_token_id, int) else cfg.eos_token_id[0])
+    names = {}
+    for hf, t in sd.items():
+        base, suffix = hf.rsplit(".", 1)
+        g = tmap.get_name(base) + "." + suffix
+        names[hf] = g
+        if permute and base.endswith("q_proj"):
+            t = permute_llama(t, cfg.num_attention_heads, cfg.num_attention_heads)
+        elif permute and base.endswith("k_proj"):
+            t = permute_llama(t, cfg.num_attention_heads, cfg.num_key_value_heads)
+        if t.ndim == 1 or qtype == gguf.GGMLQuantizationType.F32:
+            w.add_tensor(g, t.astype(np.float32))
+        elif qtype == gguf.GGMLQuantizationType.F16:
+            w.add_tensor(g, t.astype(np.float16))
+        else:
+            q = gguf.quants.quantize(t.astype(np.float32), qtype)
+            w.add_tensor(g, q, raw_dtype=qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return names
+
+
+def gguf_dequantized(path, permute, cfg):
+    """Every tensor of a GGUF file dequantized by gguf-py, Q/K permutation undone the way
+    transformers' GGUF loader does it: {gguf_name: float32 array in HF order}."""
+    import gguf
+
+    r = gguf.GGUFReader(path)
+    out = {}
+    for t in r.tensors:
+        a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
+        a = a.reshape([int(x) for x in reversed(t.shape)])
+        if permute and (".attn_q." in t.name or ".attn_k." in t.name):
+            nh = cfg.num_attention_heads
+            if ".attn_k." in t.name:
+                nh = cfg.num_key_value_heads
+            dim = a.shape[0] // nh // 2
+            a = a.reshape(nh, dim, 2, *a.shape[1:]).swapaxes(2, 1).reshape(a.shape)
+        out[t.name] = a
+    return out
+
+
+def write_ref(path, tensors):
+    """Reference tensors for the C tests: "VREF" u32 count, then per tensor: u32 name length,
+    name, u32 ndim, ndim x i64 shape, float32 data (little-endian)."""
+    with open(path, "wb") as f:
+        f.write(b"VREF" + struct.pack("<I", len(tensors)))
+        for name, a in tensors.items():
+            a = np.ascontiguousarray(a, dtype="<f4")
+            nb = name.encode()
+            f.write(struct.pack("<I", len(nb)) + nb + struct.pack("<I", a.ndim))
+            f.write(struct.pack("<%dq" % a.ndim, *a.shape))
+            f.write(a.tobytes())
+
+
+def hf_config_golden(cfg):
+    """The config fields Vesta parses, as transformers understands them."""
+    rp = getattr(cfg, "rope_parameters", None) or {}
+    rs = getattr(cfg, "rope_scaling", None) or {}
+    rope = dict(rp)
+    rope.update(rs if isinstance(rs, dict) else {})
+    eos = cfg.eos_token_id
+    return {
+        "arch": cfg.model_type,
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_layers": cfg.num_hidden_layers,
+        "num_heads": cfg.num_attention_heads,
+        "num_kv_heads": cfg.num_key_value_heads,
+        "head_dim": getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_theta": rope.get("rope_theta", getattr(cfg, "rope_theta", 10000.0)),
+        "rope_type": rope.get("rope_type", rope.get("type", "default")),
+        "rope_factor": rope.get("factor"),
+        "rope_low_freq_factor": rope.get("low_freq_factor"),
+        "rope_high_freq_factor": rope.get("high_freq_factor"),
+        "rope_original_max_position": rope.get("original_max_position_embeddings"),
+        "tie_word_embeddings": bool(cfg.tie_word_embeddings),
+        "bos_token_id": cfg.bos_token_id,
+        "eos_token_ids": eos if isinstance(eos, list) else [eos],
+    }
+
+
+def classic_config(d):
+    """Rewrites config.json the way most hub models spell it (transformers < 5): top-level
+    rope_theta and a rope_scaling object instead of rope_parameters."""
+    path = os.path.join(d, "config.json")
+    with open(path) as f:
+        c = json.load(f)
+    rp = c.pop("rope_parameters", {}) or {}
+    c["rope_theta"] = rp.pop("rope_theta", 10000.0)
+    c["rope_scaling"] = rp if rp.get("rope_type", "default") != "default" else None
+    with open(path, "w") as f:
+        json.dump(c, f, indent=2, sort_keys=True)
+
+
+def make_tiny_models(golden):
+    import gguf
+    import transformers
+
+    Q = gguf.GGMLQuantizationType
+    llama3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+              "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    specs = [
+        ("tiny-llama", "llama", "float32", 1,
+         dict(rope_scaling=llama3, rope_theta=50000.0, tie_word_embeddings=False, eos_token_id=[2, 3])),
+        ("tiny-llama-sharded", "llama", "float32", 1,
+         dict(rope_scaling=llama3, rope_theta=50000.0, tie_word_embeddings=False, eos_token_id=[2, 3])),
+        ("tiny-qwen2", "qwen2", "bfloat16", 2,
+         dict(tie_word_embeddings=True, rope_theta=1000000.0, rms_norm_eps=1e-6)),
+        ("tiny-mistral", "mistral", "float16", 3,
+         dict(tie_word_embeddings=False, sliding_window=None, rope_theta=10000.0)),
+    ]
+    models = {}
+    for name, arch, dtype, seed, extra in specs:
+        model, d = make_hf(name, arch, dtype, seed, **extra)
+        if name == "tiny-llama":
+            # A generation config whose eos list extends the model config's.
+            gc = transformers.GenerationConfig(bos_token_id=1, eos_token_id=[2, 3, 4])
+            gc.save_pretrained(d)
+        if name in ("tiny-llama-sharded", "tiny-mistral"):
+            classic_config(d)
+        models[name] = model
+        sd = state_dict_f32(model)
+        cfgj = transformers.AutoConfig.from_pretrained(d)
+        g = hf_config_golden(cfgj)
+        if name == "tiny-llama":
+            g["eos_token_ids"] = [2, 3, 4]
+        golden[name] = {"config": g,
+                        "tensors": {k: list(v.shape) for k, v in sd.items()},
+                        "dtype": {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}[dtype]}
+        print("wrote", d)
+
+    # GGUF variants of tiny-llama (llama arch: Q/K permuted) and tiny-qwen2 (not permuted).
+    variants = [("tiny-llama", "llama", True, t) for t in (Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1)]
+    variants += [("tiny-qwen2", "qwen2", False, t) for t in (Q.F32, Q.Q8_0)]
+    for base, arch, permute, qt in variants:
+        model = models[base]
+        cfg = model.config
+        sd = state_dict_f32(model)
+        fname = "%s-%s.gguf" % (base, qt.name.lower())
+        path = os.path.join(OUT, fname)
+        names = write_gguf(path, arch, cfg, sd, qt, permute)
+        deq = gguf_dequantized(path, permute, cfg)
+        # transformers' own reading of the GGUF config (it drops llama3 rope scaling).
+        tcfg = transformers.AutoConfig.from_pretrained(OUT, gguf_file=fname)
+        g = hf_config_golden(tcfg)
+        g["eos_token_ids"] = [cfg.eos_token_id if isinstance(cfg.eos_token_id, int) else cfg.eos_token_id[0]]
+        golden[fname] = {"config": g, "base": base, "ggml_type": qt.name,
+                         "tensors": {k: list(v.shape) for k, v in sd.items()},
+                         "gguf_names": names}
+        if qt not in (Q.F32, Q.F16, Q.BF16):
+            # Exact dequantized references for the permuted and embedding tensors.
+            keep = {hf: deq[g_] for hf, g_ in names.items()
+                    if hf.startswith("model.layers.0.self_attn.") or hf == "model.embed_tokens.weight"}
+            write_ref(os.path.join(OUT, fname[:-5] + ".ref"), keep)
+        print("wrote", path, os.path.getsize(path))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smollm2", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -88,6 +325,14 @@ def main():
     if not os.path.exists(args.smollm2):
         sys.exit("missing %s: run scripts/fetch-model.sh" % args.smollm2)
     gguf_golden(args.smollm2, os.path.join(OUT, "smollm2-gguf-golden.json"))
+    golden = {}
+    make_tiny_models(golden)
+    import transformers
+    tcfg = transformers.AutoConfig.from_pretrained(os.path.dirname(args.smollm2),
+                                                   gguf_file=os.path.basename(args.smollm2))
+    golden["smollm2"] = {"config": hf_config_golden(tcfg)}
+    with open(os.path.join(OUT, "models-golden.json"), "w") as f:
+        json.dump(golden, f, indent=1, sort_keys=True)
 
 
 if __name__ == "__main__":
