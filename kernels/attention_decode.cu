@@ -1,0 +1,190 @@
+/* Paged-attention decode: one query row per sequence, keys read through the block table.
+ *
+ * Grid (KVH, num_seqs, splits): a block handles one KV head of one sequence over one partition
+ * of VK_DECODE_PARTITION keys, for all G = H / KVH query heads sharing that KV head (each K/V
+ * row is loaded once for the whole group). Scores go to shared memory, then exp, then the
+ * V-weighted sum with each thread owning 8 of the D dims. With more than one partition the
+ * partial (unnormalized) sums, maxima and exp-sums go to scratch and a combine kernel merges
+ * them (split-K along the sequence, for long contexts). Blocks past a sequence's context exit at
+ * once, so the grid depends only on the max context bound: the launch can be graph-captured. */
+#include "attention.cuh"
+
+using namespace vk;
+
+#define DEC_THREADS 128
+#define MAX_G 8
+
+template <typename T, int D>
+__global__ void __launch_bounds__(DEC_THREADS)
+decode_kernel(const vk_attention_args a, int max_splits) {
+    constexpr int LANES = D / 8;              /* threads per key row */
+    constexpr int NG = DEC_THREADS / LANES;   /* key rows in flight per pass */
+    extern __shared__ float smem[];
+    int kvh = blockIdx.x, seq = blockIdx.y, split = blockIdx.z;
+    int q0 = a.query_start[seq];
+    if (a.query_start[seq + 1] - q0 != 1) return;
+    int ctx = a.context_lens[seq];
+    int start = split * VK_DECODE_PARTITION;
+    if (start >= ctx) return;
+    int end = min(ctx, start + VK_DECODE_PARTITION);
+    int n = end - start;
+    int nsplit = (ctx + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION;
+    int G = a.H / a.KVH;
+
+    float *sq = smem;                               /* [G][D] */
+    float *sc = sq + MAX_G * D;                     /* [G][PARTITION] */
+    float *red = sc + MAX_G * VK_DECODE_PARTITION;  /* [NG][G][D] */
+    float *stat = red + NG * MAX_G * D;             /* [G][2]: max, sum */
+
+    const T *qp = (const T *)a.q + (size_t)q0 * a.q_stride + (size_t)kvh * G * D;
+    for (int i = threadIdx.x; i < G * D; i += DEC_THREADS) sq[i] = to_f<T>(qp[i]) * a.scale;
+    __syncthreads();
+
+    const int32_t *bt = a.block_tables + (size_t)seq * a.max_blocks_per_seq;
+    const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
+    int lane = threadIdx.x % LANES, grp = threadIdx.x / LANES;
+
+    /* Scores. */
+    float qreg[MAX_G][8];
+#pragma unroll
+    for (int g = 0; g < MAX_G; g++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) qreg[g][j] = g < G ? sq[g * D + lane * 8 + j] : 0.f;
+    for (int tb = start; tb < end; tb += NG) { /* uniform trip count: the shuffles need whole warps */
+        int t = tb + grp;
+        bool valid = t < end;
+        float k[8];
+        if (valid) {
+            int blk = bt[t / a.block_size], off = t % a.block_size;
+            load8(kc + (((size_t)blk * a.block_size + off) * a.KVH + kvh) * D + lane * 8, k);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 8; j++) k[j] = 0.f;
+        }
+#pragma unroll
+        for (int g = 0; g < MAX_G; g++) {
+            if (g < G) {
+                float d = 0.f;
+#pragma unroll
+                for (int j = 0; j < 8; j++) d += qreg[g][j] * k[j];
+#pragma unroll
+                for (int o = LANES / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o, LANES);
+                if (valid && lane == 0) sc[g * VK_DECODE_PARTITION + (t - start)] = d;
+            }
+        }
+    }
+    __syncthreads();
+
+    /* Softmax statistics per query head: warp w handles heads w, w + 4, ... */
+    int w = threadIdx.x >> 5, l32 = threadIdx.x & 31;
+    for (int g = w; g < G; g += DEC_THREADS / 32) {
+        float *s = sc + g * VK_DECODE_PARTITION;
+        float m = -INFINITY;
+        for (int i = l32; i < n; i += 32) m = fmaxf(m, s[i]);
+        m = warp_max(m);
+        float sum = 0.f;
+        for (int i = l32; i < n; i += 32) {
+            float e = __expf(s[i] - m);
+            s[i] = e;
+            sum += e;
+        }
+        sum = warp_sum(sum);
+        if (l32 == 0) {
+            stat[g * 2] = m;
+            stat[g * 2 + 1] = sum;
+        }
+    }
+    __syncthreads();
+
+    /* V-weighted sum. */
+    float acc[MAX_G][8];
+#pragma unroll
+    for (int g = 0; g < MAX_G; g++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[g][j] = 0.f;
+    for (int t = start + grp; t < end; t += NG) {
+        int blk = bt[t / a.block_size], off = t % a.block_size;
+        float v[8];
+        load8(vc + (((size_t)blk * a.block_size + off) * a.KVH + kvh) * D + lane * 8, v);
+#pragma unroll
+        for (int g = 0; g < MAX_G; g++) {
+            if (g < G) {
+                float p = sc[g * VK_DECODE_PARTITION + (t - start)];
+#pragma unroll
+                for (int j = 0; j < 8; j++) acc[g][j] += p * v[j];
+            }
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < MAX_G; g++)
+        if (g < G)
+#pragma unroll
+            for (int j = 0; j < 8; j++) red[(grp * MAX_G + g) * D + lane * 8 + j] = acc[g][j];
+    __syncthreads();
+    for (int i = threadIdx.x; i < G * D; i += DEC_THREADS) {
+        int g = i / D, d = i % D;
+        float r = 0.f;
+        for (int k = 0; k < NG; k++) r += red[(k * MAX_G + g) * D + d];
+        int head = kvh * G + g;
+        if (nsplit == 1) {
+            ((T *)a.out)[((size_t)q0 * a.H + head) * D + d] = from_f<T>(r / stat[g * 2 + 1]);
+        } else {
+            float *part = (float *)a.scratch + (((size_t)seq * a.H + head) * max_splits + split) * (D + 2);
+            part[d] = r;
+            if (d == 0) {
+                part[D] = stat[g * 2];
+                part[D + 1] = stat[g * 2 + 1];
+            }
+        }
+    }
+}
+
+template <typename T, int D>
+__global__ void decode_combine_kernel(const vk_attention_args a, int max_splits) {
+    int seq = blockIdx.x, head = blockIdx.y;
+    int q0 = a.query_start[seq];
+    if (a.query_start[seq + 1] - q0 != 1) return;
+    int nsplit = (a.context_lens[seq] + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION;
+    if (nsplit <= 1) return;
+    const float *part = (const float *)a.scratch + ((size_t)seq * a.H + head) * max_splits * (D + 2);
+    float m = -INFINITY;
+    for (int i = 0; i < nsplit; i++) m = fmaxf(m, part[i * (D + 2) + D]);
+    float total = 0.f;
+    for (int i = 0; i < nsplit; i++) total += part[i * (D + 2) + D + 1] * __expf(part[i * (D + 2) + D] - m);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float r = 0.f;
+        for (int i = 0; i < nsplit; i++) r += part[i * (D + 2) + d] * __expf(part[i * (D + 2) + D] - m);
+        ((T *)a.out)[((size_t)q0 * a.H + head) * D + d] = from_f<T>(r / total);
+    }
+}
+
+template <typename T, int D>
+static cudaError_t launch_decode(const vk_attention_args *a, cudaStream_t s) {
+    constexpr int NG = DEC_THREADS / (D / 8);
+    int max_splits = (a->max_context_len + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION;
+    if (max_splits < 1) max_splits = 1;
+    size_t smem = sizeof(float) * (MAX_G * D + MAX_G * VK_DECODE_PARTITION + NG * MAX_G * D + MAX_G * 2);
+    cudaError_t e = cudaFuncSetAttribute(decode_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    dim3 grid(a->KVH, a->num_seqs, max_splits);
+    decode_kernel<T, D><<<grid, DEC_THREADS, smem, s>>>(*a, max_splits);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    if (max_splits > 1) {
+        decode_combine_kernel<T, D><<<dim3(a->num_seqs, a->H), D, 0, s>>>(*a, max_splits);
+        e = cudaGetLastError();
+    }
+    return e;
+}
+
+cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
+    if (a->H % a->KVH || a->H / a->KVH > MAX_G) return cudaErrorInvalidValue;
+    if (a->D == 128) VK_DISPATCH(a->dt, return (launch_decode<T, 128>(a, s)));
+    if (a->D == 64) VK_DISPATCH(a->dt, return (launch_decode<T, 64>(a, s)));
+    return cudaErrorInvalidValue;
+}
+
+size_t vk_attention_decode_scratch_bytes(int num_seqs, int H, int D, int max_context_len) {
+    int max_splits = (max_context_len + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION;
+    if (max_splits < 1) max_splits = 1;
+    return sizeof(float) * (size_t)num_seqs * H * max_splits * (D + 2);
+}

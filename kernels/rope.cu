@@ -1,0 +1,83 @@
+/* RoPE (Hugging Face rotate_half convention) fused with the KV-cache write.
+ * inv_freq comes from the host (vk_rope_inv_freq) computed in float32 the way HF computes it,
+ * including llama3 and linear scaling; cos/sin are rounded to the storage type before use and
+ * each product and the sum are rounded, as HF's apply_rotary_pos_emb does in bf16. */
+#include <math.h>
+
+#include "common.cuh"
+
+using namespace vk;
+
+extern "C" void vk_rope_inv_freq(const vk_rope_config *c, float *inv_freq) {
+    int half = c->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float expo = (float)(2 * i) / (float)c->head_dim;
+        float f = 1.0f / powf(c->theta, expo);
+        if (c->scaling == 1) {
+            f = f / c->factor;
+        } else if (c->scaling == 2) {
+            float old = (float)c->original_max_position;
+            float low_wl = old / c->low_freq_factor, high_wl = old / c->high_freq_factor;
+            float wl = (float)(2.0 * M_PI) / f;
+            float fl = wl > low_wl ? f / c->factor : f;
+            float smooth = (old / wl - c->low_freq_factor) / (c->high_freq_factor - c->low_freq_factor);
+            float smoothed = (1.0f - smooth) * fl / c->factor + smooth * fl;
+            bool medium = !(wl < high_wl) && !(wl > low_wl);
+            f = medium ? smoothed : fl;
+        }
+        inv_freq[i] = f;
+    }
+}
+
+template <typename T>
+__global__ void rope_kv_kernel(T *qkv, const T *bias, const int32_t *positions, const int32_t *slots,
+                               const float *inv_freq, T *kc, T *vc, int H, int KVH, int D) {
+    int t = blockIdx.x;
+    int half = D / 2;
+    int width = (H + 2 * KVH) * D;
+    T *row = qkv + (size_t)t * width;
+    float pos = (float)positions[t];
+    int slot = slots[t];
+    /* q and k heads: one thread per rotation pair. */
+    int pairs = (H + KVH) * half;
+    for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
+        int head = p / half, i = p % half;
+        int base = head * D;
+        float x1 = to_f<T>(row[base + i]), x2 = to_f<T>(row[base + i + half]);
+        if (bias) {
+            x1 = rnd<T>(x1 + to_f<T>(bias[base + i]));
+            x2 = rnd<T>(x2 + to_f<T>(bias[base + i + half]));
+        }
+        float ang = pos * inv_freq[i];
+        float c = rnd<T>(cosf(ang)), sn = rnd<T>(sinf(ang));
+        float o1 = rnd<T>(rnd<T>(x1 * c) + rnd<T>(-x2 * sn));
+        float o2 = rnd<T>(rnd<T>(x2 * c) + rnd<T>(x1 * sn));
+        if (head < H) {
+            row[base + i] = from_f<T>(o1);
+            row[base + i + half] = from_f<T>(o2);
+        } else if (slot >= 0) {
+            T *k = kc + ((size_t)slot * KVH + (head - H)) * D;
+            k[i] = from_f<T>(o1);
+            k[i + half] = from_f<T>(o2);
+        }
+    }
+    if (slot < 0) return;
+    const T *v = row + (H + KVH) * D;
+    T *vd = vc + (size_t)slot * KVH * D;
+    for (int e = threadIdx.x; e < KVH * D; e += blockDim.x) {
+        float x = to_f<T>(v[e]);
+        if (bias) x = rnd<T>(x + to_f<T>(bias[(H + KVH) * D + e]));
+        vd[e] = from_f<T>(x);
+    }
+}
+
+extern "C" cudaError_t vk_rope_kv_write(vk_dtype dt, void *qkv, const void *bias,
+                                        const int32_t *positions, const int32_t *slot_mapping,
+                                        const float *inv_freq, void *k_cache, void *v_cache, int n,
+                                        int H, int KVH, int D, cudaStream_t s) {
+    if (n <= 0) return cudaSuccess;
+    if (D % 2 || D <= 0 || H <= 0 || KVH <= 0) return cudaErrorInvalidValue;
+    VK_DISPATCH(dt, rope_kv_kernel<T><<<n, 256, 0, s>>>((T *)qkv, (const T *)bias, positions, slot_mapping,
+                                                       inv_freq, (T *)k_cache, (T *)v_cache, H, KVH, D));
+    return cudaGetLastError();
+}

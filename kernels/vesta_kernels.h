@@ -1,0 +1,156 @@
+/* Vesta CUDA kernels: a C API over device pointers, one launch per call on the given stream.
+ *
+ * Storage is bf16 (or fp16, chosen per call by vk_dtype) with fp32 accumulation. Where Hugging Face
+ * transformers rounds an intermediate to the storage type (residual add, RMSNorm output before
+ * the weight, RoPE products, SiLU before the multiply) the kernels round at the same points, so
+ * that greedy tokens match HF on the same weights.
+ *
+ * KV cache layout (one tensor per layer for K and one for V):
+ *     [num_blocks][block_size][num_kv_heads][head_dim]
+ * so a token's head vector is head_dim contiguous elements and slot = block * block_size + offset.
+ *
+ * Every function returns cudaSuccess or the launch error (cudaGetLastError after the launch);
+ * cudaErrorInvalidValue for unsupported shapes (head_dim other than 64/128, GQA group > 8, ...).
+ * No function allocates device memory: scratch buffers are passed in (sized by the *_bytes
+ * helpers), so that every call can be captured in a CUDA graph. */
+#ifndef VESTA_KERNELS_H
+#define VESTA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum vk_dtype { VK_BF16 = 0, VK_F16 = 1 } vk_dtype;
+
+/* out[i, :] = table[ids[i], :]; ids outside [0, vocab) give a zero row. */
+cudaError_t vk_embedding(vk_dtype dt, void *out, const void *table, const int32_t *ids, int n,
+                         int hidden, int vocab, cudaStream_t s);
+
+/* Fused residual add + RMSNorm (HF LlamaRMSNorm rounding):
+ *   if x != NULL: residual[i] = round(residual[i] + x[i])  (in place)
+ *   out[i] = round(w * round(residual[i] * rsqrt(mean(residual[i]^2) + eps)))
+ * rows may alias nothing; out must not alias residual. */
+cudaError_t vk_add_rmsnorm(vk_dtype dt, void *out, void *residual, const void *x, const void *w,
+                           int n, int hidden, float eps, cudaStream_t s);
+
+/* out[i, :] = in[idx[i], :] for row-major [*, cols] matrices of element size elem_bytes
+ * (cols * elem_bytes must be a multiple of 16). */
+cudaError_t vk_gather_rows(void *out, const void *in, const int32_t *idx, int n, int cols,
+                           int elem_bytes, cudaStream_t s);
+
+/* Rotary inverse frequencies as HF computes them (rope_theta, head_dim, optional llama3 or
+ * linear scaling), into inv_freq[head_dim / 2]. Host function. */
+typedef struct vk_rope_config {
+    int head_dim;
+    float theta;
+    int scaling;           /* 0 none, 1 linear, 2 llama3 (vesta_rope_scaling values) */
+    float factor, low_freq_factor, high_freq_factor;
+    int original_max_position;
+} vk_rope_config;
+void vk_rope_inv_freq(const vk_rope_config *c, float *inv_freq);
+
+/* qkv: [n][(H + 2*KVH) * D] (q | k | v per token, the fused projection's output), bias (may be
+ * NULL) [(H + 2*KVH) * D] added first. Rotates q in place (HF rotate_half convention, cos/sin
+ * rounded to the storage type as HF does), writes rotated k and v to the caches at slot_mapping
+ * (slots < 0 are skipped: padding). */
+cudaError_t vk_rope_kv_write(vk_dtype dt, void *qkv, const void *bias, const int32_t *positions,
+                             const int32_t *slot_mapping, const float *inv_freq, void *k_cache,
+                             void *v_cache, int n, int H, int KVH, int D, cudaStream_t s);
+
+/* Paged attention over the caches for a flattened batch (vesta_batch's layout).
+ *   q:   element (t, h, d) at q[t * q_stride + h * D + d] (the rotated q inside qkv)
+ *   out: [num_tokens][H][D]
+ * Sequence i owns query rows [query_start[i], query_start[i+1]); its keys are positions
+ * [0, context_lens[i]) read through block_tables[i * max_blocks_per_seq + ...]; its queries are
+ * the last (query_len) positions, causally masked.
+ * Decode rows (query_len == 1) go through the split-K decode kernel; longer queries through the
+ * tiled prefill kernel, whose tile list (prefill_tiles, num_prefill_tiles; device memory) comes
+ * from vk_prefill_tiles_build. scratch: vk_attention_scratch_bytes(num_seqs, H, D, max_context). */
+typedef struct vk_attention_args {
+    vk_dtype dt;
+    void *out;
+    const void *q;
+    int q_stride;
+    const void *k_cache, *v_cache;
+    const int32_t *query_start, *context_lens, *block_tables;
+    int num_seqs, max_blocks_per_seq;
+    int H, KVH, D, block_size;
+    float scale;
+    int max_context_len;      /* upper bound of context_lens (sizes the split grid) */
+    int has_decode;           /* any sequence with query_len == 1 */
+    const int32_t *prefill_tiles; /* [num_prefill_tiles][2] = (seq, first query row of the tile) */
+    int num_prefill_tiles;
+    void *scratch;
+} vk_attention_args;
+
+#define VK_PREFILL_TILE_M 64
+#define VK_DECODE_PARTITION 512
+
+size_t vk_attention_scratch_bytes(int num_seqs, int H, int D, int max_context_len);
+/* Host: fills tiles (capacity cap pairs) for sequences with query_len > 1; returns the count, or
+ * -1 if cap is too small. */
+int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int32_t *tiles, int cap);
+int vk_prefill_tiles_max(int num_tokens, int num_seqs);
+cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s);
+
+/* out[i, j] = round(round(silu(gu[i, j])) * gu[i, F + j]) for gu [n][2F] (gate | up). */
+cudaError_t vk_silu_and_mul(vk_dtype dt, void *out, const void *gu, int n, int F, cudaStream_t s);
+
+/* Copies whole KV blocks src[i] -> dst[i] in every one of num_caches caches (K and V of every
+ * layer; caches[c] points at cache c), each block block_bytes long. caches, src, dst: device. */
+cudaError_t vk_copy_blocks(void *const *caches, int num_caches, const int32_t *src,
+                           const int32_t *dst, int n, size_t block_bytes, cudaStream_t s);
+
+/* Fills n elements with uniform random values in [-scale, scale] (dummy weights). */
+cudaError_t vk_fill_random(vk_dtype dt, void *p, size_t n, float scale, uint64_t seed,
+                           cudaStream_t s);
+
+/* ---- Sampling ----
+ * One row per sampled sequence over float32 logits [rows][vocab]. Follows vLLM V1's sampler:
+ *   raw logprobs (log-softmax of the raw logits; top num_logprobs of them)
+ *   -> suppress stop ids (min_tokens) -> logit bias -> repetition penalty (prompt and output
+ *   tokens) -> frequency and presence penalties (output tokens)
+ *   -> greedy: argmax   |   else: / temperature -> softmax -> min_p -> top_k -> top_p ->
+ *   inverse-CDF draw in token order with u = vk_rng_uniform(seed, offset).
+ * Token lists (penalty tokens, bias, stop ids) live in one int32 pool / one float pool. */
+typedef struct vk_sample_row {
+    float temperature, top_p, min_p;
+    float presence_penalty, frequency_penalty, repetition_penalty;
+    int top_k;                 /* <= 0: off */
+    int num_logprobs;          /* < 0: none; else top-N (N <= 20) of raw logprobs */
+    uint64_t seed, offset;
+    int prompt_off, num_prompt;  /* into ids pool */
+    int output_off, num_output;  /* into ids pool */
+    int bias_off, num_bias;      /* ids pool (tokens) and bias pool (values), same offsets */
+    int stop_off, num_stop;      /* ids pool: masked to -inf (suppress_stop) */
+} vk_sample_row;
+
+#define VK_MAX_LOGPROBS 20
+#define VK_SAMPLE_ON_HOST (-2) /* token of a row with top-k/top-p: sample it with the reference */
+
+typedef struct vk_sample_out {
+    int32_t token;
+    float logprob;
+    int32_t top_ids[VK_MAX_LOGPROBS];
+    float top_logprobs[VK_MAX_LOGPROBS];
+} vk_sample_out;
+
+/* work: rows * vocab floats; counts: rows * vocab int32, all ZERO before the first call (the
+ * kernel leaves them zero again). */
+size_t vk_sample_work_bytes(int rows, int vocab);
+cudaError_t vk_sample(const float *logits, int rows, int vocab, const vk_sample_row *params,
+                      const int32_t *ids_pool, const float *bias_pool, float *work,
+                      int32_t *counts, vk_sample_out *out, cudaStream_t s);
+
+/* Counter-based uniform in [0, 1) keyed by (seed, offset), identical on host and device. */
+double vk_rng_uniform(uint64_t seed, uint64_t offset);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
