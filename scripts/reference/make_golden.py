@@ -73,10 +73,9 @@ def sha256(path):
     return h.hexdigest()
 
 
-def load(path, gguf_file=None):
+def load(path, gguf_file=None, tokenizer=False):
     kw = {"gguf_file": gguf_file} if gguf_file else {}
-    tok = AutoTokenizer.from_pretrained(path, **kw) if gguf_file or os.path.exists(
-        os.path.join(path, "tokenizer.json")) else None
+    tok = AutoTokenizer.from_pretrained(path, **kw) if tokenizer else None
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kw)
     model.eval()
     return tok, model
@@ -113,7 +112,7 @@ def make_smollm2():
     path = os.path.join(SMOL_DIR, SMOL_FILE)
     if not os.path.exists(path):
         sys.exit(f"{path} missing: run scripts/fetch-model.sh")
-    tok, model = load(SMOL_DIR, SMOL_FILE)
+    tok, model = load(SMOL_DIR, SMOL_FILE, tokenizer=True)
     eos = tok.eos_token_id
     blob = []
     offset = 0
