@@ -1,0 +1,496 @@
+/* Each Vesta CUDA kernel against its CPU reference (kernel_ref.h) on fresh random inputs, with the
+ * tolerance stated at each check (ggml test-backend-ops style): odd sizes, fragmented block
+ * tables, mixed decode/prefill batches, long contexts (split-K), both storage types.
+ * Outputs are poisoned (NaN patterns) before each run so an unwritten element fails.
+ * Usage: test_kernels <name>|all [seed]. Exits 77 (ctest SKIP) when no GPU is present. */
+#include <algorithm>
+#include <string>
+
+#include "kernel_ref.h"
+#include "sampler.h"
+
+using namespace ref;
+
+static uint64_t g_seed = 1234;
+static int g_fail = 0;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("  FAIL: " __VA_ARGS__);                                                        \
+            printf("\n");                                                                          \
+            g_fail++;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+template <typename X> struct dbuf {
+    X *p = nullptr;
+    size_t n = 0;
+    explicit dbuf(size_t n_) : n(n_) {
+        CK(cudaMalloc(&p, std::max<size_t>(1, n) * sizeof(X)));
+        CK(cudaMemset(p, 0xff, std::max<size_t>(1, n) * sizeof(X))); /* poison: NaN for floats/bf16 */
+    }
+    dbuf(const std::vector<X> &v) : dbuf(v.size()) { up(v); }
+    ~dbuf() { cudaFree(p); }
+    void up(const std::vector<X> &v) { CK(cudaMemcpy(p, v.data(), v.size() * sizeof(X), cudaMemcpyHostToDevice)); }
+    std::vector<X> down() const {
+        std::vector<X> v(n);
+        CK(cudaMemcpy(v.data(), p, n * sizeof(X), cudaMemcpyDeviceToHost));
+        return v;
+    }
+};
+
+static std::vector<float> to_f(vk_dtype dt, const std::vector<uint16_t> &s) {
+    std::vector<float> f(s.size());
+    for (size_t i = 0; i < s.size(); i++) f[i] = s2f(dt, s[i]);
+    return f;
+}
+static const char *dtn(vk_dtype dt) { return dt == VK_BF16 ? "bf16" : "fp16"; }
+/* One storage ulp at magnitude 1, times a few: the tolerance for elementwise results that the
+ * kernel and the reference round at the same points (they differ only by fp32 reduction order). */
+static double ulp_tol(vk_dtype dt) { return dt == VK_BF16 ? 1.6e-2 : 2e-3; }
+
+static void test_embedding(vk_dtype dt) {
+    rng r(g_seed);
+    int vocab = 1003, hidden = 264, n = 77;
+    auto table = rand_storage(dt, (size_t)vocab * hidden, r, 1.f);
+    std::vector<int32_t> ids(n);
+    for (auto &x : ids) x = r.below(vocab + 10) - 5; /* some out of range */
+    dbuf<uint16_t> dt_(table), dout((size_t)n * hidden);
+    dbuf<int32_t> dids(ids);
+    CK(vk_embedding(dt, dout.p, dt_.p, dids.p, n, hidden, vocab, 0));
+    auto out = dout.down();
+    int bad = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < hidden; j++) {
+            uint16_t want = ids[i] >= 0 && ids[i] < vocab ? table[(size_t)ids[i] * hidden + j] : 0;
+            bad += out[(size_t)i * hidden + j] != want;
+        }
+    printf("embedding %s: %d mismatches (exact copy expected)\n", dtn(dt), bad);
+    CHECK(bad == 0, "embedding %s", dtn(dt));
+}
+
+static void test_rmsnorm(vk_dtype dt) {
+    int sizes[] = {8, 576, 4096, 4104, 5120};
+    for (int h : sizes) {
+        rng r(g_seed + h);
+        int n = 37;
+        auto res = rand_storage(dt, (size_t)n * h, r, 2.f), x = rand_storage(dt, (size_t)n * h, r, 2.f);
+        auto w = rand_storage(dt, h, r, 1.5f);
+        for (int with_x = 0; with_x < 2; with_x++) {
+            dbuf<uint16_t> dres(res), dx(x), dw(w), dout((size_t)n * h);
+            CK(vk_add_rmsnorm(dt, dout.p, dres.p, with_x ? dx.p : nullptr, dw.p, n, h, 1e-5f, 0));
+            auto fres = to_f(dt, res), fx = to_f(dt, x), fw = to_f(dt, w);
+            std::vector<float> fout((size_t)n * h);
+            add_rmsnorm(dt, fout.data(), fres.data(), with_x ? fx.data() : nullptr, fw.data(), n, h, 1e-5f);
+            err e = compare(to_f(dt, dout.down()), fout);
+            err e2 = compare(to_f(dt, dres.down()), fres);
+            printf("add_rmsnorm %s h=%d x=%d: rel %.2e max %.2e (tol rel %.1e), residual rel %.2e\n", dtn(dt), h,
+                   with_x, e.rel, e.maxabs, ulp_tol(dt) / 4, e2.rel);
+            CHECK(e.rel < ulp_tol(dt) / 4 && e2.rel == 0, "add_rmsnorm");
+        }
+    }
+}
+
+static void test_gather_silu(vk_dtype dt) {
+    rng r(g_seed + 7);
+    int n = 19, F = 1432;
+    auto gu = rand_storage(dt, (size_t)n * 2 * F, r, 4.f);
+    dbuf<uint16_t> dgu(gu), dout((size_t)n * F);
+    CK(vk_silu_and_mul(dt, dout.p, dgu.p, n, F, 0));
+    auto fgu = to_f(dt, gu);
+    std::vector<float> ref((size_t)n * F);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < F; j++) {
+            float g = fgu[(size_t)i * 2 * F + j], u = fgu[(size_t)i * 2 * F + F + j];
+            ref[(size_t)i * F + j] = rnd(dt, rnd(dt, g / (1.f + expf(-g))) * u);
+        }
+    err e = compare(to_f(dt, dout.down()), ref);
+    printf("silu_and_mul %s: rel %.2e (tol %.1e)\n", dtn(dt), e.rel, ulp_tol(dt) / 4);
+    CHECK(e.rel < ulp_tol(dt) / 4, "silu_and_mul");
+
+    std::vector<int32_t> idx = {5, 0, 18, 5, 3};
+    dbuf<int32_t> didx(idx);
+    dbuf<uint16_t> dg(idx.size() * 2 * F);
+    CK(vk_gather_rows(dg.p, dgu.p, didx.p, (int)idx.size(), 2 * F, 2, 0));
+    auto g = dg.down();
+    int bad = 0;
+    for (size_t i = 0; i < idx.size(); i++)
+        for (int j = 0; j < 2 * F; j++) bad += g[i * 2 * F + j] != gu[(size_t)idx[i] * 2 * F + j];
+    printf("gather_rows: %d mismatches\n", bad);
+    CHECK(bad == 0, "gather_rows");
+}
+
+static void test_rope(vk_dtype dt) {
+    /* inv_freq: llama3 scaling against a double-precision evaluation of HF's formula. */
+    vk_rope_config rc = {128, 500000.f, 2, 8.f, 1.f, 4.f, 8192};
+    float inv[64];
+    vk_rope_inv_freq(&rc, inv);
+    double worst = 0;
+    for (int i = 0; i < 64; i++) {
+        double f = 1.0 / pow(500000.0, 2.0 * i / 128), wl = 2 * M_PI / f, lo = 8192 / 1.0, hi = 8192 / 4.0, g;
+        if (wl < hi) g = f;
+        else if (wl > lo) g = f / 8;
+        else {
+            double sm = (8192 / wl - 1) / (4 - 1);
+            g = (1 - sm) * f / 8 + sm * f;
+        }
+        worst = std::max(worst, fabs(inv[i] - g) / g);
+    }
+    printf("rope inv_freq llama3: max rel %.2e (tol 1e-5)\n", worst);
+    CHECK(worst < 1e-5, "inv_freq");
+
+    int shapes[][3] = {{32, 8, 128}, {9, 3, 64}, {4, 4, 64}};
+    for (auto &sh : shapes) {
+        int H = sh[0], KVH = sh[1], D = sh[2];
+        rng r(g_seed + H);
+        int n = 45, bs = 16, nblocks = 10, W = (H + 2 * KVH) * D;
+        auto qkv = rand_storage(dt, (size_t)n * W, r, 2.f);
+        auto bias = rand_storage(dt, W, r, 0.5f);
+        std::vector<int32_t> pos(n), slot(n);
+        std::vector<int32_t> perm(nblocks * bs);
+        for (int i = 0; i < nblocks * bs; i++) perm[i] = i;
+        for (int i = nblocks * bs - 1; i > 0; i--) std::swap(perm[i], perm[r.below(i + 1)]);
+        for (int i = 0; i < n; i++) {
+            pos[i] = r.below(9000);
+            slot[i] = i == 3 ? -1 : perm[i];
+        }
+        rc.head_dim = D;
+        rc.scaling = 0;
+        rc.theta = 10000.f;
+        std::vector<float> invf(D / 2);
+        vk_rope_inv_freq(&rc, invf.data());
+        for (int use_bias = 0; use_bias < 2; use_bias++) {
+            dbuf<uint16_t> dqkv(qkv), dbias(bias), kc((size_t)nblocks * bs * KVH * D), vc((size_t)nblocks * bs * KVH * D);
+            dbuf<int32_t> dpos(pos), dslot(slot);
+            dbuf<float> dinv(invf);
+            CK(vk_rope_kv_write(dt, dqkv.p, use_bias ? dbias.p : nullptr, dpos.p, dslot.p, dinv.p, kc.p, vc.p, n, H, KVH, D, 0));
+            auto oq = to_f(dt, dqkv.down()), ok = to_f(dt, kc.down()), ov = to_f(dt, vc.down());
+            std::vector<float> gq, wq, gk, wk;
+            for (int t = 0; t < n; t++) {
+                for (int h = 0; h < H + 2 * KVH; h++) {
+                    for (int i = 0; i < D; i++) {
+                        int half = D / 2, j = i % half;
+                        auto in = [&](int e) {
+                            float x = s2f(dt, qkv[(size_t)t * W + h * D + e]);
+                            return use_bias ? rnd(dt, x + s2f(dt, bias[h * D + e])) : x;
+                        };
+                        float want;
+                        if (h < H + KVH) {
+                            float ang = (float)pos[t] * invf[j];
+                            float c = rnd(dt, cosf(ang)), s = rnd(dt, sinf(ang));
+                            float x = in(i), other = i < half ? -in(i + half) : in(i - half);
+                            want = rnd(dt, rnd(dt, x * c) + rnd(dt, other * s));
+                        } else {
+                            want = in(i);
+                        }
+                        float got;
+                        if (h < H) got = oq[(size_t)t * W + h * D + i];
+                        else if (slot[t] < 0) continue;
+                        else if (h < H + KVH) got = ok[((size_t)slot[t] * KVH + (h - H)) * D + i];
+                        else got = ov[((size_t)slot[t] * KVH + (h - H - KVH)) * D + i];
+                        (h < H ? gq : gk).push_back(got);
+                        (h < H ? wq : wk).push_back(want);
+                    }
+                }
+            }
+            err eq = compare(gq, wq), ek = compare(gk, wk);
+            printf("rope_kv_write %s H=%d KVH=%d D=%d bias=%d: q rel %.2e, kv rel %.2e (tol %.1e)\n", dtn(dt), H, KVH,
+                   D, use_bias, eq.rel, ek.rel, ulp_tol(dt) / 4);
+            CHECK(eq.rel < ulp_tol(dt) / 4 && ek.rel < ulp_tol(dt) / 4, "rope");
+        }
+    }
+}
+
+/* A batch of sequences (query_len, context_len) over a fragmented, shuffled block pool. */
+static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const std::vector<std::pair<int, int>> &seqs,
+                               const char *label) {
+    rng r(g_seed + H * 131 + D + seqs.size());
+    int ns = (int)seqs.size();
+    int max_ctx = 0, total_blocks = 0, ntok = 0;
+    for (auto &s : seqs) {
+        max_ctx = std::max(max_ctx, s.second);
+        total_blocks += (s.second + bs - 1) / bs;
+        ntok += s.first;
+    }
+    int pool = total_blocks + 7;
+    int mbps = (max_ctx + bs - 1) / bs + 2;
+    std::vector<int32_t> perm(pool);
+    for (int i = 0; i < pool; i++) perm[i] = i;
+    for (int i = pool - 1; i > 0; i--) std::swap(perm[i], perm[r.below(i + 1)]);
+    std::vector<int32_t> bt((size_t)ns * mbps, -1), qs(ns + 1), cl(ns);
+    int next = 0;
+    qs[0] = 0;
+    bool has_decode = false;
+    for (int i = 0; i < ns; i++) {
+        for (int b = 0; b < (seqs[i].second + bs - 1) / bs; b++) bt[(size_t)i * mbps + b] = perm[next++];
+        qs[i + 1] = qs[i] + seqs[i].first;
+        cl[i] = seqs[i].second;
+        has_decode |= seqs[i].first == 1;
+    }
+    size_t cache_elems = (size_t)pool * bs * KVH * D;
+    auto kc = rand_storage(dt, cache_elems, r, 1.f), vc = rand_storage(dt, cache_elems, r, 1.f);
+    int qstride = (H + 2 * KVH) * D;
+    auto q = rand_storage(dt, (size_t)ntok * qstride, r, 1.f);
+    std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
+    int nt = vk_prefill_tiles_build(qs.data(), ns, tiles.data(), (int)tiles.size() / 2);
+    dbuf<uint16_t> dk(kc), dv(vc), dq(q), dout((size_t)ntok * H * D);
+    dbuf<int32_t> dbt(bt), dqs(qs), dcl(cl), dtiles(tiles);
+    dbuf<char> scratch(vk_attention_scratch_bytes(ns, H, D, max_ctx));
+    vk_attention_args a = {};
+    a.dt = dt;
+    a.out = dout.p;
+    a.q = dq.p;
+    a.q_stride = qstride;
+    a.k_cache = dk.p;
+    a.v_cache = dv.p;
+    a.query_start = dqs.p;
+    a.context_lens = dcl.p;
+    a.block_tables = dbt.p;
+    a.num_seqs = ns;
+    a.max_blocks_per_seq = mbps;
+    a.H = H;
+    a.KVH = KVH;
+    a.D = D;
+    a.block_size = bs;
+    a.scale = 1.0f / sqrtf((float)D);
+    a.max_context_len = max_ctx;
+    a.has_decode = has_decode;
+    a.prefill_tiles = dtiles.p;
+    a.num_prefill_tiles = nt;
+    a.scratch = scratch.p;
+    CK(vk_attention(&a, 0));
+    CK(cudaDeviceSynchronize());
+    auto got = to_f(dt, dout.down());
+    auto fk = to_f(dt, kc), fv = to_f(dt, vc), fq = to_f(dt, q);
+    std::vector<float> want((size_t)ntok * H * D);
+    int G = H / KVH;
+    for (int i = 0; i < ns; i++) {
+        int qlen = seqs[i].first, ctx = seqs[i].second;
+        for (int qi = 0; qi < qlen; qi++) {
+            int t = qs[i] + qi, p = ctx - qlen + qi;
+            for (int h = 0; h < H; h++) {
+                std::vector<const float *> ks, vs;
+                for (int j = 0; j <= p; j++) {
+                    size_t off = (((size_t)bt[(size_t)i * mbps + j / bs] * bs + j % bs) * KVH + h / G) * D;
+                    ks.push_back(&fk[off]);
+                    vs.push_back(&fv[off]);
+                }
+                attend(&fq[(size_t)t * qstride + h * D], ks, vs, D, a.scale, &want[((size_t)t * H + h) * D]);
+            }
+        }
+    }
+    err e = compare(got, want);
+    /* bf16 output rounding alone is ~2e-3 relative; P is rounded to the storage type before P V. */
+    double tol = dt == VK_BF16 ? 1e-2 : 3e-3;
+    printf("attention %s %s H=%d KVH=%d D=%d bs=%d seqs=%d tokens=%d tiles=%d: rel %.2e max %.2e (tol %.1e)\n",
+           label, dtn(dt), H, KVH, D, bs, ns, ntok, nt, e.rel, e.maxabs, tol);
+    CHECK(e.rel < tol, "attention %s", label);
+}
+
+static void test_attention(vk_dtype dt) {
+    /* decode only: short, exactly one partition, just over, long (split-K over 10 partitions) */
+    run_attention_case(dt, 32, 8, 128, 16, {{1, 1}, {1, 17}, {1, 512}, {1, 513}, {1, 5000}, {1, 300}}, "decode");
+    run_attention_case(dt, 9, 3, 64, 16, {{1, 7}, {1, 1100}, {1, 64}}, "decode-gqa3");
+    run_attention_case(dt, 8, 8, 128, 32, {{1, 40}, {1, 2049}}, "decode-mha");
+    /* prefill from empty, odd lengths; chunked prefill / prefix hits (context > query) */
+    run_attention_case(dt, 32, 8, 128, 16, {{63, 63}, {65, 65}, {2, 2}, {200, 200}}, "prefill");
+    run_attention_case(dt, 32, 8, 128, 16, {{100, 1124}, {64, 80}, {3, 515}}, "chunked");
+    run_attention_case(dt, 9, 3, 64, 16, {{130, 130}, {17, 400}}, "prefill-gqa3");
+    /* mixed batch as the scheduler builds it: decodes and prefill chunks together */
+    run_attention_case(dt, 32, 8, 128, 16, {{1, 33}, {77, 77}, {1, 700}, {129, 2177}, {1, 1}}, "mixed");
+}
+
+static void test_copy_blocks() {
+    rng r(g_seed + 99);
+    int nc = 4, nb = 12;
+    size_t bb = 16 * 8 * 128 * 2;
+    std::vector<std::vector<uint16_t>> host(nc);
+    std::vector<dbuf<uint16_t> *> dev;
+    std::vector<void *> ptrs;
+    for (int c = 0; c < nc; c++) {
+        host[c] = rand_storage(VK_BF16, nb * bb / 2, r, 1.f);
+        dev.push_back(new dbuf<uint16_t>(host[c]));
+        ptrs.push_back(dev.back()->p);
+    }
+    std::vector<int32_t> src = {1, 5, 5}, dst = {2, 7, 11};
+    dbuf<void *> dptrs(ptrs);
+    dbuf<int32_t> dsrc(src), ddst(dst);
+    CK(vk_copy_blocks(dptrs.p, nc, dsrc.p, ddst.p, 3, bb, 0));
+    int bad = 0;
+    for (int c = 0; c < nc; c++) {
+        auto got = dev[c]->down();
+        auto want = host[c];
+        for (size_t i = 0; i < src.size(); i++) memcpy(&want[dst[i] * bb / 2], &host[c][src[i] * bb / 2], bb);
+        bad += got != want;
+        delete dev[c];
+    }
+    printf("copy_blocks: %d caches differ\n", bad);
+    CHECK(bad == 0, "copy_blocks");
+}
+
+/* GPU sampler vs the CPU reference sampler (worker/sampler), row by row. */
+static void test_sampling() {
+    rng r(g_seed + 5);
+    const int V = 32003, R = 40;
+    std::vector<float> logits((size_t)R * V);
+    for (auto &x : logits) x = r.sym(8.f);
+    for (int i = 0; i < 50; i++) logits[r.below(V)] = 25.f; /* ties at the top in some rows */
+    logits[7] = -INFINITY;
+    std::vector<vesta_sampling_params> sp(R);
+    std::vector<vesta_sample_row> rows(R);
+    std::vector<vk_sample_row> kr(R);
+    std::vector<int32_t> ids;
+    std::vector<float> biasv;
+    std::vector<std::vector<int32_t>> prompts(R), outs(R);
+    static const int32_t eos[2] = {2, 11};
+    for (int i = 0; i < R; i++) {
+        vesta_sampling_params &p = sp[i];
+        vesta_sampling_params_init(&p);
+        int kind = i % 8;
+        p.temperature = kind == 0 ? 0.f : (float)(0.3 + r.uni() * 1.5);
+        if (kind == 2) p.min_p = 0.05f;
+        if (kind == 3 || kind == 0) {
+            p.repetition_penalty = 1.3f;
+            p.frequency_penalty = 0.4f;
+            p.presence_penalty = 0.6f;
+        }
+        if (kind == 4) {
+            p.num_logit_bias = 3;
+            p.logit_bias[0] = {5, 30.f};
+            p.logit_bias[1] = {6, -100.f};
+            p.logit_bias[2] = {5, 1.f};
+        }
+        if (kind == 5) p.top_k = 40;
+        if (kind == 6) p.top_p = 0.8f;
+        p.logprobs = i % 3 == 0 ? 5 : (i % 3 == 1 ? -1 : 20);
+        if (kind == 7) {
+            p.num_stop_token_ids = 1;
+            p.stop_token_ids[0] = 9;
+        }
+        int np = 1 + r.below(300), no = r.below(100);
+        for (int j = 0; j < np; j++) prompts[i].push_back(r.below(V));
+        for (int j = 0; j < no; j++) outs[i].push_back(j % 3 ? r.below(50) : r.below(V));
+        vesta_sample_row &row = rows[i];
+        memset(&row, 0, sizeof row);
+        row.params = &p;
+        row.rng_seed = r.next();
+        row.rng_offset = r.below(1000);
+        row.prompt_ids = prompts[i].data();
+        row.num_prompt = np;
+        row.output_ids = outs[i].data();
+        row.num_output = no;
+        row.suppress_stop = kind == 7 || kind == 0;
+        row.eos_ids = eos;
+        row.num_eos = 2;
+        vk_sample_row &k = kr[i];
+        memset(&k, 0, sizeof k);
+        k.temperature = p.temperature;
+        k.top_p = p.top_p;
+        k.min_p = p.min_p;
+        k.top_k = p.top_k;
+        k.presence_penalty = p.presence_penalty;
+        k.frequency_penalty = p.frequency_penalty;
+        k.repetition_penalty = p.repetition_penalty;
+        k.num_logprobs = p.logprobs;
+        k.seed = row.rng_seed;
+        k.offset = row.rng_offset;
+        k.prompt_off = (int)ids.size();
+        k.num_prompt = np;
+        ids.insert(ids.end(), prompts[i].begin(), prompts[i].end());
+        k.output_off = (int)ids.size();
+        k.num_output = no;
+        ids.insert(ids.end(), outs[i].begin(), outs[i].end());
+        biasv.resize(ids.size());
+        k.bias_off = (int)ids.size();
+        k.num_bias = p.num_logit_bias;
+        for (int j = 0; j < p.num_logit_bias; j++) {
+            ids.push_back(p.logit_bias[j].token);
+            biasv.push_back(p.logit_bias[j].bias);
+        }
+        k.stop_off = (int)ids.size();
+        if (row.suppress_stop) {
+            ids.insert(ids.end(), eos, eos + 2);
+            for (int j = 0; j < p.num_stop_token_ids; j++) ids.push_back(p.stop_token_ids[j]);
+        }
+        k.num_stop = (int)ids.size() - k.stop_off;
+        biasv.resize(ids.size());
+    }
+    dbuf<float> dl(logits), dbias(biasv), work((size_t)R * V);
+    dbuf<int32_t> dids(ids), counts((size_t)R * V);
+    CK(cudaMemset(counts.p, 0, counts.n * 4));
+    dbuf<vk_sample_row> dparams(kr);
+    dbuf<vk_sample_out> dout(R);
+    CK(vk_sample(dl.p, R, V, dparams.p, dids.p, dbias.p, work.p, counts.p, dout.p, 0));
+    auto got = dout.down();
+    auto cnt = counts.down();
+    bool counts_zero = std::all_of(cnt.begin(), cnt.end(), [](int32_t c) { return c == 0; });
+    vesta_error err;
+    vesta_sampler_scratch *s = vesta_sampler_scratch_create(V, &err);
+    int tok_bad = 0, lp_bad = 0, host_rows = 0;
+    double worst_lp = 0;
+    for (int i = 0; i < R; i++) {
+        vesta_sample_result want;
+        if (vesta_sampler_sample(&logits[(size_t)i * V], V, &rows[i], &want, s, &err) != VESTA_OK) {
+            printf("  reference failed: %s\n", err.msg);
+            g_fail++;
+            continue;
+        }
+        if (got[i].token == VK_SAMPLE_ON_HOST) {
+            host_rows++;
+            CHECK(sp[i].top_k > 0 || sp[i].top_p < 1.f, "row %d sent to host without top-k/top-p", i);
+            continue;
+        }
+        if (got[i].token != want.token) {
+            tok_bad++;
+            printf("  row %d: gpu %d cpu %d (T=%.2f)\n", i, got[i].token, want.token, sp[i].temperature);
+        }
+        if (sp[i].logprobs >= 0) {
+            worst_lp = std::max(worst_lp, (double)fabsf(got[i].logprob - want.logprob));
+            for (int j = 0; j < want.num_top; j++) {
+                lp_bad += got[i].top_ids[j] != want.top_ids[j];
+                worst_lp = std::max(worst_lp, (double)fabsf(got[i].top_logprobs[j] - want.top_logprobs[j]));
+            }
+        }
+    }
+    vesta_sampler_scratch_release(s);
+    printf("sampling V=%d rows=%d: %d token mismatches (0 expected), %d top-id mismatches, logprob max err %.2e "
+           "(tol 1e-4), %d rows left to the host (top-k/top-p), scratch counts zero again: %d\n",
+           V, R, tok_bad, lp_bad, worst_lp, host_rows, counts_zero);
+    CHECK(tok_bad == 0 && lp_bad == 0 && worst_lp < 1e-4 && counts_zero, "sampling");
+}
+
+static void test_rng() {
+    int bad = 0;
+    for (uint64_t i = 0; i < 1000; i++) bad += vk_rng_uniform(i * 7919, i) != vesta_rng_uniform(i * 7919, i);
+    printf("rng: %d mismatches with vesta_rng_uniform\n", bad);
+    CHECK(bad == 0, "rng");
+}
+
+int main(int argc, char **argv) {
+    std::string what = argc > 1 ? argv[1] : "all";
+    if (argc > 2) g_seed = strtoull(argv[2], nullptr, 10);
+    else g_seed = (uint64_t)time(nullptr); /* fresh inputs every run; the seed is printed */
+    printf("seed %llu\n", (unsigned long long)g_seed);
+    if (what == "rng" || what == "all") test_rng();
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        printf("no CUDA device: skipped\n");
+        return g_fail ? 1 : 77;
+    }
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+    for (vk_dtype dt : {VK_BF16, VK_F16}) {
+        if (what == "embedding" || what == "all") test_embedding(dt);
+        if (what == "rmsnorm" || what == "all") test_rmsnorm(dt);
+        if (what == "silu" || what == "all") test_gather_silu(dt);
+        if (what == "rope" || what == "all") test_rope(dt);
+        if (what == "attention" || what == "all") test_attention(dt);
+    }
+    if (what == "copy_blocks" || what == "all") test_copy_blocks();
+    if (what == "sampling" || what == "all") test_sampling();
+    CK(cudaDeviceSynchronize());
+    printf("%s: %s (%d failures)\n", what.c_str(), g_fail ? "FAILED" : "ok", g_fail);
+    return g_fail ? 1 : 0;
+}
