@@ -35,6 +35,9 @@ typedef struct vesta_engine_config {
     bool enable_prefix_caching;     /* --enable-prefix-caching (on) */
     uint64_t prefix_cache_salt;     /* per-deployment salt mixed into every block hash (0) */
     int num_gpu_blocks_override;    /* --num-gpu-blocks-override: fixed KV block count (0 = plan) */
+    uint64_t seed;                  /* --seed: seeds the generator that gives requests without a
+                                       seed their seed (0) */
+    int kv_event_capacity;          /* KV events kept between drains (0 = 2 * blocks + 64) */
     vesta_backend_options backend_opts;
 } vesta_engine_config;
 
@@ -109,6 +112,39 @@ vesta_status vesta_engine_step(vesta_engine *e, vesta_step_output *out, vesta_er
 
 bool vesta_engine_has_unfinished(const vesta_engine *e);
 void vesta_engine_get_stats(const vesta_engine *e, vesta_engine_stats *st);
+
+/* Same as vesta_engine_create, for a backend the caller already created (tests, a backend not in
+ * the registry). The engine owns be from then on, also when this fails; cfg->model and
+ * cfg->backend are ignored and vesta_engine_model_config returns &be->config. */
+vesta_engine *vesta_engine_create_with_backend(const vesta_engine_config *cfg, vesta_backend *be,
+                                               vesta_error *err);
+
+/* The seed sequence i of a request draws with: vesta_rng_mix(vesta_rng_mix(seed) + i) (see
+ * worker/sampler/sampler.h), seed being the request's seed or, without one, a value from the
+ * engine's generator (seeded by cfg.seed). So a seeded request gives the same tokens whatever
+ * else is in the batch. */
+uint64_t vesta_engine_seq_seed(uint64_t request_seed, int seq_index);
+
+/* Prefix-cache events, for the router's prefix-affinity index (docs/engine.md). A STORED event is
+ * logged when a full computed block is registered under its key (prefix_hash.h), REMOVED when
+ * it is evicted. Keys are only ever stored/removed once each in this order. */
+typedef enum vesta_kv_event_type {
+    VESTA_KV_EVENT_STORED = 1,
+    VESTA_KV_EVENT_REMOVED = 2,
+} vesta_kv_event_type;
+
+typedef struct vesta_kv_event {
+    vesta_kv_event_type type;
+    int32_t lora_id;
+    uint64_t block_hash;
+    uint64_t parent_hash;  /* STORED only: the previous block's key (the chain root for block 0) */
+} vesta_kv_event;
+
+/* Moves up to max pending events, oldest first, into out and returns the count. The engine keeps
+ * cfg.kv_event_capacity events; older ones are overwritten and counted in *num_dropped (may be
+ * NULL) -- a consumer that sees drops should resynchronize. Drain after every step. */
+int vesta_engine_drain_kv_events(vesta_engine *e, vesta_kv_event *out, int max,
+                                 uint64_t *num_dropped);
 
 #ifdef __cplusplus
 }

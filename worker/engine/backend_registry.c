@@ -1,0 +1,36 @@
+/* The backend registry: backend names to constructors. Which backends exist is decided at build
+ * time (the CPU backend always in a full build; CUDA where nvcc was found). */
+#include <string.h>
+
+#include "vesta/backend.h"
+#ifdef VESTA_HAVE_BACKEND_CPU
+#include "backend_cpu/backend_cpu.h"
+#endif
+#ifdef VESTA_HAVE_BACKEND_CUDA
+#include "backend_cuda/backend_cuda.h"
+#endif
+
+vesta_backend *vesta_backend_create(const char *name, const vesta_model_file *mf,
+                                    const vesta_backend_options *opts, vesta_error *err)
+{
+    if (name == NULL || strcmp(name, "cpu") == 0) {
+#ifdef VESTA_HAVE_BACKEND_CPU
+        return vesta_backend_cpu_create(mf, opts, err);
+#else
+        vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "backend \"cpu\" is not built into this binary");
+        return NULL;
+#endif
+    }
+    if (strcmp(name, "cuda") == 0) {
+#ifdef VESTA_HAVE_BACKEND_CUDA
+        return vesta_backend_cuda_create(mf, opts, err);
+#else
+        vesta_error_set(err, VESTA_ERR_UNSUPPORTED,
+                        "backend \"cuda\" is not available: this build of Vesta has no CUDA "
+                        "backend (nvcc was not found at build time)");
+        return NULL;
+#endif
+    }
+    vesta_error_set(err, VESTA_ERR_INVALID_ARG, "unknown backend \"%s\" (choices: cpu, cuda)", name);
+    return NULL;
+}
