@@ -1,0 +1,106 @@
+/* The option table: every YAML key and command-line flag, with bounds, defaults and help.
+ * Flags follow vLLM's names where vLLM has the knob. */
+#include <stddef.h>
+
+#include "vesta/config.h"
+
+#define OFF(m) offsetof(vesta_config, m), sizeof(((vesta_config *)0)->m)
+#define R VESTA_OPT_ROUTER
+#define W VESTA_OPT_WORKER
+#define S VESTA_OPT_SERVE
+#define I32 2147483647.0
+
+static const vesta_option options[] = {
+    /* router */
+    {"router", "host", "--host", VESTA_OPT_STRING, OFF(host), 0, 0, "127.0.0.1", NULL, R | S,
+     "HTTP listen address (vLLM listens on all interfaces; Vesta on loopback unless set)", false},
+    {"router", "port", "--port", VESTA_OPT_INT, OFF(port), 1, 65535, "8000", NULL, R | S,
+     "HTTP port", false},
+    {"router", "api_keys", "--api-key", VESTA_OPT_LIST, OFF(api_keys), 0, 0, "", NULL, R | S,
+     "accepted bearer tokens; none = no authentication", false},
+    {"router", "max_body_bytes", "--max-body-bytes", VESTA_OPT_INT64, OFF(max_body_bytes), 1024,
+     1073741824.0, "16777216", NULL, R | S, "largest request body (larger: HTTP 413)", false},
+    {"router", "max_queued_requests", "--max-queued-requests", VESTA_OPT_INT,
+     OFF(max_queued_requests), 1, 1000000, "1024", NULL, R | S,
+     "requests admitted but not finished, cluster-wide (more: HTTP 503 + Retry-After)", false},
+    {"router", "routing_policy", "--routing-policy", VESTA_OPT_ENUM, OFF(routing_policy), 0, 0,
+     "prefix-affinity", "prefix-affinity|least-load|round-robin", R | S, "how requests pick a worker", false},
+    {"router", "load_margin", "--routing-load-margin", VESTA_OPT_INT, OFF(load_margin), 0, 1000000,
+     "8", NULL, R | S,
+     "prefix-affinity gives up a cache hit when that worker has this many more requests (running + "
+     "waiting) than the least-loaded one", false},
+    {"router", "zmq_bind", "--zmq-bind", VESTA_OPT_STRING, OFF(zmq_bind), 0, 0,
+     "tcp://127.0.0.1:5557", NULL, R | S, "ZeroMQ ROUTER endpoint the workers connect to", false},
+    {"router", "heartbeat_timeout_ms", "--heartbeat-timeout-ms", VESTA_OPT_INT,
+     OFF(heartbeat_timeout_ms), 100, 600000, "3000", NULL, R | S,
+     "a worker silent this long is marked dead and its requests fail", false},
+    {"router", "prefix_index_max_blocks", "--prefix-index-max-blocks", VESTA_OPT_INT,
+     OFF(prefix_index_max_blocks), 1, 100000000, "1000000", NULL, R | S,
+     "hard cap on block hashes in the router's prefix index", false},
+    /* model */
+    {"model", "path", "--model", VESTA_OPT_STRING, OFF(model), 0, 0, "", NULL, R | W | S,
+     "model directory (HF layout) or .gguf file (required)", false},
+    {"model", "served_model_name", "--served-model-name", VESTA_OPT_LIST, OFF(served_model_name), 0,
+     0, "", NULL, R | W | S, "names clients use in \"model\"; default: the model path", true},
+    {"model", "max_model_len", "--max-model-len", VESTA_OPT_INT, OFF(max_model_len), 0, 16777216,
+     "0", NULL, R | W | S, "context length; 0 = the model's (sim backend: 4096)", false},
+    {"model", "dtype", "--dtype", VESTA_OPT_ENUM, OFF(dtype), 0, 0, "auto",
+     "auto|float32|float16|bfloat16", W | S,
+     "compute dtype; this build computes in the backend's own dtype and accepts only auto", false},
+    /* engine */
+    {"engine", "gpu_memory_utilization", "--gpu-memory-utilization", VESTA_OPT_DOUBLE,
+     OFF(gpu_memory_utilization), 0.01, 1.0, "0.9", NULL, W | S,
+     "fraction of GPU memory a worker may use (weights + activations + KV cache)", false},
+    {"engine", "max_num_seqs", "--max-num-seqs", VESTA_OPT_INT, OFF(max_num_seqs), 1, 65536, "256",
+     NULL, W | S, "most sequences in one step", false},
+    {"engine", "max_num_batched_tokens", "--max-num-batched-tokens", VESTA_OPT_INT,
+     OFF(max_num_batched_tokens), 1, 16777216, "8192", NULL, W | S,
+     "most tokens in one step (longer prompts are prefilled in chunks)", false},
+    {"engine", "block_size", "--block-size", VESTA_OPT_INT, OFF(block_size), 1, 1024, "16", NULL,
+     W | S, "tokens per KV-cache block (also the prefix-routing granularity)", false},
+    {"engine", "enable_prefix_caching", "--enable-prefix-caching", VESTA_OPT_BOOL,
+     OFF(enable_prefix_caching), 0, 0, "true", NULL, W | S,
+     "reuse KV blocks of shared prompt prefixes (--no-enable-prefix-caching turns it off)", false},
+    {"engine", "num_gpu_blocks_override", "--num-gpu-blocks-override", VESTA_OPT_INT,
+     OFF(num_gpu_blocks_override), 0, 1073741824, "0", NULL, W | S,
+     "fixed number of KV blocks; 0 = plan from memory (sim backend: 4096)", false},
+    {"engine", "prefix_cache_salt", "--prefix-cache-salt", VESTA_OPT_INT64, OFF(prefix_cache_salt), 0,
+     9007199254740991.0, "0", NULL, W | S, "salt mixed into every prefix-cache block hash", false},
+    {"engine", "cpu_kv_cache_space", "--cpu-kv-cache-space", VESTA_OPT_INT, OFF(cpu_kv_cache_space),
+     0, 65536, "0", NULL, W | S,
+     "CPU backend KV cache, GiB (vLLM's VLLM_CPU_KVCACHE_SPACE); 0 = 4", false},
+    {"engine", "num_threads", "--num-threads", VESTA_OPT_INT, OFF(num_threads), 0, 4096, "0", NULL,
+     W | S, "CPU threads per worker; 0 = all cores", false},
+    {"engine", "enforce_eager", "--enforce-eager", VESTA_OPT_BOOL, OFF(enforce_eager), 0, 0, "false",
+     NULL, W | S, "no CUDA graphs", false},
+    /* workers */
+    {"workers", "count", "--workers", VESTA_OPT_INT, OFF(workers), 1, 1024, "1", NULL, S,
+     "worker processes `vesta serve` starts (one per GPU rank; CPU: one per replica)", false},
+    {"workers", "backend", "--backend", VESTA_OPT_ENUM, OFF(backend), 0, 0, "cpu", "cpu|cuda|sim",
+     W | S, "compute backend; sim generates pseudo-random tokens at a set rate without a model", false},
+    {"workers", "heartbeat_ms", "--heartbeat-ms", VESTA_OPT_INT, OFF(heartbeat_ms), 10, 60000, "500",
+     NULL, W | S, "worker heartbeat interval", false},
+    {"workers", "sim_tokens_per_second", "--sim-tokens-per-second", VESTA_OPT_DOUBLE,
+     OFF(sim_tokens_per_second), 0.001, 1e9, "50", NULL, W | S,
+     "sim backend: decode steps per second (each running sequence gets one token per step)", false},
+    {"workers", "sim_prefill_tokens_per_second", "--sim-prefill-tokens-per-second",
+     VESTA_OPT_DOUBLE, OFF(sim_prefill_tokens_per_second), 0.001, 1e12, "5000", NULL, W | S,
+     "sim backend: prefill speed for prompt tokens not in the prefix cache", false},
+    {"workers", "sim_vocab_size", "--sim-vocab-size", VESTA_OPT_INT, OFF(sim_vocab_size), 2, I32,
+     "32000", NULL, W | S, "sim backend: vocabulary size (token ids drawn below it)", false},
+    /* flags only */
+    {NULL, NULL, "--router", VESTA_OPT_STRING, OFF(router), 0, 0, "tcp://127.0.0.1:5557", NULL, W,
+     "worker: the router's ZeroMQ endpoint", false},
+    {NULL, NULL, "--worker-id", VESTA_OPT_STRING, OFF(worker_id), 0, 0, "", NULL, W,
+     "worker: id (ZeroMQ identity); default <hostname>-<pid>", false},
+    {NULL, NULL, "--device", VESTA_OPT_INT, OFF(device), 0, 1024, "0", NULL, W,
+     "worker: CUDA device ordinal", false},
+    {NULL, NULL, "--config", VESTA_OPT_STRING, OFF(config_path), 0, 0, "", NULL, R | W | S,
+     "YAML cluster config; flags override it", false},
+};
+
+const vesta_option *vesta_config_options(int *count)
+{
+    *count = (int)(sizeof options / sizeof *options);
+    return options;
+}
