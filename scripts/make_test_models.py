@@ -132,14 +132,14 @@ def permute_llama(w, n_head, n_head_kv):
             .swapaxes(1, 2).reshape(w.shape))
 
 
-def write_gguf(path, arch, cfg, sd, qtype, permute):
+def write_gguf(path, arch, cfg, sd, qtype, permute, name=None):
     """GGUF with gguf-py's GGUFWriter, named with gguf-py's HF->GGUF tensor name map."""
     import gguf
 
     arch_enum = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}[arch]
     tmap = gguf.get_tensor_name_map(arch_enum, cfg.num_hidden_layers)
     w = gguf.GGUFWriter(path, arch)
-    w.add_name(os.path.basename(path))
+    w.add_name(name or os.path.basename(path))
     w.add_block_count(cfg.num_hidden_layers)
     w.add_context_length(cfg.max_position_embeddings)
     w.add_embedding_length(cfg.hidden_size)
@@ -294,13 +294,17 @@ def make_tiny_models(golden):
     # GGUF variants of tiny-llama (llama arch: Q/K permuted) and tiny-qwen2 (not permuted).
     variants = [("tiny-llama", "llama", True, t) for t in (Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1)]
     variants += [("tiny-qwen2", "qwen2", False, t) for t in (Q.F32, Q.Q8_0)]
+    # llama.cpp converts Mistral to the llama architecture; transformers maps it back to
+    # mistral when general.name is "mistral".
+    variants += [("tiny-mistral", "llama", True, Q.F32)]
     for base, arch, permute, qt in variants:
         model = models[base]
         cfg = model.config
         sd = state_dict_f32(model)
         fname = "%s-%s.gguf" % (base, qt.name.lower())
         path = os.path.join(OUT, fname)
-        names = write_gguf(path, arch, cfg, sd, qt, permute)
+        names = write_gguf(path, arch, cfg, sd, qt, permute,
+                           name="mistral" if base == "tiny-mistral" else None)
         deq = gguf_dequantized(path, permute, cfg)
         # transformers' own reading of the GGUF config (it drops llama3 rope scaling).
         tcfg = transformers.AutoConfig.from_pretrained(OUT, gguf_file=fname)
@@ -331,6 +335,20 @@ def main():
     tcfg = transformers.AutoConfig.from_pretrained(os.path.dirname(args.smollm2),
                                                    gguf_file=os.path.basename(args.smollm2))
     golden["smollm2"] = {"config": hf_config_golden(tcfg)}
+    # Sampled rows of the real model, dequantized by gguf-py with the Q/K permutation undone
+    # (names carry the row range: "hf_name#begin#end").
+    cfg = tcfg
+    deq = gguf_dequantized(args.smollm2, True, cfg)
+    picks = [("token_embd.weight", "model.embed_tokens.weight", [(0, 2), (49150, 49152)]),
+             ("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight", [(0, 3), (30, 34), (574, 576)]),
+             ("blk.0.attn_k.weight", "model.layers.0.self_attn.k_proj.weight", [(60, 68)]),
+             ("blk.29.ffn_down.weight", "model.layers.29.mlp.down_proj.weight", [(100, 102)]),
+             ("blk.3.attn_norm.weight", "model.layers.3.input_layernorm.weight", [(0, 576)])]
+    ref = {}
+    for g_, hf, ranges in picks:
+        for b, e in ranges:
+            ref["%s#%d#%d" % (hf, b, e)] = deq[g_][b:e]
+    write_ref(os.path.join(OUT, "smollm2-rows.ref"), ref)
     with open(os.path.join(OUT, "models-golden.json"), "w") as f:
         json.dump(golden, f, indent=1, sort_keys=True)
 
