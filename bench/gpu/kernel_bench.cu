@@ -1,0 +1,241 @@
+/* Times the production Vesta kernels (and cuBLAS bf16 GEMM, the ceiling the backend builds on) at
+ * Llama-3-8B shapes, on random data, with CUDA events: median of 20 after 3 warm-ups, rotating
+ * over several input sets where the data would fit in L2. Reports achieved GB/s (bytes that must
+ * move: inputs read once, outputs written once) or TFLOP/s. Correctness is checked by
+ * tests/kernels (scripts/gpu-run.sh runs it first). Usage: kernel_bench [csv-file] */
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <functional>
+#include <string>
+
+#include "../../tests/kernels/kernel_ref.h"
+
+using namespace ref;
+
+static FILE *g_csv;
+
+static float time_ms(const std::function<void()> &f) {
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    for (int i = 0; i < 3; i++) f();
+    std::vector<float> t;
+    for (int i = 0; i < 20; i++) {
+        CK(cudaEventRecord(a));
+        f();
+        CK(cudaEventRecord(b));
+        CK(cudaEventSynchronize(b));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, a, b));
+        t.push_back(ms);
+    }
+    CK(cudaGetLastError());
+    std::sort(t.begin(), t.end());
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return t[t.size() / 2];
+}
+
+static void report(const char *name, float ms, double bytes, double flops) {
+    double gbs = bytes / (ms * 1e-3) / 1e9, tfs = flops / (ms * 1e-3) / 1e12;
+    printf("%-44s %9.3f ms  %8.1f GB/s  %7.1f TFLOP/s\n", name, ms, gbs, tfs);
+    if (g_csv) fprintf(g_csv, "%s,%.4f,%.1f,%.2f\n", name, ms, gbs, tfs);
+}
+
+static void *dalloc_rand(size_t elems, uint64_t seed) {
+    void *p;
+    CK(cudaMalloc(&p, elems * 2));
+    CK(vk_fill_random(VK_BF16, p, elems, 1.f, seed, 0));
+    return p;
+}
+
+int main(int argc, char **argv) {
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        printf("no CUDA device\n");
+        return 77;
+    }
+    g_csv = argc > 1 ? fopen(argv[1], "w") : nullptr;
+    if (g_csv) fprintf(g_csv, "kernel,ms,GB/s,TFLOP/s\n");
+    const int hidden = 4096, H = 32, KVH = 8, D = 128, F = 14336, V = 128256;
+    const int W = (H + 2 * KVH) * D;
+
+    /* cuBLAS bf16 GEMM: the prefill-shaped MLP product and the decode-shaped one. */
+    cublasHandle_t cb;
+    if (cublasCreate(&cb) != CUBLAS_STATUS_SUCCESS) return 1;
+    {
+        int shapes[][3] = {{2048, 2 * F, hidden}, {8192, 8192, 8192}, {256, 2 * F, hidden}, {1, 2 * F, hidden}, {256, V, hidden}};
+        for (auto &s : shapes) {
+            int n = s[0], out = s[1], in = s[2];
+            void *x = dalloc_rand((size_t)n * in, 1), *w = dalloc_rand((size_t)out * in, 2), *y;
+            CK(cudaMalloc(&y, (size_t)n * out * 2));
+            float alpha = 1, beta = 0;
+            float ms = time_ms([&] {
+                cublasGemmEx(cb, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF, in, x, CUDA_R_16BF, in,
+                             &beta, y, CUDA_R_16BF, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            });
+            char name[96];
+            snprintf(name, sizeof name, "cublas bf16 gemm n=%d out=%d in=%d", n, out, in);
+            report(name, ms, 2.0 * ((double)n * in + (double)out * in + (double)n * out), 2.0 * n * out * in);
+            cudaFree(x);
+            cudaFree(w);
+            cudaFree(y);
+        }
+    }
+    /* Device-to-device copy: the bandwidth ceiling. */
+    {
+        size_t bytes = (size_t)2 << 30;
+        void *a, *b;
+        CK(cudaMalloc(&a, bytes));
+        CK(cudaMalloc(&b, bytes));
+        CK(cudaMemset(a, 1, bytes));
+        float ms = time_ms([&] { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); });
+        report("cudaMemcpy d2d 2 GiB", ms, 2.0 * bytes, 0);
+        cudaFree(a);
+        cudaFree(b);
+    }
+    /* Elementwise kernels at a prefill-sized step (8192 tokens). */
+    {
+        int n = 8192;
+        void *res = dalloc_rand((size_t)n * hidden, 3), *x = dalloc_rand((size_t)n * hidden, 4), *w = dalloc_rand(hidden, 5), *out;
+        CK(cudaMalloc(&out, (size_t)n * hidden * 2));
+        float ms = time_ms([&] { CK(vk_add_rmsnorm(VK_BF16, out, res, x, w, n, hidden, 1e-5f, 0)); });
+        report("add_rmsnorm n=8192 h=4096", ms, 2.0 * n * hidden * 4, 0);
+        void *gu = dalloc_rand((size_t)n * 2 * F, 6), *act;
+        CK(cudaMalloc(&act, (size_t)n * F * 2));
+        ms = time_ms([&] { CK(vk_silu_and_mul(VK_BF16, act, gu, n, F, 0)); });
+        report("silu_and_mul n=8192 F=14336", ms, 2.0 * n * F * 3, 0);
+        void *qkv = dalloc_rand((size_t)n * W, 7);
+        int nblocks = n / 16 + 1;
+        void *kc, *vc;
+        CK(cudaMalloc(&kc, (size_t)nblocks * 16 * KVH * D * 2));
+        CK(cudaMalloc(&vc, (size_t)nblocks * 16 * KVH * D * 2));
+        std::vector<int32_t> pos(n), slot(n);
+        for (int i = 0; i < n; i++) pos[i] = slot[i] = i;
+        int32_t *dpos, *dslot;
+        CK(cudaMalloc(&dpos, n * 4));
+        CK(cudaMalloc(&dslot, n * 4));
+        CK(cudaMemcpy(dpos, pos.data(), n * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dslot, slot.data(), n * 4, cudaMemcpyHostToDevice));
+        vk_rope_config rc = {D, 500000.f, 2, 8.f, 1.f, 4.f, 8192};
+        std::vector<float> inv(D / 2);
+        vk_rope_inv_freq(&rc, inv.data());
+        float *dinv;
+        CK(cudaMalloc(&dinv, D / 2 * 4));
+        CK(cudaMemcpy(dinv, inv.data(), D / 2 * 4, cudaMemcpyHostToDevice));
+        ms = time_ms([&] { CK(vk_rope_kv_write(VK_BF16, qkv, nullptr, dpos, dslot, dinv, kc, vc, n, H, KVH, D, 0)); });
+        report("rope_kv_write n=8192 (q rw, k,v write)", ms, 2.0 * n * ((H + 2 * KVH) * D + (H + 2 * KVH) * D), 0);
+        int32_t *ids;
+        CK(cudaMalloc(&ids, n * 4));
+        CK(cudaMemcpy(ids, pos.data(), n * 4, cudaMemcpyHostToDevice));
+        void *table = dalloc_rand((size_t)V * hidden, 8);
+        ms = time_ms([&] { CK(vk_embedding(VK_BF16, out, table, ids, n, hidden, V, 0)); });
+        report("embedding n=8192 h=4096", ms, 2.0 * n * hidden * 2, 0);
+        for (void *p : {res, x, w, out, gu, act, qkv, kc, vc, (void *)dpos, (void *)dslot, (void *)dinv, (void *)ids, table}) cudaFree(p);
+    }
+    /* Attention: decode batches and one 2048-token prefill, Llama-3-8B heads, block size 16. */
+    auto attn = [&](int ns, int qlen, int ctx, const char *label) {
+        int bs = 16, mbps = (ctx + bs - 1) / bs, nblocks = ns * mbps;
+        size_t cache = (size_t)nblocks * bs * KVH * D;
+        void *kc = dalloc_rand(cache, 9), *vc = dalloc_rand(cache, 10);
+        int ntok = ns * qlen;
+        void *q = dalloc_rand((size_t)ntok * W, 11), *out;
+        CK(cudaMalloc(&out, (size_t)ntok * H * D * 2));
+        std::vector<int32_t> bt((size_t)ns * mbps), qs(ns + 1), cl(ns, ctx);
+        rng r(42);
+        for (size_t i = 0; i < bt.size(); i++) bt[i] = (int32_t)i;
+        for (size_t i = bt.size() - 1; i > 0; i--) std::swap(bt[i], bt[r.below((int)i + 1)]); /* fragmented */
+        for (int i = 0; i <= ns; i++) qs[i] = i * qlen;
+        std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
+        int nt = vk_prefill_tiles_build(qs.data(), ns, tiles.data(), (int)tiles.size() / 2);
+        int32_t *dbt, *dqs, *dcl, *dt;
+        CK(cudaMalloc(&dbt, bt.size() * 4));
+        CK(cudaMalloc(&dqs, qs.size() * 4));
+        CK(cudaMalloc(&dcl, cl.size() * 4));
+        CK(cudaMalloc(&dt, tiles.size() * 4 + 4));
+        CK(cudaMemcpy(dbt, bt.data(), bt.size() * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dqs, qs.data(), qs.size() * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dcl, cl.data(), cl.size() * 4, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dt, tiles.data(), tiles.size() * 4, cudaMemcpyHostToDevice));
+        void *scratch;
+        CK(cudaMalloc(&scratch, vk_attention_scratch_bytes(ns, H, D, ctx)));
+        vk_attention_args a = {};
+        a.dt = VK_BF16;
+        a.out = out;
+        a.q = q;
+        a.q_stride = W;
+        a.k_cache = kc;
+        a.v_cache = vc;
+        a.query_start = dqs;
+        a.context_lens = dcl;
+        a.block_tables = dbt;
+        a.num_seqs = ns;
+        a.max_blocks_per_seq = mbps;
+        a.H = H;
+        a.KVH = KVH;
+        a.D = D;
+        a.block_size = bs;
+        a.scale = 0.0883883f;
+        a.max_context_len = ctx;
+        a.has_decode = qlen == 1;
+        a.prefill_tiles = dt;
+        a.num_prefill_tiles = nt;
+        a.scratch = scratch;
+        float ms = time_ms([&] { CK(vk_attention(&a, 0)); });
+        double kv_bytes = 2.0 * ns * ctx * KVH * D * 2;
+        double flops = qlen == 1 ? 4.0 * ns * ctx * H * D : 4.0 * ns * H * D * ((double)qlen * (qlen + 1) / 2);
+        char name[96];
+        snprintf(name, sizeof name, "attention %s seqs=%d q=%d ctx=%d", label, ns, qlen, ctx);
+        report(name, ms, kv_bytes + 2.0 * ntok * H * D * 2, flops);
+        for (void *p : {kc, vc, q, out, (void *)dbt, (void *)dqs, (void *)dcl, (void *)dt, scratch}) cudaFree(p);
+    };
+    attn(256, 1, 640, "decode");
+    attn(256, 1, 1024, "decode");
+    attn(64, 1, 4096, "decode");
+    attn(1, 1, 4096, "decode");
+    attn(1, 1, 32768, "decode");
+    attn(1, 2048, 2048, "prefill");
+    attn(4, 2048, 2048, "prefill");
+    /* Sampling: 256 rows over the Llama-3 vocabulary, greedy with logprobs, and temperature 1. */
+    {
+        int R = 256;
+        float *logits, *work;
+        int32_t *counts, *ids;
+        float *bias;
+        vk_sample_row *prm;
+        vk_sample_out *out;
+        CK(cudaMalloc(&logits, (size_t)R * V * 4));
+        CK(cudaMalloc(&work, (size_t)R * V * 4));
+        CK(cudaMalloc(&counts, (size_t)R * V * 4));
+        CK(cudaMemset(counts, 0, (size_t)R * V * 4));
+        CK(cudaMalloc(&ids, 4));
+        CK(cudaMalloc(&bias, 4));
+        CK(cudaMalloc(&prm, R * sizeof(vk_sample_row)));
+        CK(cudaMalloc(&out, R * sizeof(vk_sample_out)));
+        std::vector<float> h((size_t)R * V);
+        rng r(3);
+        for (auto &x : h) x = r.sym(5.f);
+        CK(cudaMemcpy(logits, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
+        for (int mode = 0; mode < 3; mode++) {
+            std::vector<vk_sample_row> p(R);
+            for (int i = 0; i < R; i++) {
+                memset(&p[i], 0, sizeof p[i]);
+                p[i].temperature = mode == 0 ? 0.f : 1.f;
+                p[i].top_p = 1.f;
+                p[i].repetition_penalty = 1.f;
+                p[i].num_logprobs = mode == 2 ? 5 : -1;
+                p[i].seed = i;
+            }
+            CK(cudaMemcpy(prm, p.data(), R * sizeof(vk_sample_row), cudaMemcpyHostToDevice));
+            float ms = time_ms([&] { CK(vk_sample(logits, R, V, prm, ids, bias, work, counts, out, 0)); });
+            const char *names[] = {"sample rows=256 V=128256 greedy", "sample rows=256 V=128256 T=1",
+                                   "sample rows=256 V=128256 T=1 logprobs=5"};
+            report(names[mode], ms, (double)R * V * 4 * 3, 0);
+        }
+        for (void *p : {(void *)logits, (void *)work, (void *)counts, (void *)ids, (void *)bias, (void *)prm, (void *)out}) cudaFree(p);
+    }
+    cublasDestroy(cb);
+    if (g_csv) fclose(g_csv);
+    return 0;
+}
