@@ -1,0 +1,317 @@
+/* GGUF tokenizer (tokenizer.ggml.*) → the same in-memory model as tokenizer.json.
+ * Supported: tokenizer.ggml.model "gpt2" (byte-level BPE) with the pre-tokenizer named by
+ * tokenizer.ggml.pre, mapped to the Hugging Face pre-tokenizer of the original model (the same
+ * regexes llama.cpp uses). Control tokens (token_type 3) become special added tokens and
+ * user-defined ones (4) non-special added tokens, as transformers' GGUF converter does. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tok_internal.h"
+#include "vesta/gguf.h"
+#include "vesta/tokenizer.h"
+
+#define FAIL(code, ...) vesta_error_set(err, code, __VA_ARGS__)
+
+static const char RE_GPT2[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+static const char RE_LLAMA3[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char RE_QWEN2[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/* Builds the pre-tokenizer for a tokenizer.ggml.pre name. */
+static vesta_status make_pre(const char *pre, size_t len, tok_pre **out, vesta_error *err) {
+    *out = NULL;
+    enum { GPT2, LLAMA3, QWEN2, DIGITS_GPT2 } kind;
+#define IS(s) (len == sizeof(s) - 1 && !memcmp(pre, s, len))
+    if (!pre || IS("default") || IS("gpt2") || IS("gpt-2")) kind = GPT2;
+    else if (IS("llama3") || IS("llama-bpe") || IS("llama-v3") || IS("smaug-bpe")) kind = LLAMA3;
+    else if (IS("qwen2")) kind = QWEN2;
+    else if (IS("smollm") || IS("starcoder") || IS("refact")) kind = DIGITS_GPT2;
+    else
+        return FAIL(VESTA_ERR_UNSUPPORTED, "field tokenizer.ggml.pre: unsupported pre-tokenizer \"%.*s\"",
+                    (int)(len > 64 ? 64 : len), pre);
+#undef IS
+    tok_pre *seq = calloc(1, sizeof *seq);
+    if (!seq) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+    *out = seq;
+    seq->kind = TOK_PRE_SEQUENCE;
+    seq->children = calloc(2, sizeof *seq->children);
+    if (!seq->children) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+    tok_pre *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    if (a) seq->children[seq->n_children++] = a;
+    if (b) seq->children[seq->n_children++] = b;
+    if (!a || !b) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+    b->kind = TOK_PRE_BYTELEVEL;
+    b->add_prefix_space = false;
+    if (kind == GPT2 || kind == DIGITS_GPT2) {
+        /* HF: [Digits(individual_digits=true)], ByteLevel(use_regex=true) */
+        if (kind == DIGITS_GPT2) {
+            a->kind = TOK_PRE_DIGITS;
+            a->individual_digits = true;
+        } else {
+            seq->children[0] = b;
+            seq->n_children = 1;
+            free(a);
+        }
+        b->use_regex = true;
+        b->behavior = TOK_SPLIT_ISOLATED;
+        return tok_regex_compile(&b->re, RE_GPT2, sizeof RE_GPT2 - 1, false, err);
+    }
+    /* HF: Split(regex, Isolated), ByteLevel(use_regex=false) */
+    a->kind = TOK_PRE_SPLIT;
+    a->behavior = TOK_SPLIT_ISOLATED;
+    b->use_regex = false;
+    const char *re = kind == LLAMA3 ? RE_LLAMA3 : RE_QWEN2;
+    return tok_regex_compile(&a->re, re, strlen(re), false, err);
+}
+
+static bool get_id(const vesta_gguf *g, const char *key, int32_t *out) {
+    int64_t v;
+    if (!vesta_gguf_get_i64(g, key, &v) || v < 0 || v >= (1 << 24)) return false;
+    *out = (int32_t)v;
+    return true;
+}
+
+static vesta_status load_templates(vesta_tokenizer *t, const vesta_gguf *g, vesta_error *err) {
+    vesta_gguf_str s;
+    if (vesta_gguf_get_str(g, "tokenizer.chat_template", &s)) {
+        t->tpl_names = calloc(1, sizeof *t->tpl_names);
+        t->tpl_bodies = calloc(1, sizeof *t->tpl_bodies);
+        if (!t->tpl_names || !t->tpl_bodies) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        t->tpl_names[0] = strdup("default");
+        t->tpl_bodies[0] = malloc(s.len + 1);
+        if (!t->tpl_names[0] || !t->tpl_bodies[0]) {
+            free(t->tpl_names[0]);
+            free(t->tpl_bodies[0]);
+            return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        }
+        memcpy(t->tpl_bodies[0], s.ptr, s.len);
+        t->tpl_bodies[0][s.len] = 0;
+        t->n_tpl = 1;
+    }
+    vesta_gguf_type et;
+    uint64_t n;
+    if (!vesta_gguf_get_array(g, "tokenizer.chat_templates", &et, &n) || et != VESTA_GGUF_STRING)
+        return VESTA_OK;
+    for (uint64_t i = 0; i < n && i < 64; i++) {
+        vesta_gguf_str name;
+        if (!vesta_gguf_array_str(g, "tokenizer.chat_templates", i, &name) || name.len > 200) continue;
+        char key[256];
+        snprintf(key, sizeof key, "tokenizer.chat_template.%.*s", (int)name.len, name.ptr);
+        vesta_gguf_str body;
+        if (!vesta_gguf_get_str(g, key, &body)) continue;
+        char **nn = realloc(t->tpl_names, (t->n_tpl + 1) * sizeof *nn);
+        if (!nn) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        t->tpl_names = nn;
+        char **bb = realloc(t->tpl_bodies, (t->n_tpl + 1) * sizeof *bb);
+        if (!bb) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        t->tpl_bodies = bb;
+        char *nm = malloc(name.len + 1), *bd = malloc(body.len + 1);
+        if (!nm || !bd) {
+            free(nm);
+            free(bd);
+            return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        }
+        memcpy(nm, name.ptr, name.len);
+        nm[name.len] = 0;
+        memcpy(bd, body.ptr, body.len);
+        bd[body.len] = 0;
+        t->tpl_names[t->n_tpl] = nm;
+        t->tpl_bodies[t->n_tpl] = bd;
+        t->n_tpl++;
+    }
+    return VESTA_OK;
+}
+
+static vesta_status load_vocab(vesta_tokenizer *t, const vesta_gguf *g, vesta_error *err) {
+    vesta_gguf_type et, tt;
+    uint64_t n, ntypes;
+    if (!vesta_gguf_get_array(g, "tokenizer.ggml.tokens", &et, &n) || et != VESTA_GGUF_STRING)
+        return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.tokens: missing or not a string array");
+    if (n == 0 || n >= (1 << 24))
+        return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.tokens: %llu tokens is out of range",
+                    (unsigned long long)n);
+    bool have_types = vesta_gguf_get_array(g, "tokenizer.ggml.token_type", &tt, &ntypes);
+    if (have_types && ntypes != n)
+        return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.token_type: %llu entries for %llu tokens",
+                    (unsigned long long)ntypes, (unsigned long long)n);
+    if (!tok_strmap_init(&t->vocab, n) || !tok_strmap_init(&t->all, n))
+        return FAIL(VESTA_ERR_NOMEM, "out of memory");
+    size_t n_added = 0;
+    t->added = calloc(n, sizeof *t->added);
+    if (!t->added) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+    for (uint64_t i = 0; i < n; i++) {
+        vesta_gguf_str s;
+        int64_t type = 1;
+        if (!vesta_gguf_array_str(g, "tokenizer.ggml.tokens", i, &s))
+            return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.tokens[%llu]: unreadable", (unsigned long long)i);
+        if (have_types && !vesta_gguf_array_i64(g, "tokenizer.ggml.token_type", i, &type))
+            return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.token_type[%llu]: not an integer",
+                        (unsigned long long)i);
+        if (tok_utf8_valid_prefix(s.ptr, s.len) != s.len)
+            return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.tokens[%llu]: not valid UTF-8",
+                        (unsigned long long)i);
+        bool existed;
+        if (!tok_set_id(t, (int32_t)i, s.ptr, s.len, 0) ||
+            !tok_strmap_put(&t->vocab, s.ptr, s.len, (int32_t)i, &existed))
+            return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        if (existed)
+            return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.tokens[%llu]: duplicate token \"%.*s\"",
+                        (unsigned long long)i, (int)(s.len > 64 ? 64 : s.len), s.ptr);
+        if (!tok_strmap_put(&t->all, s.ptr, s.len, (int32_t)i, &existed))
+            return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        if (type == 3 || type == 4) {
+            tok_added *a = &t->added[n_added++];
+            a->content = malloc(s.len + 1);
+            if (!a->content) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+            memcpy(a->content, s.ptr, s.len);
+            a->content[s.len] = 0;
+            a->len = s.len;
+            a->id = (int32_t)i;
+            a->special = type == 3;
+            a->normalized = false;
+            t->id_flags[i] |= TOK_ID_ADDED | (a->special ? TOK_ID_SPECIAL : 0);
+        } else if (type < 1 || type > 6) {
+            return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.token_type[%llu]: unknown type %lld",
+                        (unsigned long long)i, (long long)type);
+        }
+    }
+    t->n_added = n_added;
+    return VESTA_OK;
+}
+
+static vesta_status load_merges(vesta_tokenizer *t, const vesta_gguf *g, vesta_error *err) {
+    vesta_gguf_type et;
+    uint64_t n;
+    if (!vesta_gguf_get_array(g, "tokenizer.ggml.merges", &et, &n) || et != VESTA_GGUF_STRING)
+        return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.merges: missing or not a string array");
+    if (!tok_merge_map_init(&t->merges, n)) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+    tok_buf cat = {0};
+    for (uint64_t i = 0; i < n; i++) {
+        vesta_gguf_str s;
+        if (!vesta_gguf_array_str(g, "tokenizer.ggml.merges", i, &s)) goto bad;
+        const char *sp = memchr(s.ptr, ' ', s.len);
+        if (!sp) goto bad;
+        size_t al = (size_t)(sp - s.ptr), bl = s.len - al - 1;
+        int32_t a = tok_strmap_get(&t->vocab, s.ptr, al), b = tok_strmap_get(&t->vocab, sp + 1, bl);
+        cat.n = 0;
+        if (!tok_buf_append(&cat, s.ptr, al) || !tok_buf_append(&cat, sp + 1, bl)) {
+            tok_buf_free(&cat);
+            return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        }
+        int32_t m = tok_strmap_get(&t->vocab, cat.p, cat.n);
+        if (a < 0 || b < 0 || m < 0) {
+            tok_buf_free(&cat);
+            return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.merges[%llu]: \"%.*s\" refers to a token not in the vocabulary",
+                        (unsigned long long)i, (int)(s.len > 64 ? 64 : s.len), s.ptr);
+        }
+        bool existed;
+        if (!tok_merge_map_put(&t->merges, a, b, (uint32_t)i, m, &existed)) {
+            tok_buf_free(&cat);
+            return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        }
+        continue;
+    bad:
+        tok_buf_free(&cat);
+        return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.merges[%llu]: expected \"a b\"", (unsigned long long)i);
+    }
+    tok_buf_free(&cat);
+    return VESTA_OK;
+}
+
+static vesta_status special_ids(vesta_tokenizer *t, const vesta_gguf *g, vesta_error *err) {
+    static const struct {
+        const char *key;
+        size_t off_id, off_str;
+    } keys[] = {
+        {"tokenizer.ggml.bos_token_id", offsetof(vesta_tokenizer, bos_id), offsetof(vesta_tokenizer, bos_tok)},
+        {"tokenizer.ggml.eos_token_id", offsetof(vesta_tokenizer, eos_id), offsetof(vesta_tokenizer, eos_tok)},
+        {"tokenizer.ggml.padding_token_id", offsetof(vesta_tokenizer, pad_id), offsetof(vesta_tokenizer, pad_tok)},
+        {"tokenizer.ggml.unknown_token_id", offsetof(vesta_tokenizer, unk_cfg_id), offsetof(vesta_tokenizer, unk_tok)},
+    };
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        if (!vesta_gguf_has_key(g, keys[k].key)) continue;
+        int32_t id;
+        if (!get_id(g, keys[k].key, &id) || (size_t)id >= t->n_ids)
+            return FAIL(VESTA_ERR_FORMAT, "field %s: not a token id of the vocabulary", keys[k].key);
+        *(int32_t *)((char *)t + keys[k].off_id) = id;
+        char **dst = (char **)((char *)t + keys[k].off_str);
+        size_t len;
+        const char *s = vesta_tokenizer_id_to_token(t, id, &len);
+        *dst = malloc(len + 1);
+        if (!*dst) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        memcpy(*dst, s, len);
+        (*dst)[len] = 0;
+    }
+    bool b;
+    if (vesta_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &b)) t->add_bos = b;
+    if (vesta_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &b)) t->add_eos = b;
+    return VESTA_OK;
+}
+
+/* BOS/EOS added by encode(add_special_tokens) follow add_bos_token/add_eos_token. */
+static vesta_status make_post(vesta_tokenizer *t, vesta_error *err) {
+    t->post = calloc(1, sizeof *t->post);
+    if (!t->post) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+    t->post->kind = TOK_POST_TEMPLATE;
+    t->post->items = calloc(3, sizeof *t->post->items);
+    if (!t->post->items) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+    tok_post_item *it = t->post->items;
+    if (t->add_bos && t->bos_id >= 0) {
+        it->ids = malloc(sizeof *it->ids);
+        if (!it->ids) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        it->ids[0] = t->bos_id;
+        it->n_ids = 1;
+        it++;
+    }
+    it->is_sequence = true;
+    it++;
+    if (t->add_eos && t->eos_id >= 0) {
+        it->ids = malloc(sizeof *it->ids);
+        if (!it->ids) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        it->ids[0] = t->eos_id;
+        it->n_ids = 1;
+        it++;
+    }
+    t->post->n_items = (size_t)(it - t->post->items);
+    return VESTA_OK;
+}
+
+vesta_tokenizer *vesta_tokenizer_load_gguf(const vesta_gguf *g, vesta_error *err) {
+    vesta_gguf_str model, pre;
+    if (!vesta_gguf_get_str(g, "tokenizer.ggml.model", &model)) {
+        FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.model: missing");
+        return NULL;
+    }
+    if (!(model.len == 4 && !memcmp(model.ptr, "gpt2", 4))) {
+        FAIL(VESTA_ERR_UNSUPPORTED, "field tokenizer.ggml.model: unsupported tokenizer \"%.*s\" (only \"gpt2\" byte-level BPE)",
+             (int)(model.len > 64 ? 64 : model.len), model.ptr);
+        return NULL;
+    }
+    bool has_pre = vesta_gguf_get_str(g, "tokenizer.ggml.pre", &pre);
+    vesta_tokenizer *t = tok_alloc();
+    if (!t) {
+        FAIL(VESTA_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    vesta_status st;
+    if ((st = load_vocab(t, g, err)) != VESTA_OK || (st = load_merges(t, g, err)) != VESTA_OK ||
+        (st = make_pre(has_pre ? pre.ptr : NULL, has_pre ? pre.len : 0, &t->pre, err)) != VESTA_OK ||
+        (st = special_ids(t, g, err)) != VESTA_OK || (st = make_post(t, err)) != VESTA_OK ||
+        (st = load_templates(t, g, err)) != VESTA_OK)
+        goto fail;
+    t->dec = calloc(1, sizeof *t->dec);
+    if (!t->dec) {
+        FAIL(VESTA_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    t->dec->kind = TOK_DEC_BYTELEVEL;
+    if ((st = tok_finish_load(t, "gguf", err)) != VESTA_OK) goto fail;
+    return t;
+fail:
+    vesta_tokenizer_release(t);
+    return NULL;
+}
