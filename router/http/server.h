@@ -1,0 +1,14 @@
+/* h2o server set-up and the event loop (router.h describes thread ownership). */
+#ifndef VR_HTTP_SERVER_H
+#define VR_HTTP_SERVER_H
+
+#include "router.h"
+
+/* Binds the ZMQ endpoint and the HTTP listener, starts the link thread and the tick timer.
+ * Errors name what failed (address, port). */
+vesta_status vr_server_start(vr_router *r, vesta_error *err);
+/* Runs the loop until r->stopping is set (by a signal handler). */
+void vr_server_run(vr_router *r);
+void vr_server_stop(vr_router *r);
+
+#endif
