@@ -3,6 +3,9 @@
 #include <string.h>
 
 #include "generate.h"
+#ifdef VESTA_HAVE_SERVE
+#include "serve.h"
+#endif
 #ifdef VESTA_HAVE_CLI_COMMON
 #include "vesta_cli.h"
 #endif
@@ -19,6 +22,9 @@ typedef struct command {
 
 static const command commands[] = {
     {"generate", vesta_cmd_generate, "offline batch generation from a JSONL file (vLLM's LLM.generate)"},
+#ifdef VESTA_HAVE_SERVE
+    {"serve", vesta_cmd_serve, "start a router and N workers, OpenAI API (vLLM's `vllm serve`)"},
+#endif
 #ifdef VESTA_HAVE_CLI_COMMON
     {"tokenize", vesta_cmd_tokenize, "JSONL {\"text\"} -> {\"ids\"} with a model's tokenizer"},
     {"detokenize", vesta_cmd_detokenize, "JSONL {\"ids\"} -> {\"text\"}"},
