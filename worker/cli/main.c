@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench.h"
 #include "generate.h"
 #ifdef VESTA_HAVE_SERVE
 #include "serve.h"
@@ -25,6 +26,7 @@ static const command commands[] = {
 #ifdef VESTA_HAVE_SERVE
     {"serve", vesta_cmd_serve, "start a router and N workers, OpenAI API (vLLM's `vllm serve`)"},
 #endif
+    {"bench", vesta_cmd_bench, "offline benchmarks: throughput, latency, prefix (vLLM's benchmark_*)"},
 #ifdef VESTA_HAVE_CLI_COMMON
     {"tokenize", vesta_cmd_tokenize, "JSONL {\"text\"} -> {\"ids\"} with a model's tokenizer"},
     {"detokenize", vesta_cmd_detokenize, "JSONL {\"ids\"} -> {\"text\"}"},

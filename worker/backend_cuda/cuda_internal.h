@@ -1,0 +1,111 @@
+/* Internal state of the CUDA backend. */
+#ifndef VESTA_CUDA_INTERNAL_H
+#define VESTA_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend_cuda.h"
+#include "sampler.h"
+#include "vesta_kernels.h"
+
+/* Checks a CUDA runtime call; on failure fills err and jumps to `fail` in the caller. */
+#define CU(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            vesta_error_set(err, VESTA_ERR_BACKEND, "cuda: %s: %s (%s:%d)", #call,                 \
+                            cudaGetErrorString(e_), __FILE__, __LINE__);                           \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+#define CB(call)                                                                                   \
+    do {                                                                                           \
+        cublasStatus_t s_ = (call);                                                                \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                         \
+            vesta_error_set(err, VESTA_ERR_BACKEND, "cublas: %s: status %d (%s:%d)", #call, (int)s_, \
+                            __FILE__, __LINE__);                                                   \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+typedef struct cuda_layer {
+    void *ln1, *wqkv, *bqkv, *wo, *ln2, *wgu, *wdown;
+} cuda_layer;
+
+/* Device buffers for one step's inputs (fixed addresses: decode graphs read them at replay). */
+typedef struct cuda_meta {
+    int32_t *tokens, *positions, *slots, *query_start, *context_lens, *block_tables, *tiles, *sample_idx;
+    vk_sample_row *sample_params;
+    int32_t *ids_pool;
+    float *bias_pool;
+    vk_sample_out *sample_out;
+} cuda_meta;
+
+#define CUDA_MAX_GRAPHS 40
+
+typedef struct cuda_backend {
+    vesta_backend base;
+    vesta_backend_options opts;
+    int dev;
+    size_t total_mem;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    void *blas_ws;
+    size_t blas_ws_bytes;
+
+    /* shapes */
+    int Hd, H, KVH, D, F, V, L, W; /* W = (H + 2 KVH) D */
+    int max_tokens, max_seqs, max_blocks; /* max_blocks per sequence (block table stride) */
+    int tiles_cap;
+    size_t ids_cap;
+    float attn_scale;
+
+    /* weights */
+    void *warena;
+    size_t wbytes;
+    void *embed, *final_norm, *lm_head;
+    cuda_layer *layers;
+    float *inv_freq;
+
+    /* activations */
+    void *aarena;
+    size_t abytes;
+    void *x, *h, *qkv, *attn, *tmp, *gu, *act, *sx, *stmp, *sh, *attn_scratch;
+    float *logits, *swork;
+    int32_t *scounts;
+    cuda_meta m;
+
+    /* pinned host staging */
+    void *hpin;
+    size_t hpin_bytes;
+    cuda_meta hm; /* host mirrors of cuda_meta (in hpin) */
+    float *hlogits; /* raw logits rows for host sampling / logits_out */
+
+    /* KV cache */
+    void *kv;
+    size_t kv_bytes;
+    int num_blocks, block_size;
+    void **kv_ptrs; /* device: 2 L cache pointers (K0, V0, K1, V1, ...) */
+    size_t kv_reserve; /* bytes held back from the KV budget (graphs, allocator slack) */
+
+    /* decode graphs per batch-size bucket */
+    int num_graphs;
+    int graph_bs[CUDA_MAX_GRAPHS];
+    cudaGraphExec_t graphs[CUDA_MAX_GRAPHS];
+
+    vesta_sampler_scratch *scratch; /* host sampling of top-k / top-p rows */
+    double load_seconds;
+} cuda_backend;
+
+vesta_status cuda_weights_load(cuda_backend *be, const vesta_model_file *mf, vesta_error *err);
+vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, int max_ctx, bool has_decode,
+                          int ntiles, vesta_error *err);
+vesta_status cuda_graphs_capture(cuda_backend *be, vesta_error *err);
+int cuda_graph_for(const cuda_backend *be, int nseq);
+size_t cuda_gemm_workspace_bytes(void);
+
+#endif
