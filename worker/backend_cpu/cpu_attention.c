@@ -15,7 +15,7 @@ static void write_kv(cpu_backend *be, const vesta_batch *b, int layer)
     const cpu_kv_cache *kv = &be->kv;
     const int D = c->head_dim, nkv = c->num_kv_heads, bs = kv->block_size;
     const size_t row = (size_t)D * sizeof(float);
-#pragma omp parallel for num_threads(be->a.nthreads) schedule(static)
+#pragma omp parallel for num_threads(be->a.nthreads) schedule(static) if (b->num_tokens >= CPU_PAR_MIN_ROWS)
     for (int t = 0; t < b->num_tokens; t++) {
         int slot = b->slot_mapping[t];
         float *kb = kv->data + (size_t)(slot / bs) * kv->block_floats + (size_t)layer * kv->layer_floats +
@@ -80,7 +80,9 @@ void cpu_attention(cpu_backend *be, const vesta_batch *b, int layer)
     const int nh = c->num_heads, group = c->num_heads / c->num_kv_heads, D = c->head_dim;
     const int window = c->sliding_window;
     const int T = b->num_tokens;
-#pragma omp parallel for collapse(2) num_threads(a->nthreads) schedule(dynamic, 4)
+    /* A decode step of short sequences is too little work to be worth waking the threads. */
+    const bool par = (int64_t)T * b->max_context_len >= CPU_PAR_MIN_ATTN;
+#pragma omp parallel for collapse(2) num_threads(a->nthreads) schedule(dynamic, 4) if (par)
     for (int t = 0; t < T; t++) {
         for (int h = 0; h < nh; h++) {
             const int s = a->tok_seq[t], pos = b->positions[t];

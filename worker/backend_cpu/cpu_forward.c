@@ -25,7 +25,7 @@ static void rmsnorm_rows(const cpu_backend *be, const float *x, const float *w, 
 {
     const int H = be->base.config.hidden_size;
     const float eps = be->base.config.rms_norm_eps;
-#pragma omp parallel for num_threads(be->a.nthreads) schedule(static)
+#pragma omp parallel for num_threads(be->a.nthreads) schedule(static) if (T >= CPU_PAR_MIN_ROWS)
     for (int t = 0; t < T; t++)
         rmsnorm_row(x + (size_t)t * H, w, y + (size_t)t * H, H, eps);
 }
@@ -45,7 +45,7 @@ static void rope_head(float *x, const float *cs, int half)
 static void rope_tables(cpu_backend *be, const vesta_batch *b)
 {
     const int half = be->base.config.head_dim / 2;
-#pragma omp parallel for num_threads(be->a.nthreads) schedule(static)
+#pragma omp parallel for num_threads(be->a.nthreads) schedule(static) if (b->num_tokens >= CPU_PAR_MIN_ROWS)
     for (int t = 0; t < b->num_tokens; t++) {
         float *cs = be->a.rope + (size_t)t * (size_t)(2 * half);
         const float p = (float)b->positions[t];
@@ -61,7 +61,7 @@ static void rope_apply(cpu_backend *be, int T)
 {
     const vesta_model_config *c = &be->base.config;
     const int D = c->head_dim, half = D / 2, nq = c->num_heads, nk = c->num_kv_heads;
-#pragma omp parallel for num_threads(be->a.nthreads) schedule(static)
+#pragma omp parallel for num_threads(be->a.nthreads) schedule(static) if (T >= CPU_PAR_MIN_ROWS)
     for (int t = 0; t < T; t++) {
         float *row = be->a.qkv + (size_t)t * (size_t)be->qkv_dim;
         const float *cs = be->a.rope + (size_t)t * (size_t)D;
@@ -74,7 +74,7 @@ static void rope_apply(cpu_backend *be, int T)
 static void silu_mul(cpu_backend *be, int T)
 {
     const int I = be->base.config.intermediate_size;
-#pragma omp parallel for num_threads(be->a.nthreads) schedule(static)
+#pragma omp parallel for num_threads(be->a.nthreads) schedule(static) if (T >= CPU_PAR_MIN_ROWS)
     for (int t = 0; t < T; t++) {
         const float *g = be->a.gu + (size_t)t * (size_t)(2 * I), *u = g + I;
         float *y = be->a.act + (size_t)t * (size_t)I;
@@ -93,7 +93,7 @@ static void layer_forward(cpu_backend *be, const vesta_batch *b, int l)
     rmsnorm_rows(be, a->x, L->attn_norm, a->xn, T);
     float beta = 0.0f;
     if (L->bqkv) { /* bias preloaded, the product accumulates onto it */
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(static) if (T >= CPU_PAR_MIN_ROWS)
         for (int t = 0; t < T; t++)
             memcpy(a->qkv + (size_t)t * (size_t)be->qkv_dim, L->bqkv, (size_t)be->qkv_dim * sizeof(float));
         beta = 1.0f;
@@ -117,7 +117,7 @@ void cpu_forward(cpu_backend *be, const vesta_batch *b)
     for (int s = 0; s < b->num_seqs; s++)
         for (int t = b->query_start[s]; t < b->query_start[s + 1]; t++)
             a->tok_seq[t] = s;
-#pragma omp parallel for num_threads(a->nthreads) schedule(static)
+#pragma omp parallel for num_threads(a->nthreads) schedule(static) if (b->num_tokens >= CPU_PAR_MIN_ROWS)
     for (int t = 0; t < b->num_tokens; t++)
         memcpy(a->x + (size_t)t * H, be->w.embed + (size_t)b->token_ids[t] * (size_t)H, (size_t)H * sizeof(float));
     rope_tables(be, b);

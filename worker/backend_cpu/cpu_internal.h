@@ -107,6 +107,11 @@ void cpu_attention(cpu_backend *be, const vesta_batch *b, int layer);
 void cpu_forward(cpu_backend *be, const vesta_batch *b);
 void cpu_forward_final_rows(cpu_backend *be, const vesta_batch *b, int first, int n);
 
+/* Below these sizes a loop runs on the calling thread: waking the pool costs more than the work
+ * (and much more when the cores are shared with other processes). */
+#define CPU_PAR_MIN_ROWS 4     /* per-token loops: tokens in the step */
+#define CPU_PAR_MIN_ATTN 2048  /* attention: tokens x longest context */
+
 /* Overflow-checked size arithmetic. */
 static inline int cpu_mul_size(size_t a, size_t b, size_t *out)
 {

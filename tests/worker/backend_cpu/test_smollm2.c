@@ -6,8 +6,8 @@
  *                                sizes 1..33 and whole, mixed prefill + decode steps; greedy tokens
  *                                == golden, logits (prompt's last position and decode step 63)
  *                                within relative L2 1e-3 of golden
- *   test_smollm2 single GOLDEN   each prompt alone, whole-prompt prefill: same checks, and the
- *                                logits equal the batched run's within relative L2 1e-4
+ *   test_smollm2 single GOLDEN   every third prompt alone, whole-prompt prefill: same checks, and
+ *                                the logits equal the batched run's within relative L2 1e-4
  *   test_smollm2 chunked GOLDEN  the longest prompt prefilled in chunks of 1, 7, 16, 33: last-
  *                                position logits within 1e-4 of the whole-prompt prefill */
 #include <stdio.h>
@@ -152,12 +152,13 @@ static void run_batched(drv *d, golden_prompt *gp, int n, int vocab, drv_seq *se
         check_vs_golden("batched", &gp[i], &seqs[i], vocab);
 }
 
-/* Each prompt alone; the logits must also match the batched run's. */
+/* Every third prompt alone (a chat, a long plain text, the shortest: the batched run already
+ * covers all of them against HF); the logits must also match the batched run's. */
 static void run_single(drv *d, golden_prompt *gp, int n, int vocab)
 {
     drv_seq batched[16];
     run_batched(d, gp, n, vocab, batched);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i += 3) {
         drv_seq s = seq_for(&gp[i]);
         drv_run(d, &s, 1, 1000 + (uint64_t)i);
         check_vs_golden("single", &gp[i], &s, vocab);
