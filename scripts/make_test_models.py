@@ -321,6 +321,96 @@ def make_tiny_models(golden):
         print("wrote", path, os.path.getsize(path))
 
 
+def write_fuzz_seeds():
+    """Small seed inputs for tests/fuzz/gguf and tests/fuzz/safetensors (a few KB each)."""
+    import gguf
+    import torch
+    from safetensors.torch import save_file
+
+    Q = gguf.GGMLQuantizationType
+    gdir = os.path.join(ROOT, "tests", "fuzz", "gguf", "corpus")
+    sdir = os.path.join(ROOT, "tests", "fuzz", "safetensors", "corpus")
+    os.makedirs(gdir, exist_ok=True)
+    os.makedirs(sdir, exist_ok=True)
+    rng = np.random.default_rng(7)
+    torch.manual_seed(7)
+
+    def model(path, arch, types, bias=False, alignment=None):
+        w = gguf.GGUFWriter(path, arch)
+        if alignment:
+            w.add_custom_alignment(alignment)
+        w.add_block_count(1)
+        w.add_context_length(64)
+        w.add_embedding_length(32)
+        w.add_feed_forward_length(32)
+        w.add_head_count(2)
+        w.add_head_count_kv(1)
+        w.add_layer_norm_rms_eps(1e-5)
+        w.add_rope_freq_base(10000.0)
+        w.add_token_list(["a", "b", "c", "<s>", "</s>", "\u00e9", "", "zz"])
+        w.add_token_types([1] * 8)
+        w.add_bos_token_id(3)
+        w.add_eos_token_id(4)
+        shapes = {"token_embd.weight": (8, 32), "output_norm.weight": (32,),
+                  "blk.0.attn_norm.weight": (32,), "blk.0.ffn_norm.weight": (32,),
+                  "blk.0.attn_q.weight": (32, 32), "blk.0.attn_k.weight": (16, 32),
+                  "blk.0.attn_v.weight": (16, 32), "blk.0.attn_output.weight": (32, 32),
+                  "blk.0.ffn_gate.weight": (32, 32), "blk.0.ffn_up.weight": (32, 32),
+                  "blk.0.ffn_down.weight": (32, 32)}
+        if bias:
+            shapes.update({"blk.0.attn_q.bias": (32,), "blk.0.attn_k.bias": (16,), "blk.0.attn_v.bias": (16,)})
+        for i, (n, shp) in enumerate(shapes.items()):
+            a = rng.standard_normal(shp).astype(np.float32)
+            t = types[i % len(types)] if len(shp) == 2 else Q.F32
+            if t == Q.F32:
+                w.add_tensor(n, a)
+            elif t == Q.F16:
+                w.add_tensor(n, a.astype(np.float16))
+            else:
+                w.add_tensor(n, gguf.quants.quantize(a, t), raw_dtype=t)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+
+    model(os.path.join(gdir, "seed-llama-mixed.gguf"), "llama", [Q.Q4_0, Q.Q8_0, Q.Q4_1, Q.F16, Q.BF16, Q.F32])
+    model(os.path.join(gdir, "seed-qwen2-bias.gguf"), "qwen2", [Q.F32], bias=True)
+    model(os.path.join(gdir, "seed-llama-align64.gguf"), "llama", [Q.Q8_0], alignment=64)
+
+    # metadata only: every value type, arrays of strings, numbers and arrays
+    w = gguf.GGUFWriter(os.path.join(gdir, "seed-metadata.gguf"), "llama")
+    V = gguf.GGUFValueType
+    w.add_key_value("k.u8", 200, V.UINT8)
+    w.add_key_value("k.i8", -3, V.INT8)
+    w.add_key_value("k.u16", 60000, V.UINT16)
+    w.add_key_value("k.i16", -300, V.INT16)
+    w.add_key_value("k.u32", 4000000000, V.UINT32)
+    w.add_key_value("k.i32", -70000, V.INT32)
+    w.add_key_value("k.f32", 0.25, V.FLOAT32)
+    w.add_key_value("k.bool", True, V.BOOL)
+    w.add_key_value("k.str", "hello", V.STRING)
+    w.add_key_value("k.u64", 2 ** 63 + 5, V.UINT64)
+    w.add_key_value("k.i64", -(2 ** 40), V.INT64)
+    w.add_key_value("k.f64", 1e300, V.FLOAT64)
+    w.add_key_value("tokenizer.ggml.tokens", ["x%d" % i for i in range(40)], V.ARRAY)
+    w.add_key_value("tokenizer.ggml.token_type", [1, 2, 3], V.ARRAY, sub_type=V.INT32)
+    w.add_key_value("k.nested", [[1, 2], [3]], V.ARRAY)
+    w.add_key_value("k.floats", [0.5, 1.5], V.ARRAY, sub_type=V.FLOAT32)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+
+    save_file({"a": torch.randn(4, 8), "b": torch.randn(3).half(), "c": torch.randn(2, 2).bfloat16(),
+               "s": torch.tensor(5, dtype=torch.int64), "e": torch.zeros(0, 3),
+               "i": torch.arange(6, dtype=torch.int32).reshape(2, 3)},
+              os.path.join(sdir, "seed-dtypes.safetensors"), metadata={"format": "pt"})
+    save_file({"model.embed_tokens.weight": torch.randn(8, 16),
+               "model.layers.0.self_attn.q_proj.weight": torch.randn(16, 16).bfloat16(),
+               "model.norm.weight": torch.ones(16)},
+              os.path.join(sdir, "seed-model.safetensors"))
+    print("wrote fuzz seeds")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smollm2", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -329,6 +419,7 @@ def main():
     if not os.path.exists(args.smollm2):
         sys.exit("missing %s: run scripts/fetch-model.sh" % args.smollm2)
     gguf_golden(args.smollm2, os.path.join(OUT, "smollm2-gguf-golden.json"))
+    write_fuzz_seeds()
     golden = {}
     make_tiny_models(golden)
     import transformers
