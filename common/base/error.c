@@ -20,13 +20,21 @@ void vesta_error_prefix(vesta_error *err, const char *fmt, ...)
 {
     if (err == NULL)
         return;
-    char prefix[VESTA_ERROR_MSG_MAX], old[VESTA_ERROR_MSG_MAX];
+    char prefix[VESTA_ERROR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof(prefix), fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof(old));
-    snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+    /* Shift the old message right and put "prefix: " in front; truncation keeps the prefix. */
+    size_t cap = sizeof(err->msg) - 1, plen = strnlen(prefix, cap - 2);
+    size_t olen = strnlen(err->msg, cap);
+    if (olen > cap - plen - 2)
+        olen = cap - plen - 2;
+    memmove(err->msg + plen + 2, err->msg, olen);
+    memcpy(err->msg, prefix, plen);
+    err->msg[plen] = ':';
+    err->msg[plen + 1] = ' ';
+    err->msg[plen + 2 + olen] = '\0';
 }
 
 void vesta_error_clear(vesta_error *err)
