@@ -320,6 +320,24 @@ def make_tiny_models(golden):
             write_ref(os.path.join(OUT, fname[:-5] + ".ref"), keep)
         print("wrote", path, os.path.getsize(path))
 
+    # A llama GGUF with q/k/v biases (llama.cpp permutes the q/k biases too): only reachable
+    # through GGUF, since Vesta rejects HF llama attention_bias (it also adds an o_proj bias).
+    model = models["tiny-llama"]
+    cfg = model.config
+    sd = state_dict_f32(model)
+    rng = np.random.default_rng(11)
+    for l in range(cfg.num_hidden_layers):
+        for proj, rows in (("q_proj", 64), ("k_proj", 32), ("v_proj", 32)):
+            sd["model.layers.%d.self_attn.%s.bias" % (l, proj)] = rng.standard_normal(rows).astype(np.float32)
+    fname = "tiny-llama-bias-q8_0.gguf"
+    names = write_gguf(os.path.join(OUT, fname), "llama", cfg, sd, Q.Q8_0, True)
+    keep = {k: v for k, v in sd.items() if k.endswith(".bias")}  # the original, unpermuted biases
+    deq = gguf_dequantized(os.path.join(OUT, fname), True, cfg)
+    keep["model.layers.1.self_attn.k_proj.weight"] = deq[names["model.layers.1.self_attn.k_proj.weight"]]
+    write_ref(os.path.join(OUT, fname[:-5] + ".ref"), keep)
+    golden[fname] = {"config": hf_config_golden(transformers.AutoConfig.from_pretrained(OUT, gguf_file=fname)),
+                     "base": "tiny-llama", "gguf_names": names}
+
 
 def write_fuzz_seeds():
     """Small seed inputs for tests/fuzz/gguf and tests/fuzz/safetensors (a few KB each)."""

@@ -83,7 +83,8 @@ static void check_config(const vesta_model_file *mf, json_t *g, const char *mode
     CHECKF(c->num_eos_token_ids == (int)json_array_size(eos), "%s eos count %d", model, c->num_eos_token_ids);
     for (size_t i = 0; i < json_array_size(eos) && i < VESTA_MAX_EOS_IDS; i++)
         CHECKF(c->eos_token_ids[i] == json_integer_value(json_array_get(eos, i)), "%s eos[%zu]", model, i);
-    CHECKF(c->attention_bias == (strcmp(c->arch, "qwen2") == 0), "%s attention_bias", model);
+    bool bias = strcmp(c->arch, "qwen2") == 0 || strstr(model, "-bias") != NULL;
+    CHECKF(c->attention_bias == bias, "%s attention_bias", model);
 #undef CI
 }
 
@@ -288,6 +289,20 @@ int main(int argc, char **argv)
         vesta_model_file_close(mf);
     }
     CHECK(n_models >= 12);
+
+    /* llama GGUF with q/k/v biases: the permuted 1-D q/k biases read back as the originals */
+    const char *bias_model = "tiny-llama-bias-q8_0.gguf";
+    vesta_model_file *mf = open_model(bias_model);
+    check_config(mf, json_object_get(json_object_get(golden, bias_model), "config"), bias_model);
+    vesta_error err = {0};
+    CHECKF(vesta_model_file_validate(mf, &err) == VESTA_OK, "%s: %s", bias_model, err.msg);
+    snprintf(path, sizeof(path), "%s/tiny-llama-bias-q8_0.ref", g_dir);
+    check_ref_file(mf, path);
+    size_t n;
+    float *b = read_all(mf, "model.layers.0.self_attn.q_proj.bias", &n);
+    check_partial(mf, "model.layers.0.self_attn.q_proj.bias", b);
+    free(b);
+    vesta_model_file_close(mf);
     json_decref(golden);
     return test_finish("test_model_files");
 }
