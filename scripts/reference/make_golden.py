@@ -4,7 +4,9 @@
   make_golden.py smollm2   default model (GGUF, read by transformers' GGUF support):
                            greedy continuations + full-vocab logits -> tests/golden/smollm2_greedy.json
                            and tests/golden/smollm2_logits.f32
-  make_golden.py tiny      the tiny random models of tests/models/ (HF directories or GGUF files):
+  make_golden.py tiny      the tiny random models of tests/models/ (HF directories or GGUF files)
+                           and of tests/golden/models/ (written here on first run: linear rope,
+                           sliding window):
                            full-vocab logits of every prompt position + greedy continuations
                            -> tests/golden/tiny/<model>.json + <model>.f32
 
@@ -160,19 +162,51 @@ def make_smollm2():
         f.write("\n")
 
 
+# Tiny models for features the shared test models (tests/models/, scripts/make_test_models.py) do
+# not exercise; written once (random weights, fixed seed) and committed next to their golden files.
+EXTRA_DIR = os.path.join(GOLDEN, "models")
+
+
+def extra_models():
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+    common = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, max_position_embeddings=256, initializer_range=0.1)
+    return {
+        # linear rope scaling, no GQA, tied embeddings
+        "llama-linear-rope": lambda: LlamaForCausalLM(LlamaConfig(
+            num_key_value_heads=4, tie_word_embeddings=True,
+            rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 10000.0}, **common)),
+        # sliding-window attention (window 12 < the longer prompts), 4:1 GQA
+        "mistral-sliding-window": lambda: MistralForCausalLM(MistralConfig(
+            num_key_value_heads=1, head_dim=16, sliding_window=12, **common)),
+    }
+
+
+def make_extra_models():
+    for name, build in extra_models().items():
+        d = os.path.join(EXTRA_DIR, name)
+        if os.path.exists(os.path.join(d, "config.json")):
+            continue
+        torch.manual_seed(sum(map(ord, name)))
+        model = build().to(torch.float32)
+        model.save_pretrained(d, safe_serialization=True)
+        print(f"{name}: written to {os.path.relpath(d, ROOT)}", flush=True)
+
+
 def tiny_models():
-    d = os.path.join(ROOT, "tests", "models")
     out = []
-    for name in sorted(os.listdir(d)):
-        p = os.path.join(d, name)
-        if os.path.isdir(p) and os.path.exists(os.path.join(p, "config.json")):
-            out.append((name, p, None))
-        elif name.endswith(".gguf"):
-            out.append((name[:-5], d, name))
+    for d in (os.path.join(ROOT, "tests", "models"), EXTRA_DIR):
+        for name in sorted(os.listdir(d)):
+            p = os.path.join(d, name)
+            if os.path.isdir(p) and os.path.exists(os.path.join(p, "config.json")):
+                out.append((name, p, None))
+            elif name.endswith(".gguf"):
+                out.append((name[:-5], d, name))
     return out
 
 
 def make_tiny():
+    make_extra_models()
     rng = np.random.default_rng(1234)
     tdir = os.path.join(GOLDEN, "tiny")
     os.makedirs(tdir, exist_ok=True)

