@@ -652,10 +652,51 @@ static jv f_batch(jrender *r, jv v, const jcall_args *a)
     return jv_list(out);
 }
 
+/* groupby(attribute, default=None, case_sensitive=False): sorted (grouper, items) tuples. */
+static jv f_groupby(jrender *r, jv v, const jcall_args *a)
+{
+    jv attribute = arg(a, 0, "attribute", jv_undef(NULL));
+    jv dflt = arg(a, 1, "default", jv_undef(NULL));
+    bool cs = jv_truthy(arg(a, 2, "case_sensitive", jv_bool(false)));
+    jlist *src = jv_iterate(r, v);
+    jlist *keyed_items = jlist_new(r->f, src->n);
+    for (size_t i = 0; i < src->n; i++) {
+        jv k = attr_arg(r, src->items[i], attribute);
+        if (k.t == JT_UNDEF && dflt.t != JT_UNDEF)
+            k = dflt;
+        jlist *pair = jlist_new(r->f, 2);
+        pair->tuple = true;
+        jlist_push(r->f, pair, k);
+        jlist_push(r->f, pair, src->items[i]);
+        jlist_push(r->f, keyed_items, jv_list(pair));
+    }
+    jlist *sorted_items = sorted(r, keyed_items, jv_none(), cs, false, 0);
+    sort_ctx c = {r, cs, false};
+    jlist *out = jlist_new(r->f, 0);
+    jlist *group = NULL;
+    jv gkey = jv_undef(NULL);
+    for (size_t i = 0; i < sorted_items->n; i++) {
+        jlist *pair = sorted_items->items[i].u.l;
+        jv k = sort_key(&c, pair->items[0]);
+        if (!group || !jv_equal(k, gkey)) {
+            group = jlist_new(r->f, 0);
+            jlist *t = jlist_new(r->f, 2);
+            t->tuple = true;
+            jlist_push(r->f, t, pair->items[0]);
+            jlist_push(r->f, t, jv_list(group));
+            jlist_push(r->f, out, jv_list(t));
+            gkey = k;
+        }
+        jlist_push(r->f, group, pair->items[1]);
+    }
+    return jv_list(out);
+}
+
 static const struct {
     const char *name;
     filter_fn fn;
 } filters[] = {
+    {"groupby", f_groupby},
     {"tojson", f_tojson}, {"trim", f_trim}, {"upper", f_upper}, {"lower", f_lower}, {"title", f_title},
     {"capitalize", f_capitalize}, {"length", f_length}, {"count", f_length}, {"first", f_first},
     {"last", f_last}, {"join", f_join}, {"default", f_default}, {"d", f_default}, {"replace", f_replace},

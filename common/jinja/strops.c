@@ -184,6 +184,45 @@ static bool is_cased(int32_t cp)
     return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL || c == UTF8PROC_CATEGORY_LT;
 }
 
+/* Python's full case mappings (SpecialCasing.txt) that differ from the simple ones utf8proc
+ * gives; the common ones in text: German sharp s, Latin ligatures, dotted capital I. */
+static const char *special_upper(int32_t cp, bool title)
+{
+    switch (cp) {
+    case 0xDF: return title ? "Ss" : "SS";
+    case 0xFB00: return title ? "Ff" : "FF";
+    case 0xFB01: return title ? "Fi" : "FI";
+    case 0xFB02: return title ? "Fl" : "FL";
+    case 0xFB03: return title ? "Ffi" : "FFI";
+    case 0xFB04: return title ? "Ffl" : "FFL";
+    case 0xFB05: case 0xFB06: return title ? "St" : "ST";
+    case 0x149: return "\xCA\xBCN";
+    case 0x587: return title ? "\xD4\xB5\xD6\x82" : "\xD4\xB5\xD5\x92";
+    default: return NULL;
+    }
+}
+
+static void put_mapped(jbuf *b, int32_t cp, jcase mode, bool lower, bool t)
+{
+    const char *sp = NULL;
+    int32_t o;
+    if (lower) {
+        if (cp == 0x130)
+            sp = "i\xCC\x87";
+        o = utf8proc_tolower(cp);
+    } else {
+        bool title = mode == JCASE_TITLE || mode == JCASE_CAPITALIZE;
+        sp = special_upper(cp, title);
+        o = title ? utf8proc_totitle(cp) : utf8proc_toupper(cp);
+    }
+    if (sp) {
+        jbuf_put(b, sp, strlen(sp), t);
+        return;
+    }
+    char u[4];
+    jbuf_put(b, u, utf8_encode(o, u), t);
+}
+
 jstr *jstrop_case(jrender *r, const jstr *s, jcase mode)
 {
     jbuf b;
@@ -193,23 +232,21 @@ jstr *jstrop_case(jrender *r, const jstr *s, jcase mode)
     for (size_t i = 0; i < s->len;) {
         size_t adv;
         int32_t cp = utf8_decode(s->s + i, s->len - i, &adv);
-        int32_t o = cp;
+        bool lower = false;
         switch (mode) {
-        case JCASE_UPPER: o = utf8proc_toupper(cp); break;
-        case JCASE_LOWER: o = utf8proc_tolower(cp); break;
+        case JCASE_UPPER: break;
+        case JCASE_LOWER: lower = true; break;
         case JCASE_TITLE:
-            o = prev_cased ? utf8proc_tolower(cp) : utf8proc_totitle(cp);
+            lower = prev_cased;
             prev_cased = is_cased(cp);
             break;
-        case JCASE_CAPITALIZE: o = first ? utf8proc_totitle(cp) : utf8proc_tolower(cp); break;
+        case JCASE_CAPITALIZE: lower = !first; break;
         }
         first = false;
-        if (adv == 1 && (unsigned char)s->s[i] >= 0x80) {
+        if (adv == 1 && (unsigned char)s->s[i] >= 0x80)
             jbuf_put(&b, s->s + i, 1, t); /* invalid byte: kept as is */
-        } else {
-            char u[4];
-            jbuf_put(&b, u, utf8_encode(o, u), t);
-        }
+        else
+            put_mapped(&b, cp, mode, lower, t);
         i += adv;
     }
     return jbuf_finish(&b);

@@ -103,9 +103,16 @@ static jv normalize_message(jrender *r, jv m, size_t idx)
             reasoning = *jdict_get_cstr(src, reasoning_keys[i]);
     if (reasoning.t != JT_UNDEF)
         jdict_set(r->f, d, jv_str(jstr_lit(r->f, "thinking")), reasoning);
-    for (size_t i = 0; i < src->n; i++)
-        if (src->e[i].val.t != JT_NONE)
-            jdict_set(r->f, d, src->e[i].key, src->e[i].val);
+    for (size_t i = 0; i < src->n; i++) {
+        jv key = src->e[i].key, val = src->e[i].val;
+        if (val.t == JT_NONE)
+            continue;
+        /* Roles are a closed set checked by the API layer, and templates splice them into their
+         * markers ('<|' + role + '|>'), so they are template text, not user text. */
+        if (val.t == JT_STR && key.t == JT_STR && !strcmp(key.u.s->s, "role"))
+            val = jv_str(jstr_new(r->f, val.u.s->s, val.u.s->len, false));
+        jdict_set(r->f, d, key, val);
+    }
     if (reasoning.t != JT_UNDEF)
         jdict_set(r->f, d, jv_str(jstr_lit(r->f, "reasoning_content")), reasoning);
     return jv_dict(d);
