@@ -122,7 +122,13 @@ void vesta_config_format(const vesta_config *c, const vesta_option *o, char *buf
     switch (o->type) {
     case VESTA_OPT_INT: snprintf(buf, cap, "%d", *CFIELD(c, o, int)); break;
     case VESTA_OPT_INT64: snprintf(buf, cap, "%lld", (long long)*CFIELD(c, o, int64_t)); break;
-    case VESTA_OPT_DOUBLE: snprintf(buf, cap, "%.17g", *CFIELD(c, o, double)); break;
+    case VESTA_OPT_DOUBLE: { /* shortest text that reads back to the same double */
+        double v = *CFIELD(c, o, double);
+        snprintf(buf, cap, "%.15g", v);
+        if (strtod(buf, NULL) != v)
+            snprintf(buf, cap, "%.17g", v);
+        break;
+    }
     case VESTA_OPT_BOOL: snprintf(buf, cap, "%s", *CFIELD(c, o, bool) ? "true" : "false"); break;
     case VESTA_OPT_STRING:
     case VESTA_OPT_ENUM: snprintf(buf, cap, "%s", CFIELD(c, o, char)); break;

@@ -60,6 +60,8 @@ static void send_msg(worker *w, const vesta_msg *m)
         return;
     }
     if (zmq_send(w->sock, w->sb.data, w->sb.size, ZMQ_DONTWAIT) < 0) {
+        if (m->type == VESTA_MSG_REGISTER)
+            return; /* not connected yet: REGISTER is repeated every heartbeat interval */
         if (w->dropped_sends++ % 1000 == 0)
             wlog(w, "send %s failed (%s); %llu frames dropped so far", vesta_msg_type_name(m->type),
                  zmq_strerror(errno), (unsigned long long)w->dropped_sends);
