@@ -148,9 +148,25 @@ def main():
         check("dropped a bad frame" in err and "dropped a multipart message" in err, err)
 
         # SHUTDOWN: in-flight requests end with "abort", then exit 0.
-        p = start_worker(r, "w-two")
-        ident, _ = r.recv(want="register")
+        # A small cache: LRU eviction shows up as evicted keys (mirror = the live set).
+        p = start_worker(r, "w-two", "--num-gpu-blocks-override", "8")
+        ident, reg = r.recv(want="register")
+        check(reg["num_kv_blocks"] == 8, reg)
+        r.kv_stored.clear()
         r.send(ident, {"type": "registered", "router_instance": 3})
+        prompts = [[100 + 16 * j + i for i in range(16)] for j in range(3)]
+        for j, pr in enumerate(prompts):
+            r.generate(ident, "lru%d" % j, pr, max_tokens=1)
+            r.collect("lru%d" % j)
+        want = set(block_keys(prompts[1], BLOCK)) | set(block_keys(prompts[2], BLOCK))
+        deadline = time.time() + 2
+        while r.kv_stored != want and time.time() < deadline:
+            try:
+                r.recv(want="kv_events", timeout=0.2)
+            except AssertionError:
+                pass
+        check(r.kv_stored == want, ("lru mirror", len(r.kv_stored)))
+
         r.generate(ident, "s1", prompt, max_tokens=200)
         r.recv(want="tokens")
         r.send(ident, {"type": "shutdown"})
