@@ -132,6 +132,22 @@ def main():
         check(reg3["worker_id"] == "w-test", reg3)
         r.send(ident, {"type": "registered", "router_instance": 2})
 
+        # A real router restart: a new socket on the same endpoint gets a heartbeat from an
+        # unknown worker, answers reregister, and the worker registers again.
+        r.sock.close(linger=0)
+        time.sleep(0.2)
+        r.sock = r.ctx.socket(__import__("zmq").ROUTER)
+        r.sock.bind(r.endpoint)
+        r.backlog = []
+        ident, m = r.recv(match=lambda m: m["type"] in ("heartbeat", "register"), timeout=5)
+        if m["type"] == "heartbeat":
+            r.send(ident, {"type": "reregister"})
+            ident, m = r.recv(want="register", timeout=5)
+        check(m["worker_id"] == "w-test", m)
+        r.send(ident, {"type": "registered", "router_instance": 4})
+        r.generate(ident, "after-restart", prompt, max_tokens=2)
+        check(len(r.collect("after-restart")[0][0]) == 2, "serves the new router")
+
         # SIGTERM: finish in-flight, refuse new work, goodbye, exit 0.
         r.generate(ident, "last", prompt, max_tokens=100)
         _, first = r.recv(match=lambda m: m["type"] == "tokens" and m["request_id"] == "last")
