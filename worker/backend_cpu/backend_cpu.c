@@ -66,7 +66,7 @@ static vesta_status cpu_copy_blocks(vesta_backend *base, const int32_t *src, con
             return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "copy_blocks: pair %d (%d -> %d) outside [0, %d)",
                                    i, src[i], dst[i], be->kv.num_blocks);
     const size_t bytes = be->kv.block_floats * sizeof(float);
-#pragma omp parallel for num_threads(be->a.nthreads) schedule(static)
+#pragma omp parallel for num_threads(be->a.nthreads) schedule(static) if (n >= CPU_PAR_MIN_ROWS)
     for (int i = 0; i < n; i++)
         if (src[i] != dst[i])
             memcpy(be->kv.data + (size_t)dst[i] * be->kv.block_floats,
@@ -80,7 +80,7 @@ static vesta_status sample_rows(cpu_backend *be, const vesta_batch *b, int first
 {
     const int V = be->base.config.vocab_size;
     vesta_status st = VESTA_OK;
-    int nt = be->a.nthreads < n ? be->a.nthreads : n;
+    int nt = be->n_scratch < n ? be->n_scratch : n;
 #pragma omp parallel num_threads(nt > 0 ? nt : 1)
     {
         vesta_error e = {0};
@@ -136,7 +136,7 @@ static void cpu_destroy(vesta_backend *base)
     if (!be)
         return;
     if (be->scratch)
-        for (int i = 0; i < be->a.nthreads; i++)
+        for (int i = 0; i < be->n_scratch; i++)
             vesta_sampler_scratch_release(be->scratch[i]);
     free(be->scratch);
     free(be->kv.data);
@@ -202,20 +202,22 @@ vesta_backend *vesta_backend_cpu_create(const vesta_model_file *mf, const vesta_
     openblas_set_num_threads(1);
     vesta_status st = VESTA_OK;
     be->inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2 + 1));
-    be->scratch = calloc((size_t)nt, sizeof *be->scratch);
+    /* Sampling is a small part of a step: a few threads suffice, and each scratch is ~13 bytes
+     * per vocabulary entry. */
+    be->n_scratch = nt < CPU_MAX_SAMPLE_THREADS ? nt : CPU_MAX_SAMPLE_THREADS;
+    be->scratch = calloc((size_t)be->n_scratch, sizeof *be->scratch);
     if (!be->inv_freq || !be->scratch)
         st = vesta_error_set(err, VESTA_ERR_NOMEM, "cpu backend: out of memory");
     if (st == VESTA_OK)
         st = cpu_rope_inv_freq(c, be->inv_freq, err);
     if (st == VESTA_OK)
         st = cpu_activations_alloc(&be->a, c, opts, nt, err);
-    for (int i = 0; st == VESTA_OK && i < nt; i++)
+    for (int i = 0; st == VESTA_OK && i < be->n_scratch; i++)
         if (!(be->scratch[i] = vesta_sampler_scratch_create(c->vocab_size, err)))
             st = err ? err->code : VESTA_ERR_NOMEM;
     if (st == VESTA_OK)
         st = cpu_weights_load(&be->w, mf, c, opts, err);
     if (st != VESTA_OK) {
-        be->a.nthreads = nt; /* so that destroy releases every scratch */
         cpu_destroy(&be->base);
         return NULL;
     }

@@ -81,7 +81,8 @@ typedef struct cpu_backend {
     cpu_weights w;
     cpu_activations a;
     cpu_kv_cache kv;
-    struct vesta_sampler_scratch **scratch; /* [nthreads] */
+    struct vesta_sampler_scratch **scratch; /* [n_scratch] */
+    int n_scratch;      /* threads that sample rows in parallel */
 } cpu_backend;
 
 vesta_status cpu_activations_alloc(cpu_activations *a, const vesta_model_config *c,
@@ -111,6 +112,7 @@ void cpu_forward_final_rows(cpu_backend *be, const vesta_batch *b, int first, in
  * (and much more when the cores are shared with other processes). */
 #define CPU_PAR_MIN_ROWS 4     /* per-token loops: tokens in the step */
 #define CPU_PAR_MIN_ATTN 2048  /* attention: tokens x longest context */
+#define CPU_MAX_SAMPLE_THREADS 16
 
 /* Overflow-checked size arithmetic. */
 static inline int cpu_mul_size(size_t a, size_t b, size_t *out)
