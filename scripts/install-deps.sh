@@ -22,7 +22,10 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import tokenizers, jinja2, numpy, openai" 2>/dev/null; then
+# Reinstall whenever scripts/requirements-test.txt changes (its hash is kept in the venv).
+req_sha=$(sha256sum scripts/requirements-test.txt | cut -d' ' -f1)
+if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$req_sha" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r scripts/requirements-test.txt
+  echo "$req_sha" > .venv/.requirements.sha256
 fi
