@@ -31,10 +31,10 @@ decode_kernel(const vk_attention_args a, int max_splits) {
     int nsplit = (ctx + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION;
     int G = a.H / a.KVH;
 
-    float *sq = smem;                               /* [G][D] */
-    float *sc = sq + MAX_G * D;                     /* [G][PARTITION] */
-    float *red = sc + MAX_G * VK_DECODE_PARTITION;  /* [NG][G][D] */
-    float *stat = red + NG * MAX_G * D;             /* [G][2]: max, sum */
+    float *sq = smem;                           /* [G][D] */
+    float *sc = sq + G * D;                     /* [G][PARTITION] */
+    float *red = sc + G * VK_DECODE_PARTITION;  /* [NG][G][D] */
+    float *stat = red + NG * G * D;             /* [G][2]: max, sum */
 
     const T *qp = (const T *)a.q + (size_t)q0 * a.q_stride + (size_t)kvh * G * D;
     for (int i = threadIdx.x; i < G * D; i += DEC_THREADS) sq[i] = to_f<T>(qp[i]) * a.scale;
@@ -50,26 +50,33 @@ decode_kernel(const vk_attention_args a, int max_splits) {
     for (int g = 0; g < MAX_G; g++)
 #pragma unroll
         for (int j = 0; j < 8; j++) qreg[g][j] = g < G ? sq[g * D + lane * 8 + j] : 0.f;
-    for (int tb = start; tb < end; tb += NG) { /* uniform trip count: the shuffles need whole warps */
-        int t = tb + grp;
-        bool valid = t < end;
-        float k[8];
-        if (valid) {
-            int blk = bt[t / a.block_size], off = t % a.block_size;
-            load8(kc + (((size_t)blk * a.block_size + off) * a.KVH + kvh) * D + lane * 8, k);
-        } else {
+    constexpr int U = 4; /* key rows in flight per thread */
+    for (int tb = start; tb < end; tb += NG * U) { /* uniform trip count: the shuffles need whole warps */
+        float k[U][8];
 #pragma unroll
-            for (int j = 0; j < 8; j++) k[j] = 0.f;
+        for (int u = 0; u < U; u++) {
+            int t = tb + u * NG + grp;
+            if (t < end) {
+                int blk = bt[t / a.block_size], off = t % a.block_size;
+                load8(kc + (((size_t)blk * a.block_size + off) * a.KVH + kvh) * D + lane * 8, k[u]);
+            } else {
+#pragma unroll
+                for (int j = 0; j < 8; j++) k[u][j] = 0.f;
+            }
         }
 #pragma unroll
-        for (int g = 0; g < MAX_G; g++) {
-            if (g < G) {
-                float d = 0.f;
+        for (int u = 0; u < U; u++) {
+            int t = tb + u * NG + grp;
 #pragma unroll
-                for (int j = 0; j < 8; j++) d += qreg[g][j] * k[j];
+            for (int g = 0; g < MAX_G; g++) {
+                if (g < G) {
+                    float d = 0.f;
 #pragma unroll
-                for (int o = LANES / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o, LANES);
-                if (valid && lane == 0) sc[g * VK_DECODE_PARTITION + (t - start)] = d;
+                    for (int j = 0; j < 8; j++) d += qreg[g][j] * k[u][j];
+#pragma unroll
+                    for (int o = LANES / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o, LANES);
+                    if (t < end && lane == 0) sc[g * VK_DECODE_PARTITION + (t - start)] = d;
+                }
             }
         }
     }
@@ -102,16 +109,28 @@ decode_kernel(const vk_attention_args a, int max_splits) {
     for (int g = 0; g < MAX_G; g++)
 #pragma unroll
         for (int j = 0; j < 8; j++) acc[g][j] = 0.f;
-    for (int t = start + grp; t < end; t += NG) {
-        int blk = bt[t / a.block_size], off = t % a.block_size;
-        float v[8];
-        load8(vc + (((size_t)blk * a.block_size + off) * a.KVH + kvh) * D + lane * 8, v);
+    for (int tb = start + grp; tb < end; tb += NG * U) {
+        float v[U][8];
 #pragma unroll
-        for (int g = 0; g < MAX_G; g++) {
-            if (g < G) {
-                float p = sc[g * VK_DECODE_PARTITION + (t - start)];
+        for (int u = 0; u < U; u++) {
+            int t = tb + u * NG;
+            if (t < end) {
+                int blk = bt[t / a.block_size], off = t % a.block_size;
+                load8(vc + (((size_t)blk * a.block_size + off) * a.KVH + kvh) * D + lane * 8, v[u]);
+            }
+        }
 #pragma unroll
-                for (int j = 0; j < 8; j++) acc[g][j] += p * v[j];
+        for (int u = 0; u < U; u++) {
+            int t = tb + u * NG;
+            if (t < end) {
+#pragma unroll
+                for (int g = 0; g < MAX_G; g++) {
+                    if (g < G) {
+                        float p = sc[g * VK_DECODE_PARTITION + (t - start)];
+#pragma unroll
+                        for (int j = 0; j < 8; j++) acc[g][j] += p * v[u][j];
+                    }
+                }
             }
         }
     }
@@ -119,12 +138,12 @@ decode_kernel(const vk_attention_args a, int max_splits) {
     for (int g = 0; g < MAX_G; g++)
         if (g < G)
 #pragma unroll
-            for (int j = 0; j < 8; j++) red[(grp * MAX_G + g) * D + lane * 8 + j] = acc[g][j];
+            for (int j = 0; j < 8; j++) red[(grp * G + g) * D + lane * 8 + j] = acc[g][j];
     __syncthreads();
     for (int i = threadIdx.x; i < G * D; i += DEC_THREADS) {
         int g = i / D, d = i % D;
         float r = 0.f;
-        for (int k = 0; k < NG; k++) r += red[(k * MAX_G + g) * D + d];
+        for (int k = 0; k < NG; k++) r += red[(k * G + g) * D + d];
         int head = kvh * G + g;
         if (nsplit == 1) {
             ((T *)a.out)[((size_t)q0 * a.H + head) * D + d] = from_f<T>(r / stat[g * 2 + 1]);
@@ -163,7 +182,8 @@ static cudaError_t launch_decode(const vk_attention_args *a, cudaStream_t s) {
     constexpr int NG = DEC_THREADS / (D / 8);
     int max_splits = (a->max_context_len + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION;
     if (max_splits < 1) max_splits = 1;
-    size_t smem = sizeof(float) * (MAX_G * D + MAX_G * VK_DECODE_PARTITION + NG * MAX_G * D + MAX_G * 2);
+    int G = a->H / a->KVH;
+    size_t smem = sizeof(float) * (G * D + G * VK_DECODE_PARTITION + NG * G * D + G * 2);
     cudaError_t e = cudaFuncSetAttribute(decode_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     dim3 grid(a->KVH, a->num_seqs, max_splits);

@@ -17,8 +17,10 @@ export PYTHONUNBUFFERED=1
 build() {
     cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
     local targets="test_kernels kernel_bench"
-    for t in vesta vesta_backend_cuda_test; do
-        if cmake --build "$B" --target help | grep -q "^\.\.\. $t\$"; then targets="$targets $t"; fi
+    local help
+    help=$(cmake --build "$B" --target help)
+    for t in vesta; do
+        if grep -q "^\.\.\. $t\$" <<<"$help"; then targets="$targets $t"; fi
     done
     cmake --build "$B" -j2 --target $targets || exit 1
     mkdir -p .gpu/debs
@@ -26,7 +28,7 @@ build() {
     local need
     need=$(for f in "$B"/bin/*; do ldd "$f" 2>/dev/null; done | awk '/=>/ {print $3}' | sort -u |
         grep -v -e cuda -e libcublas -e libcudart -e '^/lib/x86_64-linux-gnu/lib\(c\|m\|dl\|rt\|pthread\|gcc_s\|stdc++\)\.so' |
-        while read -r lib; do dpkg -S "$lib" 2>/dev/null | cut -d: -f1; done | sort -u)
+        while read -r lib; do { dpkg -S "$lib" 2>/dev/null || dpkg -S "/usr$lib" 2>/dev/null; } | head -1 | cut -d: -f1; done | sort -u)
     (cd .gpu/debs && for p in $need; do ls "${p}"_*.deb >/dev/null 2>&1 || apt-get download "$p" >/dev/null 2>&1 || echo "could not fetch $p"; done)
     du -sh "$B/bin" .gpu
     echo "carry: $B/bin .gpu"
@@ -49,21 +51,95 @@ setup_remote() {
 summary=()
 stage_kernels() {
     echo "== kernel tests =="
-    "$B/bin/test_kernels" all 2>&1 | tee "$OUT/kernels.log"
+    "$B/bin/test_kernels" ${VESTA_KERNEL_TESTS:-all} 2>&1 | tee "$OUT/kernels.log"
     local rc=${PIPESTATUS[0]}
     summary+=("kernel tests: $(tail -1 "$OUT/kernels.log") (rc $rc)")
-    echo "== kernel bench =="
-    "$B/bin/kernel_bench" "$OUT/kernel_bench.csv" 2>&1 | tee "$OUT/kernel_bench.log"
+    if [ -n "${VESTA_KERNEL_BENCH:-}" ]; then
+        echo "== kernel bench =="
+        "$B/bin/kernel_bench" "$OUT/kernel_bench.csv" 2>&1 | tee "$OUT/kernel_bench.log"
+    fi
 }
 
+V="$B/bin/vesta"
+M8=/tmp/llama8b
+SMALL=.gpu/smollm2-4l.gguf
+W=/tmp/vesta-work
+mkdir -p "$W"
+
+# vesta generate, greedy, 32 tokens, top-20 logprobs: gen MODEL PROMPTS OUTNAME [engine flags]
+gen() {
+    local model=$1 prompts=$2 name=$3
+    shift 3
+    echo "-- vesta generate $name: $*" >>"$W/e2e.log"
+    "$V" generate --backend cuda --model "$model" --input "$prompts" --output "$W/$name.jsonl" --temperature 0 \
+        --max-tokens 32 --ignore-eos --logprobs 20 --no-progress "$@" >>"$W/e2e.log" 2>&1
+    local rc=$?
+    tail -1 "$W/e2e.log"
+    return $rc
+}
+cmp_ref() { python3 bench/gpu/compare_e2e.py "$@" 2>&1 | tee -a "$W/e2e.log" | head -1; }
+
 stage_e2e() {
-    [ -x scripts/gpu-e2e.sh ] && scripts/gpu-e2e.sh "$B" "$OUT"
-    summary+=("e2e: $(tail -1 "$OUT/e2e.log" 2>/dev/null)")
+    echo "== e2e: small real model (SmolLM2-135M, first 4 layers) =="
+    local G=bench/gpu/golden/smollm2_4l_hf.json
+    python3 -c "import json; [print(json.dumps({'prompt_token_ids': p['prompt_token_ids']})) for p in json.load(open('$G'))['prompts']]" >"$W/small_prompts.jsonl"
+    gen "$SMALL" "$W/small_prompts.jsonl" small
+    summary+=("$(cmp_ref "$G" "$W/small.jsonl" --label 'small real model vs HF (fp32 CPU golden)')")
+    echo "== e2e: Llama-3-8B shape, random weights =="
+    [ -f "$M8/hf_ref.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
+    local P="$M8/prompts.jsonl" R="$M8/hf_ref.json"
+    gen "$M8" "$P" llama --max-model-len 1536
+    summary+=("$(cmp_ref "$R" "$W/llama.jsonl" --label 'llama8b vs HF bf16')")
+    gen "$M8" "$P" llama_eager --max-model-len 1536 --enforce-eager
+    summary+=("$(cmp_ref "$R" "$W/llama_eager.jsonl" --label 'llama8b --enforce-eager vs HF')")
+    gen "$M8" "$P" llama_pc_on --max-model-len 1536 --max-num-seqs 2
+    gen "$M8" "$P" llama_pc_off --max-model-len 1536 --max-num-seqs 2 --no-enable-prefix-caching
+    summary+=("$(cmp_ref --same "$W/llama_pc_on.jsonl" "$W/llama_pc_off.jsonl" --label 'prefix caching on vs off')")
+    summary+=("$(cmp_ref "$R" "$W/llama_pc_on.jsonl" --label 'llama8b prefix caching on vs HF')")
+    gen "$M8" "$P" llama_preempt --max-model-len 1536 --num-gpu-blocks-override 100
+    summary+=("$(cmp_ref "$R" "$W/llama_preempt.jsonl" --label 'llama8b 100 KV blocks (preemption) vs HF')")
+    summary+=("$(cmp_ref --same "$W/llama.jsonl" "$W/llama_preempt.jsonl" --label 'preemption vs default')")
+    grep -h "memory plan\|KV cache:\|captured\|preemptions\|weights" "$W/e2e.log" | sort | uniq -c | head -20
+}
+
+# vesta bench MODE [flags]: logs and one JSON per run under $W
+vb() {
+    local name=$1
+    shift
+    echo "-- vesta bench $name: $*" >>"$W/bench.log"
+    "$V" bench "$@" --model "$M8" --output-json "$W/bench_$name.json" >>"$W/bench.log" 2>&1
+    grep -v "^cuda:" "$W/bench.log" | tail -2
 }
 
 stage_bench() {
-    [ -x scripts/gpu-bench.sh ] && scripts/gpu-bench.sh "$B" "$OUT"
-    summary+=("bench: see $OUT/bench.log")
+    [ -f "$M8/config.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
+    echo "== B1 offline throughput: 512 x (512 in -> 256 out) =="
+    vb b1 throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024 ${VESTA_B1_FLAGS:-}
+    echo "== B2 single stream: 128 in -> 512 out =="
+    vb b2 latency --input-len 128 --output-len 512 --num-iters 3 --num-iters-warmup 1 --temperature 0
+    echo "== B3 time to first token, 2048-token prompt =="
+    vb b3 latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 --temperature 0
+    echo "== B4 prefix caching, 4096-token shared document =="
+    vb b4 prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0
+    if [ -n "${VESTA_HF_PEER:-}" ]; then
+        echo "== HF peer: generate() batch 128 =="
+        python3 bench/gpu/hf_e2e.py peer "$M8" 2>&1 | grep '\[hf\]' | tee -a "$W/bench.log"
+    fi
+    python3 - "$W" <<'PY' | tee "$OUT/table.txt"
+import glob, json, os, sys
+w = sys.argv[1]
+def j(n):
+    p = os.path.join(w, f"bench_{n}.json")
+    return json.load(open(p)) if os.path.exists(p) else {}
+b1, b2, b3, b4 = j("b1"), j("b2"), j("b3"), j("b4")
+print("| bench | measured | goal |")
+print("| --- | --- | --- |")
+print(f"| B1 offline throughput (output tok/s) | {b1.get('output_tokens_per_s', float('nan')):.0f} | >= 12000 |")
+print(f"| B2 single stream (tok/s) | {b2.get('decode_tokens_per_s', float('nan')):.1f} | >= 165 |")
+print(f"| B3 TTFT 2048 tokens (ms) | {b3.get('ttft_ms', float('nan')):.1f} | <= 55 |")
+print(f"| B4 second/first TTFT | {100 * b4.get('second_over_first', float('nan')):.1f}% | <= 5% |")
+print(f"| B5 start-up (s) | {b1.get('startup_s', float('nan')):.1f} | <= 20 |")
+PY
 }
 
 case "${1:-}" in
@@ -76,10 +152,13 @@ run)
         kernels) stage_kernels ;;
         e2e) stage_e2e ;;
         bench) stage_bench ;;
+        peer) VESTA_HF_PEER=1 stage_bench ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
         esac
+        tar -C "$W" -czf "$OUT/logs.tgz" . 2>/dev/null # after every stage: a time-out keeps what ran
     done
+    tar -C "$W" -czf "$OUT/logs.tgz" . 2>/dev/null
     echo "== summary =="
     printf '%s\n' "${summary[@]}"
     [ -f "$OUT/table.txt" ] && cat "$OUT/table.txt"
