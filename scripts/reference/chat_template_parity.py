@@ -111,11 +111,16 @@ def normalize(messages):
     return out
 
 
+_compiled = {}
+
+
 def render_reference(env, template, inp, trusted):
     inp = copy.deepcopy(inp)
     messages = normalize(inp.pop("messages"))
     kwargs = {**trusted, **{k: v for k, v in inp.items() if k not in ("tools", "documents", "add_generation_prompt")}}
-    tpl = env.from_string(template)
+    tpl = _compiled.get(template)
+    if tpl is None:
+        tpl = _compiled[template] = env.from_string(template)
     return tpl.render(messages=messages, tools=inp.get("tools"), documents=inp.get("documents"),
                       add_generation_prompt=inp.get("add_generation_prompt", False), **kwargs)
 
