@@ -66,7 +66,8 @@ vesta_status cpu_batch_validate(const cpu_backend *be, const vesta_batch *b, ves
         if (st != VESTA_OK)
             return st;
     }
-    if (b->num_samples < 0 || b->num_samples > b->num_tokens)
+    /* Several rows may sample the same token (n > 1 children of one prompt). */
+    if (b->num_samples < 0 || (b->num_samples > 0 && b->num_tokens == 0))
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "batch: num_samples %d for %d tokens", b->num_samples,
                                b->num_tokens);
     if (b->num_samples > 0 && (!b->sample_token_index || !b->sample_rows))

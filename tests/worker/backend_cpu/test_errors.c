@@ -127,6 +127,27 @@ static void check_copy_blocks(vesta_backend *be, int vocab)
     free(lb);
 }
 
+/* Several rows may sample one token (n > 1 children of a prompt): identical logits per row. */
+static void check_repeated_samples(vesta_backend *be, int vocab)
+{
+    static const int32_t blocks[3] = {6, 1, 30};
+    test_batch t;
+    make_batch(&t, blocks, false);
+    int32_t idx[3] = {NT - 1, NT - 1, NT - 1};
+    vesta_sample_row rows[3] = {t.row, t.row, t.row};
+    vesta_sample_result res[3];
+    float *lg = calloc(3 * (size_t)vocab, sizeof(float));
+    t.b.num_samples = 3;
+    t.b.sample_token_index = idx;
+    t.b.sample_rows = rows;
+    vesta_error e = {0};
+    CHECK(be->ops->execute(be, &t.b, res, lg, &e) == VESTA_OK, "3 samples of one token: %s", e.msg);
+    CHECK(!memcmp(lg, lg + vocab, (size_t)vocab * 4) && !memcmp(lg, lg + 2 * vocab, (size_t)vocab * 4),
+          "rows sampling the same token got different logits");
+    CHECK(res[0].token == res[1].token && res[1].token == res[2].token, "greedy rows disagree");
+    free(lg);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -173,6 +194,7 @@ int main(int argc, char **argv)
     CHECK(be->ops->kv_alloc(be, 32, BS, &e) != VESTA_OK, "second kv_alloc accepted");
     check_bad_batches(be, logits);
     check_copy_blocks(be, c->vocab_size);
+    check_repeated_samples(be, c->vocab_size);
     vesta_backend_destroy(be);
     vesta_backend_destroy(NULL);
 

@@ -69,11 +69,13 @@ static vesta_backend *open_backend(vesta_model_file **mf)
     return be;
 }
 
-static int load_golden(const char *path, golden_prompt *gp, int max, int *vocab)
+/* *all_logits receives the logits file (the prompts point into it). */
+static int load_golden(const char *path, golden_prompt *gp, int max, int *vocab, float **all_logits)
 {
     json_t *doc = golden_json(path);
     size_t nf;
     float *all = golden_logits(path, doc, &nf);
+    *all_logits = all;
     *vocab = (int)json_integer_value(json_object_get(doc, "vocab_size"));
     json_t *prompts = json_object_get(doc, "prompts");
     int n = (int)json_array_size(prompts);
@@ -101,6 +103,7 @@ static int load_golden(const char *path, golden_prompt *gp, int max, int *vocab)
         for (int k = 0; k < g->n_greedy && k < 64; k++)
             g->margins[k] = json_real_value(json_array_get(m, (size_t)k));
     }
+    json_decref(doc);
     return n;
 }
 
@@ -214,7 +217,8 @@ int main(int argc, char **argv)
     }
     golden_prompt gp[16];
     int vocab;
-    int n = load_golden(argv[2], gp, 16, &vocab);
+    float *all_logits;
+    int n = load_golden(argv[2], gp, 16, &vocab, &all_logits);
     CHECK(n >= 8, "golden has %d prompts, want >= 8", n);
     vesta_model_file *mf;
     vesta_backend *be = open_backend(&mf);
@@ -237,6 +241,12 @@ int main(int argc, char **argv)
     drv_free(&d);
     vesta_backend_destroy(be);
     vesta_model_file_close(mf);
+    for (int i = 0; i < n; i++) {
+        free((void *)gp[i].name);
+        free(gp[i].prompt);
+        free(gp[i].greedy);
+    }
+    free(all_logits);
     if (failures)
         fprintf(stderr, "%d failures\n", failures);
     return failures ? 1 : 0;
