@@ -429,6 +429,47 @@ def write_fuzz_seeds():
     print("wrote fuzz seeds")
 
 
+def write_conversions():
+    """tests/models/conversions: inputs and numpy/torch-converted references for the F16/BF16
+    conversions of vesta_model_file_read_rows (round to nearest even, subnormals, inf, NaN)."""
+    import torch
+    from safetensors.torch import save_file
+
+    d = os.path.join(OUT, "conversions")
+    os.makedirs(d, exist_ok=True)
+    bits = np.arange(65536, dtype=np.uint32)
+    exp = (bits >> 10) & 31
+    keep = (bits % 4 == 0) | (exp == 0) | (exp == 31) | (exp == 1)
+    h = bits[keep].astype(np.uint16)
+    nan = (((h >> 10) & 31) == 31) & ((h & 1023) != 0)
+    h = h[~nan | (h == 0x7E00)]  # one canonical NaN only
+    f16 = h.view(np.float16)
+    rng = np.random.default_rng(5)
+    vals = [0.0, -0.0, 1.0, -1.0, 65504.0, 65519.99, 65520.0, 1e6, -1e6, np.inf, -np.inf, np.nan,
+            2.0 ** -14, 2.0 ** -24, 2.0 ** -25, 3 * 2.0 ** -26, 2.0 ** -26, 1e-8, 1e-45, 3.4e38]
+    # exact ties between adjacent halves / bfloat16s, and neighbours of ties
+    for _ in range(2000):
+        a = np.float16(rng.standard_normal() * 10)
+        b = np.nextafter(a, np.float16(np.inf))
+        mid = (np.float32(a) + np.float32(b)) / np.float32(2)
+        vals += [mid, np.nextafter(mid, np.float32(np.inf)), np.nextafter(mid, np.float32(-np.inf))]
+    f32 = np.concatenate([np.array(vals, dtype=np.float32),
+                          (rng.standard_normal(4000) * np.exp(rng.uniform(-30, 30, 4000))).astype(np.float32),
+                          np.frombuffer(rng.bytes(4 * 2000), dtype=np.uint32).view(np.float32)])
+    f32 = f32[~np.isnan(f32) | (f32.view(np.uint32) == np.float32(np.nan).view(np.uint32))]
+    with np.errstate(over="ignore"):
+        as_f16 = f32.astype(np.float16)
+    t = torch.from_numpy
+    save_file({"f16_in": t(f16.copy()), "f16_as_f32": t(f16.astype(np.float32)),
+               "f32_in": t(f32.copy()), "f32_as_f16": t(as_f16.copy()),
+               "f32_as_bf16": t(f32.copy()).to(torch.bfloat16)},
+              os.path.join(d, "model.safetensors"))
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump({"model_type": "llama", "vocab_size": 8, "hidden_size": 8, "intermediate_size": 8,
+                   "num_hidden_layers": 1, "num_attention_heads": 1}, f)
+    print("wrote", d)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smollm2", default=os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -438,6 +479,7 @@ def main():
         sys.exit("missing %s: run scripts/fetch-model.sh" % args.smollm2)
     gguf_golden(args.smollm2, os.path.join(OUT, "smollm2-gguf-golden.json"))
     write_fuzz_seeds()
+    write_conversions()
     golden = {}
     make_tiny_models(golden)
     import transformers
