@@ -118,9 +118,17 @@ static char *hf_name(const vesta_gguf_str *g)
                 snprintf(out, sizeof(out), "%s.%s", top[i].hf, suffix);
                 return strdup(out);
             }
-        unsigned layer_no;
+        /* "blk.<N>." with N at most 6 digits (sscanf would overflow silently) */
+        unsigned layer_no = 0;
         int pos = 0;
-        if (sscanf(name, "blk.%u.%n", &layer_no, &pos) == 1 && pos > 0 && (size_t)pos < stem) {
+        if (strncmp(name, "blk.", 4) == 0) {
+            int d = 4;
+            while (name[d] >= '0' && name[d] <= '9' && d < 10)
+                layer_no = layer_no * 10 + (unsigned)(name[d++] - '0');
+            if (d > 4 && name[d] == '.')
+                pos = d + 1;
+        }
+        if (pos > 0 && (size_t)pos < stem) {
             for (size_t i = 0; i < sizeof(layer) / sizeof(layer[0]); i++)
                 if (strlen(layer[i].gguf) == stem - (size_t)pos &&
                     memcmp(name + pos, layer[i].gguf, stem - (size_t)pos) == 0) {
