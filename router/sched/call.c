@@ -324,7 +324,7 @@ static void call_free(vr_call *c)
     for (int k = 0; k < c->n_subs; k++) {
         vr_sub *s = &c->subs[k];
         sub_release_worker(s);
-        for (int i = 0; i < s->n; i++) {
+        for (int i = 0; s->seqs != NULL && i < s->n; i++) {
             vesta_detokenizer_release(s->seqs[i].detok);
             free(s->seqs[i].text);
             free(s->seqs[i].ids);
@@ -802,16 +802,11 @@ static vesta_status sub_dispatch(vr_router *r, vr_sub *s, vr_api_error *err)
     return VESTA_OK;
 }
 
-/* Room for `subs` more worker requests: the workers' max_num_seqs plus the bounded queue. */
+/* The bounded queue: at most max_queued_requests worker requests admitted and unfinished,
+ * cluster-wide (--max-queued-requests). */
 static bool admit(vr_router *r, int subs)
 {
-    int64_t capacity = r->opt.max_queued_requests;
-    for (int i = 0; i < r->sched.reg.n; i++) {
-        vr_worker *w = r->sched.reg.w[i];
-        if (vr_worker_routable(w))
-            capacity += w->reg.max_num_seqs > 0 ? w->reg.max_num_seqs : 1;
-    }
-    return (int64_t)r->inflight_subs + subs <= capacity;
+    return (int64_t)r->inflight_subs + subs <= r->opt.max_queued_requests;
 }
 
 void vr_call_start(vr_router *r, h2o_req_t *req, vr_api_kind kind)
@@ -857,7 +852,7 @@ void vr_call_start(vr_router *r, h2o_req_t *req, vr_api_kind kind)
     }
     if (!admit(r, c->n_subs)) {
         r->rejected_queue_full++;
-        vr_api_error_set(&err, 429, "rate_limit_exceeded", "rate_limit_exceeded", NULL,
+        vr_api_error_set(&err, 503, "server_error", "queue_full", NULL,
                          "The server is busy: %d requests are in flight and the queue is full; "
                          "retry later",
                          r->inflight_subs);
