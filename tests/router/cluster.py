@@ -75,7 +75,7 @@ class Cluster:
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        deadline = time.time() + 5
+        deadline = time.time() + 10
         for p in procs:
             try:
                 p.wait(timeout=max(0.1, deadline - time.time()))
@@ -83,6 +83,8 @@ class Cluster:
                 p.kill()
                 p.wait(timeout=5)
         self.http.close()
+        # the router shuts down cleanly on SIGTERM (under ASan: without leaks or errors)
+        self.router_rc = self.router.returncode if self.router else 0
 
     def __enter__(self):
         try:
@@ -93,9 +95,11 @@ class Cluster:
             raise
 
     def __exit__(self, *exc):
-        if exc[0] is not None:
-            self.dump_logs()
         self.stop()
+        if exc[0] is not None or self.router_rc != 0:
+            self.dump_logs()
+        if exc[0] is None and self.router_rc != 0:
+            raise AssertionError(f"vesta-router exited with status {self.router_rc}")
 
     def dump_logs(self):
         for f in sorted(os.listdir(self.logdir)):
