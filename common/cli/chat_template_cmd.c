@@ -140,7 +140,8 @@ static void process_line(const ct_opts *o, const vesta_chat_template *tpl, const
         json_decref(in);
         return;
     }
-    /* chat_template_kwargs (vLLM/OpenAI extension) become top-level template variables. */
+    /* chat_template_kwargs (vLLM/OpenAI extension) become top-level template variables; keys
+     * given at the top level of the line (messages, tools, ...) win. */
     json_t *kw = json_object_get(in, "chat_template_kwargs");
     if (kw && !json_is_object(kw)) {
         ct_emit_error("\"chat_template_kwargs\" must be an object");
@@ -150,7 +151,7 @@ static void process_line(const ct_opts *o, const vesta_chat_template *tpl, const
     json_t *vars = json_deep_copy(in);
     json_object_del(vars, "chat_template_kwargs");
     if (kw)
-        json_object_update(vars, kw);
+        json_object_update_missing(vars, kw);
     vesta_error err = {0};
     vesta_chat_render_opts ro = {.now = o->now};
     vesta_chat_rendered *r = NULL;

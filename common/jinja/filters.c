@@ -647,8 +647,10 @@ static jv f_batch(jrender *r, jv v, const jcall_args *a)
         jlist_push(r->f, cur, src->items[i]);
     }
     if (cur && have_fill)
-        while ((int64_t)cur->n < n)
+        while ((int64_t)cur->n < n) {
+            jrender_step(r);
             jlist_push(r->f, cur, fill);
+        }
     return jv_list(out);
 }
 
