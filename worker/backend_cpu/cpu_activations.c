@@ -39,7 +39,10 @@ vesta_status cpu_activations_alloc(cpu_activations *a, const vesta_model_config 
     a->nthreads = nthreads;
     size_t T = (size_t)a->max_tokens, H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     size_t D = (size_t)c->head_dim, q = (size_t)c->num_heads * D, kv = (size_t)c->num_kv_heads * D;
-    size_t o_x, o_xn, o_qkv, o_attn, o_gu, o_act, o_rope, o_seq, o_sc, o_lmx, o_lg;
+    size_t o_x, o_xn, o_qkv, o_attn, o_gu, o_act, o_rope, o_seq, o_sc, o_lmx, o_lg, o_ws, o_tiles;
+    size_t G = (size_t)(c->num_heads / c->num_kv_heads);
+    a->attn_ws_floats = (2 * CPU_ATTN_KEYS * D + (size_t)CPU_ATTN_TILE * CPU_ATTN_KEYS + 2 * G * CPU_ATTN_TILE + 15) &
+                        ~(size_t)15;
     plan p = {0};
     reserve(&p, T, H, &o_x);
     reserve(&p, T, H, &o_xn);
@@ -50,6 +53,8 @@ vesta_status cpu_activations_alloc(cpu_activations *a, const vesta_model_config 
     reserve(&p, T, D, &o_rope);
     reserve(&p, T, 1, &o_seq); /* int32 fits a float slot */
     reserve(&p, (size_t)nthreads, (size_t)a->max_ctx, &o_sc);
+    reserve(&p, (size_t)nthreads, a->attn_ws_floats, &o_ws);
+    reserve(&p, T, 2, &o_tiles); /* int32 pairs */
     reserve(&p, (size_t)a->lm_rows, H, &o_lmx);
     reserve(&p, (size_t)a->lm_rows, (size_t)c->vocab_size, &o_lg);
     size_t bytes;
@@ -69,6 +74,8 @@ vesta_status cpu_activations_alloc(cpu_activations *a, const vesta_model_config 
     a->rope = base + o_rope;
     a->tok_seq = (int32_t *)(base + o_seq);
     a->scores = base + o_sc;
+    a->attn_ws = base + o_ws;
+    a->tiles = (int32_t *)(base + o_tiles);
     a->lm_x = base + o_lmx;
     a->logits = base + o_lg;
     return VESTA_OK;

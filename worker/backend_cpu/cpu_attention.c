@@ -2,7 +2,9 @@
  * every (query token, head) pair attends, causally, to its sequence's keys 0..position, read
  * block by block through the block table. Cache block layout (docs/cpu-backend.md):
  *   [num_blocks][num_layers][K, V][num_kv_heads][block_size][head_dim]
- * so one head's keys within a block are contiguous rows and the dot products vectorize. */
+ * so one head's keys within a block are contiguous rows: the dot products vectorize, and a run of
+ * keys is gathered with one memcpy per block. */
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -72,20 +74,161 @@ static void attend_one(const cpu_backend *be, const float *q, const int32_t *blo
     }
 }
 
+/* Tiled attention for runs of query tokens (prefill chunks): a tile of up to CPU_ATTN_TILE
+ * consecutive query tokens of one sequence and one KV head's group of query heads, against the
+ * sequence's keys in pieces of CPU_ATTN_KEYS gathered out of the blocks, with OpenBLAS for Q.K^T
+ * and P.V and an online softmax (running max and sum per row) across pieces. */
+typedef struct tile_ws {
+    float *k, *v; /* [CPU_ATTN_KEYS][D] gathered keys / values */
+    float *s;     /* [CPU_ATTN_TILE][CPU_ATTN_KEYS] scores, then probabilities */
+    float *m, *l; /* [group][CPU_ATTN_TILE] running max and sum */
+} tile_ws;
+
+static tile_ws tile_ws_at(const cpu_backend *be, int thread)
+{
+    const size_t D = (size_t)be->base.config.head_dim;
+    const size_t G = (size_t)(be->base.config.num_heads / be->base.config.num_kv_heads);
+    float *base = be->a.attn_ws + (size_t)thread * be->a.attn_ws_floats;
+    tile_ws w = {.k = base, .v = base + CPU_ATTN_KEYS * D, .s = base + 2 * CPU_ATTN_KEYS * D};
+    w.m = w.s + (size_t)CPU_ATTN_TILE * CPU_ATTN_KEYS;
+    w.l = w.m + G * CPU_ATTN_TILE;
+    return w;
+}
+
+static void gather(const cpu_backend *be, const float *base, const int32_t *bt, int j0, int n, float *dst)
+{
+    const int bs = be->kv.block_size, D = be->base.config.head_dim;
+    for (int j = j0; j < j0 + n;) {
+        int run = bs - j % bs;
+        if (run > j0 + n - j)
+            run = j0 + n - j;
+        memcpy(dst + (size_t)(j - j0) * D, base + (size_t)bt[j / bs] * be->kv.block_floats + (size_t)(j % bs) * D,
+               (size_t)run * (size_t)D * sizeof(float));
+        j += run;
+    }
+}
+
+/* Masks row i of S to its visible keys [lo_i, pos_i] (keys j0..j0+nk-1), updates the running
+ * max/sum, rescales the output row accumulated so far, and leaves exp(s - max) in S. */
+static void softmax_piece(float *srow, int nk, int j0, int lo, int pos, float *m, float *l, float *out, int D)
+{
+    int a = lo - j0, b = pos - j0 + 1;
+    a = a < 0 ? 0 : a;
+    b = b > nk ? nk : b;
+    if (a >= b) { /* nothing visible in this piece */
+        for (int j = 0; j < nk; j++)
+            srow[j] = 0.0f;
+        return;
+    }
+    float mx = *m;
+    for (int j = a; j < b; j++)
+        mx = srow[j] > mx ? srow[j] : mx;
+    const float scale_old = *m == -INFINITY ? 0.0f : expf(*m - mx);
+    float sum = 0.0f;
+    for (int j = 0; j < a; j++)
+        srow[j] = 0.0f;
+    for (int j = a; j < b; j++) {
+        srow[j] = expf(srow[j] - mx);
+        sum += srow[j];
+    }
+    for (int j = b; j < nk; j++)
+        srow[j] = 0.0f;
+    *l = *l * scale_old + sum;
+    *m = mx;
+    for (int e = 0; e < D; e++)
+        out[e] *= scale_old;
+}
+
+static void attend_tile(const cpu_backend *be, const vesta_batch *b, int layer, int t0, int nq, int kvh,
+                        tile_ws *w)
+{
+    const vesta_model_config *c = &be->base.config;
+    const int D = c->head_dim, G = c->num_heads / c->num_kv_heads, window = c->sliding_window;
+    const int s = be->a.tok_seq[t0];
+    const int32_t *bt = b->block_tables + (size_t)s * (size_t)b->max_blocks_per_seq;
+    const float *kbase = be->kv.data + (size_t)layer * be->kv.layer_floats + (size_t)kvh * be->kv.head_floats;
+    const float *vbase = kbase + (size_t)c->num_kv_heads * be->kv.head_floats;
+    int jmin = INT32_MAX, jmax = -1;
+    for (int i = 0; i < nq; i++) {
+        int pos = b->positions[t0 + i], lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+        jmin = lo < jmin ? lo : jmin;
+        jmax = pos > jmax ? pos : jmax;
+    }
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < nq; i++) {
+            w->m[g * CPU_ATTN_TILE + i] = -INFINITY;
+            w->l[g * CPU_ATTN_TILE + i] = 0.0f;
+            memset(be->a.attn + (size_t)(t0 + i) * be->q_dim + (size_t)(kvh * G + g) * D, 0, (size_t)D * sizeof(float));
+        }
+    for (int j0 = jmin; j0 <= jmax; j0 += CPU_ATTN_KEYS) {
+        const int nk = jmax - j0 + 1 < CPU_ATTN_KEYS ? jmax - j0 + 1 : CPU_ATTN_KEYS;
+        gather(be, kbase, bt, j0, nk, w->k);
+        gather(be, vbase, bt, j0, nk, w->v);
+        for (int g = 0; g < G; g++) {
+            const int h = kvh * G + g;
+            const float *q = be->a.qkv + (size_t)t0 * be->qkv_dim + (size_t)h * D;
+            float *out = be->a.attn + (size_t)t0 * be->q_dim + (size_t)h * D;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, be->attn_scale, q, be->qkv_dim, w->k, D,
+                        0.0f, w->s, nk);
+            for (int i = 0; i < nq; i++) {
+                int pos = b->positions[t0 + i], lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+                softmax_piece(w->s + (size_t)i * nk, nk, j0, lo, pos, &w->m[g * CPU_ATTN_TILE + i],
+                              &w->l[g * CPU_ATTN_TILE + i], out + (size_t)i * be->q_dim, D);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, D, nk, 1.0f, w->s, nk, w->v, D, 1.0f, out,
+                        be->q_dim);
+        }
+    }
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < nq; i++) {
+            float *out = be->a.attn + (size_t)(t0 + i) * be->q_dim + (size_t)(kvh * G + g) * D;
+            const float inv = 1.0f / w->l[g * CPU_ATTN_TILE + i];
+            for (int e = 0; e < D; e++)
+                out[e] *= inv;
+        }
+}
+
+/* Splits the sequences with at least CPU_ATTN_TILE_MIN query tokens into tiles; returns how many. */
+static int plan_tiles(const vesta_batch *b, int32_t *tiles)
+{
+    int n = 0;
+    for (int s = 0; s < b->num_seqs; s++) {
+        const int q0 = b->query_start[s], q1 = b->query_start[s + 1];
+        if (q1 - q0 < CPU_ATTN_TILE_MIN)
+            continue;
+        for (int t = q0; t < q1; t += CPU_ATTN_TILE) {
+            tiles[2 * n] = t;
+            tiles[2 * n + 1] = q1 - t < CPU_ATTN_TILE ? q1 - t : CPU_ATTN_TILE;
+            n++;
+        }
+    }
+    return n;
+}
+
 void cpu_attention(cpu_backend *be, const vesta_batch *b, int layer)
 {
     write_kv(be, b, layer);
     const vesta_model_config *c = &be->base.config;
     const cpu_activations *a = &be->a;
     const int nh = c->num_heads, group = c->num_heads / c->num_kv_heads, D = c->head_dim;
-    const int window = c->sliding_window;
+    const int window = c->sliding_window, nkv = c->num_kv_heads;
     const int T = b->num_tokens;
-    /* A decode step of short sequences is too little work to be worth waking the threads. */
+    const int n_tiles = plan_tiles(b, a->tiles);
+#pragma omp parallel for collapse(2) num_threads(a->nthreads) schedule(dynamic, 1) if (n_tiles * nkv > 1)
+    for (int k = 0; k < n_tiles; k++)
+        for (int kvh = 0; kvh < nkv; kvh++) {
+            tile_ws w = tile_ws_at(be, omp_get_thread_num());
+            attend_tile(be, b, layer, a->tiles[2 * k], a->tiles[2 * k + 1], kvh, &w);
+        }
+    /* The remaining (decode-like) tokens one (token, head) at a time. A decode step of short
+     * sequences is too little work to be worth waking the threads. */
     const bool par = (int64_t)T * b->max_context_len >= CPU_PAR_MIN_ATTN;
 #pragma omp parallel for collapse(2) num_threads(a->nthreads) schedule(dynamic, 4) if (par)
     for (int t = 0; t < T; t++) {
         for (int h = 0; h < nh; h++) {
             const int s = a->tok_seq[t], pos = b->positions[t];
+            if (b->query_start[s + 1] - b->query_start[s] >= CPU_ATTN_TILE_MIN)
+                continue; /* done by the tiles */
             /* HF's sliding window: key j is visible when pos - j < window. */
             const int lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
             const float *k_base = be->kv.data + (size_t)layer * be->kv.layer_floats +

@@ -56,7 +56,10 @@ typedef struct cpu_activations {
     float *act;      /* [max_tokens][intermediate] */
     float *rope;     /* [max_tokens][head_dim]: cos (head_dim / 2) then sin (head_dim / 2) */
     int32_t *tok_seq;/* [max_tokens] sequence of each token */
-    float *scores;   /* [nthreads][max_ctx] attention probabilities */
+    float *scores;   /* [nthreads][max_ctx] attention probabilities (token-at-a-time path) */
+    float *attn_ws;  /* [nthreads][attn_ws_floats] tiled attention workspace */
+    size_t attn_ws_floats;
+    int32_t *tiles;  /* [max_tokens][2] (first token, count) of each attention tile */
     float *lm_x;     /* [lm_rows][hidden] */
     float *logits;   /* [lm_rows][vocab] */
 } cpu_activations;
@@ -113,6 +116,11 @@ void cpu_forward_final_rows(cpu_backend *be, const vesta_batch *b, int first, in
 #define CPU_PAR_MIN_ROWS 4     /* per-token loops: tokens in the step */
 #define CPU_PAR_MIN_ATTN 2048  /* attention: tokens x longest context */
 #define CPU_MAX_SAMPLE_THREADS 16
+/* Tiled attention (prefill chunks): sequences with at least TILE_MIN query tokens in the step are
+ * done TILE queries x KEYS keys at a time with BLAS; others one token at a time. */
+#define CPU_ATTN_TILE_MIN 8
+#define CPU_ATTN_TILE 32
+#define CPU_ATTN_KEYS 128
 
 /* Overflow-checked size arithmetic. */
 static inline int cpu_mul_size(size_t a, size_t b, size_t *out)
