@@ -5,3 +5,7 @@
 cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s);
 size_t vk_attention_decode_scratch_bytes(int num_seqs, int H, int D, int max_context_len);
 cudaError_t vk_attention_prefill(const vk_attention_args *a, cudaStream_t s);
+cudaError_t vk_attention_prefill_v2(const vk_attention_args *a, cudaStream_t s);
+size_t vk_attention_prefill_scratch_bytes(int H, int D);
+/* Query rows (tiles x 64) whose prefill partials fit in scratch when the key range is split. */
+#define VK_PREFILL_SPLIT_ROWS 4096

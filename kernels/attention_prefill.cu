@@ -213,12 +213,14 @@ extern "C" int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, 
 }
 
 extern "C" size_t vk_attention_scratch_bytes(int num_seqs, int H, int D, int max_context_len) {
-    return vk_attention_decode_scratch_bytes(num_seqs, H, D, max_context_len);
+    return vk_attention_decode_scratch_bytes(num_seqs, H, D, max_context_len) + vk_attention_prefill_scratch_bytes(H, D);
 }
 
-extern "C" cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s) {
+extern "C" cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cudaStream_t s) {
     if (a->KVH <= 0 || a->H <= 0 || a->block_size <= 0) return cudaErrorInvalidValue;
     cudaError_t e = cudaSuccess;
     if (a->has_decode && (e = vk_attention_decode(a, s)) != cudaSuccess) return e;
-    return vk_attention_prefill(a, s);
+    return prefill_version == 1 ? vk_attention_prefill(a, s) : vk_attention_prefill_v2(a, s);
 }
+
+extern "C" cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s) { return vk_attention_ex(a, 2, s); }

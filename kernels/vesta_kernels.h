@@ -97,6 +97,15 @@ size_t vk_attention_scratch_bytes(int num_seqs, int H, int D, int max_context_le
 int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int32_t *tiles, int cap);
 int vk_prefill_tiles_max(int num_tokens, int num_seqs);
 cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s);
+/* The same with a chosen prefill kernel: 2 = mma.sync flash kernel with split-K (production,
+ * what vk_attention runs), 1 = the first WMMA version (kept for comparison in tests/benches). */
+cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cudaStream_t s);
+
+/* y[n][out] = x[n][in] . w[out][in]^T for n <= VK_GEMV_MAX_N (decode steps of a few sequences),
+ * fp32 accumulation; y in the storage type, or float32 when f32_out. in % 8 == 0. */
+#define VK_GEMV_MAX_N 4
+cudaError_t vk_gemv(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in, int out,
+                    cudaStream_t s);
 
 /* out[i, j] = round(round(silu(gu[i, j])) * gu[i, F + j]) for gu [n][2F] (gate | up). */
 cudaError_t vk_silu_and_mul(vk_dtype dt, void *out, const void *gu, int n, int F, cudaStream_t s);

@@ -90,6 +90,7 @@ stage_e2e() {
     echo "== e2e: Llama-3-8B shape, random weights =="
     [ -f "$M8/hf_ref.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
     local P="$M8/prompts.jsonl" R="$M8/hf_ref.json"
+    cp "$R" "$W/"
     gen "$M8" "$P" llama --max-model-len 1536
     summary+=("$(cmp_ref "$R" "$W/llama.jsonl" --label 'llama8b vs HF bf16')")
     gen "$M8" "$P" llama_eager --max-model-len 1536 --enforce-eager

@@ -78,10 +78,20 @@ def make(d):
                 past, logits = out.past_key_values, out.logits[0, -1].float()
             refs.append({"prompt_token_ids": p, "tokens": toks, "top5": tops, "first_top20": first20})
     log(f"reference: {len(prompts)} prompts x 32 greedy tokens in {time.time() - t:.1f} s")
+    # How far HF itself moves in bf16: the same weights in float32, first-step top-20 logprobs.
+    model = model.float()
+    noise = 0.0
+    with torch.no_grad():
+        for p, r in zip(prompts, refs):
+            lp = torch.log_softmax(model(torch.tensor([p], device="cuda")).logits[0, -1].float(), -1)
+            for tk, v in r["first_top20"]:
+                noise = max(noise, abs(float(lp[tk]) - v))
+    log(f"HF bf16 vs float32 (same weights), first-step top-20 logprobs: max |diff| {noise:.4f}")
     import transformers
     json.dump({"generator": "bench/gpu/hf_e2e.py make", "reference":
                f"transformers {transformers.__version__}, torch {torch.__version__}, bf16, "
-               f"{torch.cuda.get_device_name()}", "prompts": refs}, open(os.path.join(d, "hf_ref.json"), "w"))
+               f"{torch.cuda.get_device_name()}", "bf16_noise": noise, "prompts": refs},
+              open(os.path.join(d, "hf_ref.json"), "w"))
     with open(os.path.join(d, "prompts.jsonl"), "w") as f:
         for p in prompts:
             f.write(json.dumps({"prompt_token_ids": p}) + "\n")

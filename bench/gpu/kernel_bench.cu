@@ -83,6 +83,29 @@ int main(int argc, char **argv) {
             cudaFree(y);
         }
     }
+    /* Decode at batch 1: the four layer products and the LM head, cuBLAS against vk_gemv. */
+    {
+        int shapes[][2] = {{6144, hidden}, {hidden, hidden}, {2 * F, hidden}, {hidden, F}, {V, hidden}};
+        for (auto &s : shapes) {
+            int out = s[0], in = s[1];
+            void *x = dalloc_rand(in, 12), *w = dalloc_rand((size_t)out * in, 13), *y;
+            CK(cudaMalloc(&y, (size_t)out * 4));
+            float alpha = 1, beta = 0;
+            float ms = time_ms([&] {
+                cublasGemmEx(cb, CUBLAS_OP_T, CUBLAS_OP_N, out, 1, in, &alpha, w, CUDA_R_16BF, in, x, CUDA_R_16BF, in,
+                             &beta, y, CUDA_R_16BF, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            });
+            char name[96];
+            snprintf(name, sizeof name, "cublas n=1 out=%d in=%d", out, in);
+            report(name, ms, 2.0 * out * in, 2.0 * out * in);
+            ms = time_ms([&] { CK(vk_gemv(VK_BF16, 0, y, x, w, 1, in, out, 0)); });
+            snprintf(name, sizeof name, "vk_gemv n=1 out=%d in=%d", out, in);
+            report(name, ms, 2.0 * out * in, 2.0 * out * in);
+            cudaFree(x);
+            cudaFree(w);
+            cudaFree(y);
+        }
+    }
     /* Device-to-device copy: the bandwidth ceiling. */
     {
         size_t bytes = (size_t)2 << 30;

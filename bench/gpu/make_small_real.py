@@ -85,9 +85,32 @@ def reference(path, out_json):
                "prompts": refs}, open(out_json, "w"))
 
 
+def bf16_noise(path, ref_json):
+    """How far HF itself moves in bf16: the first-step top-20 log-probabilities of HF in bf16
+    against HF in float32 (the golden). Stored as the tolerance scale for bf16 backends."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    d, f = os.path.split(os.path.abspath(path))
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.bfloat16)
+    g = json.load(open(ref_json))
+    worst = 0.0
+    with torch.no_grad():
+        for p in g["prompts"]:
+            lp = torch.log_softmax(model(torch.tensor([p["prompt_token_ids"]])).logits[0, -1].float(), -1)
+            for t, v in p["first_top20"]:
+                worst = max(worst, abs(float(lp[t]) - v))
+    g["bf16_noise"] = worst
+    json.dump(g, open(ref_json, "w"))
+    print("HF bf16 vs float32, first-step top-20 logprobs: max |diff|", worst)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--noise":
+        bf16_noise(sys.argv[2], sys.argv[3])
+        sys.exit(0)
     src, dst, out = sys.argv[1:4]
     layers = int(sys.argv[4]) if len(sys.argv) > 4 else 4
     truncate(src, dst, layers)
     print(dst, os.path.getsize(dst))
     reference(dst, out)
+    bf16_noise(dst, out)

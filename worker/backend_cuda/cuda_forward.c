@@ -14,6 +14,10 @@ static vesta_status gemm(cuda_backend *be, const void *x, int n, int in, const v
                          bool f32out, vesta_error *err)
 {
     const float alpha = 1.0f, beta = 0.0f;
+    if (n <= VK_GEMV_MAX_N) { /* weight streaming: a custom kernel beats cuBLAS at n <= 4 */
+        CU(vk_gemv(VK_BF16, f32out, y, x, w, n, in, out, be->stream));
+        return VESTA_OK;
+    }
     CB(cublasGemmEx(be->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF, in, x, CUDA_R_16BF, in,
                     &beta, y, f32out ? CUDA_R_32F : CUDA_R_16BF, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return VESTA_OK;

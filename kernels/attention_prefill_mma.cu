@@ -1,0 +1,291 @@
+/* Paged prefill attention, version 2 (production): flash-attention-2 style on mma.sync.
+ *
+ * Grid (tiles, H, splits), 128 threads: a block takes 64 query rows of one sequence and one head,
+ * 16 rows per warp. K/V tiles of 64 keys are gathered through the block table into shared
+ * memory with cp.async, double-buffered (the next tile loads while this one computes). S = Q K^T
+ * (Q fragments in registers), the online softmax (exp2, row statistics in registers, reduced
+ * across the 4 lanes of a quad) and O += P V (P reused straight from the S accumulators as the
+ * A operand; V fragments by ldmatrix.trans) all stay in registers: m16n8k16 bf16/fp16 tensor-core
+ * instructions with fp32 accumulation.
+ * When the grid would not fill the GPU (a few query rows over a long cached context: prefix-cache
+ * hits, chunked prefill of a long prompt) the key range is split across blocks; partial results go
+ * to scratch and vk_attention merges them (split-K).
+ * Version 1 (attention_prefill.cu, WMMA with the S and P tiles in shared memory) is kept as the
+ * reference alternative: the kernel tests run both. */
+#include "attention.cuh"
+
+using namespace vk;
+
+#define P2_THREADS 128
+#define P2_BM 64
+#define P2_BN 64
+
+template <typename T> __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
+template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void mma16816<__half>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    T a = from_f<T>(lo), b = from_f<T>(hi);
+    uint16_t ua = *reinterpret_cast<uint16_t *>(&a), ub = *reinterpret_cast<uint16_t *>(&b);
+    return (uint32_t)ua | ((uint32_t)ub << 16);
+}
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    int n = valid ? 16 : 0; /* 0: fill with zeros */
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+
+template <int D> struct p2_layout {
+    static constexpr int LD = D + 8; /* padded rows: conflict-free fragment loads */
+    static constexpr size_t tile = (size_t)P2_BN * LD * 2;
+    static constexpr size_t total = 4 * tile; /* K and V, two buffers each */
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(P2_THREADS)
+prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
+    typedef p2_layout<D> L;
+    extern __shared__ __align__(128) unsigned char smem[];
+    const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+    const int seq = a.prefill_tiles[blockIdx.x * 2], m0 = a.prefill_tiles[blockIdx.x * 2 + 1];
+    const int head = blockIdx.y, split = blockIdx.z, kvh = head / (a.H / a.KVH);
+    const int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
+    const int ctx = a.context_lens[seq], pos0 = ctx - qlen;
+    const int rows = min(P2_BM, qlen - m0);
+    const int kv_end = min(ctx, pos0 + m0 + rows);
+    const int kv_lo = split * chunk, kv_hi = min(kv_end, kv_lo + chunk);
+    const float sl2 = a.scale * 1.4426950408889634f;
+
+    /* Q fragments (rows 16w + g and + 8 of the tile), straight from global memory. */
+    uint32_t qa[D / 16][4];
+    {
+        const int r0 = 16 * w + g, r1 = r0 + 8;
+        const T *q = (const T *)a.q + head * D;
+        const T *p0 = q + (size_t)(q0 + m0 + r0) * a.q_stride, *p1 = q + (size_t)(q0 + m0 + r1) * a.q_stride;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            int c = kk * 16 + 2 * t4;
+            qa[kk][0] = r0 < rows ? *(const uint32_t *)(p0 + c) : 0u;
+            qa[kk][1] = r1 < rows ? *(const uint32_t *)(p1 + c) : 0u;
+            qa[kk][2] = r0 < rows ? *(const uint32_t *)(p0 + c + 8) : 0u;
+            qa[kk][3] = r1 < rows ? *(const uint32_t *)(p1 + c + 8) : 0u;
+        }
+    }
+    float o[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+
+    const int32_t *bt = a.block_tables + (size_t)seq * a.max_blocks_per_seq;
+    const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
+    constexpr int DV = D / 8, VEC = P2_BN * DV / P2_THREADS;
+    auto load_tile = [&](int buf, int n0) {
+        T *sk = (T *)(smem + (size_t)buf * 2 * L::tile), *sv = (T *)(smem + (size_t)buf * 2 * L::tile + L::tile);
+#pragma unroll
+        for (int i = 0; i < VEC; i++) {
+            int idx = tid + i * P2_THREADS, r = idx / DV, c = (idx % DV) * 8, tk = n0 + r;
+            bool ok = tk < kv_hi;
+            size_t off = ok ? (((size_t)bt[tk / a.block_size] * a.block_size + tk % a.block_size) * a.KVH + kvh) * D + c : 0;
+            cp_async16(sk + r * L::LD + c, kc + off, ok);
+            cp_async16(sv + r * L::LD + c, vc + off, ok);
+        }
+    };
+
+    int buf = 0;
+    if (kv_lo < kv_hi) load_tile(0, kv_lo);
+    cp_async_commit();
+    for (int n0 = kv_lo; n0 < kv_hi; n0 += P2_BN) {
+        if (n0 + P2_BN < kv_hi) load_tile(buf ^ 1, n0 + P2_BN);
+        cp_async_commit();
+        cp_async_wait1();
+        __syncthreads();
+        const T *sk = (const T *)(smem + (size_t)buf * 2 * L::tile), *sv = (const T *)(smem + (size_t)buf * 2 * L::tile + L::tile);
+
+        float s[P2_BN / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < P2_BN / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++)
+#pragma unroll
+            for (int nt = 0; nt < P2_BN / 8; nt++) {
+                const T *kr = sk + (nt * 8 + g) * L::LD + kk * 16 + 2 * t4;
+                mma16816<T>(s[nt], qa[kk], *(const uint32_t *)kr, *(const uint32_t *)(kr + 8));
+            }
+
+        /* mask, scale (log2 domain), row maxima over the quad */
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < P2_BN / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int r = 16 * w + g + (e >> 1) * 8, key = n0 + nt * 8 + 2 * t4 + (e & 1);
+                bool ok = r < rows && key < kv_hi && key <= pos0 + m0 + r;
+                s[nt][e] = ok ? s[nt][e] * sl2 : -INFINITY;
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+            }
+        float alpha[2], mu[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+            float mn = fmaxf(mrow[h], mx[h]);
+            mu[h] = mn == -INFINITY ? 0.f : mn;
+            alpha[h] = mrow[h] == -INFINITY ? (mn == -INFINITY ? 1.f : 0.f) : exp2f(mrow[h] - mn);
+            mrow[h] = mn;
+        }
+        float ls[2] = {0.f, 0.f};
+        uint32_t pa[P2_BN / 16][4];
+#pragma unroll
+        for (int nt = 0; nt < P2_BN / 8; nt++) {
+            float p0 = exp2f(s[nt][0] - mu[0]), p1 = exp2f(s[nt][1] - mu[0]);
+            float p2 = exp2f(s[nt][2] - mu[1]), p3 = exp2f(s[nt][3] - mu[1]);
+            ls[0] += p0 + p1;
+            ls[1] += p2 + p3;
+            pa[nt / 2][(nt & 1) * 2 + 0] = pack2<T>(p0, p1);
+            pa[nt / 2][(nt & 1) * 2 + 1] = pack2<T>(p2, p3);
+        }
+        lrow[0] = lrow[0] * alpha[0] + ls[0]; /* per-lane partial sums: reduced at the end */
+        lrow[1] = lrow[1] * alpha[1] + ls[1];
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) {
+            o[i][0] *= alpha[0];
+            o[i][1] *= alpha[0];
+            o[i][2] *= alpha[1];
+            o[i][3] *= alpha[1];
+        }
+        /* O += P V */
+#pragma unroll
+        for (int kc2 = 0; kc2 < P2_BN / 16; kc2++) {
+            /* pa[kc2] holds columns 16 kc2 .. + 15 as the A operand: (row g | g + 8) x (2t, 2t+1 | +8) */
+            uint32_t A[4] = {pa[kc2][0], pa[kc2][1], pa[kc2][2], pa[kc2][3]};
+#pragma unroll
+            for (int dn = 0; dn < D / 16; dn++) {
+                uint32_t b[4];
+                int mi = lane >> 3, r = lane & 7;
+                ldmatrix_x4_trans(b, sv + (kc2 * 16 + (mi & 1) * 8 + r) * L::LD + dn * 16 + (mi >> 1) * 8);
+                mma16816<T>(o[2 * dn], A, b[0], b[1]);
+                mma16816<T>(o[2 * dn + 1], A, b[2], b[3]);
+            }
+        }
+        __syncthreads(); /* everyone is done with this buffer before it is refilled */
+        buf ^= 1;
+    }
+
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 1);
+        lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 2);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        int r = 16 * w + g + h * 8;
+        if (r >= rows) continue;
+        size_t tok = (size_t)(q0 + m0 + r);
+        if (nsplit == 1) {
+            float inv = lrow[h] > 0.f ? 1.f / lrow[h] : 0.f;
+            T *out = (T *)a.out + (tok * a.H + head) * D;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++)
+                *(uint32_t *)(out + i * 8 + 2 * t4) = pack2<T>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
+        } else {
+            /* partials in the decode combine's format: unnormalized O, max (natural log), sum */
+            float *part = (float *)a.scratch + (((size_t)blockIdx.x * P2_BM + (r)) * a.H + head) * (size_t)nsplit * (D + 2) +
+                          (size_t)split * (D + 2);
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+                part[i * 8 + 2 * t4] = o[i][2 * h];
+                part[i * 8 + 2 * t4 + 1] = o[i][2 * h + 1];
+            }
+            if (t4 == 0) {
+                part[D] = mrow[h] == -INFINITY ? -INFINITY : mrow[h] * 0.6931471805599453f;
+                part[D + 1] = lrow[h];
+            }
+        }
+    }
+}
+
+template <typename T, int D>
+__global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit) {
+    int tile = blockIdx.x / P2_BM, r = blockIdx.x % P2_BM, head = blockIdx.y;
+    int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
+    int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
+    if (m0 + r >= qlen) return;
+    const float *part = (const float *)a.scratch + (((size_t)blockIdx.x) * a.H + head) * (size_t)nsplit * (D + 2);
+    float m = -INFINITY;
+    for (int i = 0; i < nsplit; i++) m = fmaxf(m, part[i * (D + 2) + D]);
+    float total = 0.f;
+    for (int i = 0; i < nsplit; i++) {
+        float mi = part[i * (D + 2) + D];
+        if (mi != -INFINITY) total += part[i * (D + 2) + D + 1] * __expf(mi - m);
+    }
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float acc = 0.f;
+        for (int i = 0; i < nsplit; i++) {
+            float mi = part[i * (D + 2) + D];
+            if (mi != -INFINITY) acc += part[i * (D + 2) + d] * __expf(mi - m);
+        }
+        ((T *)a.out)[((size_t)(q0 + m0 + r) * a.H + head) * D + d] = from_f<T>(total > 0.f ? acc / total : 0.f);
+    }
+}
+
+/* Splits the key range when tiles x heads would leave the GPU idle: aim at about two waves. */
+static int choose_splits(const vk_attention_args *a, int *chunk) {
+    int blocks = a->num_prefill_tiles * a->H, want = 264;
+    int max_ctx = a->max_context_len > 0 ? a->max_context_len : 1;
+    int nsplit = 1;
+    if (blocks < want && max_ctx > 4 * P2_BN) {
+        nsplit = (want + blocks - 1) / blocks;
+        int cap = max_ctx / (2 * P2_BN); /* at least two key tiles per split */
+        if (nsplit > cap) nsplit = cap;
+        if ((size_t)a->num_prefill_tiles * P2_BM * nsplit > VK_PREFILL_SPLIT_ROWS) nsplit = 1;
+        if (nsplit < 1) nsplit = 1;
+    }
+    int c = (max_ctx + nsplit - 1) / nsplit;
+    *chunk = (c + P2_BN - 1) / P2_BN * P2_BN;
+    return nsplit;
+}
+
+size_t vk_attention_prefill_scratch_bytes(int H, int D) {
+    return sizeof(float) * (size_t)VK_PREFILL_SPLIT_ROWS * H * (D + 2);
+}
+
+template <typename T, int D>
+static cudaError_t launch_p2(const vk_attention_args *a, cudaStream_t s) {
+    size_t smem = p2_layout<D>::total;
+    cudaError_t e = cudaFuncSetAttribute(prefill_mma_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    int chunk, nsplit = choose_splits(a, &chunk);
+    vk_attention_args b = *a;
+    /* the decode kernel's partials live at the start of scratch; prefill partials after them */
+    b.scratch = (char *)a->scratch + vk_attention_decode_scratch_bytes(a->num_seqs, a->H, D, a->max_context_len);
+    prefill_mma_kernel<T, D><<<dim3(a->num_prefill_tiles, a->H, nsplit), P2_THREADS, smem, s>>>(b, nsplit, chunk);
+    if ((e = cudaGetLastError()) != cudaSuccess || nsplit == 1) return e;
+    prefill_combine_kernel<T, D><<<dim3(a->num_prefill_tiles * P2_BM, a->H), D, 0, s>>>(b, nsplit);
+    return cudaGetLastError();
+}
+
+cudaError_t vk_attention_prefill_v2(const vk_attention_args *a, cudaStream_t s) {
+    if (a->num_prefill_tiles <= 0) return cudaSuccess;
+    if (a->H % a->KVH) return cudaErrorInvalidValue;
+    if (a->D == 128) VK_DISPATCH(a->dt, return (launch_p2<T, 128>(a, s)));
+    if (a->D == 64) VK_DISPATCH(a->dt, return (launch_p2<T, 64>(a, s)));
+    return cudaErrorInvalidValue;
+}
