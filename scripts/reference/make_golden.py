@@ -220,7 +220,7 @@ def make_tiny():
         prompts = []
         blob = []
         offset = 0
-        for i, n in enumerate([1, 5, 23, 70]):
+        for i, n in enumerate([1, 5, 23, 70, 140]):  # 140: > CPU_ATTN_KEYS keys in a prefill tile
             ids = [int(x) for x in rng.integers(0, vocab, size=n)]
             with torch.no_grad():
                 full = model(torch.tensor([ids])).logits[0].float().numpy()

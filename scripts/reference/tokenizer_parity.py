@@ -87,26 +87,25 @@ def main():
                   hf.decode(i, skip_special_tokens=skip))
     # prefix context: pieces add exactly what decode(all) has beyond decode(prefix)
     cases = [(i, len(i) // 2) for i in ids_list if len(i) >= 4]
-    for n in sorted({p for _, p in cases}):
-        sel = [i for i, p in cases if p == n]
-        out = run_tool(a.tool, ["stream", "--tokenizer", load, "--prefix", str(n)], [{"ids": i} for i in sel])
-        for i, o in zip(sel, out):
-            full, pre = hf.decode(i, skip_special_tokens=False), hf.decode(i[:n], skip_special_tokens=False)
-            if full.startswith(pre):
-                check(f"stream prefix={n} {i}", "".join(o["pieces"]) + o.get("finish", ""), full[len(pre):])
-    # stop strings
+    out = run_tool(a.tool, ["stream", "--tokenizer", load], [{"ids": i, "prefix": n} for i, n in cases])
+    for (i, n), o in zip(cases, out):
+        full, pre = hf.decode(i, skip_special_tokens=False), hf.decode(i[:n], skip_special_tokens=False)
+        if full.startswith(pre):
+            check(f"stream prefix={n} {i}", "".join(o["pieces"]) + o.get("finish", ""), full[len(pre):])
+    # stop strings (a substring from the middle of each decoded line)
+    cases = []
     for inc in (False, True):
         for i in ids_list:
             text = hf.decode(i, skip_special_tokens=False)
-            if len(text) < 6:
-                continue
-            mid = len(text) // 2
-            stop = text[mid:mid + 3]
-            args = ["stream", "--tokenizer", load, "--stop", stop] + (["--include-stop"] if inc else [])
-            o = run_tool(a.tool, args, [{"ids": i}])[0]
-            k = text.find(stop)
-            want = text[:k + (len(stop) if inc else 0)]
-            check(f"stop {stop!r} include={inc} {text!r}", ("".join(o["pieces"]), o["stopped"]), (want, True))
+            if len(text) >= 6:
+                mid = len(text) // 2
+                cases.append((i, text, text[mid:mid + 3], inc))
+    out = run_tool(a.tool, ["stream", "--tokenizer", load],
+                   [{"ids": i, "stop": [s], "include_stop": inc} for i, _, s, inc in cases])
+    for (i, text, stop, inc), o in zip(cases, out):
+        k = text.find(stop)
+        want = text[:k + (len(stop) if inc else 0)]
+        check(f"stop {stop!r} include={inc} {text!r}", ("".join(o["pieces"]), o["stopped"]), (want, True))
 
     # encode_spans: everything plain == parse_special off; nothing plain == default encode
     enc = [t.encode("utf-8") for t in texts]
