@@ -216,7 +216,8 @@ static void on_link_frames(h2o_multithread_receiver_t *receiver, h2o_linklist_t 
     while (!h2o_linklist_is_empty(messages)) {
         vr_link_msg *m = H2O_STRUCT_FROM_MEMBER(vr_link_msg, super.link, messages->next);
         h2o_linklist_unlink(&m->super.link);
-        vr_workers_on_frame(r, m->identity, m->data, m->len);
+        if (r->link != NULL) /* NULL: shutting down, frames are only freed */
+            vr_workers_on_frame(r, m->identity, m->data, m->len);
         free(m);
     }
 }
@@ -310,7 +311,9 @@ void vr_server_run(vr_router *r)
 
 void vr_server_stop(vr_router *r)
 {
-    /* tell the workers nothing more is coming from this router instance */
     vr_link_destroy(r->link);
     r->link = NULL;
+    /* frames the link thread queued before it stopped: let the loop hand them over (and free
+     * them) once more */
+    h2o_evloop_run(r->ctx.loop, 0);
 }

@@ -39,7 +39,11 @@ class Cluster:
     # -- processes --
     def _spawn(self, name, argv):
         log = open(os.path.join(self.logdir, name + ".log"), "wb")
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+        env = dict(os.environ)
+        supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lsan.supp")
+        env["LSAN_OPTIONS"] = ":".join(filter(None, [env.get("LSAN_OPTIONS"),
+                                                     f"suppressions={supp}"]))
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
 
     def start_router(self):
@@ -47,7 +51,7 @@ class Cluster:
                 "--port", str(self.port), "--zmq-bind", f"tcp://127.0.0.1:{self.zmq_port}",
                 *self.router_args]
         self.router = self._spawn("router", argv)
-        self.wait(lambda: self._get_ok("/version"), 20, "router start")
+        self.wait(lambda: self._get_ok("/version"), 60, "router start")
 
     def start_worker(self, wid, extra=()):
         argv = [os.path.join(self.bin_dir, "vesta-worker"), "--backend", self.backend,
@@ -62,7 +66,7 @@ class Cluster:
         self.start_router()
         for i in range(self.n_workers):
             self.start_worker(f"w{i}")
-        self.wait(lambda: self.live_workers() == self.n_workers, 30, "workers registering")
+        self.wait(lambda: self.live_workers() == self.n_workers, 60, "workers registering")
         return self
 
     def kill_worker(self, wid, sig=signal.SIGKILL):
