@@ -5,12 +5,110 @@
 
 #include "tok_internal.h"
 
+/* Length of a valid interval quantifier "{n}", "{n,}" or "{n,m}" at p, else 0. */
+static size_t interval_len(const char *p, size_t n) {
+    size_t i = 1, digits = 0;
+    if (n < 3 || p[0] != '{') return 0;
+    while (i < n && p[i] >= '0' && p[i] <= '9') i++, digits++;
+    if (!digits) return 0;
+    if (i < n && p[i] == ',') {
+        i++;
+        while (i < n && p[i] >= '0' && p[i] <= '9') i++;
+    }
+    return i < n && p[i] == '}' ? i + 1 : 0;
+}
+
+/* Hugging Face compiles patterns with Oniguruma's Ruby syntax, which differs from PCRE2 in two
+ * ways that real tokenizers hit: "X{n,m}+" means "(?:X{n,m})+" (not possessive; cl100k's
+ * \p{N}{1,3}+ relies on it), and ^/$ are line anchors (PCRE2_MULTILINE, set by the caller).
+ * This rewrites the first; atoms are tracked in output coordinates. */
+static bool ruby_to_pcre2(const char *p, size_t n, tok_buf *out) {
+    size_t atom = 0, stack[64], depth = 0;
+    size_t i = 0;
+    while (i < n) {
+        char c = p[i];
+        size_t start = out->n;
+        if (c == '\\' && i + 1 < n) {
+            size_t k = 2;
+            if ((p[i + 1] == 'p' || p[i + 1] == 'P' || p[i + 1] == 'x') && i + 2 < n && p[i + 2] == '{') {
+                const char *e = memchr(p + i, '}', n - i);
+                if (e) k = (size_t)(e - (p + i)) + 1;
+            } else {
+                while (i + k < n && ((unsigned char)p[i + k] & 0xC0) == 0x80) k++;
+            }
+            if (!tok_buf_append(out, p + i, k)) return false;
+            i += k;
+            atom = start;
+        } else if (c == '[') {
+            size_t k = i + 1;
+            if (k < n && p[k] == '^') k++;
+            if (k < n && p[k] == ']') k++;
+            int nest = 1;
+            while (k < n && nest > 0) {
+                if (p[k] == '\\') k += 2;
+                else if (p[k] == '[') nest++, k++;
+                else if (p[k] == ']') nest--, k++;
+                else k++;
+            }
+            if (k > n) k = n;
+            if (!tok_buf_append(out, p + i, k - i)) return false;
+            i = k;
+            atom = start;
+        } else if (c == '(') {
+            if (depth < 64) stack[depth] = start;
+            depth++;
+            if (!tok_buf_append(out, p + i, 1)) return false;
+            i++;
+        } else if (c == ')') {
+            if (!tok_buf_append(out, p + i, 1)) return false;
+            i++;
+            if (depth > 0) {
+                depth--;
+                if (depth < 64) atom = stack[depth];
+            }
+        } else if (c == '{' && interval_len(p + i, n - i) && i + interval_len(p + i, n - i) < n &&
+                   p[i + interval_len(p + i, n - i)] == '+') {
+            size_t k = interval_len(p + i, n - i);
+            size_t alen = out->n - atom;
+            char *a = malloc(alen + 1);
+            if (!a) return false;
+            memcpy(a, out->p + atom, alen);
+            out->n = atom;
+            bool ok = tok_buf_append(out, "(?:", 3) && tok_buf_append(out, a, alen) &&
+                      tok_buf_append(out, p + i, k) && tok_buf_append(out, ")+", 2);
+            free(a);
+            if (!ok) return false;
+            i += k + 1;
+        } else {
+            size_t k = 1;
+            while (i + k < n && ((unsigned char)p[i + k] & 0xC0) == 0x80) k++;
+            if (!tok_buf_append(out, p + i, k)) return false;
+            if (c != '*' && c != '+' && c != '?' && c != '{' && c != '|') atom = start;
+            i += k;
+        }
+    }
+    return tok_buf_append(out, "", 0);
+}
+
 vesta_status tok_regex_compile(tok_regex *r, const char *pat, size_t n, bool literal,
                                vesta_error *err) {
     int ec;
     PCRE2_SIZE eo;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
-    r->code = pcre2_compile((PCRE2_SPTR)pat, n, opts, &ec, &eo, NULL);
+    tok_buf tr = {0};
+    const char *src = pat;
+    size_t sn = n;
+    uint32_t opts = PCRE2_UTF | PCRE2_LITERAL;
+    if (!literal) {
+        if (!ruby_to_pcre2(pat, n, &tr)) {
+            tok_buf_free(&tr);
+            return vesta_error_set(err, VESTA_ERR_NOMEM, "out of memory");
+        }
+        src = tr.p;
+        sn = tr.n;
+        opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE;
+    }
+    r->code = pcre2_compile((PCRE2_SPTR)src, sn, opts, &ec, &eo, NULL);
+    tok_buf_free(&tr);
     if (!r->code) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);

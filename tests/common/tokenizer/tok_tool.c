@@ -2,8 +2,9 @@
  * the streaming detokenizer and span-aware encoding as JSON lines, so that the Python parity
  * scripts can compare them with Hugging Face tokenizers.
  *   tok_tool tokenize|detokenize ...          (as `vesta tokenize|detokenize`)
- *   tok_tool stream --tokenizer P [--skip-special-tokens] [--prefix N] [--include-stop] [--stop S]...
- *       {"ids": [...]} -> {"pieces": [...], "stopped": b, "finish": "...", "bad_utf8": b}
+ *   tok_tool stream --tokenizer P [--skip-special-tokens] [--prefix N]
+ *       {"ids": [...], "stop": [...], "include_stop": b, "prefix": n}
+ *         -> {"pieces": [...], "stopped": b, "finish": "...", "bad_utf8": b}
  *       (--prefix N: the first N ids are prefix context)
  *   tok_tool spans --tokenizer P
  *       {"text": "...", "plain": [[b, e], ...]} -> {"ids": [...]} */
@@ -41,9 +42,7 @@ static int stream_mode(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) path = argv[++i];
         else if (!strcmp(argv[i], "--skip-special-tokens")) o.skip_special_tokens = true;
-        else if (!strcmp(argv[i], "--include-stop")) o.include_stop_str_in_output = true;
         else if (!strcmp(argv[i], "--prefix") && i + 1 < argc) nprefix = strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--stop") && i + 1 < argc && o.n_stop < 16) stops[o.n_stop++] = argv[++i];
         else return 2;
     }
     o.stop = stops;
@@ -62,7 +61,14 @@ static int stream_mode(int argc, char **argv) {
         size_t n = json_array_size(arr);
         int32_t *ids = calloc(n + 1, sizeof *ids);
         for (size_t i = 0; i < n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(arr, i));
-        size_t np = nprefix < n ? nprefix : n;
+        json_t *st = json_object_get(in, "stop");
+        o.n_stop = 0;
+        for (size_t i = 0; i < json_array_size(st) && i < 16; i++)
+            stops[o.n_stop++] = json_string_value(json_array_get(st, i));
+        o.include_stop_str_in_output = json_is_true(json_object_get(in, "include_stop"));
+        json_t *pv = json_object_get(in, "prefix");
+        size_t np = json_is_integer(pv) ? (size_t)json_integer_value(pv) : nprefix;
+        if (np > n) np = n;
         o.prefix_ids = ids;
         o.n_prefix = np;
         vesta_detokenizer *d = vesta_detokenizer_create(tok, &o, &err);
