@@ -102,9 +102,7 @@ static jv f_first(jrender *r, jv v, const jcall_args *a)
 }
 static jv f_last(jrender *r, jv v, const jcall_args *a)
 {
-    if (v.t == JT_DICT)
-        jrender_error(r, "'dict_keys' object is not reversible");
-    jlist *l = jv_iterate(r, v);
+    jlist *l = jv_iterate(r, v); /* a dict gives its last key (dicts are reversible) */
     return l->n ? l->items[l->n - 1] : jv_undef("\x01No last item, sequence was empty.");
 }
 
@@ -119,9 +117,7 @@ static jv attr_path(jrender *r, jv item, const jstr *path)
         char *end;
         long long idx = strtoll(part, &end, 10);
         jv key = (*part && *end == 0) ? jv_int(idx) : jv_str(jstr_lit(r->f, part));
-        if (item.t == JT_UNDEF)
-            return item;
-        item = jgetitem(r, item, key);
+        item = jgetitem(r, item, key); /* fails on Undefined, as jinja2's getitem does */
         b = i + 1;
     }
     return item;
@@ -400,6 +396,8 @@ static bool run_test(jrender *r, jv item, const jcall_args *a, size_t first, boo
 
 static jv select_impl(jrender *r, jv v, const jcall_args *a, bool by_attr, bool keep)
 {
+    if (!jv_truthy(v)) /* jinja2: `if value:` before iterating */
+        return jv_list(jlist_new(r->f, 0));
     jlist *src = jv_iterate(r, v);
     jlist *l = jlist_new(r->f, 0);
     size_t first = by_attr ? 1 : 0;
@@ -421,6 +419,8 @@ static jv f_rejectattr(jrender *r, jv v, const jcall_args *a) { return select_im
 
 static jv f_map(jrender *r, jv v, const jcall_args *a)
 {
+    if (!jv_truthy(v)) /* jinja2: `if value:` before iterating */
+        return jv_list(jlist_new(r->f, 0));
     jlist *src = jv_iterate(r, v);
     jlist *l = jlist_new(r->f, src->n);
     jv attribute = arg(a, SIZE_MAX, "attribute", jv_undef(NULL));
@@ -450,6 +450,8 @@ static jv f_unique(jrender *r, jv v, const jcall_args *a)
     for (size_t i = 0; i < src->n; i++) {
         jrender_step(r);
         jv key = sort_key(&c, attr_arg(r, src->items[i], attribute));
+        if (key.t == JT_DICT || key.t == JT_NS || (key.t == JT_LIST && !key.u.l->tuple))
+            jrender_error(r, "unhashable type: '%s'", jv_type_name(key));
         bool dup = false;
         for (size_t k = 0; k < seen->n && !dup; k++)
             dup = jv_equal(seen->items[k], key);
@@ -488,6 +490,8 @@ static jv f_indent(jrender *r, jv v, const jcall_args *a)
         memset(sp, ' ', (size_t)w);
         ind = jstr_new(r->f, sp, (size_t)w, false);
     }
+    if (v.t != JT_STR) /* jinja2 appends "\n" to the value itself */
+        jrender_error(r, "unsupported operand type(s) for +=: '%s' and 'str'", jv_type_name(v));
     jbuf src;
     jbuf_init(&src, r->f, r->lim->max_output);
     jbuf_put_str(&src, soft_str(r, v));
@@ -726,7 +730,8 @@ jv jfilter_apply(jrender *r, const char *name, jv v, const jcall_args *a, int li
         if (!strcmp(filters[i].name, name)) {
             /* Most filters see Undefined as empty (soft_str, iteration); these fail on it. */
             if (v.t == JT_UNDEF && (!strcmp(name, "tojson") || !strcmp(name, "abs") || !strcmp(name, "round") ||
-                                    !strcmp(name, "attr")))
+                                    !strcmp(name, "attr") || !strcmp(name, "dictsort") || !strcmp(name, "int") ||
+                                    !strcmp(name, "float")))
                 jundef_error(r, v);
             return filters[i].fn(r, v, a);
         }
@@ -762,9 +767,40 @@ bool jtest_exists(const char *name)
     return false;
 }
 
+static const char *const unary_tests[] = {
+    "defined", "undefined", "none", "boolean", "false", "true", "integer", "float", "number", "string", "mapping",
+    "iterable", "sequence", "callable", "odd", "even", "lower", "upper", "escaped", "filter", "test", NULL,
+};
+
+static bool py_cased_pred(const jstr *s, bool upper)
+{
+    /* str.isupper()/islower(): at least one cased character and none of the other case. */
+    bool cased = false;
+    for (size_t i = 0; i < s->len;) {
+        size_t adv;
+        int32_t cp = utf8_decode(s->s + i, s->len - i, &adv);
+        i += adv;
+        utf8proc_category_t c = utf8proc_category(cp);
+        if (c == UTF8PROC_CATEGORY_LT || c == (upper ? UTF8PROC_CATEGORY_LL : UTF8PROC_CATEGORY_LU))
+            return false;
+        cased |= c == (upper ? UTF8PROC_CATEGORY_LU : UTF8PROC_CATEGORY_LL);
+    }
+    return cased;
+}
+
 bool jtest_apply(jrender *r, const char *n, jv v, const jcall_args *a, int line)
 {
     jrender_step(r);
+    if (!jtest_exists(n))
+        jrender_error(r, "No test named '%s'.", n);
+    bool unary = false;
+    for (size_t i = 0; unary_tests[i]; i++)
+        unary |= !strcmp(unary_tests[i], n);
+    size_t nargs = a->npos + a->nkw;
+    if (unary && nargs)
+        jrender_error(r, "test_%s() takes 1 positional argument but %zu were given", n, nargs + 1);
+    if (!unary && nargs != 1)
+        jrender_error(r, "test '%s' takes exactly one argument", n);
     if (!strcmp(n, "defined")) return v.t != JT_UNDEF;
     if (!strcmp(n, "undefined")) return v.t == JT_UNDEF;
     if (!strcmp(n, "none")) return v.t == JT_NONE;
@@ -799,6 +835,19 @@ bool jtest_apply(jrender *r, const char *n, jv v, const jcall_args *a, int line)
     if (!strcmp(n, "gt") || !strcmp(n, ">") || !strcmp(n, "greaterthan")) return jv_compare(r, v, targ(a)) > 0;
     if (!strcmp(n, "ge") || !strcmp(n, ">=")) return jv_compare(r, v, targ(a)) >= 0;
     if (!strcmp(n, "in")) return jcontains(r, targ(a), v);
+    if ((!strcmp(n, "odd") || !strcmp(n, "even") || !strcmp(n, "divisibleby")) &&
+        (v.t == JT_FLOAT || (n[0] == 'd' && targ(a).t == JT_FLOAT))) {
+        /* Python float modulo: the result takes the divisor's sign. */
+        jv d = n[0] == 'd' ? targ(a) : jv_int(2);
+        double x = v.t == JT_FLOAT ? v.u.f : (double)num_arg(r, v);
+        double y = d.t == JT_FLOAT ? d.u.f : (double)num_arg(r, d);
+        if (y == 0)
+            jrender_error(r, "float modulo");
+        double m = fmod(x, y);
+        if (m != 0 && ((m < 0) != (y < 0)))
+            m += y;
+        return n[0] == 'o' ? m == 1.0 : m == 0.0;
+    }
     if (!strcmp(n, "odd")) { int64_t x = num_arg(r, v); return (x % 2 + 2) % 2 == 1; }
     if (!strcmp(n, "even")) { int64_t x = num_arg(r, v); return x % 2 == 0; }
     if (!strcmp(n, "divisibleby")) {
@@ -807,11 +856,8 @@ bool jtest_apply(jrender *r, const char *n, jv v, const jcall_args *a, int line)
         if (d == -1) return true;
         return x % d == 0;
     }
-    if (!strcmp(n, "lower") || !strcmp(n, "upper")) {
-        jstr *s = jv_to_str(r, v);
-        jstr *c = jstrop_case(r, s, n[0] == 'l' ? JCASE_LOWER : JCASE_UPPER);
-        return c->len == s->len && memcmp(c->s, s->s, s->len) == 0;
-    }
+    if (!strcmp(n, "lower") || !strcmp(n, "upper"))
+        return py_cased_pred(jv_to_str(r, v), n[0] == 'u');
     if (!strcmp(n, "escaped")) return false;
     if (!strcmp(n, "filter")) return v.t == JT_STR && jfilter_exists(v.u.s->s);
     if (!strcmp(n, "test")) return v.t == JT_STR && jtest_exists(v.u.s->s);

@@ -313,8 +313,23 @@ static jnode *parse_postfix(ps *P, jnode *node)
             jnode *g = mk(P, JN_GETITEM);
             g->a = node;
             jnode *sub = parse_subscript(P);
-            if (is_op(P, ","))
-                perr(P, "tuple subscripts are not supported");
+            if (is_op(P, ",")) {
+                /* x[a, b]: the key is the tuple (a, b) */
+                if (sub->kind == JN_SLICE)
+                    perr(P, "slices inside tuple subscripts are not supported");
+                jnode *t = mk(P, JN_TUPLE);
+                nvec v = {0};
+                nvec_push(P, &v, sub);
+                while (is_op(P, ",")) {
+                    next(P);
+                    if (is_op(P, "]"))
+                        break;
+                    nvec_push(P, &v, parse_expr(P, true));
+                }
+                t->items = v.v;
+                t->nitems = v.n;
+                sub = t;
+            }
             expect_op(P, "]");
             if (sub->kind == JN_SLICE) {
                 sub->d = node;
@@ -334,6 +349,24 @@ static jnode *parse_postfix(ps *P, jnode *node)
     }
 }
 
+/* A filter or test name; jinja2 joins dotted names ("a.b"), which then exist nowhere and fail
+ * when used. */
+static const char *dotted_name(ps *P)
+{
+    const char *name = expect_name(P);
+    while (is_op(P, ".")) {
+        next(P);
+        const char *part = expect_name(P);
+        size_t la = strlen(name), lb = strlen(part);
+        char *joined = jalloc(P->f, la + lb + 2);
+        memcpy(joined, name, la);
+        joined[la] = '.';
+        memcpy(joined + la + 1, part, lb + 1);
+        name = joined;
+    }
+    return name;
+}
+
 static jnode *parse_filter(ps *P, jnode *node, bool start_inline)
 {
     while (is_op(P, "|") || start_inline) {
@@ -341,16 +374,7 @@ static jnode *parse_filter(ps *P, jnode *node, bool start_inline)
             next(P);
         start_inline = false;
         jnode *f = mk(P, JN_FILTER);
-        const char *name = expect_name(P);
-        while (is_op(P, ".")) {
-            next(P);
-            expect_name(P);
-            perr(P, "dotted filter names are not supported");
-        }
-        if (!jfilter_exists(name)) {
-            P->i--;
-            jfail_raise(P->f, VESTA_ERR_FORMAT, "template syntax error, line %d: No filter named '%s'.", cur(P)->line, name);
-        }
+        const char *name = dotted_name(P);
         f->name = name;
         f->a = node;
         if (is_op(P, "("))
@@ -369,11 +393,7 @@ static jnode *parse_test(ps *P, jnode *node)
         next(P);
     }
     jnode *t = mk(P, JN_TEST);
-    t->name = expect_name(P);
-    if (!jtest_exists(t->name)) {
-        P->i--;
-        jfail_raise(P->f, VESTA_ERR_FORMAT, "template syntax error, line %d: No test named '%s'.", cur(P)->line, t->name);
-    }
+    t->name = dotted_name(P);
     t->a = node;
     jtok *c = cur(P);
     if (is_op(P, "(")) {
@@ -921,10 +941,60 @@ static jnode *parse_body(ps *P, const char *const *ends)
     return body;
 }
 
+/* Unknown filters and tests fail at compile time, except inside an if-statement or an inline
+ * if-expression, where jinja2 defers the error to the moment they run ("soft" frames). Loop,
+ * macro and block bodies open new frames, which are not soft. */
+static void check_names(jfail *f, const jnode *n, bool soft)
+{
+    if (!n)
+        return;
+    bool inner = soft;
+    switch (n->kind) {
+    case JN_FILTER:
+        if (!soft && !jfilter_exists(n->name))
+            jfail_raise(f, VESTA_ERR_FORMAT, "template syntax error, line %d: No filter named '%s'.", n->line, n->name);
+        break;
+    case JN_TEST:
+        if (!soft && !jtest_exists(n->name))
+            jfail_raise(f, VESTA_ERR_FORMAT, "template syntax error, line %d: No test named '%s'.", n->line, n->name);
+        break;
+    case JN_IF: case JN_CONDEXPR:
+        inner = true;
+        break;
+    case JN_FOR:
+        check_names(f, n->b, soft);
+        check_names(f, n->a, false);
+        check_names(f, n->c, false);
+        check_names(f, n->d, false);
+        check_names(f, n->e, false);
+        return;
+    case JN_MACRO: case JN_CALL_BLOCK: case JN_FILTER_BLOCK: case JN_SET_BLOCK: case JN_WITH: case JN_GENERATION:
+        check_names(f, n->a, soft);
+        check_names(f, n->b, n->kind == JN_SET_BLOCK ? false : soft);
+        check_names(f, n->c, n->kind == JN_SET_BLOCK ? soft : false);
+        for (size_t i = 0; i < n->nitems; i++)
+            check_names(f, n->items[i], soft);
+        return;
+    default:
+        break;
+    }
+    check_names(f, n->a, inner);
+    check_names(f, n->b, inner);
+    check_names(f, n->c, inner);
+    check_names(f, n->d, inner);
+    check_names(f, n->e, inner);
+    for (size_t i = 0; i < n->nitems; i++)
+        check_names(f, n->items[i], inner);
+    for (size_t i = 0; i < n->nkwargs; i++)
+        check_names(f, n->kwargs[i], inner);
+}
+
 jnode *jparse(jfail *f, const char *src, size_t len)
 {
     jtokens toks = {0};
     jlex(f, src, len, &toks);
     ps P = {.f = f, .t = toks.t, .n = toks.n, .i = 0};
-    return parse_body(&P, NULL);
+    jnode *root = parse_body(&P, NULL);
+    check_names(f, root, false);
+    return root;
 }

@@ -141,6 +141,10 @@ jv jslice(jrender *r, jv obj, jv start, jv stop, jv step)
     }
     if (obj.t == JT_UNDEF)
         jundef_error(r, obj);
+    /* jinja2 folds constant expressions at compile time, where a failed slice becomes Undefined;
+     * at run time (what templates do with their variables) slicing these fails. */
+    if (obj.t == JT_DICT || obj.t == JT_NS)
+        jrender_error(r, "unhashable type: 'slice'");
     jrender_error(r, "'%s' object is not subscriptable", jv_type_name(obj));
 }
 
@@ -312,6 +316,13 @@ static jv call_node(jrender *r, jscope *s, const jnode *n, jv callee)
 
 static jv arith(jrender *r, jop op, jv a, jv b)
 {
+    if (op == JOP_MOD && a.t == JT_STR && b.t == JT_UNDEF) {
+        /* str % Undefined: Python treats Undefined as a mapping, so a format without fields
+         * passes through and one with fields fails. */
+        if (memchr(a.u.s->s, '%', a.u.s->len))
+            jundef_error(r, b);
+        return a;
+    }
     if (a.t == JT_UNDEF) jundef_error(r, a);
     if (b.t == JT_UNDEF) jundef_error(r, b);
     bool an = a.t == JT_INT || a.t == JT_BOOL || a.t == JT_FLOAT;
@@ -421,7 +432,10 @@ bool jcontains(jrender *r, jv container, jv item)
             if (jv_equal(container.u.l->items[i], item))
                 return true;
         return false;
-    case JT_DICT: return jdict_get(container.u.d, item) != NULL;
+    case JT_DICT:
+        if (item.t == JT_DICT || item.t == JT_NS || (item.t == JT_LIST && !item.u.l->tuple))
+            jrender_error(r, "unhashable type: '%s'", jv_type_name(item));
+        return jdict_get(container.u.d, item) != NULL;
     case JT_UNDEF: return false;
     default: jrender_error(r, "argument of type '%s' is not iterable", jv_type_name(container));
     }

@@ -392,6 +392,40 @@ jstr *jstrop_format(jrender *r, const jstr *fmt, const jcall_args *a)
 
 jv jstr_percent_format(jrender *r, const jstr *fmt, jv args)
 {
+    if (args.t == JT_DICT) {
+        /* A mapping argument: only %(key)s fields (and %%) read it; other text passes through. */
+        jbuf b;
+        jbuf_init(&b, r->f, r->lim->max_output);
+        for (size_t i = 0; i < fmt->len; i++) {
+            if (fmt->s[i] != '%') {
+                jbuf_put_str_range(&b, fmt, i, i + 1);
+                continue;
+            }
+            if (i + 1 < fmt->len && fmt->s[i + 1] == '%') {
+                jbuf_putc(&b, '%');
+                i++;
+                continue;
+            }
+            const char *close = i + 1 < fmt->len && fmt->s[i + 1] == '(' ? memchr(fmt->s + i, ')', fmt->len - i) : NULL;
+            if (!close || (size_t)(close - fmt->s) + 1 >= fmt->len || (close[1] != 's' && close[1] != 'r'))
+                jrender_error(r, "format requires a mapping with %%(name)s fields");
+            size_t kb = i + 2, ke = (size_t)(close - fmt->s);
+            jv *v = NULL;
+            for (size_t k = 0; k < args.u.d->n && !v; k++) {
+                jv key = args.u.d->e[k].key;
+                if (key.t == JT_STR && key.u.s->len == ke - kb && !memcmp(key.u.s->s, fmt->s + kb, ke - kb))
+                    v = &args.u.d->e[k].val;
+            }
+            if (!v)
+                jrender_error(r, "KeyError in %% format");
+            if (close[1] == 's')
+                jv_write_str(r, &b, *v);
+            else
+                jv_write_repr(r, &b, *v);
+            i = ke + 1;
+        }
+        return jv_str(jbuf_finish(&b));
+    }
     jlist *items;
     if (args.t == JT_LIST && args.u.l->tuple)
         items = args.u.l;
@@ -429,7 +463,9 @@ jv jstr_percent_format(jrender *r, const jstr *fmt, jv args)
         } else
             jrender_error(r, "unsupported format character '%c'", c);
     }
-    if (k < items->n)
+    /* Python skips this check for a single non-tuple argument that supports indexing (list). */
+    bool mapping_like = args.t == JT_LIST && !args.u.l->tuple;
+    if (k < items->n && !mapping_like)
         jrender_error(r, "not all arguments converted during string formatting");
     return jv_str(jbuf_finish(&b));
 }
