@@ -72,7 +72,10 @@ typedef struct vesta_chat_rendered {
 /* Renders the template.
  *   input:   JSON object of the request's variables, typically {"messages": [...], "tools":
  *            [...], "add_generation_prompt": true, "enable_thinking": false, ...}. Every string
- *            inside it is tainted. HF semantics applied here as apply_chat_template does: keys of
+ *            inside it (and every object key) is tainted, except messages' "role" values:
+ *            roles are a closed set checked by the API layer, and templates build their
+ *            markers from them ('<|' + role + '|>'). HF semantics applied here as
+ *            apply_chat_template does: keys of
  *            messages whose value is null are dropped; "tools" and "documents" are none when
  *            absent; add_generation_prompt is false when absent; a message's reasoning given as
  *            "reasoning_content", "thinking" or "reasoning" is visible under all three of
