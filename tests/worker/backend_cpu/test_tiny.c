@@ -39,7 +39,7 @@ int main(int argc, char **argv)
     o.max_num_batched_tokens = 64; /* < the longest prompt: it must be split */
     o.max_model_len = 256;
     o.block_size = BLOCK;
-    o.num_threads = 2;
+    o.num_threads = 0; /* all cores: races show up with many threads */
     vesta_backend *be = vesta_backend_cpu_create(mf, &o, &e);
     if (!be) {
         fprintf(stderr, "FAIL: create: %s\n", e.msg);
