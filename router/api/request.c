@@ -587,6 +587,15 @@ static vesta_status parse_body(vr_api_request *r, const vr_api_limits *lim, vr_a
         TRY(parse_chat_extras(root, &r->tools, &r->chat_template_kwargs,
                               &r->add_generation_prompt, &r->continue_final_message, err));
     }
+    /* options that change what is generated must not be ignored silently */
+    const json_t *rf = json_object_get(root, "response_format");
+    if (rf != NULL && !json_is_null(rf)) {
+        const json_t *t = json_object_get(rf, "type");
+        if (!json_is_object(rf) || !json_is_string(t) || strcmp(json_string_value(t), "text") != 0)
+            return vr_api_error_bad(err, "response_format",
+                                    "'response_format' other than {\"type\": \"text\"} is not "
+                                    "supported");
+    }
     const json_t *best_of = json_object_get(root, "best_of");
     int64_t bo = 0;
     if (as_int64(best_of ? best_of : json_null(), &bo) && bo != r->sp.n && bo > 1)
