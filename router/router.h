@@ -105,6 +105,9 @@ struct vr_sub {
 
 struct vr_call {
     struct vr_router *router;
+    h2o_mem_pool_t pool;           /* request-scoped allocations: subs, seqs, block hashes. The
+                                      call outlives h2o's req->pool when the client leaves, so it
+                                      has its own. */
     h2o_req_t *req;                /* NULL once the client is gone or the response is done */
     struct vr_call_handle *handle; /* lives in req->pool; tells us when h2o disposes req */
     vr_api_request api;

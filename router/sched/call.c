@@ -331,12 +331,10 @@ static void call_free(vr_call *c)
             json_decref(s->seqs[i].logprobs);
             json_decref(s->seqs[i].stop_reason);
         }
-        free(s->seqs);
         free(s->prompt_ids);
-        free(s->hashes);
         free(s->echo);
     }
-    free(c->subs);
+    h2o_mem_clear_pool(&c->pool); /* subs, seqs, block hashes */
     if (c->handle)
         c->handle->call = NULL;
     vr_text_free(&c->pending);
@@ -736,9 +734,8 @@ static vesta_status sub_prepare(vr_router *r, vr_call *c, int k, int max_len, vr
     s->max_tokens = vr_api_default_max_tokens(a, s->n_prompt, max_len);
     if (context_check(s->n_prompt, s->max_tokens, a->sp.max_tokens > 0, max_len, err) != VESTA_OK)
         return VESTA_ERR_INVALID_ARG;
-    s->seqs = calloc((size_t)s->n, sizeof *s->seqs);
-    if (s->seqs == NULL)
-        return vr_api_error_set(err, 500, "internal_error", NULL, NULL, "out of memory");
+    s->seqs = h2o_mem_alloc_pool(&c->pool, (size_t)s->n * sizeof *s->seqs);
+    memset(s->seqs, 0, (size_t)s->n * sizeof *s->seqs);
     size_t n_ctx = n < 8 ? n : 8;
     vesta_detokenizer_opts dopts = {a->skip_special_tokens, a->stop, a->n_stop,
                                     a->include_stop_str_in_output,
@@ -759,7 +756,7 @@ static vesta_status sub_dispatch(vr_router *r, vr_sub *s, vr_api_error *err)
     uint64_t salt;
     if (vr_sched_hash_params(&r->sched, &bs, &salt)) {
         int nb = s->n_prompt / bs;
-        s->hashes = nb > 0 ? malloc((size_t)nb * sizeof(uint64_t)) : NULL;
+        s->hashes = nb > 0 ? h2o_mem_alloc_pool(&c->pool, (size_t)nb * sizeof(uint64_t)) : NULL;
         if (s->hashes != NULL) {
             vesta_block_hash_extra extra = {salt, 0};
             s->n_hashes = vesta_block_hash_chain(s->prompt_ids, s->n_prompt, bs, &extra, s->hashes, nb);
@@ -819,6 +816,7 @@ void vr_call_start(vr_router *r, h2o_req_t *req, vr_api_kind kind)
         return;
     }
     c->router = r;
+    h2o_mem_init_pool(&c->pool);
     c->t_arrival = vr_now();
     live_link(r, c);
     vr_api_limits lim;
@@ -840,11 +838,8 @@ void vr_call_start(vr_router *r, h2o_req_t *req, vr_api_kind kind)
              kind == VR_API_CHAT ? "chatcmpl" : "cmpl", r->instance & 0xffffffffu, ++r->next_id);
     c->created = (int64_t)time(NULL);
     c->n_subs = kind == VR_API_CHAT ? 1 : (int)c->api.n_prompts;
-    c->subs = calloc((size_t)c->n_subs, sizeof *c->subs);
-    if (c->subs == NULL) {
-        vr_api_error_set(&err, 500, "internal_error", NULL, NULL, "out of memory");
-        goto fail;
-    }
+    c->subs = h2o_mem_alloc_pool(&c->pool, (size_t)c->n_subs * sizeof *c->subs);
+    memset(c->subs, 0, (size_t)c->n_subs * sizeof *c->subs);
     for (int k = 0; k < c->n_subs; k++) {
         c->subs[k].call = c;
         if (sub_prepare(r, c, k, max_len, &err) != VESTA_OK)
