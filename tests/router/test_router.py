@@ -515,6 +515,11 @@ def test_routing_affinity(c):
     hit = m[("vesta:routing_decisions_total",
              frozenset({("policy", "prefix-affinity"), ("outcome", "prefix_hit")}))]
     check(hit >= 9, f"prefix_hit decisions {hit}")
+    # the workers' KV events arrived in order, so routing used them alone: the router's block
+    # keys (vesta_block_hash_chain over the chat-templated prompt) match the workers' own
+    ws = c.admin_workers()
+    check(all(w["kv_events_synced"] and w["kv_events_seq"] > 0 for w in ws.values()), f"synced {ws}")
+    check(m[("vesta:prefix_index_entries", frozenset({("source", "events")}))] > 0, "event index")
 
 
 def test_routing_round_robin(c):
