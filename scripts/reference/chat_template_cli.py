@@ -1,19 +1,24 @@
 #!/usr/bin/env python3
 """End-to-end test of `vesta chat-template` on the default model (SmolLM2 GGUF).
 
-Usage: chat_template_cli.py VESTA_BINARY MODEL_GGUF TEMPLATE_FILE
+Usage: chat_template_cli.py VESTA_BINARY MODEL_GGUF TEMPLATE_FILE [HF_TOKENIZER_DIR]
   * the template read from the GGUF (--print-template) equals TEMPLATE_FILE, which was extracted
     from the same GGUF with the `gguf` Python package (tests/common/jinja/templates/README.md);
   * every rendered line equals Python jinja2 in Hugging Face's configuration
     (chat_template_parity.py), malformed lines give {"error"} lines and processing continues;
   * the special-token rule: with --ids, a special token typed in message content is plain text
     (its id appears only where the template wrote the marker); with --special-everywhere it is
-    the special token (plain HF behaviour), and those ids equal `vesta tokenize` of the text.
+    the special token (plain HF behaviour), and those ids equal `vesta tokenize` of the text;
+  * with HF_TOKENIZER_DIR (tokenizer.json[.xz] + tokenizer_config.json of the same model), the
+    directory form gives the config's template, the same text and the same ids as the GGUF.
 """
 import json
+import lzma
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chat_template_parity as ref  # noqa: E402
@@ -90,6 +95,27 @@ def main():
     check(plain_hf["ids"] == toks[2]["ids"], "special-everywhere equals tokenizing the whole text")
     check(default["ids"] != plain_hf["ids"], "the two modes differ on user-typed special tokens")
     check(default_multi["ids"] == plain_multi["ids"], "modes agree when content has no special spellings")
+
+    if len(sys.argv) > 4:
+        src = sys.argv[4]
+        with tempfile.TemporaryDirectory() as d:
+            shutil.copy(os.path.join(src, "tokenizer_config.json"), d)
+            tj = os.path.join(src, "tokenizer.json")
+            if os.path.exists(tj):
+                shutil.copy(tj, d)
+            else:
+                with lzma.open(tj + ".xz") as fin, open(os.path.join(d, "tokenizer.json"), "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            with open(os.path.join(d, "tokenizer_config.json"), encoding="utf-8") as fh:
+                cfg = json.load(fh)
+            p = subprocess.run([vesta, "chat-template", "--tokenizer", d, "--print-template"], capture_output=True)
+            check(p.returncode == 0 and p.stdout.decode() == cfg["chat_template"], "template from tokenizer_config.json")
+            trusted = {k: cfg[k] for k in ("bos_token", "eos_token", "unk_token", "pad_token") if isinstance(cfg.get(k), str)}
+            dir_out = run([vesta, "chat-template", "--tokenizer", d, "--ids"], [json.dumps(special), json.dumps(multi)])
+            for inp, out, gguf_out in zip((special, multi), dir_out, (default, default_multi)):
+                exp = ref.render_reference(env, cfg["chat_template"], inp, trusted)
+                check(out.get("text") == exp, "directory form renders as jinja2")
+                check(out.get("ids") == gguf_out["ids"], "directory form and GGUF give the same ids")
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
