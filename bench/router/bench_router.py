@@ -1,6 +1,6 @@
 """Router benchmarks against `vesta-worker --backend sim` (numbers go to docs/benchmarks.md).
 
-usage: bench_router.py BIN_DIR MODEL [overhead|affinity|all]
+usage: bench_router.py BIN_DIR MODEL [overhead|affinity|scale|all]
 
 overhead  Requests with max_tokens=1 against sim workers that decode "instantly" (1e6 steps/s,
           prefill 1e9 tokens/s): the client-side latency is the router's added latency plus two
@@ -10,6 +10,10 @@ affinity  Groups of requests sharing a long system prompt (8 groups x 8 requests
           tokens) against 4 sim workers whose prefill costs time for tokens not in their prefix
           cache (5000 tokens/s) and decode at 100 steps/s; streaming, concurrency 8. TTFT
           (client-side, first chunk) and throughput for prefix-affinity vs round-robin.
+
+scale     100 sim workers at once: registration time, requests/s and latency with max_tokens=1
+          (distinct 4-block prompts: every decision scans all workers' prefixes, then falls back
+          to least-load).
 
 Client, router and workers share the machine: on 2 cores the client's own CPU use is in the
 numbers."""
@@ -108,6 +112,29 @@ def bench_affinity(bin_dir, model):
                   f"prefix-cache hit rate {hits / max(1, queries):.2f}")
 
 
+def bench_scale(bin_dir, model, n_workers=100):
+    """Many sim workers: registration time and requests/s (routing cost grows with workers)."""
+    fast = ["--sim-prefill-tokens-per-second", "1e9", "--heartbeat-ms", "500"]
+    t0 = time.perf_counter()
+    with Cluster(bin_dir, model, workers=n_workers, sim_rate=1e6, worker_args=fast) as c:
+        up = time.perf_counter() - t0
+        url = c.url + "/v1/completions"
+        shared = " ".join(f"w{k}" for k in range(64))
+
+        def one(h, i):
+            t = time.perf_counter()
+            r = h.post(url, json={"prompt": f"{i} {shared}", "max_tokens": 1})
+            assert r.status_code == 200, r.text
+            return time.perf_counter() - t
+
+        run_parallel(4, list(range(100)), one)
+        lat, wall = run_parallel(16, list(range(2000)), one)
+        used = sum(1 for w in c.admin_workers().values() if w["routed"] > 0)
+        print(f"scale: {n_workers} sim workers registered in {up:.1f} s; {2000 / wall:.0f} "
+              f"requests/s (concurrency 16), p50 {pct(lat, 50) * 1e3:.2f} ms, "
+              f"p99 {pct(lat, 99) * 1e3:.2f} ms; {used} workers used")
+
+
 def main():
     bin_dir, model = sys.argv[1], sys.argv[2]
     what = sys.argv[3] if len(sys.argv) > 3 else "all"
@@ -115,6 +142,8 @@ def main():
         bench_overhead(bin_dir, model)
     if what in ("affinity", "all"):
         bench_affinity(bin_dir, model)
+    if what in ("scale", "all"):
+        bench_scale(bin_dir, model)
 
 
 if __name__ == "__main__":
