@@ -734,6 +734,12 @@ static vesta_status sub_prepare(vr_router *r, vr_call *c, int k, int max_len, vr
     s->max_tokens = vr_api_default_max_tokens(a, s->n_prompt, max_len);
     if (context_check(s->n_prompt, s->max_tokens, a->sp.max_tokens > 0, max_len, err) != VESTA_OK)
         return VESTA_ERR_INVALID_ARG;
+    /* the worker runs the same check; doing it here gives the client a 400 before dispatch */
+    vesta_sampling_params sp = a->sp;
+    sp.max_tokens = s->max_tokens;
+    vesta_error ve;
+    if (vesta_sampling_params_validate(&sp, vr_workers_vocab_size(r), &ve) != VESTA_OK)
+        return vr_api_error_bad(err, NULL, "%s", ve.msg);
     s->seqs = h2o_mem_alloc_pool(&c->pool, (size_t)s->n * sizeof *s->seqs);
     memset(s->seqs, 0, (size_t)s->n * sizeof *s->seqs);
     size_t n_ctx = n < 8 ? n : 8;

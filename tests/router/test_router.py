@@ -245,6 +245,8 @@ def test_errors(c):
         (C, {**ok, "repetition_penalty": 0}, 400, "repetition_penalty"),
         (C, {**ok, "logprobs": 21}, 400, "logprobs"), (C, {**ok, "logprobs": -1}, 400, "logprobs"),
         (C, {**ok, "min_tokens": 5}, 400, "min_tokens"),
+        (C, {"prompt": "hello", "min_tokens": 20}, 400, None),  # over the default max_tokens 16
+        (C, {**ok, "response_format": {"type": "json_object"}}, 400, "response_format"),
         (C, {**ok, "stop": 5}, 400, "stop"), (C, {**ok, "stop": ["a", 1]}, 400, "stop"),
         (C, {**ok, "stop_token_ids": [-1]}, 400, "stop_token_ids"),
         (C, {**ok, "stop_token_ids": [10 ** 7]}, 400, "stop_token_ids"),
