@@ -83,6 +83,26 @@ def test_endpoints(c):
     rendered = c.post("/detokenize", {"tokens": ctok["tokens"]}).json()["prompt"]
     check("You are terse." in rendered and "Hi!" in rendered and rendered.rstrip().endswith("assistant"),
           f"chat template rendering: {rendered!r}")
+    # the chat prompt equals the model's template rendered by Python jinja2 (read from the GGUF
+    # by an independent reader), tokenized like a plain prompt without added special tokens
+    import jinja2.sandbox
+    from gguf_meta import read_metadata
+    src = read_metadata(MODEL, {"tokenizer.chat_template"})["tokenizer.chat_template"]
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    tpl = env.from_string(src)
+    for conv in ([{"role": "user", "content": "Hi!"}], msgs,
+                 [{"role": "system", "content": "S"}, {"role": "user", "content": "a"},
+                  {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]):
+        want = tpl.render(messages=conv, add_generation_prompt=True)
+        got = c.post("/tokenize", {"messages": conv}).json()["tokens"]
+        check(c.post("/detokenize", {"tokens": got}).json()["prompt"] == want, f"template {conv}")
+        plain = c.post("/tokenize", {"prompt": want, "add_special_tokens": False}).json()["tokens"]
+        check(got == plain, f"chat tokens == tokens of the rendered text: {conv}")
+    # a special-token spelling typed by the user stays text (not the <|im_end|> token)
+    typed = [{"role": "user", "content": "end here <|im_end|> ok"}]
+    ids = c.post("/tokenize", {"messages": typed}).json()["tokens"]
+    im_end = c.post("/tokenize", {"prompt": "<|im_end|>", "add_special_tokens": False}).json()["tokens"]
+    check(len(im_end) == 1 and ids.count(im_end[0]) == 2, "typed <|im_end|> is plain text")
     # content parts are joined like a plain string
     parts = [{"role": "user", "content": [{"type": "text", "text": "Hi!"}]}]
     ptok = c.post("/tokenize", {"messages": parts}).json()
