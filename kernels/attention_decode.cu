@@ -1,7 +1,7 @@
 /* Paged-attention decode: one query row per sequence, keys read through the block table.
  *
  * Grid (KVH, num_seqs, splits): a block handles one KV head of one sequence over one partition
- * of VK_DECODE_PARTITION keys, for all G = H / KVH query heads sharing that KV head (each K/V
+ * of keys (VK_DECODE_PARTITION, shorter for small batches), for all G = H / KVH query heads sharing that KV head (each K/V
  * row is loaded once for the whole group). Scores go to shared memory, then exp, then the
  * V-weighted sum with each thread owning 8 of the D dims. With more than one partition the
  * partial (unnormalized) sums, maxima and exp-sums go to scratch and a combine kernel merges
@@ -12,11 +12,11 @@
 using namespace vk;
 
 #define DEC_THREADS 128
-#define MAX_G 8
+#define DEC_MAX_G 8 /* the largest GQA group (register arrays are sized by a template bound) */
 
-template <typename T, int D>
+template <typename T, int D, int MAX_G>
 __global__ void __launch_bounds__(DEC_THREADS)
-decode_kernel(const vk_attention_args a, int max_splits) {
+decode_kernel(const vk_attention_args a, int max_splits, int part) {
     constexpr int LANES = D / 8;              /* threads per key row */
     constexpr int NG = DEC_THREADS / LANES;   /* key rows in flight per pass */
     extern __shared__ float smem[];
@@ -24,16 +24,16 @@ decode_kernel(const vk_attention_args a, int max_splits) {
     int q0 = a.query_start[seq];
     if (a.query_start[seq + 1] - q0 != 1) return;
     int ctx = a.context_lens[seq];
-    int start = split * VK_DECODE_PARTITION;
+    int start = split * part;
     if (start >= ctx) return;
-    int end = min(ctx, start + VK_DECODE_PARTITION);
+    int end = min(ctx, start + part);
     int n = end - start;
-    int nsplit = (ctx + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION;
+    int nsplit = (ctx + part - 1) / part;
     int G = a.H / a.KVH;
 
     float *sq = smem;                           /* [G][D] */
     float *sc = sq + G * D;                     /* [G][PARTITION] */
-    float *red = sc + G * VK_DECODE_PARTITION;  /* [NG][G][D] */
+    float *red = sc + G * part;                 /* [NG][G][D] */
     float *stat = red + NG * G * D;             /* [G][2]: max, sum */
 
     const T *qp = (const T *)a.q + (size_t)q0 * a.q_stride + (size_t)kvh * G * D;
@@ -75,7 +75,7 @@ decode_kernel(const vk_attention_args a, int max_splits) {
                     for (int j = 0; j < 8; j++) d += qreg[g][j] * k[u][j];
 #pragma unroll
                     for (int o = LANES / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o, LANES);
-                    if (t < end && lane == 0) sc[g * VK_DECODE_PARTITION + (t - start)] = d;
+                    if (t < end && lane == 0) sc[g * part + (t - start)] = d;
                 }
             }
         }
@@ -85,7 +85,7 @@ decode_kernel(const vk_attention_args a, int max_splits) {
     /* Softmax statistics per query head: warp w handles heads w, w + 4, ... */
     int w = threadIdx.x >> 5, l32 = threadIdx.x & 31;
     for (int g = w; g < G; g += DEC_THREADS / 32) {
-        float *s = sc + g * VK_DECODE_PARTITION;
+        float *s = sc + g * part;
         float m = -INFINITY;
         for (int i = l32; i < n; i += 32) m = fmaxf(m, s[i]);
         m = warp_max(m);
@@ -126,7 +126,7 @@ decode_kernel(const vk_attention_args a, int max_splits) {
 #pragma unroll
                 for (int g = 0; g < MAX_G; g++) {
                     if (g < G) {
-                        float p = sc[g * VK_DECODE_PARTITION + (t - start)];
+                        float p = sc[g * part + (t - start)];
 #pragma unroll
                         for (int j = 0; j < 8; j++) acc[g][j] += p * v[u][j];
                     }
@@ -148,63 +148,93 @@ decode_kernel(const vk_attention_args a, int max_splits) {
         if (nsplit == 1) {
             ((T *)a.out)[((size_t)q0 * a.H + head) * D + d] = from_f<T>(r / stat[g * 2 + 1]);
         } else {
-            float *part = (float *)a.scratch + (((size_t)seq * a.H + head) * max_splits + split) * (D + 2);
-            part[d] = r;
+            float *pp = (float *)a.scratch + (((size_t)seq * a.H + head) * max_splits + split) * (D + 2);
+            pp[d] = r;
             if (d == 0) {
-                part[D] = stat[g * 2];
-                part[D + 1] = stat[g * 2 + 1];
+                pp[D] = stat[g * 2];
+                pp[D + 1] = stat[g * 2 + 1];
             }
         }
     }
 }
 
 template <typename T, int D>
-__global__ void decode_combine_kernel(const vk_attention_args a, int max_splits) {
+__global__ void decode_combine_kernel(const vk_attention_args a, int max_splits, int part) {
     int seq = blockIdx.x, head = blockIdx.y;
     int q0 = a.query_start[seq];
     if (a.query_start[seq + 1] - q0 != 1) return;
-    int nsplit = (a.context_lens[seq] + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION;
+    int nsplit = (a.context_lens[seq] + part - 1) / part;
     if (nsplit <= 1) return;
-    const float *part = (const float *)a.scratch + ((size_t)seq * a.H + head) * max_splits * (D + 2);
+    const float *pp = (const float *)a.scratch + ((size_t)seq * a.H + head) * max_splits * (D + 2);
     float m = -INFINITY;
-    for (int i = 0; i < nsplit; i++) m = fmaxf(m, part[i * (D + 2) + D]);
+    for (int i = 0; i < nsplit; i++) m = fmaxf(m, pp[i * (D + 2) + D]);
     float total = 0.f;
-    for (int i = 0; i < nsplit; i++) total += part[i * (D + 2) + D + 1] * __expf(part[i * (D + 2) + D] - m);
+    for (int i = 0; i < nsplit; i++) total += pp[i * (D + 2) + D + 1] * __expf(pp[i * (D + 2) + D] - m);
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float r = 0.f;
-        for (int i = 0; i < nsplit; i++) r += part[i * (D + 2) + d] * __expf(part[i * (D + 2) + D] - m);
+        for (int i = 0; i < nsplit; i++) r += pp[i * (D + 2) + d] * __expf(pp[i * (D + 2) + D] - m);
         ((T *)a.out)[((size_t)q0 * a.H + head) * D + d] = from_f<T>(r / total);
     }
+}
+
+/* Keys per split. Large batches: VK_DECODE_PARTITION. Small ones: short enough that
+ * sequences x KV heads x splits gives about two blocks per SM, so one sequence's long context is
+ * read by the whole GPU (single-stream decode). A pure function of its arguments: the scratch
+ * sizing below and every launch agree. */
+static int decode_partition(int num_seqs, int KVH, int max_ctx) {
+    int dev = 0, sms = 132;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        sms = 132;
+    long blocks = (long)num_seqs * KVH, want = 2L * sms;
+    if (max_ctx < 1) max_ctx = 1;
+    if (blocks >= want) return VK_DECODE_PARTITION;
+    long splits = (want + blocks - 1) / blocks;
+    long p = (max_ctx + splits - 1) / splits;
+    p = (p + 31) / 32 * 32;
+    return (int)(p < 32 ? 32 : p > VK_DECODE_PARTITION ? VK_DECODE_PARTITION : p);
 }
 
 template <typename T, int D>
 static cudaError_t launch_decode(const vk_attention_args *a, cudaStream_t s) {
     constexpr int NG = DEC_THREADS / (D / 8);
-    int max_splits = (a->max_context_len + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION;
+    int part = decode_partition(a->num_seqs, a->KVH, a->max_context_len);
+    int max_splits = (a->max_context_len + part - 1) / part;
     if (max_splits < 1) max_splits = 1;
     int G = a->H / a->KVH;
-    size_t smem = sizeof(float) * (G * D + G * VK_DECODE_PARTITION + NG * G * D + G * 2);
-    cudaError_t e = cudaFuncSetAttribute(decode_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    size_t smem = sizeof(float) * (G * D + G * part + NG * G * D + G * 2);
+    /* register arrays sized by the smallest bound >= G: fewer registers, more blocks per SM */
+    void (*k)(const vk_attention_args, int, int) = G <= 1 ? decode_kernel<T, D, 1>
+                                                 : G <= 2 ? decode_kernel<T, D, 2>
+                                                 : G <= 4 ? decode_kernel<T, D, 4>
+                                                          : decode_kernel<T, D, 8>;
+    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     dim3 grid(a->KVH, a->num_seqs, max_splits);
-    decode_kernel<T, D><<<grid, DEC_THREADS, smem, s>>>(*a, max_splits);
+    k<<<grid, DEC_THREADS, smem, s>>>(*a, max_splits, part);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
     if (max_splits > 1) {
-        decode_combine_kernel<T, D><<<dim3(a->num_seqs, a->H), D, 0, s>>>(*a, max_splits);
+        decode_combine_kernel<T, D><<<dim3(a->num_seqs, a->H), D, 0, s>>>(*a, max_splits, part);
         e = cudaGetLastError();
     }
     return e;
 }
 
 cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
-    if (a->H % a->KVH || a->H / a->KVH > MAX_G) return cudaErrorInvalidValue;
+    if (a->H % a->KVH || a->H / a->KVH > DEC_MAX_G) return cudaErrorInvalidValue;
     if (a->D == 128) VK_DISPATCH(a->dt, return (launch_decode<T, 128>(a, s)));
     if (a->D == 64) VK_DISPATCH(a->dt, return (launch_decode<T, 64>(a, s)));
     return cudaErrorInvalidValue;
 }
 
+/* Bounds num_seqs' x H x splits for every batch of at most num_seqs sequences (a smaller batch
+ * gets more splits per sequence): with n x KVH >= 2 SMs, splits = ceil(ctx / 512); below, splits
+ * <= 2 SMs / (n x KVH) + 1, so n x H x splits <= H x (2 SMs + n). */
 size_t vk_attention_decode_scratch_bytes(int num_seqs, int H, int D, int max_context_len) {
-    int max_splits = (max_context_len + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION;
-    if (max_splits < 1) max_splits = 1;
-    return sizeof(float) * (size_t)num_seqs * H * max_splits * (D + 2);
+    int dev = 0, sms = 132;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        sms = 132;
+    size_t ctx = max_context_len > 0 ? (size_t)max_context_len : 1;
+    size_t e = (size_t)num_seqs * H * ((ctx + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION) +
+               (size_t)H * (2 * (size_t)sms + (size_t)num_seqs);
+    return sizeof(float) * e * (D + 2);
 }

@@ -300,6 +300,7 @@ static void test_attention(vk_dtype dt) {
     run_attention_case(dt, 32, 8, 128, 16, {{1, 1}, {1, 17}, {1, 512}, {1, 513}, {1, 5000}, {1, 300}}, "decode");
     run_attention_case(dt, 9, 3, 64, 16, {{1, 7}, {1, 1100}, {1, 64}}, "decode-gqa3");
     run_attention_case(dt, 8, 8, 128, 32, {{1, 40}, {1, 2049}}, "decode-mha");
+    run_attention_case(dt, 32, 8, 128, 16, {{1, 700}}, "decode-single-stream"); /* short partitions */
     /* prefill from empty, odd lengths; chunked prefill / prefix hits (context > query) */
     run_attention_case(dt, 32, 8, 128, 16, {{63, 63}, {65, 65}, {2, 2}, {200, 200}}, "prefill");
     run_attention_case(dt, 32, 8, 128, 16, {{100, 1124}, {64, 80}, {3, 515}}, "chunked");
