@@ -127,7 +127,7 @@ static void check_copy_blocks(vesta_backend *be, int vocab)
     free(lb);
 }
 
-/* Several rows may sample one token (n > 1 children of a prompt): identical logits per row. */
+/* Several rows may sample one token (n > 1 children of a prompt): the same logits per row. */
 static void check_repeated_samples(vesta_backend *be, int vocab)
 {
     static const int32_t blocks[3] = {6, 1, 30};
@@ -142,8 +142,14 @@ static void check_repeated_samples(vesta_backend *be, int vocab)
     t.b.sample_rows = rows;
     vesta_error e = {0};
     CHECK(be->ops->execute(be, &t.b, res, lg, &e) == VESTA_OK, "3 samples of one token: %s", e.msg);
-    CHECK(!memcmp(lg, lg + vocab, (size_t)vocab * 4) && !memcmp(lg, lg + 2 * vocab, (size_t)vocab * 4),
-          "rows sampling the same token got different logits");
+    /* Not bit-exact: BLAS kernels may sum a matrix's remainder rows in another order. */
+    double worst = 0;
+    for (int r = 1; r < 3; r++)
+        for (int v = 0; v < vocab; v++) {
+            double d = fabs((double)lg[(size_t)r * vocab + v] - lg[v]);
+            worst = d > worst ? d : worst;
+        }
+    CHECK(worst < 1e-4, "rows sampling the same token: logits differ by %g", worst);
     CHECK(res[0].token == res[1].token && res[1].token == res[2].token, "greedy rows disagree");
     free(lg);
 }
