@@ -148,6 +148,8 @@ vr_link *vr_link_create(const char *endpoint, h2o_multithread_receiver_t *receiv
     }
     int one = 1, zero = 0, hwm = 100000;
     zmq_setsockopt(l->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    /* a restarted worker reuses its id: its new connection takes the identity over */
+    zmq_setsockopt(l->sock, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     zmq_setsockopt(l->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(l->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(l->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);

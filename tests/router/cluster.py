@@ -29,6 +29,7 @@ class Cluster:
         self.sim_rate = sim_rate
         self.backend = backend
         self.router = None
+        self.router_rc = None
         self.workers = {}
         self.logdir = tempfile.mkdtemp(prefix="vesta-router-test-")
         self.port = free_port()
