@@ -51,6 +51,7 @@ void vr_endpoint_health(vr_router *r, h2o_req_t *req)
     int live = vr_registry_count(&r->sched.reg, VR_WORKER_LIVE);
     int draining = vr_registry_count(&r->sched.reg, VR_WORKER_DRAINING);
     int dead = vr_registry_count(&r->sched.reg, VR_WORKER_DEAD);
+    int left = vr_registry_count(&r->sched.reg, VR_WORKER_LEFT); /* drained: not a fault */
     const char *status = live == 0 ? "unavailable" : (dead > 0 || draining > 0) ? "degraded" : "ok";
     json_t *o = json_object();
     json_object_set_new(o, "status", json_string(status));
@@ -58,6 +59,7 @@ void vr_endpoint_health(vr_router *r, h2o_req_t *req)
     json_object_set_new(w, "live", json_integer(live));
     json_object_set_new(w, "draining", json_integer(draining));
     json_object_set_new(w, "dead", json_integer(dead));
+    json_object_set_new(w, "left", json_integer(left));
     json_object_set_new(o, "workers", w);
     if (live == 0)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
@@ -107,7 +109,7 @@ static void series(vr_text *t, vr_router *r, const char *name, const char *type,
     int n = 0;
     for (int i = 0; i < r->sched.reg.n; i++) {
         const vr_worker *w = r->sched.reg.w[i];
-        if (w->state == VR_WORKER_DEAD && strcmp(type, "gauge") == 0)
+        if ((w->state == VR_WORKER_DEAD || w->state == VR_WORKER_LEFT) && strcmp(type, "gauge") == 0)
             continue;
         double v = get(w);
         worker_labels(labels, sizeof labels, model, w);
@@ -190,7 +192,7 @@ void vr_endpoint_metrics(vr_router *r, h2o_req_t *req)
     vr_text_printf(&t, "vesta:prefix_index_entries{source=\"history\"} %zu\n",
                    vr_prefix_index_count(r->sched.history));
     vr_metrics_header(&t, "vesta:workers", "gauge", "Workers by state.");
-    for (int s = VR_WORKER_LIVE; s <= VR_WORKER_DEAD; s++)
+    for (int s = VR_WORKER_LIVE; s <= VR_WORKER_LEFT; s++)
         vr_text_printf(&t, "vesta:workers{state=\"%s\"} %d\n", vr_worker_state_name((vr_worker_state)s),
                        vr_registry_count(&r->sched.reg, (vr_worker_state)s));
     vr_metrics_header(&t, "vesta:router_rejected_total", "counter",
@@ -338,7 +340,7 @@ void vr_endpoint_admin_drain(vr_router *r, h2o_req_t *req, const char *worker_id
 {
     vr_worker *w = vr_registry_find(&r->sched.reg, worker_id);
     vr_api_error err;
-    if (w == NULL || w->state == VR_WORKER_DEAD) {
+    if (w == NULL || w->state == VR_WORKER_DEAD || w->state == VR_WORKER_LEFT) {
         vr_api_error_set(&err, 404, "invalid_request_error", "not_found", NULL,
                          "no live worker `%.200s`", worker_id);
         vr_http_send_error(req, &err);

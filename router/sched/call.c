@@ -98,7 +98,8 @@ static void sub_abort(vr_sub *s)
     vr_router *r = s->call->router;
     if (!s->in_table)
         return;
-    if (!s->abort_sent && s->worker != NULL && s->worker->state != VR_WORKER_DEAD) {
+    if (!s->abort_sent && s->worker != NULL && s->worker->state != VR_WORKER_DEAD &&
+        s->worker->state != VR_WORKER_LEFT) {
         vesta_msg m;
         vesta_msg_init(&m, VESTA_MSG_ABORT);
         snprintf(m.u.abort.request_id, sizeof m.u.abort.request_id, "%s", s->id);

@@ -50,6 +50,7 @@ const char *vr_worker_state_name(vr_worker_state s)
     switch (s) {
     case VR_WORKER_LIVE: return "live";
     case VR_WORKER_DRAINING: return "draining";
+    case VR_WORKER_LEFT: return "left";
     default: return "dead";
     }
 }

@@ -16,7 +16,8 @@
 typedef enum vr_worker_state {
     VR_WORKER_LIVE = 0,
     VR_WORKER_DRAINING, /* alive, takes no new requests */
-    VR_WORKER_DEAD,     /* timed out or said goodbye; may re-register */
+    VR_WORKER_DEAD,     /* timed out (or crashed: a new instance registered); may re-register */
+    VR_WORKER_LEFT,     /* said goodbye (drained or shut down); may re-register */
 } vr_worker_state;
 
 typedef struct vr_worker {

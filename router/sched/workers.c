@@ -12,14 +12,14 @@ static void send_simple(vr_router *r, const char *identity, vesta_msg_type type)
     vr_link_send_msg(r->link, identity, &m, NULL);
 }
 
-static void worker_down(vr_router *r, vr_worker *w, const char *why)
+static void worker_down(vr_router *r, vr_worker *w, const char *why, vr_worker_state to)
 {
-    if (w->state == VR_WORKER_DEAD)
+    if (w->state == VR_WORKER_DEAD || w->state == VR_WORKER_LEFT)
         return;
     fprintf(stderr, "vesta-router: worker %s is down (%s); %d request(s) in flight there fail\n",
             w->id, why, w->inflight_reqs);
-    w->state = VR_WORKER_DEAD;
-    w->deaths++;
+    w->state = to;
+    w->deaths += to == VR_WORKER_DEAD;
     vr_call_fail_worker(r, w);
     vr_sched_forget(&r->sched, w);
     memset(&w->hb, 0, sizeof w->hb);
@@ -44,9 +44,10 @@ static void on_register(vr_router *r, const char *identity, const vesta_msg_regi
         fprintf(stderr, "vesta-router: too many workers; %s refused\n", identity);
         return;
     }
-    if (w->state != VR_WORKER_DEAD && w->reg.instance != reg->instance)
-        worker_down(r, w, "restarted"); /* a new process under an old name */
-    else if (w->state != VR_WORKER_DEAD)
+    bool up = w->state == VR_WORKER_LIVE || w->state == VR_WORKER_DRAINING;
+    if (up && w->reg.instance != reg->instance)
+        worker_down(r, w, "restarted", VR_WORKER_DEAD); /* a new process under an old name */
+    else if (up)
         vr_sched_forget(&r->sched, w); /* same process re-registering: sequence restarts */
     if (r->tok != NULL && (size_t)reg->vocab_size < vesta_tokenizer_vocab_size(r->tok))
         fprintf(stderr, "vesta-router: worker %s has vocab_size %d < the tokenizer's %zu\n",
@@ -83,7 +84,7 @@ void vr_workers_on_frame(vr_router *r, const char *identity, const char *data, s
         return;
     }
     vr_worker *w = vr_registry_find(&r->sched.reg, identity);
-    if (w == NULL || w->state == VR_WORKER_DEAD) {
+    if (w == NULL || w->state == VR_WORKER_DEAD || w->state == VR_WORKER_LEFT) {
         /* unknown to us (router restart, or declared dead): ask it to register again */
         if (m.type != VESTA_MSG_GOODBYE)
             send_simple(r, identity, VESTA_MSG_REREGISTER);
@@ -110,7 +111,7 @@ void vr_workers_on_frame(vr_router *r, const char *identity, const char *data, s
             fprintf(stderr, "vesta-router: worker %s reports: %s\n", w->id, m.u.error.message);
         break;
     case VESTA_MSG_GOODBYE:
-        worker_down(r, w, m.u.goodbye.reason[0] ? m.u.goodbye.reason : "goodbye");
+        worker_down(r, w, m.u.goodbye.reason[0] ? m.u.goodbye.reason : "goodbye", VR_WORKER_LEFT);
         break;
     default:
         r->bad_messages++;
@@ -126,8 +127,9 @@ void vr_workers_tick(vr_router *r)
     int64_t now = vr_now_ms();
     for (int i = 0; i < r->sched.reg.n; i++) {
         vr_worker *w = r->sched.reg.w[i];
-        if (w->state != VR_WORKER_DEAD && now - w->last_seen_ms > r->opt.worker_timeout_ms)
-            worker_down(r, w, "heartbeat timeout");
+        if ((w->state == VR_WORKER_LIVE || w->state == VR_WORKER_DRAINING) &&
+            now - w->last_seen_ms > r->opt.worker_timeout_ms)
+            worker_down(r, w, "heartbeat timeout", VR_WORKER_DEAD);
     }
 }
 
