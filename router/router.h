@@ -99,6 +99,7 @@ struct vr_sub {
     int worker_seqs_done;          /* finished on the worker (a TOKENS with a finish) */
     bool in_table;                 /* registered: the worker may still send for it */
     bool abort_sent;
+    int redispatched;              /* times a worker refused it (VESTA_ERR_LIMIT) */
     int num_cached_tokens;
     double t_dispatch, t_first, t_last;
 };

@@ -350,6 +350,7 @@ void vr_endpoint_admin_drain(vr_router *r, h2o_req_t *req, const char *worker_id
     vesta_msg_init(&m, VESTA_MSG_DRAIN);
     vr_link_send_msg(r->link, w->id, &m, NULL);
     w->state = VR_WORKER_DRAINING;
+    w->drain_requested = true;
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(w->id));
     json_object_set_new(o, "state", json_string("draining"));

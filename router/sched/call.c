@@ -21,6 +21,9 @@ typedef struct vr_call_handle {
 
 static void call_maybe_free(vr_call *c);
 static void call_finish(vr_call *c);
+static vesta_status sub_dispatch(vr_router *r, vr_sub *s, vr_api_error *err);
+
+#define VR_MAX_REDISPATCH 3 /* a request refused by draining/full workers tries this many others */
 
 /* ---- small helpers ---- */
 
@@ -592,6 +595,21 @@ void vr_call_on_error(vr_router *r, vr_worker *w, const vesta_msg_error *e)
         return;
     vr_call *c = s->call;
     vr_api_error err;
+    bool untouched = true; /* nothing of it reached the client yet */
+    for (int i = 0; i < s->n; i++)
+        untouched &= s->seqs[i].num_tokens == 0;
+    if (e->code == VESTA_ERR_LIMIT && untouched && s->redispatched < VR_MAX_REDISPATCH) {
+        /* a draining or full worker refused it: try another one */
+        sub_release_worker(s);
+        if (w->state == VR_WORKER_LIVE)
+            w->state = VR_WORKER_DRAINING;
+        s->redispatched++;
+        if (sub_dispatch(r, s, &err) == VESTA_OK)
+            return;
+        call_fail(c, &err);
+        call_maybe_free(c);
+        return;
+    }
     /* the router validated the request, so a refusal means the worker disagrees with it
      * (e.g. a smaller max_model_len) or failed */
     if (e->code == VESTA_ERR_INVALID_ARG)

@@ -35,6 +35,7 @@ typedef struct vr_worker {
     bool kv_synced;
     uint64_t kv_gaps;
     uint64_t deaths;
+    bool drain_requested;              /* DRAIN sent: stays DRAINING whatever heartbeats say */
     vr_req_metrics m;
 } vr_worker;
 

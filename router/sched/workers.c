@@ -54,6 +54,7 @@ static void on_register(vr_router *r, const char *identity, const vesta_msg_regi
                 identity, reg->vocab_size, vesta_tokenizer_vocab_size(r->tok));
     w->reg = *reg;
     w->state = VR_WORKER_LIVE;
+    w->drain_requested = false;
     w->registered_ms = w->last_seen_ms = vr_now_ms();
     w->kv_seq = 0;
     w->kv_synced = false;
@@ -97,6 +98,8 @@ void vr_workers_on_frame(vr_router *r, const char *identity, const char *data, s
         w->hb = m.u.heartbeat;
         if (m.u.heartbeat.draining && w->state == VR_WORKER_LIVE)
             w->state = VR_WORKER_DRAINING;
+        else if (!m.u.heartbeat.draining && w->state == VR_WORKER_DRAINING && !w->drain_requested)
+            w->state = VR_WORKER_LIVE; /* it had only refused a request for being full */
         break;
     case VESTA_MSG_TOKENS:
         vr_call_on_tokens(r, w, &m.u.tokens);

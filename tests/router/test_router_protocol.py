@@ -92,7 +92,7 @@ def in_thread(fn, *args):
 
 
 def main():
-    c = Cluster(BIN, MODEL, workers=0, router_args=["--heartbeat-timeout-ms", "1500"])
+    c = Cluster(BIN, MODEL, workers=0, router_args=["--heartbeat-timeout-ms", "2500"])
     try:
         c.start_router()
         run(c)
@@ -218,6 +218,41 @@ def run(c):
     check(w.recv(want="reregister")["type"] == "reregister", "dead -> reregister")
     w.register(instance=2)
     check(c.http.get("/health").json()["status"] == "ok", "revived")
+    # a worker that refuses a request for being full or draining (code -8): the router sends it
+    # to another worker, and the refusing one is skipped until it heartbeats "not draining"
+    w3 = FakeWorker(ep, wid="fake2")
+    w3.register()
+    w.heartbeat()
+    lock, seen = threading.Lock(), []
+
+    def serve(fw):
+        deadline = time.time() + 4
+        while time.time() < deadline:
+            try:
+                g = fw.recv(want="generate", timeout=0.2)
+            except TimeoutError:
+                continue
+            with lock:
+                seen.append((fw.wid, g["request_id"]))
+                first = len(seen) == 1
+            if first:
+                fw.send("error", request_id=g["request_id"], code=-8, message="draining")
+            else:
+                fw.tokens(g["request_id"], hello, finish="length", n_out=len(hello))
+            return
+    t, out = in_thread(lambda: c.post("/v1/completions", {"prompt": "refuse me", "max_tokens": 5}))
+    ta, _ = in_thread(serve, w)
+    tb, _ = in_thread(serve, w3)
+    t.join(10)
+    ta.join(6)
+    tb.join(6)
+    check(out["r"].status_code == 200 and out["r"].json()["choices"][0]["text"] == " hello world",
+          f"re-dispatched: {out['r'].text}")
+    check(len(seen) == 2 and seen[0][0] != seen[1][0] and seen[0][1] == seen[1][1],
+          f"refused by one, served by the other: {seen}")
+    w3.send("goodbye", reason="test done")
+    w3.close()
+    w.heartbeat()
     # drain through the admin API: DRAIN goes out; after GOODBYE the worker has "left", which
     # is not a fault: health stays ok while another worker is live
     w2 = FakeWorker(ep, wid="fake1")
@@ -227,7 +262,7 @@ def run(c):
     check(w2.recv(want="drain")["type"] == "drain", "DRAIN sent")
     w2.send("goodbye", reason="drained")
     w.heartbeat()
-    Cluster.wait(lambda: c.http.get("/health").json()["workers"].get("left") == 1, 3, "left")
+    Cluster.wait(lambda: c.http.get("/health").json()["workers"].get("left") == 2, 3, "left")
     h = c.http.get("/health").json()
     check(h["status"] == "ok" and h["workers"]["dead"] == 0, f"health after drain {h}")
     check(c.http.post("/admin/workers/fake1/drain").status_code == 404, "drain a gone worker")
