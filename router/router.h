@@ -154,12 +154,11 @@ typedef struct vr_router {
     uint64_t next_id;
     uint64_t instance;
     vr_req_metrics m;              /* aggregated over workers */
-    uint64_t http_errors[600];     /* responses by status */
+    uint64_t http_errors[600];     /* complete responses by status (SSE streams not counted) */
     uint64_t rejected_queue_full;
     uint64_t aborted_by_client;
     uint64_t worker_failures;      /* calls failed because their worker died or errored */
     uint64_t bad_messages;
-    volatile int stopping;
 } vr_router;
 
 /* ---- sched/call.c: generation requests ---- */
@@ -170,7 +169,7 @@ void vr_call_start(vr_router *r, h2o_req_t *req, vr_api_kind kind);
 /* A TOKENS / ERROR message for one of our requests. */
 void vr_call_on_tokens(vr_router *r, struct vr_worker *w, const vesta_msg_tokens *t);
 void vr_call_on_error(vr_router *r, struct vr_worker *w, const vesta_msg_error *e);
-/* The worker of `sub` died: fail the sub's call. */
+/* Worker `w` died or left: fail every call with a request in flight there. */
 void vr_call_fail_worker(vr_router *r, struct vr_worker *w);
 /* The client went away (h2o disposed the request): abort the call's worker requests. */
 void vr_call_client_gone(vr_call *c);

@@ -207,6 +207,12 @@ void vr_endpoint_metrics(vr_router *r, h2o_req_t *req)
                       "Requests failed because their worker died or reported an error.");
     vr_text_printf(&t, "vesta:router_worker_failures_total %llu\n",
                    (unsigned long long)r->worker_failures);
+    vr_metrics_header(&t, "vesta:router_http_responses_total", "counter",
+                      "Complete (non-streaming) HTTP responses by status code.");
+    for (int code = 100; code < 600; code++)
+        if (r->http_errors[code] > 0)
+            vr_text_printf(&t, "vesta:router_http_responses_total{status=\"%d\"} %llu\n", code,
+                           (unsigned long long)r->http_errors[code]);
     vr_metrics_header(&t, "vesta:router_bad_messages_total", "counter",
                       "Malformed or unexpected worker messages dropped.");
     vr_text_printf(&t, "vesta:router_bad_messages_total %llu\n",

@@ -303,12 +303,6 @@ vesta_status vr_server_start(vr_router *r, vesta_error *err)
     return VESTA_OK;
 }
 
-void vr_server_run(vr_router *r)
-{
-    while (!r->stopping && h2o_evloop_run(r->ctx.loop, 100) == 0)
-        ;
-}
-
 void vr_server_stop(vr_router *r)
 {
     vr_link_destroy(r->link);

@@ -5,10 +5,9 @@
 #include "router.h"
 
 /* Binds the ZMQ endpoint and the HTTP listener, starts the link thread and the tick timer.
- * Errors name what failed (address, port). */
+ * Errors name what failed (address, port). The caller runs h2o_evloop_run on r->ctx.loop. */
 vesta_status vr_server_start(vr_router *r, vesta_error *err);
-/* Runs the loop until r->stopping is set (by a signal handler). */
-void vr_server_run(vr_router *r);
+/* Stops the link thread and frees the frames it had queued. */
 void vr_server_stop(vr_router *r);
 
 #endif
