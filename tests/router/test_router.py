@@ -550,6 +550,27 @@ def test_routing_round_robin(c):
         check(len(set(ws)) == 2, f"round-robin kept group {g} on {ws}")
 
 
+def test_config(c):
+    """Router started with --config YAML (served names, api keys, policy) plus a flag that
+    overrides the YAML's policy."""
+    oc = client(c, "yaml-key")
+    check([m.id for m in oc.models.list().data] == ["alpha", "beta"], "served names from YAML")
+    r = oc.completions.create(model="beta", prompt="hi", max_tokens=2)
+    check(r.model == "beta", "a second served name is accepted and echoed")
+    expect_error(c, "/v1/completions", {"prompt": "hi"}, 401)
+    pol = c.http.get("/admin/workers", headers={"Authorization": "Bearer yaml-key"}).json()["policy"]
+    check(pol == "least-load", f"the flag wins over the YAML: {pol}")
+
+
+def config_args():
+    import tempfile
+    f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    f.write("router:\n  api_keys: [yaml-key]\n  routing_policy: round-robin\n"
+            "model:\n  served_model_name: [alpha, beta]\n")
+    f.close()
+    return ["--config", f.name, "--routing-policy", "least-load"]
+
+
 GROUPS = {
     "endpoints": (dict(), test_endpoints),
     "streaming": (dict(), test_streaming),
@@ -558,6 +579,7 @@ GROUPS = {
                     sim_rate=20), test_limits),
     "auth": (dict(router_args=["--api-key", "secret-one", "--api-key", "secret-two"]), test_auth),
     "concurrency": (dict(sim_rate=200), test_concurrency),
+    "config": (dict(router_args=config_args), test_config),
     "failure": (dict(router_args=["--heartbeat-timeout-ms", "600"], sim_rate=20), test_failure),
     "routing_affinity": (dict(router_args=["--routing-policy", "prefix-affinity"]),
                          test_routing_affinity),
@@ -568,6 +590,9 @@ GROUPS = {
 
 def main():
     kw, fn = GROUPS[GROUP]
+    kw = dict(kw)
+    if callable(kw.get("router_args")):
+        kw["router_args"] = kw["router_args"]()
     t0 = time.time()
     with Cluster(BIN, MODEL, **kw) as c:
         fn(c)
