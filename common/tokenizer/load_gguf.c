@@ -174,6 +174,11 @@ static vesta_status load_vocab(vesta_tokenizer *t, const vesta_gguf *g, vesta_er
             a->special = type == 3;
             a->normalized = false;
             t->id_flags[i] |= TOK_ID_ADDED | (a->special ? TOK_ID_SPECIAL : 0);
+        } else if (type == 6 && !(s.len == 6 && !memcmp(s.ptr, "<0x", 3) && s.ptr[5] == '>' &&
+                                  strchr("0123456789ABCDEF", s.ptr[3]) && s.ptr[3] &&
+                                  strchr("0123456789ABCDEF", s.ptr[4]) && s.ptr[4])) {
+            return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.tokens[%llu]: byte token \"%.*s\" is not <0xNN>",
+                        (unsigned long long)i, (int)(s.len > 64 ? 64 : s.len), s.ptr);
         } else if (type < 1 || type > 6) {
             return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.token_type[%llu]: unknown type %lld",
                         (unsigned long long)i, (long long)type);

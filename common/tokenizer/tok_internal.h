@@ -275,7 +275,7 @@ typedef struct vesta_tokenizer {
     /* vocabulary: id → string (in strings arena), flags */
     uint32_t *id_off, *id_len;
     uint8_t *id_flags;
-    size_t n_ids;
+    size_t n_ids, id_cap;
     tok_buf strings;
     tok_strmap vocab;   /* model vocabulary */
     tok_strmap all;     /* model + added */

@@ -26,7 +26,15 @@ vesta_tokenizer *tok_alloc(void) {
 bool tok_set_id(vesta_tokenizer *t, int32_t id, const char *s, size_t n, uint8_t flags) {
     if (id < 0 || id >= TOK_MAX_ID || n > UINT32_MAX / 2) return false;
     if ((size_t)id >= t->n_ids) {
-        size_t cap = (size_t)id + 1;
+        /* Capacity grows geometrically (id_cap); n_ids is 1 + the largest id seen. */
+        size_t want = (size_t)id + 1;
+        if (want <= t->id_cap) {
+            for (size_t i = t->n_ids; i < want; i++) t->id_len[i] = UINT32_MAX, t->id_flags[i] = 0;
+            t->n_ids = want;
+            goto set;
+        }
+        size_t cap = t->id_cap ? t->id_cap : 1024;
+        while (cap < want) cap *= 2;
         uint32_t *off = realloc(t->id_off, cap * sizeof *off);
         if (!off) return false;
         t->id_off = off;
@@ -36,9 +44,11 @@ bool tok_set_id(vesta_tokenizer *t, int32_t id, const char *s, size_t n, uint8_t
         uint8_t *fl = realloc(t->id_flags, cap);
         if (!fl) return false;
         t->id_flags = fl;
-        for (size_t i = t->n_ids; i < cap; i++) t->id_len[i] = UINT32_MAX, t->id_flags[i] = 0;
-        t->n_ids = cap;
+        for (size_t i = t->n_ids; i < want; i++) t->id_len[i] = UINT32_MAX, t->id_flags[i] = 0;
+        t->n_ids = want;
+        t->id_cap = cap;
     }
+set:
     if (t->strings.n > UINT32_MAX - n) return false;
     t->id_off[id] = (uint32_t)t->strings.n;
     t->id_len[id] = (uint32_t)n;

@@ -3,6 +3,7 @@
  * spellings inside plain spans as text, concurrent encodes agree with a single-threaded run, and
  * the streaming detokenizer's contract (stop strings, after-stop feeds). The SmolLM2 GGUF
  * (VESTA_MODEL) is the real tokenizer used where one is needed; its absence fails the test. */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,8 +242,42 @@ static void test_detok(const vesta_tokenizer *t) {
     CHECK(vesta_detokenizer_create(t, &bad, &err) == NULL && err.code == VESTA_ERR_INVALID_ARG);
 }
 
-int main(void) {
+/* GGUF seeds of the fuzz corpus: valid_* load, hostile_* are refused naming a tokenizer field. */
+static void test_gguf_seeds(const char *dir) {
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    if (!d) return;
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(d)) != NULL) {
+        bool valid = !strncmp(de->d_name, "valid_", 6), hostile = !strncmp(de->d_name, "hostile_", 8);
+        if (!valid && !hostile) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        vesta_error err = {0};
+        vesta_tokenizer *t = vesta_tokenizer_load(path, &err);
+        if (valid != (t != NULL) || (hostile && (!strstr(err.msg, "tokenizer.ggml.") || !strstr(err.msg, path)))) {
+            fprintf(stderr, "  %s: loaded=%d msg=\"%s\"\n", de->d_name, t != NULL, err.msg);
+            failures++;
+        }
+        if (t) {
+            int32_t *ids = NULL;
+            size_t k = 0;
+            CHECK(vesta_tokenizer_encode(t, "the hello", 9, true, true, &ids, &k, &err) == VESTA_OK);
+            CHECK(k >= 2 && ids[0] == vesta_tokenizer_bos_id(t)); /* add_bos_token */
+            free(ids);
+            CHECK(vesta_tokenizer_chat_template(t, "default") != NULL);
+        }
+        vesta_tokenizer_release(t);
+        n++;
+    }
+    closedir(d);
+    CHECK(n >= 10);
+}
+
+int main(int argc, char **argv) {
     vesta_tokenizer_release(NULL);
+    if (argc > 1) test_gguf_seeds(argv[1]);
     test_hostile();
     test_tiny();
     vesta_tokenizer *t = load_model();
