@@ -170,7 +170,8 @@ void vr_call_start(vr_router *r, h2o_req_t *req, vr_api_kind kind);
 void vr_call_on_tokens(vr_router *r, struct vr_worker *w, const vesta_msg_tokens *t);
 void vr_call_on_error(vr_router *r, struct vr_worker *w, const vesta_msg_error *e);
 /* Worker `w` died or left: fail every call with a request in flight there. */
-void vr_call_fail_worker(vr_router *r, struct vr_worker *w);
+/* `why` completes "worker X ..." in the error message ("stopped responding", ...). */
+void vr_call_fail_worker(vr_router *r, struct vr_worker *w, const char *why);
 /* The client went away (h2o disposed the request): abort the call's worker requests. */
 void vr_call_client_gone(vr_call *c);
 /* Polls the sockets of live non-streaming calls for a client hang-up (h2o does not read a

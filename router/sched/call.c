@@ -627,11 +627,11 @@ void vr_call_on_error(vr_router *r, vr_worker *w, const vesta_msg_error *e)
     call_maybe_free(c);
 }
 
-void vr_call_fail_worker(vr_router *r, vr_worker *w)
+void vr_call_fail_worker(vr_router *r, vr_worker *w, const char *why)
 {
     vr_api_error err;
     vr_api_error_set(&err, 503, "server_error", NULL, NULL,
-                     "worker %s stopped responding; the request was not completed", w->id);
+                     "worker %s %s; the request was not completed", w->id, why);
     err.retry_after = r->opt.retry_after_s;
     vr_call *c = r->live_calls;
     while (c != NULL) {

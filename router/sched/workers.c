@@ -20,7 +20,12 @@ static void worker_down(vr_router *r, vr_worker *w, const char *why, vr_worker_s
             w->id, why, w->inflight_reqs);
     w->state = to;
     w->deaths += to == VR_WORKER_DEAD;
-    vr_call_fail_worker(r, w);
+    char msg[VESTA_PROTO_MAX_TEXT + 32];
+    if (strcmp(why, "heartbeat timeout") == 0)
+        snprintf(msg, sizeof msg, "stopped responding");
+    else
+        snprintf(msg, sizeof msg, "went away (%s)", why);
+    vr_call_fail_worker(r, w, msg);
     vr_sched_forget(&r->sched, w);
     memset(&w->hb, 0, sizeof w->hb);
 }
