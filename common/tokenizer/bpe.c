@@ -194,7 +194,8 @@ vesta_status tok_bpe_word(const vesta_tokenizer *t, const char *w, size_t n, tok
     for (size_t i = 0; st == VESTA_OK && i < s.n; i++)
         if (!s.v[i].dead && !tok_ids_push(out, s.v[i].id))
             st = vesta_error_set(err, VESTA_ERR_NOMEM, "out of memory");
-    if (st == VESTA_OK) tok_cache_put((tok_cache *)&t->cache, w, n, out->v + before, out->n - before);
+    if (st == VESTA_OK && out->n > before)
+        tok_cache_put((tok_cache *)&t->cache, w, n, out->v + before, out->n - before);
     free(s.v);
     return st;
 }

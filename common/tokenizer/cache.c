@@ -94,8 +94,8 @@ void tok_cache_put(tok_cache *c, const char *w, size_t n, const int32_t *ids, si
         j = (j + 1) & (s->cap - 1);
     }
     size_t off = s->arena.n;
-    memcpy(s->arena.p + off, w, n);
-    memcpy(s->arena.p + off + n, ids, nids * sizeof(int32_t));
+    if (n) memcpy(s->arena.p + off, w, n);
+    if (nids) memcpy(s->arena.p + off + n, ids, nids * sizeof(int32_t));
     s->arena.n += need;
     s->hashes[j] = h;
     s->off[j] = (uint32_t)off;

@@ -168,7 +168,7 @@ static vesta_status dec_strip(const tok_dec *d, tok_strs *t, vesta_error *err) {
             s += cl;
         for (size_t k = 0; k < d->strip_stop && e - s >= cl && !memcmp(b->p + e - cl, enc, cl); k++)
             e -= cl;
-        memmove(b->p, b->p + s, e - s);
+        if (e > s) memmove(b->p, b->p + s, e - s);
         b->n = e - s;
         if (b->p) b->p[b->n] = 0;
     }

@@ -148,9 +148,11 @@ static vesta_status release_pending(vesta_detokenizer *d, bool final, bool *stop
     if (!tok_buf_append(&d->out, p, emit) || !tok_buf_append(&d->all, p, emit))
         return vesta_error_set(err, VESTA_ERR_NOMEM, "out of memory");
     if (d->stopped) d->pending.n = 0;
-    else {
+    else if (n > emit) {
         memmove(d->pending.p, d->pending.p + emit, n - emit);
         d->pending.n = n - emit;
+    } else {
+        d->pending.n = 0;
     }
     return VESTA_OK;
 }

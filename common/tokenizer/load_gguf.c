@@ -88,7 +88,7 @@ static vesta_status load_templates(vesta_tokenizer *t, const vesta_gguf *g, vest
             free(t->tpl_bodies[0]);
             return FAIL(VESTA_ERR_NOMEM, "out of memory");
         }
-        memcpy(t->tpl_bodies[0], s.ptr, s.len);
+        if (s.len) memcpy(t->tpl_bodies[0], s.ptr, s.len);
         t->tpl_bodies[0][s.len] = 0;
         t->n_tpl = 1;
     }
@@ -115,9 +115,9 @@ static vesta_status load_templates(vesta_tokenizer *t, const vesta_gguf *g, vest
             free(bd);
             return FAIL(VESTA_ERR_NOMEM, "out of memory");
         }
-        memcpy(nm, name.ptr, name.len);
+        if (name.len) memcpy(nm, name.ptr, name.len);
         nm[name.len] = 0;
-        memcpy(bd, body.ptr, body.len);
+        if (body.len) memcpy(bd, body.ptr, body.len);
         bd[body.len] = 0;
         t->tpl_names[t->n_tpl] = nm;
         t->tpl_bodies[t->n_tpl] = bd;
@@ -165,9 +165,10 @@ static vesta_status load_vocab(vesta_tokenizer *t, const vesta_gguf *g, vesta_er
             return FAIL(VESTA_ERR_NOMEM, "out of memory");
         if (type == 3 || type == 4) {
             tok_added *a = &t->added[n_added++];
+            t->n_added = n_added; /* so that release() frees it if a later check fails */
             a->content = malloc(s.len + 1);
             if (!a->content) return FAIL(VESTA_ERR_NOMEM, "out of memory");
-            memcpy(a->content, s.ptr, s.len);
+            if (s.len) memcpy(a->content, s.ptr, s.len);
             a->content[s.len] = 0;
             a->len = s.len;
             a->id = (int32_t)i;

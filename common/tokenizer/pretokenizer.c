@@ -132,7 +132,7 @@ static void apply_behavior(runs *r, tok_split_behavior beh, bool invert) {
             else r->v[--w] = (run){x.b, x.e, false};
             prev = x.m;
         }
-        memmove(r->v, r->v + w, (r->n - w) * sizeof *r->v);
+        if (r->n > w) memmove(r->v, r->v + w, (r->n - w) * sizeof *r->v);
         r->n -= w;
         return;
     }

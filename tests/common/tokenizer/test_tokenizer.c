@@ -134,7 +134,7 @@ static void encode_cat(const vesta_tokenizer *t, const char *s, bool parse_speci
     size_t k = 0;
     vesta_error err = {0};
     CHECK(vesta_tokenizer_encode(t, s, strlen(s), false, parse_special, &ids, &k, &err) == VESTA_OK);
-    memcpy(out + *n, ids, k * sizeof *ids);
+    if (k) memcpy(out + *n, ids, k * sizeof *ids);
     *n += k;
     free(ids);
 }
