@@ -46,6 +46,13 @@ __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool va
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
 
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *smem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem) {
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -125,9 +132,14 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++)
 #pragma unroll
-            for (int nt = 0; nt < P2_BN / 8; nt++) {
-                const T *kr = sk + (nt * 8 + g) * L::LD + kk * 16 + 2 * t4;
-                mma16816<T>(s[nt], qa[kk], *(const uint32_t *)kr, *(const uint32_t *)(kr + 8));
+            for (int nt = 0; nt < P2_BN / 8; nt += 2) {
+                /* one ldmatrix.x4 gives the K fragments of two key groups: matrices (keys +0..7 | +8..15)
+                 * x (dims +0..7 | +8..15); lane (g, t) gets K[key g][dim 2t, 2t+1] = b0 / b1 */
+                uint32_t b[4];
+                int mi = lane >> 3, r = lane & 7;
+                ldmatrix_x4(b, sk + (nt * 8 + (mi >> 1) * 8 + r) * L::LD + kk * 16 + (mi & 1) * 8);
+                mma16816<T>(s[nt], qa[kk], b[0], b[1]);
+                mma16816<T>(s[nt + 1], qa[kk], b[2], b[3]);
             }
 
         /* mask, scale (log2 domain), row maxima over the quad */

@@ -16,7 +16,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(O *y, const T *x, const T *w,
     float acc[N];
 #pragma unroll
     for (int n = 0; n < N; n++) acc[n] = 0.f;
-    constexpr int U = 4;
+    constexpr int U = 8; /* 8 x 16 bytes in flight per lane: short rows (in = 4096) are latency-bound */
     int i = lane;
     for (; i + 32 * (U - 1) < vecs; i += 32 * U) {
         uint4 wv[U];
