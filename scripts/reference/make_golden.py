@@ -109,6 +109,20 @@ def greedy(model, ids, n_new):
     return new, logits
 
 
+def weights_fnv1a64(path, gguf_file):
+    """FNV-1a 64 over the weight files' bytes (GGUF file, or the directory's *.safetensors in name
+    order): the test checks it so that golden logits of rewritten test models fail as stale, not as
+    wrong."""
+    files = [os.path.join(path, gguf_file)] if gguf_file else sorted(
+        os.path.join(path, f) for f in os.listdir(path) if f.endswith(".safetensors"))
+    h = 0xCBF29CE484222325
+    for f in files:
+        data = np.frombuffer(open(f, "rb").read(), dtype=np.uint8)
+        for b in data.tolist():
+            h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
 def margins(logits):
     """Top-1 minus top-2 logit per step: tells a reader of a test failure whether it was a near tie."""
     part = np.sort(logits, axis=1)[:, -2:]
@@ -249,6 +263,7 @@ def make_tiny():
             "reference": f"transformers {transformers.__version__}, torch {torch.__version__}, float32, CPU",
             "model": os.path.relpath(os.path.join(path, gguf_file) if gguf_file else path, ROOT),
             "model_type": cfg.model_type,
+            "weights_fnv1a64": weights_fnv1a64(path, gguf_file),
             "vocab_size": vocab,
             "logits_file": name + ".f32",
             "prompts": prompts,
