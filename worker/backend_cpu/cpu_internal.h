@@ -106,9 +106,9 @@ void cpu_matmul(const float *A, int M, int K, const float *W, int N, float *C, i
  * query token of the batch for one layer: a.qkv (roped) -> a.attn. */
 void cpu_attention(cpu_backend *be, const vesta_batch *b, int layer);
 
-/* The transformer forward pass up to the final norm; leaves the normalized hidden states of the
- * sampled rows [first, first + n) in a.lm_x. */
+/* The decoder layers over all tokens of the (validated) batch: residual stream in a.x. */
 void cpu_forward(cpu_backend *be, const vesta_batch *b);
+/* Final norm of the sampled rows [first, first + n) (n <= a.lm_rows) into a.lm_x. */
 void cpu_forward_final_rows(cpu_backend *be, const vesta_batch *b, int first, int n);
 
 /* Below these sizes a loop runs on the calling thread: waking the pool costs more than the work
