@@ -94,6 +94,7 @@ static bool ends_incomplete(const char *s, size_t n) {
 
 /* Decodes the window and appends the new text to pending when final (or always when force). */
 static vesta_status advance(vesta_detokenizer *d, bool force, vesta_error *err) {
+    if (d->read_offset == d->ids.n) return VESTA_OK; /* nothing new since the last emission */
     const int32_t *w = d->ids.v + d->prefix_offset;
     char *pre = NULL, *cur = NULL;
     size_t pl = 0, cl = 0;
