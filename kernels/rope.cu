@@ -32,12 +32,19 @@ extern "C" void vk_rope_inv_freq(const vk_rope_config *c, float *inv_freq) {
 template <typename T>
 __global__ void rope_kv_kernel(T *qkv, const T *bias, const int32_t *positions, const int32_t *slots,
                                const float *inv_freq, T *kc, T *vc, int H, int KVH, int D) {
+    extern __shared__ float cs[]; /* [D/2] cos, [D/2] sin: the same for every head of the token */
     int t = blockIdx.x;
     int half = D / 2;
     int width = (H + 2 * KVH) * D;
     T *row = qkv + (size_t)t * width;
     float pos = (float)positions[t];
     int slot = slots[t];
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float ang = pos * inv_freq[i];
+        cs[i] = rnd<T>(cosf(ang));
+        cs[half + i] = rnd<T>(sinf(ang));
+    }
+    __syncthreads();
     /* q and k heads: one thread per rotation pair. */
     int pairs = (H + KVH) * half;
     for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
@@ -48,8 +55,7 @@ __global__ void rope_kv_kernel(T *qkv, const T *bias, const int32_t *positions, 
             x1 = rnd<T>(x1 + to_f<T>(bias[base + i]));
             x2 = rnd<T>(x2 + to_f<T>(bias[base + i + half]));
         }
-        float ang = pos * inv_freq[i];
-        float c = rnd<T>(cosf(ang)), sn = rnd<T>(sinf(ang));
+        float c = cs[i], sn = cs[half + i];
         float o1 = rnd<T>(rnd<T>(x1 * c) + rnd<T>(-x2 * sn));
         float o2 = rnd<T>(rnd<T>(x2 * c) + rnd<T>(x1 * sn));
         if (head < H) {
@@ -77,7 +83,7 @@ extern "C" cudaError_t vk_rope_kv_write(vk_dtype dt, void *qkv, const void *bias
                                         int H, int KVH, int D, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
     if (D % 2 || D <= 0 || H <= 0 || KVH <= 0) return cudaErrorInvalidValue;
-    VK_DISPATCH(dt, rope_kv_kernel<T><<<n, 256, 0, s>>>((T *)qkv, (const T *)bias, positions, slot_mapping,
+    VK_DISPATCH(dt, rope_kv_kernel<T><<<n, 256, sizeof(float) * D, s>>>((T *)qkv, (const T *)bias, positions, slot_mapping,
                                                        inv_freq, (T *)k_cache, (T *)v_cache, H, KVH, D));
     return cudaGetLastError();
 }
