@@ -8,6 +8,7 @@
  * (tokenizer source when it differs from --model) and --worker-timeout-ms (alias of
  * --heartbeat-timeout-ms). On SIGINT/SIGTERM it stops accepting connections, lets in-flight
  * requests finish (at most 30 s) and exits. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,7 +183,13 @@ int main(int argc, char **argv)
             r->opt.host, r->listen_port, r->opt.served_names[0], vr_policy_name(r->opt.policy));
     fprintf(stderr, "vesta-router: workers connect to %s\n", vr_link_endpoint(r->link));
     double deadline = 0;
-    while (h2o_evloop_run(r->ctx.loop, 100) == 0) {
+    for (;;) {
+        /* A signal interrupts epoll_wait and h2o_evloop_run reports -1 with EINTR: that is the
+         * cue to drain, not a reason to leave the loop with requests in flight. */
+        if (h2o_evloop_run(r->ctx.loop, 100) != 0 && errno != EINTR) {
+            fprintf(stderr, "vesta-router: event loop failed: %s\n", strerror(errno));
+            break;
+        }
         if (g_signalled && deadline == 0) {
             fprintf(stderr, "vesta-router: signal %d: finishing %d request(s)\n", (int)g_signalled,
                     r->n_live_calls);
