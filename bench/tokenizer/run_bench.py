@@ -113,11 +113,17 @@ def main():
         f"Single-thread encode throughput, {nbytes / 1e6:.1f} MB mixed corpus ({len(docs)} documents: Python",
         "standard-library sources with multilingual text, emoji and digit runs mixed in), one encode call per",
         "document, add_special_tokens=false, best of 3. HF tokenizers with RAYON_NUM_THREADS=1.",
-        f"Card: {cpu_name()} (CPU only). Date: {datetime.date.today()}. tokenizers {tokenizers.__version__}.",
+        f"Card: {cpu_name()} (CPU only, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the end of the",
+        f"run: other work shared the machine). Date: {datetime.date.today()}. tokenizers {tokenizers.__version__}.",
         "Command: `python3 bench/tokenizer/run_bench.py --bench build/bin/bench_tokenizer --refs DIR`",
         "(DIR from `scripts/reference/tokenizer_fetch.py DIR`).",
         "",
-    ] + table + [""])
+    ] + table + [
+        "",
+        "Token counts: Vesta and HF agree on every tokenizer (same ids: the parity tests check ids). tiktoken's",
+        "cl100k count differs because tiktoken's own regex engine reads `\\p{N}{1,3}+` as possessive (3-digit",
+        "groups) while HF's Oniguruma reads it as `(?:\\p{N}{1,3})+`; Vesta follows HF.",
+        ""])
     old = open(a.out).read() if os.path.exists(a.out) else "# Benchmarks\n\n"
     if "## Tokenizer\n" in old:
         head, rest = old.split("## Tokenizer\n", 1)
