@@ -41,16 +41,9 @@ static vesta_status unicode_form(tok_norm_kind k, const char *in, size_t len, to
     return ok ? VESTA_OK : nomem(err);
 }
 
-static bool is_cased_letter(int32_t c) {
-    utf8proc_category_t cat = utf8proc_category(c);
-    return cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL ||
-           cat == UTF8PROC_CATEGORY_LT;
-}
-
-/* Rust str::to_lowercase: full mappings for the one multi-char case (U+0130) and the
- * final-sigma rule; everything else is the simple mapping. */
+/* HF NormalizedString::lowercase: Rust char::to_lowercase per character (full mappings, so
+ * U+0130 becomes "i\u0307"; no final-sigma context rule, unlike str::to_lowercase). */
 static vesta_status lowercase(const char *in, size_t len, tok_buf *out, vesta_error *err) {
-    int32_t prev = -1;
     for (size_t i = 0; i < len;) {
         int32_t c;
         int k = tok_utf8_decode(in + i, len - i, &c);
@@ -59,16 +52,10 @@ static vesta_status lowercase(const char *in, size_t len, tok_buf *out, vesta_er
         if (c == 0x130) {
             memcpy(enc, "i\xcc\x87", 3);
             m = 3;
-        } else if (c == 0x3A3) {
-            int32_t next = -1;
-            if (i + k < len) tok_utf8_decode(in + i + k, len - i - k, &next);
-            bool final = prev >= 0 && is_cased_letter(prev) && !(next >= 0 && is_cased_letter(next));
-            m = tok_utf8_encode(final ? 0x3C2 : 0x3C3, enc);
         } else {
             m = tok_utf8_encode(utf8proc_tolower(c), enc);
         }
         if (!tok_buf_append(out, enc, (size_t)m)) return nomem(err);
-        prev = c;
         i += (size_t)k;
     }
     return VESTA_OK;

@@ -20,7 +20,11 @@ so the parity tests compare Vesta with `tokenizers` on tokenizers nobody here wr
                quantifiers, `$`), plus <|endoftext|> as a special token.
 
 Needs: transformers, gguf, sentencepiece, protobuf, tiktoken, tokenizers (this machine's python3).
+  components-* pipelines of the remaining components on the cl100k and mistral-v1 vocabularies
+               (see make_component_variants).
+
 Usage: scripts/reference/tokenizer_make_refs.py [OUT_DIR]  (default tests/common/tokenizer/data)
+       VESTA_COMPONENTS_ONLY=1 ... rebuilds only the components-* variants (needs only tokenizers)
 """
 import json
 import lzma
@@ -123,5 +127,66 @@ def main():
     save("cl100k", tk.to_str(), {"eos_token": "<|endoftext|>"})
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and not os.environ.get("VESTA_COMPONENTS_ONLY"):
     main()
+    make_component_variants()
+
+
+def make_component_variants(out=OUT):
+    """Pipelines no packaged tokenizer uses, on real vocabularies, so that the remaining HF
+    components are checked against `tokenizers` too: NFKC/NFD/Lowercase/Strip normalizers, regex
+    Replace, Split behaviours (MergedWithPrevious/Next, Contiguous, Removed, invert), Digits,
+    ByteLevel(add_prefix_space), Metaspace(always, split), TemplateProcessing with two specials,
+    and added tokens with lstrip/rstrip/single_word/normalized. Only needs `tokenizers`."""
+    from tokenizers import Tokenizer
+
+    def load(name):
+        with lzma.open(os.path.join(out, name, "tokenizer.json.xz")) as f:
+            return json.loads(f.read())
+
+    def add_tokens(j, toks):
+        next_id = 1 + max(max(j["model"]["vocab"].values()), max((t["id"] for t in j["added_tokens"]), default=0))
+        for content, special, lstrip, rstrip, single, normalized in toks:
+            j["added_tokens"].append({"id": next_id, "content": content, "special": special, "lstrip": lstrip,
+                                      "rstrip": rstrip, "single_word": single, "normalized": normalized})
+            next_id += 1
+
+    j = load("cl100k")
+    add_tokens(j, [("<mask>", True, True, True, False, False), ("[WORD]", False, False, False, True, False),
+                   ("hello world", False, False, False, False, True)])
+    j["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "NFKC"}, {"type": "Lowercase"}, {"type": "Strip", "strip_left": False, "strip_right": True}]}
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "MergedWithPrevious", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "\\p{P}+"}, "behavior": "Contiguous", "invert": False},
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}]}
+    eot = [t["id"] for t in j["added_tokens"] if t["content"] == "<|endoftext|>"][0]
+    j["post_processor"] = {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": "<mask>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                                      {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}],
+                           "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                           "special_tokens": {"<mask>": {"id": "<mask>", "ids": [eot + 1], "tokens": ["<mask>"]},
+                                              "<|endoftext|>": {"id": "<|endoftext|>", "ids": [eot], "tokens": ["<|endoftext|>"]}}}
+    Tokenizer.from_str(json.dumps(j))
+    save("components-bytelevel", json.dumps(j, ensure_ascii=False), {"eos_token": "<|endoftext|>"})
+
+    j = load("mistral-v1")
+    add_tokens(j, [("<mask>", True, True, False, False, False), ("[WORD]", False, False, True, True, False),
+                   ("hello", False, False, False, False, True)])
+    j["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "NFD"}, {"type": "Replace", "pattern": {"Regex": "[ \\t]{2,}"}, "content": " "}, {"type": "Lowercase"}]}
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"String": "\n"}, "behavior": "Removed", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "[a-z]+"}, "behavior": "MergedWithNext", "invert": True},
+        {"type": "Digits", "individual_digits": False},
+        {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True}]}
+    j["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "ByteFallback"}, {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True},
+        {"type": "Fuse"}]}  # (no Strip with stop > 0: tokenizers 0.23.3 panics on an empty string there)
+    Tokenizer.from_str(json.dumps(j))
+    save("components-metaspace", json.dumps(j, ensure_ascii=False), {"bos_token": "<s>", "eos_token": "</s>"})
+
+
+if __name__ == "__main__" and os.environ.get("VESTA_COMPONENTS_ONLY"):
+    make_component_variants()
