@@ -103,6 +103,25 @@ static vesta_status sample_rows(cpu_backend *be, const vesta_batch *b, int first
     return st;
 }
 
+/* Vocabulary-parallel LM head: each rank computes the logits of its vocabulary slice for the n
+ * rows in a.lm_x, the slices are gathered, and rank 0 lays them out as [n][vocab] in out. */
+static vesta_status lm_head_tp(cpu_backend *be, int n, float *out, vesta_error *err)
+{
+    const int H = be->base.config.hidden_size, V = be->base.config.vocab_size, VR = be->shard.vocab_rows;
+    cpu_matmul(be->a.lm_x, n, H, be->w.lm_head, VR, be->a.logits, VR, 0.0f, be->a.nthreads);
+    const size_t part = (size_t)n * (size_t)VR;
+    float *g = be->gathered;
+    vesta_status st = vesta_tp_comm_all_gather(be->comm, be->a.logits, part, g, err);
+    if (st != VESTA_OK || be->shard.rank != 0)
+        return st;
+    for (int r = 0; r < be->shard.size; r++) {
+        const int v0 = r * VR, nv = V - v0 < VR ? (V - v0 > 0 ? V - v0 : 0) : VR;
+        for (int k = 0; k < n; k++)
+            memcpy(out + (size_t)k * V + v0, g + (size_t)r * part + (size_t)k * VR, sizeof(float) * (size_t)nv);
+    }
+    return VESTA_OK;
+}
+
 static vesta_status cpu_execute(vesta_backend *base, const vesta_batch *b, vesta_sample_result *results,
                                 float *logits_out, vesta_error *err)
 {
@@ -117,13 +136,22 @@ static vesta_status cpu_execute(vesta_backend *base, const vesta_batch *b, vesta
                                b->num_samples);
     if (b->num_tokens == 0)
         return VESTA_OK;
-    cpu_forward(be, b);
+    if ((st = cpu_forward(be, b, err)) != VESTA_OK)
+        return st;
     const int V = base->config.vocab_size, H = base->config.hidden_size;
     for (int first = 0; first < b->num_samples; first += be->a.lm_rows) {
         int n = b->num_samples - first < be->a.lm_rows ? b->num_samples - first : be->a.lm_rows;
         cpu_forward_final_rows(be, b, first, n);
         float *logits = logits_out ? logits_out + (size_t)first * V : be->a.logits;
-        cpu_matmul(be->a.lm_x, n, H, be->w.lm_head, V, logits, V, 0.0f, be->a.nthreads);
+        if (be->comm) {
+            if ((st = lm_head_tp(be, n, logits_out ? logits : be->full_logits, err)) != VESTA_OK)
+                return st;
+            if (be->shard.rank != 0)
+                continue; /* only rank 0 samples */
+            logits = logits_out ? logits : be->full_logits;
+        } else {
+            cpu_matmul(be->a.lm_x, n, H, be->w.lm_head, V, logits, V, 0.0f, be->a.nthreads);
+        }
         if ((st = sample_rows(be, b, first, n, logits, results, err)) != VESTA_OK)
             return st;
     }
@@ -139,6 +167,8 @@ static void cpu_destroy(vesta_backend *base)
         for (int i = 0; i < be->n_scratch; i++)
             vesta_sampler_scratch_release(be->scratch[i]);
     free(be->scratch);
+    free(be->gathered);
+    free(be->full_logits);
     free(be->kv.data);
     cpu_activations_free(&be->a);
     cpu_weights_free(&be->w);
@@ -166,24 +196,82 @@ static vesta_status check_config(const vesta_model_config *c, const vesta_backen
                                "num_key_value_heads %d", c->num_heads, c->num_kv_heads);
     if (!(c->rms_norm_eps >= 0.0f) || c->sliding_window < 0)
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "model config: rms_norm_eps or sliding_window invalid");
-    if (o->tp_size > 1)
-        return vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "the CPU backend has no tensor parallelism (tp_size %d)",
-                               o->tp_size);
+    if (o->tp_size < 1 || o->tp_rank < 0 || o->tp_rank >= o->tp_size)
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tp_rank %d of tp_size %d", o->tp_rank, o->tp_size);
     if (o->num_threads < 0)
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "num_threads %d", o->num_threads);
     return VESTA_OK;
 }
 
+vesta_status vesta_backend_cpu_check_tp(const vesta_model_config *c, int n, vesta_error *err)
+{
+    if (n < 1 || n > VESTA_TP_MAX_RANKS)
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tensor-parallel size %d outside [1, %d]", n,
+                               VESTA_TP_MAX_RANKS);
+    if (c->num_heads <= 0 || c->num_kv_heads <= 0 || c->num_heads % n)
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tensor-parallel size %d does not divide the model's "
+                               "%d attention heads", n, c->num_heads);
+    if (c->num_kv_heads >= n ? c->num_kv_heads % n : n % c->num_kv_heads)
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tensor-parallel size %d and the model's %d KV heads: "
+                               "one must divide the other", n, c->num_kv_heads);
+    if (c->intermediate_size % n)
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tensor-parallel size %d does not divide the model's "
+                               "intermediate size %d", n, c->intermediate_size);
+    return VESTA_OK;
+}
+
+/* This rank's slice and the shard's configuration (local heads, KV heads, intermediate size). */
+static void plan_shard(const vesta_model_config *full, int rank, int n, cpu_shard *sh, vesta_model_config *c)
+{
+    *c = *full;
+    const int nh = full->num_heads / n, group = full->num_heads / full->num_kv_heads;
+    c->num_heads = nh;
+    c->num_kv_heads = full->num_kv_heads >= n ? full->num_kv_heads / n : 1; /* replicated below n */
+    c->intermediate_size = full->intermediate_size / n;
+    sh->rank = rank;
+    sh->size = n;
+    sh->head0 = rank * nh;
+    sh->kv_head0 = sh->head0 / group; /* the KV head of this rank's first query head */
+    sh->inter0 = rank * c->intermediate_size;
+    sh->vocab_rows = (full->vocab_size + n - 1) / n;
+    sh->vocab0 = rank * sh->vocab_rows;
+    int valid = full->vocab_size - sh->vocab0;
+    sh->vocab_valid = valid < 0 ? 0 : (valid > sh->vocab_rows ? sh->vocab_rows : valid);
+}
+
 vesta_backend *vesta_backend_cpu_create(const vesta_model_file *mf, const vesta_backend_options *opts,
                                         vesta_error *err)
+{
+    if (opts && opts->tp_size > 1) {
+        vesta_error_set(err, VESTA_ERR_INVALID_ARG, "cpu backend: tp_size %d needs a communicator "
+                        "(a tensor-parallel replica is started by `--tensor-parallel-size`)", opts->tp_size);
+        return NULL;
+    }
+    return vesta_backend_cpu_create_tp(mf, opts, NULL, err);
+}
+
+vesta_backend *vesta_backend_cpu_create_tp(const vesta_model_file *mf, const vesta_backend_options *opts,
+                                           vesta_tp_comm *comm, vesta_error *err)
 {
     if (!mf || !opts) {
         vesta_error_set(err, VESTA_ERR_INVALID_ARG, "cpu backend: model file or options is NULL");
         return NULL;
     }
-    const vesta_model_config *c = vesta_model_file_config(mf);
-    if (check_config(c, opts, err) != VESTA_OK)
+    const vesta_model_config *full = vesta_model_file_config(mf);
+    if (check_config(full, opts, err) != VESTA_OK)
         return NULL;
+    const int tp = opts->tp_size;
+    if (tp > 1 && (!comm || comm->size != tp || comm->rank != opts->tp_rank)) {
+        vesta_error_set(err, VESTA_ERR_INVALID_ARG, "cpu backend: rank %d of %d needs a communicator of that rank "
+                        "and size", opts->tp_rank, tp);
+        return NULL;
+    }
+    if (vesta_backend_cpu_check_tp(full, tp, err) != VESTA_OK)
+        return NULL;
+    cpu_shard shard;
+    vesta_model_config local;
+    plan_shard(full, opts->tp_rank, tp, &shard, &local);
+    const vesta_model_config *c = &local;
     cpu_backend *be = calloc(1, sizeof *be);
     if (!be) {
         vesta_error_set(err, VESTA_ERR_NOMEM, "cpu backend: out of memory");
@@ -191,6 +279,9 @@ vesta_backend *vesta_backend_cpu_create(const vesta_model_file *mf, const vesta_
     }
     be->base.ops = &cpu_ops;
     be->base.config = *c;
+    be->full = *full;
+    be->shard = shard;
+    be->comm = tp > 1 ? comm : NULL;
     be->opts = *opts;
     be->q_dim = c->num_heads * c->head_dim;
     be->kv_dim = c->num_kv_heads * c->head_dim;
@@ -211,12 +302,18 @@ vesta_backend *vesta_backend_cpu_create(const vesta_model_file *mf, const vesta_
     if (st == VESTA_OK)
         st = cpu_rope_inv_freq(c, be->inv_freq, err);
     if (st == VESTA_OK)
-        st = cpu_activations_alloc(&be->a, c, opts, nt, err);
+        st = cpu_activations_alloc(&be->a, c, opts, nt, tp > 1 ? shard.vocab_rows : c->vocab_size, err);
+    if (st == VESTA_OK && tp > 1) {
+        be->gathered = malloc(sizeof(float) * (size_t)tp * (size_t)be->a.lm_rows * (size_t)shard.vocab_rows);
+        be->full_logits = malloc(sizeof(float) * (size_t)be->a.lm_rows * (size_t)c->vocab_size);
+        if (!be->gathered || !be->full_logits)
+            st = vesta_error_set(err, VESTA_ERR_NOMEM, "cpu backend: out of memory for gathered logits");
+    }
     for (int i = 0; st == VESTA_OK && i < be->n_scratch; i++)
         if (!(be->scratch[i] = vesta_sampler_scratch_create(c->vocab_size, err)))
             st = err ? err->code : VESTA_ERR_NOMEM;
     if (st == VESTA_OK)
-        st = cpu_weights_load(&be->w, mf, c, opts, err);
+        st = cpu_weights_load(&be->w, mf, full, c, &be->shard, opts, err);
     if (st != VESTA_OK) {
         cpu_destroy(&be->base);
         return NULL;

@@ -23,7 +23,7 @@ static void reserve(plan *p, size_t rows, size_t cols, size_t *off)
 }
 
 vesta_status cpu_activations_alloc(cpu_activations *a, const vesta_model_config *c,
-                                   const vesta_backend_options *opts, int nthreads, vesta_error *err)
+                                   const vesta_backend_options *opts, int nthreads, int lm_cols, vesta_error *err)
 {
     memset(a, 0, sizeof *a);
     a->max_tokens = opts->max_num_batched_tokens;
@@ -56,7 +56,7 @@ vesta_status cpu_activations_alloc(cpu_activations *a, const vesta_model_config 
     reserve(&p, (size_t)nthreads, a->attn_ws_floats, &o_ws);
     reserve(&p, T, 2, &o_tiles); /* int32 pairs */
     reserve(&p, (size_t)a->lm_rows, H, &o_lmx);
-    reserve(&p, (size_t)a->lm_rows, (size_t)c->vocab_size, &o_lg);
+    reserve(&p, (size_t)a->lm_rows, (size_t)lm_cols, &o_lg);
     size_t bytes;
     if (p.overflow || cpu_mul_size(p.total, sizeof(float), &bytes))
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "activation buffers for %d tokens overflow",

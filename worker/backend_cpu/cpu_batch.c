@@ -70,13 +70,13 @@ vesta_status cpu_batch_validate(const cpu_backend *be, const vesta_batch *b, ves
     if (b->num_samples < 0 || (b->num_samples > 0 && b->num_tokens == 0))
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "batch: num_samples %d for %d tokens", b->num_samples,
                                b->num_tokens);
-    if (b->num_samples > 0 && (!b->sample_token_index || !b->sample_rows))
+    if (b->num_samples > 0 && (!b->sample_token_index || (be->shard.rank == 0 && !b->sample_rows)))
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "batch: sample arrays are NULL");
     for (int k = 0; k < b->num_samples; k++) {
         if (b->sample_token_index[k] < 0 || b->sample_token_index[k] >= b->num_tokens)
             return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "batch: sample_token_index[%d] = %d outside [0, %d)",
                                    k, b->sample_token_index[k], b->num_tokens);
-        if (!b->sample_rows[k].params)
+        if (be->shard.rank == 0 && !b->sample_rows[k].params) /* only rank 0 samples */
             return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "batch: sample_rows[%d].params is NULL", k);
     }
     return VESTA_OK;

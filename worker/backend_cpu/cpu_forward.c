@@ -83,7 +83,22 @@ static void silu_mul(cpu_backend *be, int T)
     }
 }
 
-static void layer_forward(cpu_backend *be, const vesta_batch *b, int l)
+/* Adds the tensor-parallel partial sums of a row-split product to the residual stream:
+ * x += all_reduce(part). Every rank ends with the same x. */
+static vesta_status residual_reduce(cpu_backend *be, float *part, int T, vesta_error *err)
+{
+    const size_t n = (size_t)T * (size_t)be->base.config.hidden_size;
+    vesta_status st = vesta_tp_comm_all_reduce_sum(be->comm, part, n, err);
+    if (st != VESTA_OK)
+        return st;
+    float *x = be->a.x;
+#pragma omp parallel for simd num_threads(be->a.nthreads) schedule(static) if (T >= CPU_PAR_MIN_ROWS)
+    for (size_t i = 0; i < n; i++)
+        x[i] += part[i];
+    return VESTA_OK;
+}
+
+static vesta_status layer_forward(cpu_backend *be, const vesta_batch *b, int l, vesta_error *err)
 {
     const vesta_model_config *c = &be->base.config;
     const cpu_layer *L = &be->w.layers[l];
@@ -101,15 +116,29 @@ static void layer_forward(cpu_backend *be, const vesta_batch *b, int l)
     cpu_matmul(a->xn, T, H, L->wqkv, be->qkv_dim, a->qkv, be->qkv_dim, beta, nt);
     rope_apply(be, T);
     cpu_attention(be, b, l);
-    cpu_matmul(a->attn, T, be->q_dim, L->wo, H, a->x, H, 1.0f, nt); /* residual add via beta = 1 */
+    vesta_status st;
+    if (!be->comm) {
+        cpu_matmul(a->attn, T, be->q_dim, L->wo, H, a->x, H, 1.0f, nt); /* residual add via beta = 1 */
+    } else { /* xn is free again: it holds this rank's partial o_proj */
+        cpu_matmul(a->attn, T, be->q_dim, L->wo, H, a->xn, H, 0.0f, nt);
+        if ((st = residual_reduce(be, a->xn, T, err)) != VESTA_OK)
+            return st;
+    }
 
     rmsnorm_rows(be, a->x, L->mlp_norm, a->xn, T);
     cpu_matmul(a->xn, T, H, L->wgu, 2 * I, a->gu, 2 * I, 0.0f, nt);
     silu_mul(be, T);
-    cpu_matmul(a->act, T, I, L->wdown, H, a->x, H, 1.0f, nt);
+    if (!be->comm) {
+        cpu_matmul(a->act, T, I, L->wdown, H, a->x, H, 1.0f, nt);
+    } else {
+        cpu_matmul(a->act, T, I, L->wdown, H, a->xn, H, 0.0f, nt);
+        if ((st = residual_reduce(be, a->xn, T, err)) != VESTA_OK)
+            return st;
+    }
+    return VESTA_OK;
 }
 
-void cpu_forward(cpu_backend *be, const vesta_batch *b)
+vesta_status cpu_forward(cpu_backend *be, const vesta_batch *b, vesta_error *err)
 {
     const vesta_model_config *c = &be->base.config;
     cpu_activations *a = &be->a;
@@ -117,12 +146,24 @@ void cpu_forward(cpu_backend *be, const vesta_batch *b)
     for (int s = 0; s < b->num_seqs; s++)
         for (int t = b->query_start[s]; t < b->query_start[s + 1]; t++)
             a->tok_seq[t] = s;
+    /* Vocabulary-parallel embedding: each rank looks up the tokens of its slice, zeros for the
+     * others, and the all-reduce assembles the rows (one non-zero term each: exact). */
+    const int v0 = be->shard.vocab0, vn = be->shard.vocab_valid;
 #pragma omp parallel for num_threads(a->nthreads) schedule(static) if (b->num_tokens >= CPU_PAR_MIN_ROWS)
-    for (int t = 0; t < b->num_tokens; t++)
-        memcpy(a->x + (size_t)t * H, be->w.embed + (size_t)b->token_ids[t] * (size_t)H, (size_t)H * sizeof(float));
+    for (int t = 0; t < b->num_tokens; t++) {
+        const int id = b->token_ids[t] - v0;
+        if (id >= 0 && id < vn)
+            memcpy(a->x + (size_t)t * H, be->w.embed + (size_t)id * (size_t)H, (size_t)H * sizeof(float));
+        else
+            memset(a->x + (size_t)t * H, 0, (size_t)H * sizeof(float));
+    }
+    vesta_status st = VESTA_OK;
+    if (be->comm)
+        st = vesta_tp_comm_all_reduce_sum(be->comm, a->x, (size_t)b->num_tokens * (size_t)H, err);
     rope_tables(be, b);
-    for (int l = 0; l < c->num_layers; l++)
-        layer_forward(be, b, l);
+    for (int l = 0; st == VESTA_OK && l < c->num_layers; l++)
+        st = layer_forward(be, b, l, err);
+    return st;
 }
 
 void cpu_forward_final_rows(cpu_backend *be, const vesta_batch *b, int first, int n)

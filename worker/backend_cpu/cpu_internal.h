@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "backend_cpu.h"
+#include "comm.h"
 #include "vesta/error.h"
 #include "vesta/model.h"
 
@@ -22,20 +23,34 @@ typedef struct cpu_layer {
     float *wdown;     /* [hidden][intermediate] */
 } cpu_layer;
 
+/* This rank's slice of the model under tensor parallelism (Megatron style); rank 0 of 1 is the
+ * whole model. Heads, intermediate columns and vocabulary rows are contiguous ranges. */
+typedef struct cpu_shard {
+    int rank, size;
+    int head0;      /* first query head */
+    int kv_head0;   /* first KV head (KV heads are replicated when there are fewer than ranks) */
+    int inter0;     /* first intermediate (MLP) column */
+    int vocab0;     /* first vocabulary row */
+    int vocab_rows; /* ceil(vocab / size): rows of the embedding / LM-head slice (zero-padded) */
+    int vocab_valid;/* rows of the slice that are real vocabulary entries */
+} cpu_shard;
+
 /* All weights live in one arena; lm_head aliases embed when embeddings are tied. */
 typedef struct cpu_weights {
     float *arena;
     size_t arena_floats;
-    float *embed;      /* [vocab][hidden] */
+    float *embed;      /* [vocab_rows][hidden]: this rank's vocabulary slice */
     float *final_norm; /* [hidden] */
-    float *lm_head;    /* [vocab][hidden] */
+    float *lm_head;    /* [vocab_rows][hidden] */
     cpu_layer *layers; /* [num_layers] */
 } cpu_weights;
 
-/* Reads (or, for load_dummy, generates) every weight into w. Fails naming the tensor. */
-vesta_status cpu_weights_load(cpu_weights *w, const vesta_model_file *mf,
-                              const vesta_model_config *c, const vesta_backend_options *opts,
-                              vesta_error *err);
+/* Reads (or, for load_dummy, generates) this rank's slice of every weight into w: full is the
+ * model's configuration, c the shard's (its heads, KV heads and intermediate size). Fails naming
+ * the tensor. */
+vesta_status cpu_weights_load(cpu_weights *w, const vesta_model_file *mf, const vesta_model_config *full,
+                              const vesta_model_config *c, const cpu_shard *sh,
+                              const vesta_backend_options *opts, vesta_error *err);
 void cpu_weights_free(cpu_weights *w);
 
 /* The rotary inverse frequencies [head_dim / 2] exactly as Hugging Face computes them (float32
@@ -61,7 +76,7 @@ typedef struct cpu_activations {
     size_t attn_ws_floats;
     int32_t *tiles;  /* [max_tokens][2] (first token, count) of each attention tile */
     float *lm_x;     /* [lm_rows][hidden] */
-    float *logits;   /* [lm_rows][vocab] */
+    float *logits;   /* [lm_rows][lm_cols]: vocab, or this rank's vocabulary slice */
 } cpu_activations;
 
 typedef struct cpu_kv_cache {
@@ -76,7 +91,13 @@ typedef struct cpu_kv_cache {
 struct vesta_sampler_scratch;
 
 typedef struct cpu_backend {
-    vesta_backend base; /* must be first */
+    vesta_backend base; /* must be first; under tensor parallelism config is the shard's
+                           (local heads, KV heads, intermediate size; the full vocabulary) */
+    vesta_model_config full; /* the whole model's configuration */
+    cpu_shard shard;
+    vesta_tp_comm *comm;     /* NULL without tensor parallelism; not owned */
+    float *gathered;         /* [size][lm_rows][vocab_rows] gathered logit slices, tp only */
+    float *full_logits;      /* [lm_rows][vocab] rank 0's assembled logits, tp only */
     vesta_backend_options opts;
     int q_dim, kv_dim, qkv_dim;
     float attn_scale;
@@ -89,7 +110,7 @@ typedef struct cpu_backend {
 } cpu_backend;
 
 vesta_status cpu_activations_alloc(cpu_activations *a, const vesta_model_config *c,
-                                   const vesta_backend_options *opts, int nthreads,
+                                   const vesta_backend_options *opts, int nthreads, int lm_cols,
                                    vesta_error *err);
 void cpu_activations_free(cpu_activations *a);
 
@@ -106,8 +127,9 @@ void cpu_matmul(const float *A, int M, int K, const float *W, int N, float *C, i
  * query token of the batch for one layer: a.qkv (roped) -> a.attn. */
 void cpu_attention(cpu_backend *be, const vesta_batch *b, int layer);
 
-/* The decoder layers over all tokens of the (validated) batch: residual stream in a.x. */
-void cpu_forward(cpu_backend *be, const vesta_batch *b);
+/* The decoder layers over all tokens of the (validated) batch: residual stream in a.x. Fails only
+ * when a tensor-parallel collective fails. */
+vesta_status cpu_forward(cpu_backend *be, const vesta_batch *b, vesta_error *err);
 /* Final norm of the sampled rows [first, first + n) (n <= a.lm_rows) into a.lm_x. */
 void cpu_forward_final_rows(cpu_backend *be, const vesta_batch *b, int first, int n);
 

@@ -39,14 +39,46 @@ static void fill_dummy(weight_loader *l, int64_t rows, int64_t cols, bool is_nor
         dst[i] = a * (2.0f * (float)(splitmix64(&s) >> 40) / (float)(1 << 24) - 1.0f);
 }
 
-/* Reads tensor `name` of shape [rows] (cols == 0) or [rows][cols] into dst. */
-static vesta_status load(weight_loader *l, const char *name, int64_t rows, int64_t cols, bool is_norm,
-                         float *dst, vesta_error *err)
+/* What part of a tensor this rank reads: all of it, rows [begin, end) or columns [begin, end). */
+typedef enum slice_kind { SLICE_ALL, SLICE_ROWS, SLICE_COLS } slice_kind;
+typedef struct slice {
+    slice_kind kind;
+    int64_t begin, end;
+} slice;
+
+static const slice ALL = {SLICE_ALL, 0, 0};
+static slice rows_of(int64_t b, int64_t e) { return (slice){SLICE_ROWS, b, e}; }
+static slice cols_of(int64_t b, int64_t e) { return (slice){SLICE_COLS, b, e}; }
+
+/* Dummy weights are generated whole and then sliced, so that every tensor-parallel layout sees
+ * the same model. */
+static vesta_status load_dummy_slice(weight_loader *l, int64_t rows, int64_t cols, bool is_norm, slice sl,
+                                     float *dst, vesta_error *err)
 {
-    if (l->dummy) {
+    if (sl.kind == SLICE_ALL) {
         fill_dummy(l, rows, cols, is_norm, dst);
         return VESTA_OK;
     }
+    int64_t C = cols ? cols : 1;
+    float *full = malloc(sizeof(float) * (size_t)rows * (size_t)C);
+    if (!full)
+        return vesta_error_set(err, VESTA_ERR_NOMEM, "dummy weights: out of memory");
+    fill_dummy(l, rows, cols, is_norm, full);
+    if (sl.kind == SLICE_ROWS)
+        memcpy(dst, full + sl.begin * C, sizeof(float) * (size_t)((sl.end - sl.begin) * C));
+    else
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(dst + r * (sl.end - sl.begin), full + r * C + sl.begin, sizeof(float) * (size_t)(sl.end - sl.begin));
+    free(full);
+    return VESTA_OK;
+}
+
+/* Reads (this rank's slice of) tensor `name` of shape [rows] (cols == 0) or [rows][cols] into dst. */
+static vesta_status load(weight_loader *l, const char *name, int64_t rows, int64_t cols, bool is_norm, slice sl,
+                         float *dst, vesta_error *err)
+{
+    if (l->dummy)
+        return load_dummy_slice(l, rows, cols, is_norm, sl, dst, err);
     const vesta_tensor_info *t = vesta_model_file_find(l->mf, name);
     if (!t)
         return vesta_error_set(err, VESTA_ERR_NOT_FOUND, "%s: tensor %s is missing", l->path, name);
@@ -59,7 +91,13 @@ static vesta_status load(weight_loader *l, const char *name, int64_t rows, int64
         return vesta_error_set(err, VESTA_ERR_FORMAT, "%s: tensor %s: expected shape [%lld, %lld]", l->path,
                                name, (long long)rows, (long long)cols);
     }
-    vesta_status st = vesta_model_file_read_rows(l->mf, name, VESTA_DTYPE_F32, 0, rows, dst, err);
+    vesta_status st;
+    if (sl.kind == SLICE_COLS)
+        st = vesta_model_file_read_cols(l->mf, name, VESTA_DTYPE_F32, sl.begin, sl.end, dst, err);
+    else if (sl.kind == SLICE_ROWS)
+        st = vesta_model_file_read_rows(l->mf, name, VESTA_DTYPE_F32, sl.begin, sl.end, dst, err);
+    else
+        st = vesta_model_file_read_rows(l->mf, name, VESTA_DTYPE_F32, 0, rows, dst, err);
     if (st != VESTA_OK)
         vesta_error_prefix(err, "loading %s", name);
     return st;
@@ -83,9 +121,9 @@ static float *take(arena_cursor *c, size_t n)
     return p;
 }
 
-static void layout(cpu_weights *w, const vesta_model_config *c, arena_cursor *cur)
+static void layout(cpu_weights *w, const vesta_model_config *c, const cpu_shard *sh, arena_cursor *cur)
 {
-    size_t H = (size_t)c->hidden_size, V = (size_t)c->vocab_size, I = (size_t)c->intermediate_size;
+    size_t H = (size_t)c->hidden_size, V = (size_t)sh->vocab_rows, I = (size_t)c->intermediate_size;
     size_t q = (size_t)c->num_heads * (size_t)c->head_dim;
     size_t kv = (size_t)c->num_kv_heads * (size_t)c->head_dim;
     size_t qkv = q + 2 * kv;
@@ -104,38 +142,63 @@ static void layout(cpu_weights *w, const vesta_model_config *c, arena_cursor *cu
     }
 }
 
-static vesta_status load_layer(weight_loader *l, const vesta_model_config *c, int i, cpu_layer *L,
-                               vesta_error *err)
+/* Megatron-style split: q/k/v and gate/up by output rows (this rank's heads / intermediate
+ * columns), o_proj and down_proj by input columns; norms whole. */
+static vesta_status load_layer(weight_loader *l, const vesta_model_config *full, const vesta_model_config *c,
+                               const cpu_shard *sh, int i, cpu_layer *L, vesta_error *err)
 {
-    int64_t H = c->hidden_size, I = c->intermediate_size;
-    int64_t q = (int64_t)c->num_heads * c->head_dim, kv = (int64_t)c->num_kv_heads * c->head_dim;
+    const int64_t D = c->head_dim, H = c->hidden_size, I = c->intermediate_size, FI = full->intermediate_size;
+    const int64_t q = (int64_t)c->num_heads * D, kv = (int64_t)c->num_kv_heads * D;
+    const int64_t FQ = (int64_t)full->num_heads * D, FKV = (int64_t)full->num_kv_heads * D;
+    const slice qs = rows_of(sh->head0 * D, sh->head0 * D + q), ks = rows_of(sh->kv_head0 * D, sh->kv_head0 * D + kv);
+    const slice is = rows_of(sh->inter0, sh->inter0 + I);
+    const bool whole = sh->size == 1;
     char name[160];
     vesta_status st;
-#define LOAD(suffix, rows, cols, norm, dst)                                               \
+#define LOAD(suffix, rows, cols, norm, sl, dst)                                          \
     do {                                                                                 \
         snprintf(name, sizeof name, "model.layers.%d.%s", i, suffix);                    \
-        if ((st = load(l, name, rows, cols, norm, dst, err)) != VESTA_OK)                \
+        if ((st = load(l, name, rows, cols, norm, whole ? ALL : (sl), dst, err)) != VESTA_OK) \
             return st;                                                                   \
     } while (0)
-    LOAD("input_layernorm.weight", H, 0, true, L->attn_norm);
-    LOAD("self_attn.q_proj.weight", q, H, false, L->wqkv);
-    LOAD("self_attn.k_proj.weight", kv, H, false, L->wqkv + q * H);
-    LOAD("self_attn.v_proj.weight", kv, H, false, L->wqkv + (q + kv) * H);
+    LOAD("input_layernorm.weight", H, 0, true, ALL, L->attn_norm);
+    LOAD("self_attn.q_proj.weight", FQ, H, false, qs, L->wqkv);
+    LOAD("self_attn.k_proj.weight", FKV, H, false, ks, L->wqkv + q * H);
+    LOAD("self_attn.v_proj.weight", FKV, H, false, ks, L->wqkv + (q + kv) * H);
     if (L->bqkv) {
-        LOAD("self_attn.q_proj.bias", q, 0, false, L->bqkv);
-        LOAD("self_attn.k_proj.bias", kv, 0, false, L->bqkv + q);
-        LOAD("self_attn.v_proj.bias", kv, 0, false, L->bqkv + q + kv);
+        LOAD("self_attn.q_proj.bias", FQ, 0, false, qs, L->bqkv);
+        LOAD("self_attn.k_proj.bias", FKV, 0, false, ks, L->bqkv + q);
+        LOAD("self_attn.v_proj.bias", FKV, 0, false, ks, L->bqkv + q + kv);
     }
-    LOAD("self_attn.o_proj.weight", H, q, false, L->wo);
-    LOAD("post_attention_layernorm.weight", H, 0, true, L->mlp_norm);
-    LOAD("mlp.gate_proj.weight", I, H, false, L->wgu);
-    LOAD("mlp.up_proj.weight", I, H, false, L->wgu + I * H);
-    LOAD("mlp.down_proj.weight", H, I, false, L->wdown);
+    LOAD("self_attn.o_proj.weight", H, FQ, false, cols_of(qs.begin, qs.end), L->wo);
+    LOAD("post_attention_layernorm.weight", H, 0, true, ALL, L->mlp_norm);
+    LOAD("mlp.gate_proj.weight", FI, H, false, is, L->wgu);
+    LOAD("mlp.up_proj.weight", FI, H, false, is, L->wgu + I * H);
+    LOAD("mlp.down_proj.weight", H, FI, false, cols_of(is.begin, is.end), L->wdown);
 #undef LOAD
     return VESTA_OK;
 }
 
-vesta_status cpu_weights_load(cpu_weights *w, const vesta_model_file *mf, const vesta_model_config *c,
+/* The vocabulary slice: rows [vocab0, vocab0 + vocab_valid) of embed / lm_head, zero padding after. */
+static vesta_status load_vocab(weight_loader *l, const char *name, const vesta_model_config *full,
+                               const cpu_shard *sh, float *dst, vesta_error *err)
+{
+    const int64_t H = full->hidden_size;
+    slice sl = sh->size == 1 ? ALL : rows_of(sh->vocab0, sh->vocab0 + sh->vocab_valid);
+    if (sh->vocab_valid > 0) {
+        vesta_status st = load(l, name, full->vocab_size, H, false, sl, dst, err);
+        if (st != VESTA_OK)
+            return st;
+    } else if (l->dummy) {
+        l->counter++; /* keep the dummy streams of later tensors the same on every rank */
+    }
+    memset(dst + (size_t)sh->vocab_valid * (size_t)H, 0,
+           sizeof(float) * (size_t)(sh->vocab_rows - sh->vocab_valid) * (size_t)H);
+    return VESTA_OK;
+}
+
+vesta_status cpu_weights_load(cpu_weights *w, const vesta_model_file *mf, const vesta_model_config *full,
+                              const vesta_model_config *c, const cpu_shard *sh,
                               const vesta_backend_options *opts, vesta_error *err)
 {
     memset(w, 0, sizeof *w);
@@ -145,7 +208,7 @@ vesta_status cpu_weights_load(cpu_weights *w, const vesta_model_file *mf, const 
     if (!w->layers)
         return vesta_error_set(err, VESTA_ERR_NOMEM, "%s: out of memory", l.path);
     arena_cursor count = {0};
-    layout(w, c, &count);
+    layout(w, c, sh, &count);
     size_t n = count.used, bytes;
     if (count.overflow || cpu_mul_size(n, sizeof(float), &bytes)) {
         cpu_weights_free(w);
@@ -159,15 +222,15 @@ vesta_status cpu_weights_load(cpu_weights *w, const vesta_model_file *mf, const 
     }
     w->arena_floats = n;
     arena_cursor cur = {.base = w->arena};
-    layout(w, c, &cur);
-    int64_t H = c->hidden_size, V = c->vocab_size;
-    vesta_status st = load(&l, "model.embed_tokens.weight", V, H, false, w->embed, err);
+    layout(w, c, sh, &cur);
+    int64_t H = c->hidden_size;
+    vesta_status st = load_vocab(&l, "model.embed_tokens.weight", full, sh, w->embed, err);
     if (st == VESTA_OK)
-        st = load(&l, "model.norm.weight", H, 0, true, w->final_norm, err);
+        st = load(&l, "model.norm.weight", H, 0, true, ALL, w->final_norm, err);
     if (st == VESTA_OK && !c->tie_word_embeddings)
-        st = load(&l, "lm_head.weight", V, H, false, w->lm_head, err);
+        st = load_vocab(&l, "lm_head.weight", full, sh, w->lm_head, err);
     for (int i = 0; st == VESTA_OK && i < c->num_layers; i++)
-        st = load_layer(&l, c, i, &w->layers[i], err);
+        st = load_layer(&l, full, c, sh, i, &w->layers[i], err);
     if (st != VESTA_OK)
         cpu_weights_free(w);
     return st;

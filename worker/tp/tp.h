@@ -1,0 +1,64 @@
+/* A tensor-parallel replica: rank 0 (the leader) owns the engine and drives the others through a
+ * "tp" backend that broadcasts each step's batch (and KV-cache operations) before running its own
+ * shard; every other rank (a follower) runs vesta_tp_follower_run, receiving and executing the
+ * same operations on its shard. See docs/tensor-parallel.md. */
+#ifndef VESTA_TP_H
+#define VESTA_TP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "comm.h"
+#include "vesta/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The operations the leader broadcasts. */
+typedef enum vesta_tp_op {
+    VESTA_TP_OP_KV_ALLOC = 1,
+    VESTA_TP_OP_EXECUTE = 2,
+    VESTA_TP_OP_COPY_BLOCKS = 3,
+    VESTA_TP_OP_SHUTDOWN = 4,
+} vesta_tp_op;
+
+/* The step message: the batch's index arrays only (no requests, no sampling parameters: only rank
+ * 0 samples). Encodes b into *buf (grown as needed, *cap its size); *len receives the bytes. */
+vesta_status vesta_tp_batch_encode(const vesta_batch *b, int32_t **buf, size_t *cap, size_t *len,
+                                   vesta_error *err);
+/* Decodes a message into b, whose arrays point into msg (which must outlive b). Every count is
+ * checked against len; sample_rows is NULL. */
+vesta_status vesta_tp_batch_decode(const int32_t *msg, size_t len, vesta_batch *b, vesta_error *err);
+
+/* The leader's backend: wraps rank 0's shard `local` (taking ownership) and comm (taking
+ * ownership). Reports the full model's configuration `full` to the engine. Destroying it tells
+ * the followers to shut down. After any communication failure the replica is dead: every later
+ * call fails with VESTA_ERR_BACKEND. Returns NULL (and destroys local, releases comm) on failure. */
+vesta_backend *vesta_tp_backend_create(vesta_backend *local, const vesta_model_config *full, vesta_tp_comm *comm,
+                                       vesta_error *err);
+
+/* A follower's loop: executes the leader's operations on local until SHUTDOWN (VESTA_OK) or a
+ * communication failure (the leader or a peer died: VESTA_ERR_BACKEND). A batch the shard
+ * rejects is rejected by the leader's shard too, so it is skipped, not fatal. */
+vesta_status vesta_tp_follower_run(vesta_backend *local, vesta_tp_comm *comm, vesta_error *err);
+
+/* The CPU replica's ranks. The shared-memory segment shm_name (vesta_tp_comm_shm_name) is made
+ * by rank 0 and joined by the others; opts->tp_rank / tp_size say which rank this is, and every
+ * rank must be given the same model and options. timeout_ms bounds joining and every collective.
+ *
+ * Rank 0: returns the "tp" backend for the engine (full model configuration), or NULL. */
+vesta_backend *vesta_tp_cpu_leader_open(const vesta_model_file *mf, const vesta_backend_options *opts,
+                                        const char *shm_name, int timeout_ms, vesta_error *err);
+/* Ranks 1..n-1: joins, loads the shard and serves the leader until it shuts the replica down
+ * (VESTA_OK) or a rank dies (an error). */
+vesta_status vesta_tp_cpu_follower_main(const vesta_model_file *mf, const vesta_backend_options *opts,
+                                        const char *shm_name, int timeout_ms, vesta_error *err);
+
+/* Per-rank staging bytes of the replica's shared-memory segment (larger collectives go in pieces). */
+#define VESTA_TP_SLOT_BYTES ((size_t)4 << 20)
+
+#ifdef __cplusplus
+}
+#endif
+#endif
