@@ -98,6 +98,7 @@ static const proto_field heartbeat_fields[] = {
     F("steps", PK_U64, REQ, vesta_msg_heartbeat, steps, 0, 0),
     F("kv_events_seq", PK_U64, REQ, vesta_msg_heartbeat, kv_events_seq, 0, 0),
     F("draining", PK_BOOL, REQ, vesta_msg_heartbeat, draining, 0, 0),
+    F("busy_ms", PK_I64, PF_NIL_EMPTY, vesta_msg_heartbeat, busy_ms, 0, INT64_MAX), /* optional */
 };
 
 /* ---- generate ---- */

@@ -111,6 +111,9 @@ typedef struct vesta_msg_heartbeat {
     uint64_t steps;
     uint64_t kv_events_seq;                    /* seq of the last KV_EVENTS sent (0 = none) */
     bool draining;
+    /* Optional (absent = 0): ms since the engine last finished a step while it has had work,
+     * 0 when idle. Heartbeats come from an I/O thread, so this is what reveals a hung engine. */
+    int64_t busy_ms;
 } vesta_msg_heartbeat;
 
 /* "generate" */

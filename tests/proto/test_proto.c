@@ -69,6 +69,7 @@ static void make(vesta_msg *m, vesta_msg_type t)
         h->steps = 999;
         h->kv_events_seq = 5;
         h->draining = true;
+        h->busy_ms = 4000000000ll; /* over 32 bits */
         break;
     }
     case VESTA_MSG_GENERATE: {
@@ -183,6 +184,7 @@ static void compare(const vesta_msg *a, const vesta_msg *b)
     case VESTA_MSG_HEARTBEAT:
         CHECK(memcmp(&a->u.heartbeat, &b->u.heartbeat, offsetof(vesta_msg_heartbeat, draining)) == 0);
         CHECK(b->u.heartbeat.draining);
+        CHECK(b->u.heartbeat.busy_ms == 4000000000ll);
         break;
     case VESTA_MSG_GENERATE: {
         const vesta_msg_generate *x = &a->u.generate, *y = &b->u.generate;
@@ -323,6 +325,43 @@ static void test_handmade(void)
     CHECK(m.u.generate.sp.temperature == 0.25f && m.u.generate.sp.top_p == 1.0f);
     CHECK(m.u.generate.sp.max_tokens == 16 && m.u.generate.sp.n == 1); /* vLLM defaults */
     vesta_msg_clear(&m);
+
+    /* A heartbeat from a worker that predates busy_ms (optional): decodes with busy_ms 0; a
+     * negative busy_ms is out of range. */
+    for (int c = 0; c < 3; c++) {
+        static const char *const names[] = {"num_running", "num_waiting", "num_blocks_total",
+            "num_blocks_free", "prefix_cache_queries", "prefix_cache_hits", "num_preemptions",
+            "prompt_tokens_total", "generation_tokens_total", "steps", "kv_events_seq"};
+        int n = (int)(sizeof names / sizeof *names);
+        frame_begin(&f, 2 + n + 2 + (c > 0), 1, "heartbeat");
+        for (int i = 0; i < n; i++) {
+            key(&f, names[i]);
+            msgpack_pack_int(&f.pk, 7);
+        }
+        key(&f, "kv_usage"); msgpack_pack_double(&f.pk, 0.5);
+        key(&f, "draining"); msgpack_pack_false(&f.pk);
+        if (c == 1) {
+            key(&f, "busy_ms"); msgpack_pack_int64(&f.pk, -1);
+        } else if (c == 2) {
+            key(&f, "busy_ms"); msgpack_pack_nil(&f.pk);
+        }
+        vesta_msg_init(&m, VESTA_MSG_HEARTBEAT);
+        vesta_status st = frame_decode(&f, &m, &err);
+        if (c == 1) {
+            CHECK(st == VESTA_ERR_FORMAT && strstr(err.msg, "busy_ms") != NULL);
+        } else {
+            if (st)
+                fprintf(stderr, "heartbeat case %d: %s\n", c, err.msg);
+            CHECK(st == VESTA_OK && m.u.heartbeat.busy_ms == 0 && m.u.heartbeat.steps == 7);
+            vesta_msg_clear(&m);
+        }
+    }
+    vesta_msg_init(&m, VESTA_MSG_HEARTBEAT);
+    m.u.heartbeat.busy_ms = -5;
+    msgpack_sbuffer sbh;
+    msgpack_sbuffer_init(&sbh);
+    CHECK(vesta_msg_encode(&m, &sbh, &err) == VESTA_ERR_INVALID_ARG && strstr(err.msg, "busy_ms"));
+    msgpack_sbuffer_destroy(&sbh);
 
     /* Other protocol version. */
     frame_begin(&f, 3, 2, "abort");
