@@ -176,14 +176,9 @@ oom:
     return vesta_error_set(err, VESTA_ERR_NOMEM, "out of memory");
 }
 
-vesta_status tok_bpe_word(const vesta_tokenizer *t, const char *w, size_t n, tok_ids *out,
-                          vesta_error *err) {
-    if (n == 0) return VESTA_OK;
-    if (t->ignore_merges) {
-        int32_t id = tok_strmap_get(&t->vocab, w, n);
-        if (id >= 0) return tok_ids_push(out, id) ? VESTA_OK
-                                                  : vesta_error_set(err, VESTA_ERR_NOMEM, "out of memory");
-    }
+/* BPE of one segment (no ignore_merges shortcut), through the cache. */
+static vesta_status bpe_segment(const vesta_tokenizer *t, const char *w, size_t n, tok_ids *out,
+                                vesta_error *err) {
     size_t before = out->n;
     if (tok_cache_get((tok_cache *)&t->cache, w, n, out)) return VESTA_OK;
     out->n = before;
@@ -198,4 +193,41 @@ vesta_status tok_bpe_word(const vesta_tokenizer *t, const char *w, size_t n, tok
         tok_cache_put((tok_cache *)&t->cache, w, n, out->v + before, out->n - before);
     free(s.v);
     return st;
+}
+
+/* Cuts a long word where no merge can span (see vesta_tokenizer.bigrams) and encodes the
+ * pieces separately; the result equals BPE over the whole word. */
+static vesta_status bpe_segmented(const vesta_tokenizer *t, const char *w, size_t n, tok_ids *out,
+                                  vesta_error *err) {
+    size_t start = 0, i = 0;
+    int32_t prev = -1;
+    bool prev_in_vocab = false;
+    while (i < n) {
+        int32_t c;
+        size_t k = (size_t)tok_utf8_decode(w + i, n - i, &c);
+        bool in_vocab = tok_strmap_get(&t->vocab, w + i, k) >= 0;
+        uint32_t r;
+        int32_t m;
+        if (i > start && prev_in_vocab && in_vocab && !tok_merge_map_get(&t->bigrams, prev, c, &r, &m)) {
+            vesta_status st = bpe_segment(t, w + start, i - start, out, err);
+            if (st != VESTA_OK) return st;
+            start = i;
+        }
+        prev = c;
+        prev_in_vocab = in_vocab;
+        i += k;
+    }
+    return bpe_segment(t, w + start, n - start, out, err);
+}
+
+vesta_status tok_bpe_word(const vesta_tokenizer *t, const char *w, size_t n, tok_ids *out,
+                          vesta_error *err) {
+    if (n == 0) return VESTA_OK;
+    if (t->ignore_merges) {
+        int32_t id = tok_strmap_get(&t->vocab, w, n);
+        if (id >= 0) return tok_ids_push(out, id) ? VESTA_OK
+                                                  : vesta_error_set(err, VESTA_ERR_NOMEM, "out of memory");
+    }
+    if (t->has_bigrams && n > TOK_CACHE_MAX_WORD) return bpe_segmented(t, w, n, out, err);
+    return bpe_segment(t, w, n, out, err);
 }

@@ -282,6 +282,13 @@ typedef struct vesta_tokenizer {
 
     /* BPE model */
     tok_merge_map merges;
+    /* Code-point bigrams occurring inside model-vocabulary tokens, keyed (a << 32 | b), in a
+     * merge map (rank/merged unused). A word can be cut between two characters that are both
+     * vocabulary tokens when their bigram occurs in no token: no merge can ever span the cut.
+     * Built only for pipelines that produce long words (no pre-tokenizer, Metaspace without
+     * split), where it turns one long BPE into many short, cacheable ones. */
+    tok_merge_map bigrams;
+    bool has_bigrams;
     bool ignore_merges, byte_fallback, fuse_unk;
     int32_t unk_id;
     char *cont_prefix, *eow_suffix;

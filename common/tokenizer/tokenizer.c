@@ -124,6 +124,40 @@ int32_t tok_trie_longest(const tok_trie *tr, const char *s, size_t n, size_t *ml
 
 /* ---- load completion ---- */
 
+/* Whether the pre-tokenizer can leave arbitrarily long words (see vesta_tokenizer.bigrams). */
+static bool long_words(const tok_pre *p) {
+    if (!p) return true;
+    if (p->kind == TOK_PRE_METASPACE) return !p->split;
+    if (p->kind != TOK_PRE_SEQUENCE) return false;
+    bool any_split = false;
+    for (size_t i = 0; i < p->n_children; i++) {
+        const tok_pre *c = p->children[i];
+        if (c->kind == TOK_PRE_METASPACE && !c->split) continue;
+        if (c->kind == TOK_PRE_DIGITS) continue;
+        any_split = true;
+    }
+    return !any_split;
+}
+
+static bool build_bigrams(vesta_tokenizer *t) {
+    if (!tok_merge_map_init(&t->bigrams, t->vocab.count * 2)) return false;
+    for (size_t j = 0; j < t->vocab.cap; j++) {
+        if (!t->vocab.hashes[j]) continue;
+        const char *s = t->vocab.keys.p + t->vocab.key_off[j];
+        size_t n = t->vocab.key_len[j];
+        int32_t prev = -1;
+        for (size_t i = 0; i < n;) {
+            int32_t c;
+            i += (size_t)tok_utf8_decode(s + i, n - i, &c);
+            bool existed;
+            if (prev >= 0 && !tok_merge_map_put(&t->bigrams, prev, c, 0, 0, &existed)) return false;
+            prev = c;
+        }
+    }
+    t->has_bigrams = true;
+    return true;
+}
+
 vesta_status tok_finish_load(vesta_tokenizer *t, const char *name, vesta_error *err) {
     for (size_t i = 0; i < t->n_added; i++) {
         tok_added *a = &t->added[i];
@@ -159,6 +193,8 @@ vesta_status tok_finish_load(vesta_tokenizer *t, const char *name, vesta_error *
         }
     }
     if (!tok_cache_init(&t->cache)) return nomem(err);
+    if (long_words(t->pre) && !t->cont_prefix_len && !t->eow_suffix_len && !build_bigrams(t))
+        return nomem(err);
     return VESTA_OK;
 }
 
@@ -173,6 +209,7 @@ void vesta_tokenizer_release(vesta_tokenizer *t) {
     tok_strmap_free(&t->vocab);
     tok_strmap_free(&t->all);
     tok_merge_map_free(&t->merges);
+    tok_merge_map_free(&t->bigrams);
     free(t->cont_prefix);
     free(t->eow_suffix);
     tok_norm_free(t->norm);
