@@ -36,6 +36,7 @@ void vr_options_init(vr_options *o)
     o->policy = VR_POLICY_PREFIX_AFFINITY;
     o->load_margin = 8;
     o->worker_timeout_ms = 3000;
+    o->engine_stall_timeout_ms = 600000;
     o->prefix_index_bytes = 64u << 20;
     o->retry_after_s = 1;
 }
@@ -117,6 +118,7 @@ static int options_from_config(vr_router *r, vesta_config *c, int argc, char **a
     o->load_margin = c->load_margin;
     if (o->worker_timeout_ms == 3000 || c->heartbeat_timeout_ms != 3000)
         o->worker_timeout_ms = c->heartbeat_timeout_ms;
+    o->engine_stall_timeout_ms = c->engine_stall_timeout_ms;
     o->max_model_len = c->max_model_len;
     /* two indexes; an entry costs about 48 bytes with its table slots */
     o->prefix_index_bytes = (size_t)c->prefix_index_max_blocks * 48u * 2u;

@@ -55,6 +55,7 @@ typedef struct vr_options {
     vr_policy policy;              /* prefix-affinity */
     int load_margin;               /* 8 sequences */
     int worker_timeout_ms;         /* 5000 */
+    int engine_stall_timeout_ms;   /* 600000: heartbeats report an engine this long on one step */
     int max_model_len;             /* 0 = the smallest one the workers register */
     size_t prefix_index_bytes;     /* 64 MiB */
     int retry_after_s;             /* Retry-After on 429/503 (1) */

@@ -34,6 +34,11 @@ static const vesta_option options[] = {
     {"router", "heartbeat_timeout_ms", "--heartbeat-timeout-ms", VESTA_OPT_INT,
      OFF(heartbeat_timeout_ms), 100, 600000, "3000", NULL, R | S,
      "a worker silent this long is marked dead and its requests fail", false},
+    {"router", "engine_stall_timeout_ms", "--engine-stall-timeout-ms", VESTA_OPT_INT,
+     OFF(engine_stall_timeout_ms), 1000, I32, "600000", NULL, R | S,
+     "a worker whose heartbeats say its engine has been on one step this long is marked dead "
+     "and its requests fail (heartbeats come from an I/O thread, so a slow step alone is no "
+     "heartbeat timeout)", false},
     {"router", "prefix_index_max_blocks", "--prefix-index-max-blocks", VESTA_OPT_INT,
      OFF(prefix_index_max_blocks), 1, 100000000, "1000000", NULL, R | S,
      "hard cap on block hashes in the router's prefix index", false},
@@ -88,6 +93,9 @@ static const vesta_option options[] = {
      "sim backend: prefill speed for prompt tokens not in the prefix cache", false},
     {"workers", "sim_vocab_size", "--sim-vocab-size", VESTA_OPT_INT, OFF(sim_vocab_size), 2, I32,
      "32000", NULL, W | S, "sim backend: vocabulary size (token ids drawn below it)", false},
+    {"workers", "sim_step_delay_ms", "--sim-step-delay-ms", VESTA_OPT_INT, OFF(sim_step_delay_ms),
+     0, 3600000, "0", NULL, W | S,
+     "sim backend: every step also blocks this long (stands in for a slow engine step)", false},
     /* flags only */
     {NULL, NULL, "--router", VESTA_OPT_STRING, OFF(router), 0, 0, "tcp://127.0.0.1:5557", NULL, W,
      "worker: the router's ZeroMQ endpoint", false},

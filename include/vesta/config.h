@@ -42,6 +42,7 @@ typedef struct vesta_config {
     char zmq_bind[VESTA_CONFIG_STR_MAX];
     int heartbeat_timeout_ms;
     int prefix_index_max_blocks;
+    int engine_stall_timeout_ms;    /* a worker busy this long on one step is marked dead */
     /* model */
     char model[VESTA_CONFIG_STR_MAX];
     vesta_config_list served_model_name;
@@ -65,6 +66,7 @@ typedef struct vesta_config {
     double sim_tokens_per_second;
     double sim_prefill_tokens_per_second;
     int sim_vocab_size;
+    int sim_step_delay_ms;          /* sim backend: extra time every step takes (tests) */
     /* one process (flags only) */
     char router[VESTA_CONFIG_STR_MAX]; /* worker: the router endpoint to connect to */
     char worker_id[128];

@@ -23,11 +23,18 @@ static void worker_down(vr_router *r, vr_worker *w, const char *why, vr_worker_s
     char msg[VESTA_PROTO_MAX_TEXT + 32];
     if (strcmp(why, "heartbeat timeout") == 0)
         snprintf(msg, sizeof msg, "stopped responding");
+    else if (strcmp(why, "engine stalled") == 0)
+        snprintf(msg, sizeof msg, "stopped making progress (engine stalled on one step)");
     else
         snprintf(msg, sizeof msg, "went away (%s)", why);
     vr_call_fail_worker(r, w, msg);
     vr_sched_forget(&r->sched, w);
     memset(&w->hb, 0, sizeof w->hb);
+}
+
+static bool engine_stalled(const vr_router *r, const vesta_msg_heartbeat *hb)
+{
+    return r->opt.engine_stall_timeout_ms > 0 && hb->busy_ms > r->opt.engine_stall_timeout_ms;
 }
 
 static void on_register(vr_router *r, const char *identity, const vesta_msg_register *reg)
@@ -91,8 +98,11 @@ void vr_workers_on_frame(vr_router *r, const char *identity, const char *data, s
     }
     vr_worker *w = vr_registry_find(&r->sched.reg, identity);
     if (w == NULL || w->state == VR_WORKER_DEAD || w->state == VR_WORKER_LEFT) {
-        /* unknown to us (router restart, or declared dead): ask it to register again */
-        if (m.type != VESTA_MSG_GOODBYE)
+        /* unknown to us (router restart, or declared dead): ask it to register again, unless
+         * its engine is stalled (it would only be declared dead again): that waits until a
+         * heartbeat says the engine moved */
+        if (m.type != VESTA_MSG_GOODBYE &&
+            !(m.type == VESTA_MSG_HEARTBEAT && engine_stalled(r, &m.u.heartbeat)))
             send_simple(r, identity, VESTA_MSG_REREGISTER);
         vesta_msg_clear(&m);
         return;
@@ -130,14 +140,21 @@ void vr_workers_on_frame(vr_router *r, const char *identity, const char *data, s
     vesta_msg_clear(&m);
 }
 
+/* Two ways a worker is declared dead: silence (its process or host is gone: heartbeats come
+ * from the worker's I/O thread whatever its engine does), or heartbeats saying its engine has
+ * been on one step longer than engine_stall_timeout_ms (a hung engine behind a live I/O thread).
+ * A stalled worker's heartbeats get no REREGISTER until its engine moves again. */
 void vr_workers_tick(vr_router *r)
 {
     int64_t now = vr_now_ms();
     for (int i = 0; i < r->sched.reg.n; i++) {
         vr_worker *w = r->sched.reg.w[i];
-        if ((w->state == VR_WORKER_LIVE || w->state == VR_WORKER_DRAINING) &&
-            now - w->last_seen_ms > r->opt.worker_timeout_ms)
+        if (w->state != VR_WORKER_LIVE && w->state != VR_WORKER_DRAINING)
+            continue;
+        if (now - w->last_seen_ms > r->opt.worker_timeout_ms)
             worker_down(r, w, "heartbeat timeout", VR_WORKER_DEAD);
+        else if (engine_stalled(r, &w->hb))
+            worker_down(r, w, "engine stalled", VR_WORKER_DEAD);
     }
 }
 

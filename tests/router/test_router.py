@@ -498,6 +498,36 @@ def test_failure(c):
     check(aborts >= 2, f"client aborts counted: {aborts}")
 
 
+def test_slow_step(c):
+    """One sim worker whose every step blocks 4 s, under the default 3 s heartbeat timeout:
+    heartbeats come from the worker's I/O thread, so the worker stays alive through the steps."""
+    t0 = time.time()
+    r = c.post("/v1/completions", {"prompt": "slow", "max_tokens": 2}, timeout=120)
+    took = time.time() - t0
+    check(r.status_code == 200 and r.json()["choices"][0]["finish_reason"] == "length",
+          f"request through 4 s steps: {r.status_code} {r.text[:300]}")
+    check(took > 4.0, f"the steps really were slow ({took:.1f}s)")
+    w = c.admin_workers()["w0"]
+    check(w["deaths"] == 0 and w["state"] == "live", f"never declared dead: {w}")
+    h = c.http.get("/health").json()
+    check(h["status"] == "ok", f"health {h}")
+
+
+def test_engine_stall(c):
+    """--engine-stall-timeout-ms 1000, a sim worker whose steps block 3 s: the heartbeats keep
+    coming but say the engine is stuck; the router fails the request the way a heartbeat
+    timeout does, and takes the worker back once its engine has moved on."""
+    r = c.post("/v1/completions", {"prompt": "stuck", "max_tokens": 3}, timeout=120)
+    body = r.json()
+    check(r.status_code == 503 and "stopped making progress" in body["error"]["message"],
+          f"stalled worker's request fails: {r.status_code} {body}")
+    check(c.admin_workers()["w0"]["deaths"] >= 1, "declared dead")
+    # idle again (the request ends on the worker): busy_ms is 0, it registers again
+    Cluster.wait(lambda: c.http.get("/health").json()["status"] == "ok", 60, "re-registration")
+    w = c.admin_workers()["w0"]
+    check(w["state"] == "live", f"back: {w}")
+
+
 # ---------------------------------------------------------------- routing
 
 def routed_to(c, fn):
@@ -581,6 +611,9 @@ GROUPS = {
     "concurrency": (dict(sim_rate=200), test_concurrency),
     "config": (dict(router_args=config_args), test_config),
     "failure": (dict(router_args=["--heartbeat-timeout-ms", "600"], sim_rate=20), test_failure),
+    "slow_step": (dict(workers=1, worker_args=["--sim-step-delay-ms", "4000"]), test_slow_step),
+    "engine_stall": (dict(workers=1, router_args=["--engine-stall-timeout-ms", "1000"],
+                          worker_args=["--sim-step-delay-ms", "3000"]), test_engine_stall),
     "routing_affinity": (dict(router_args=["--routing-policy", "prefix-affinity"]),
                          test_routing_affinity),
     "routing_round_robin": (dict(router_args=["--routing-policy", "round-robin"]),

@@ -1,5 +1,6 @@
 /* What the worker loop drives: the real engine (engine_runner.c) or the simulator (sim.c), behind
- * one interface shaped like include/vesta/engine.h. Owned and called by the worker's one thread. */
+ * one interface shaped like include/vesta/engine.h. Owned and called by the worker's engine thread
+ * only (worker.h); the limits below are read-only after creation (the I/O thread reads them). */
 #ifndef VESTA_WORKER_RUNNER_H
 #define VESTA_WORKER_RUNNER_H
 

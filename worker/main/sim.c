@@ -10,6 +10,7 @@
  * keys (vesta_block_hash_chain), so KV events and hit counters are meaningful for routing. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "runner.h"
 #include "sim_cache.h"
@@ -37,6 +38,7 @@ typedef struct sim_req {
 typedef struct sim_runner {
     runner base;
     double step_us, prefill_tokens_per_us;
+    int step_delay_ms; /* every step also blocks this long: a slow engine step, for tests */
     bool prefix_caching;
     vesta_block_hash_extra hash_extra;
     int num_blocks;
@@ -260,6 +262,11 @@ static void next_token(sim_runner *s, sim_req *q, int i, vesta_seq_output *o, in
 static vesta_status sim_step(runner *r, vesta_step_output *out, vesta_error *err)
 {
     sim_runner *s = (sim_runner *)r;
+    if (s->step_delay_ms > 0) {
+        struct timespec ts = {s->step_delay_ms / 1000, (long)(s->step_delay_ms % 1000) * 1000000};
+        while (nanosleep(&ts, &ts) != 0) /* a signal does not cut the step short */
+            ;
+    }
     int64_t now = worker_now_us();
     while (s->retired) {
         sim_req *q = s->retired;
@@ -406,6 +413,7 @@ runner *sim_runner_create(const vesta_config *cfg, vesta_error *err)
     s->base.vocab_size = cfg->sim_vocab_size;
     s->num_blocks = cfg->num_gpu_blocks_override > 0 ? cfg->num_gpu_blocks_override : 4096;
     s->step_us = 1e6 / cfg->sim_tokens_per_second;
+    s->step_delay_ms = cfg->sim_step_delay_ms;
     s->prefill_tokens_per_us = cfg->sim_prefill_tokens_per_second / 1e6;
     s->prefix_caching = cfg->enable_prefix_caching;
     s->hash_extra.salt = (uint64_t)cfg->prefix_cache_salt;
