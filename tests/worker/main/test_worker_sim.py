@@ -1,7 +1,8 @@
 """vesta-worker --backend sim against a test router written here with pyzmq + msgpack (an
 independent msgpack implementation) and the xxhash package (an independent XXH3 for the prefix
 block keys). Covers register/re-register, heartbeats, generate (n, seed, stop ids, max_tokens,
-logprobs), abort, KV events, bad parameters, malformed frames, drain (SIGTERM) and shutdown.
+logprobs), abort, KV events, bad parameters, malformed frames, drain (SIGTERM) and shutdown;
+heartbeats (with busy_ms) through steps longer than a heartbeat timeout.
 
 usage: test_worker_sim.py PATH/TO/vesta-worker
 """
@@ -198,5 +199,47 @@ def main():
             p.wait()
 
 
+def slow_steps():
+    """Steps that block 1.5 s (--sim-step-delay-ms): heartbeats still come every ~100 ms (the
+    I/O thread sends them), and their busy_ms shows how long the engine has been on the step."""
+    r = Router()
+    p = start_worker(r, "w-slow", "--sim-step-delay-ms", "1500")
+    try:
+        ident, _ = r.recv(want="register")
+        r.send(ident, {"type": "registered", "router_instance": 1, "heartbeat_ms": 0})
+        _, hb = r.recv(want="heartbeat", timeout=2)
+        check(hb.get("busy_ms", 0) == 0, ("idle worker not busy", hb))
+        r.generate(ident, "slow", list(range(1, 9)), max_tokens=2)
+        t0 = time.time()
+        arrivals, busy = [], []
+        while time.time() - t0 < 3.5:
+            _, hb = r.recv(want="heartbeat", timeout=2)
+            arrivals.append(time.time())
+            busy.append(hb["busy_ms"])
+        gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+        check(max(gaps) < 1.0, ("heartbeats kept coming during 1.5 s steps", gaps))
+        check(1000 <= max(busy) <= 3500 + 500, ("busy_ms grows during a step", busy))
+        ids, fin, _ = r.collect("slow", timeout=15)[0]
+        check(len(ids) == 2 and fin == "length", (ids, fin))
+        # idle again: busy_ms back to 0
+        r.drop_backlog("heartbeat")
+        deadline = time.time() + 5
+        while True:
+            _, hb = r.recv(want="heartbeat", timeout=2)
+            if hb["busy_ms"] == 0 and hb["num_running"] == 0:
+                break
+            check(time.time() < deadline, ("busy_ms back to 0 when idle", hb))
+        p.send_signal(signal.SIGTERM)
+        _, bye = r.recv(want="goodbye", timeout=5)
+        check(bye["reason"] == "drained", bye)
+        check(p.wait(timeout=5) == 0, "exit 0 after drain")
+        print("worker sim slow steps: all passed")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 if __name__ == "__main__":
     main()
+    slow_steps()
