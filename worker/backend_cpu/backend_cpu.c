@@ -243,7 +243,7 @@ vesta_backend *vesta_backend_cpu_create(const vesta_model_file *mf, const vesta_
                                         vesta_error *err)
 {
     if (opts && opts->tp_size > 1) {
-        vesta_error_set(err, VESTA_ERR_INVALID_ARG, "cpu backend: tp_size %d needs a communicator "
+        vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "cpu backend: tp_size %d needs a communicator "
                         "(a tensor-parallel replica is started by `--tensor-parallel-size`)", opts->tp_size);
         return NULL;
     }
