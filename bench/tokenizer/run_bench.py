@@ -65,6 +65,20 @@ def cpu_name():
     return platform.processor()
 
 
+def write_section(path, section):
+    """Replaces the "## Tokenizer" section in place (other sections belong to other benches),
+    or appends it."""
+    old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    if "## Tokenizer\n" in old:
+        head, rest = old.split("## Tokenizer\n", 1)
+        nxt = rest.find("\n## ")
+        tail = rest[nxt + 1:] if nxt >= 0 else ""
+        new = head + section.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + section
+    open(path, "w").write(new)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", required=True)
@@ -124,14 +138,7 @@ def main():
         "cl100k count differs because tiktoken's own regex engine reads `\\p{N}{1,3}+` as possessive (3-digit",
         "groups) while HF's Oniguruma reads it as `(?:\\p{N}{1,3})+`; Vesta follows HF.",
         ""])
-    old = open(a.out).read() if os.path.exists(a.out) else "# Benchmarks\n\n"
-    if "## Tokenizer\n" in old:
-        head, rest = old.split("## Tokenizer\n", 1)
-        nxt = rest.find("\n## ")
-        old = head + (rest[nxt + 1:] if nxt >= 0 else "")
-    if not old.endswith("\n"):
-        old += "\n"
-    open(a.out, "w").write(old.rstrip("\n") + "\n\n" + section)
+    write_section(a.out, section)
     print(section)
 
 
