@@ -128,7 +128,7 @@ enum {
     OPT_NUM_BLOCKS, OPT_EAGER, OPT_LOAD_FORMAT, OPT_SEED, OPT_KV_SPACE, OPT_THREADS,
     OPT_TEMPERATURE, OPT_TOP_P, OPT_TOP_K, OPT_MIN_P, OPT_MAX_TOKENS, OPT_MIN_TOKENS,
     OPT_IGNORE_EOS, OPT_PRESENCE, OPT_FREQUENCY, OPT_REPETITION, OPT_N, OPT_LOGPROBS,
-    OPT_STOP_IDS, OPT_SAMPLING_SEED, OPT_NO_PROGRESS, OPT_HELP,
+    OPT_STOP_IDS, OPT_SAMPLING_SEED, OPT_NO_PROGRESS, OPT_HELP, OPT_TP,
 };
 
 static const struct option options[] = {
@@ -136,6 +136,7 @@ static const struct option options[] = {
     {"input", required_argument, NULL, OPT_INPUT},
     {"output", required_argument, NULL, OPT_OUTPUT},
     {"backend", required_argument, NULL, OPT_BACKEND},
+    {"tensor-parallel-size", required_argument, NULL, OPT_TP},
     {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
     {"max-num-seqs", required_argument, NULL, OPT_MAX_NUM_SEQS},
     {"max-num-batched-tokens", required_argument, NULL, OPT_MAX_BATCHED},
@@ -187,6 +188,7 @@ static void usage(FILE *f)
 "  --num-gpu-blocks-override N     fixed number of KV blocks\n"
 "  --cpu-kvcache-space GIB         CPU backend KV cache size (4)\n"
 "  --num-threads N                 CPU threads (all cores)\n"
+"  --tensor-parallel-size N        ranks of one sharded replica (1; cpu backend: N processes)\n"
 "  --enforce-eager                 no CUDA graphs\n"
 "  --load-format auto|dummy        dummy: random weights of the model's shapes (auto)\n"
 "  --seed N                        seeds the per-request seeds of unseeded requests (0)\n"
@@ -282,6 +284,7 @@ static int parse_args(gen_ctx *g, int argc, char **argv)
             g->cfg.backend_opts.cpu_kv_cache_bytes = (size_t)(dv * 1024 * 1024 * 1024);
             break;
         case OPT_THREADS: ok = parse_long(a, 0, 4096, &iv); g->cfg.backend_opts.num_threads = (int)iv; break;
+        case OPT_TP: ok = parse_long(a, 1, 64, &iv); g->cfg.backend_opts.tp_size = (int)iv; break;
         case OPT_TEMPERATURE: ok = parse_double(a, &dv); g->sp.temperature = (float)dv; break;
         case OPT_TOP_P: ok = parse_double(a, &dv); g->sp.top_p = (float)dv; break;
         case OPT_TOP_K: ok = parse_long(a, -1, INT32_MAX, &iv); g->sp.top_k = (int)iv; break;

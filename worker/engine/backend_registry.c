@@ -6,6 +6,9 @@
 #ifdef VESTA_HAVE_BACKEND_CPU
 #include "backend_cpu/backend_cpu.h"
 #endif
+#ifdef VESTA_HAVE_TP
+#include "tp.h"
+#endif
 #ifdef VESTA_HAVE_BACKEND_CUDA
 #include "backend_cuda/backend_cuda.h"
 #endif
@@ -15,6 +18,11 @@ vesta_backend *vesta_backend_create(const char *name, const vesta_model_file *mf
 {
     if (name == NULL || strcmp(name, "cpu") == 0) {
 #ifdef VESTA_HAVE_BACKEND_CPU
+#ifdef VESTA_HAVE_TP
+        /* --tensor-parallel-size N: this process becomes rank 0 and starts the other ranks. */
+        if (opts && opts->tp_size > 1)
+            return vesta_tp_cpu_replica_start(mf, opts, VESTA_TP_TIMEOUT_MS, err);
+#endif
         return vesta_backend_cpu_create(mf, opts, err);
 #else
         vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "backend \"cpu\" is not built into this binary");

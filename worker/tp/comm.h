@@ -58,6 +58,10 @@ void vesta_tp_comm_release(vesta_tp_comm *c); /* NULL is a no-op */
  * for timeout_ms inside a collective fails the call. */
 vesta_tp_comm *vesta_tp_comm_shm_create(const char *name, int rank, int size, size_t slot_bytes, int timeout_ms,
                                         vesta_error *err);
+/* The same, for a rank 0 that started the other ranks itself: peer_pids[r] (r != 0; <= 0 = unknown)
+ * are watched from the start, so a rank that dies before joining fails the join at once. */
+vesta_tp_comm *vesta_tp_comm_shm_create_watching(const char *name, int rank, int size, size_t slot_bytes,
+                                                 int timeout_ms, const int *peer_pids, vesta_error *err);
 /* A fresh segment name for one replica, unique on this host: "/vesta-tp-<pid>-<nonce>". */
 void vesta_tp_comm_shm_name(char *out, size_t cap);
 

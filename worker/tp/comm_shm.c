@@ -305,6 +305,12 @@ static vesta_status map_segment(shm_comm *s, int timeout_ms, vesta_error *err)
 vesta_tp_comm *vesta_tp_comm_shm_create(const char *name, int rank, int size, size_t slot_bytes, int timeout_ms,
                                         vesta_error *err)
 {
+    return vesta_tp_comm_shm_create_watching(name, rank, size, slot_bytes, timeout_ms, NULL, err);
+}
+
+vesta_tp_comm *vesta_tp_comm_shm_create_watching(const char *name, int rank, int size, size_t slot_bytes,
+                                                 int timeout_ms, const int *peer_pids, vesta_error *err)
+{
     if (!name || name[0] != '/' || strlen(name) >= 128 || strchr(name + 1, '/')) {
         vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tp comm: segment name must be \"/name\" (< 128 bytes)");
         return NULL;
@@ -336,6 +342,9 @@ vesta_tp_comm *vesta_tp_comm_shm_create(const char *name, int rank, int size, si
     vesta_status st = map_segment(s, timeout_ms, err);
     if (st == VESTA_OK) {
         atomic_store(&s->h->pids[rank], (int32_t)getpid());
+        for (int r = 0; rank == 0 && peer_pids && r < size; r++) /* a rank that dies before joining */
+            if (r != rank && peer_pids[r] > 0)
+                atomic_store(&s->h->pids[r], (int32_t)peer_pids[r]);
         /* Everyone has mapped the segment once this barrier passes: the name can go. */
         st = barrier(s, s->base.timeout_ms, err);
         if (rank == 0)

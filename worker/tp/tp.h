@@ -55,6 +55,21 @@ vesta_backend *vesta_tp_cpu_leader_open(const vesta_model_file *mf, const vesta_
 vesta_status vesta_tp_cpu_follower_main(const vesta_model_file *mf, const vesta_backend_options *opts,
                                         const char *shm_name, int timeout_ms, vesta_error *err);
 
+/* Rank 0 of a CPU replica that starts the other ranks itself: spawns ranks 1..tp_size-1 as
+ * `vesta-tp-rank` processes (found through VESTA_TP_RANK_EXE, else next to this executable) with
+ * NCCL_NVLS_ENABLE=0 in their environment, joins them and returns the "tp" backend. The ranks
+ * are reaped when the backend is destroyed. On failure (misconfiguration, a rank that cannot
+ * start or load, timeout_ms passing) every started rank is killed and NULL returned. */
+vesta_backend *vesta_tp_cpu_replica_start(const vesta_model_file *mf, const vesta_backend_options *opts,
+                                          int timeout_ms, vesta_error *err);
+/* Hands the tp backend the rank processes it must reap when destroyed (pids[r], r >= 1). */
+void vesta_tp_backend_own_ranks(vesta_backend *be, const int *pids, int n);
+/* Waits up to grace_ms for the processes pids[0..n) (<= 0 skipped) to exit, then kills the rest. */
+void vesta_tp_reap(const int *pids, int n, int grace_ms);
+
+/* The bound on joining and on every collective of a replica started by the engine. */
+#define VESTA_TP_TIMEOUT_MS 60000
+
 /* Per-rank staging bytes of the replica's shared-memory segment (larger collectives go in pieces). */
 #define VESTA_TP_SLOT_BYTES ((size_t)4 << 20)
 

@@ -23,6 +23,8 @@ typedef struct tp_backend {
     size_t msg_cap;
     bool dead;
     char why[VESTA_ERROR_MSG_MAX];
+    int pids[VESTA_TP_MAX_RANKS]; /* rank processes to reap, 0 = none */
+    int npids;
 } tp_backend;
 
 static tp_backend *tp_of(vesta_backend *be) { return (tp_backend *)be; }
@@ -114,9 +116,17 @@ static void tp_destroy(vesta_backend *be)
         send_op(t, VESTA_TP_OP_SHUTDOWN, NULL, 0, &e); /* best effort: followers also notice our exit */
     }
     vesta_backend_destroy(t->local);
-    vesta_tp_comm_release(t->comm);
+    vesta_tp_comm_release(t->comm); /* poisons the segment: any rank still waiting leaves */
+    vesta_tp_reap(t->pids, t->npids, 10000);
     free(t->msg);
     free(t);
+}
+
+void vesta_tp_backend_own_ranks(vesta_backend *be, const int *pids, int n)
+{
+    tp_backend *t = tp_of(be);
+    t->npids = n < VESTA_TP_MAX_RANKS ? n : VESTA_TP_MAX_RANKS;
+    memcpy(t->pids, pids, sizeof(int) * (size_t)t->npids);
 }
 
 static const vesta_backend_ops tp_ops = {
