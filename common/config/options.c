@@ -78,6 +78,8 @@ static const vesta_option options[] = {
      W | S, "CPU threads per worker; 0 = all cores", false},
     {"engine", "enforce_eager", "--enforce-eager", VESTA_OPT_BOOL, OFF(enforce_eager), 0, 0, "false",
      NULL, W | S, "no CUDA graphs", false},
+    {"engine", "tensor_parallel_size", "--tensor-parallel-size", VESTA_OPT_INT, OFF(tensor_parallel_size), 1, 64,
+     "1", NULL, W | S, "ranks of one sharded replica; each worker starts N-1 rank processes (cpu backend)", false},
     /* workers */
     {"workers", "count", "--workers", VESTA_OPT_INT, OFF(workers), 1, 1024, "1", NULL, S,
      "worker processes `vesta serve` starts (one per GPU rank; CPU: one per replica)", false},

@@ -59,6 +59,7 @@ typedef struct vesta_config {
     int cpu_kv_cache_space;         /* GiB, 0 = backend default */
     int num_threads;                /* CPU threads per worker, 0 = all */
     bool enforce_eager;
+    int tensor_parallel_size;       /* ranks of one sharded replica (CPU: N processes), 1 = none */
     /* workers */
     int workers;
     char backend[16];               /* cpu | cuda | sim */

@@ -160,7 +160,7 @@ static void send_register(io_side *io)
     g->enable_prefix_caching = c->enable_prefix_caching;
     g->prefix_cache_salt = (uint64_t)c->prefix_cache_salt;
     g->tp_rank = 0;
-    g->tp_size = 1;
+    g->tp_size = c->tensor_parallel_size > 0 ? c->tensor_parallel_size : 1; /* this worker is rank 0 */
     g->instance = io->sh->instance;
     io_send_msg(io, &m);
     io->kv_seq = 0; /* the router starts an empty index for us */
@@ -552,6 +552,12 @@ static void run_step(worker *w)
     vesta_status st = w->r->ops->step(w->r, &out, &err);
     if (st)
         wlog(w->sh, "step failed: %s", err.msg);
+    /* A tensor-parallel replica does not survive a failed step (a rank died, a collective timed
+     * out): the failed requests are reported, the rest fail fast, and the worker leaves. */
+    if (st && w->sh->cfg->tensor_parallel_size > 1 && !w->draining) {
+        wlog(w->sh, "tensor-parallel replica failed: draining and leaving");
+        w->draining = true;
+    }
     publish_step(w, &out, st, err.msg);
     flush_kv_events(w);
 }
