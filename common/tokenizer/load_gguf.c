@@ -1,7 +1,7 @@
 /* GGUF tokenizer (tokenizer.ggml.*) → the same in-memory model as tokenizer.json.
  * Supported: tokenizer.ggml.model "gpt2" (byte-level BPE) with the pre-tokenizer named by
  * tokenizer.ggml.pre, mapped to the Hugging Face pre-tokenizer of the original model (the same
- * regexes llama.cpp uses). Control tokens (token_type 3) become special added tokens and
+ * regexes llama.cpp uses), and "llama" (SentencePiece BPE) rebuilt as transformers does. Control tokens (token_type 3) become special added tokens and
  * user-defined ones (4) non-special added tokens, as transformers' GGUF converter does. */
 #include <stddef.h>
 #include <stdio.h>
@@ -141,7 +141,7 @@ static vesta_status load_vocab(vesta_tokenizer *t, const vesta_gguf *g, vesta_er
     if (!tok_strmap_init(&t->vocab, n) || !tok_strmap_init(&t->all, n))
         return FAIL(VESTA_ERR_NOMEM, "out of memory");
     size_t n_added = 0;
-    t->added = calloc(n, sizeof *t->added);
+    t->added = calloc(n + 4, sizeof *t->added); /* + the configured special tokens */
     if (!t->added) return FAIL(VESTA_ERR_NOMEM, "out of memory");
     for (uint64_t i = 0; i < n; i++) {
         vesta_gguf_str s;
@@ -189,9 +189,112 @@ static vesta_status load_vocab(vesta_tokenizer *t, const vesta_gguf *g, vesta_er
     return VESTA_OK;
 }
 
-static vesta_status load_merges(vesta_tokenizer *t, const vesta_gguf *g, vesta_error *err) {
+typedef struct gen_merge {
+    int32_t l, r, merged;
+    float score;
+    uint32_t len_l, len_r; /* in code points */
+    uint32_t order;        /* position before sorting (the sort must be stable) */
+} gen_merge;
+
+static int cmp_local(const void *a, const void *b) {
+    const gen_merge *x = a, *y = b;
+    if (x->l != y->l) return x->l < y->l ? -1 : 1;
+    if (x->r != y->r) return x->r < y->r ? -1 : 1;
+    return 0;
+}
+
+/* Python sorted(key=(score, len_l, len_r), reverse=True), which is stable. */
+static int cmp_global(const void *a, const void *b) {
+    const gen_merge *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    if (x->len_l != y->len_l) return x->len_l > y->len_l ? -1 : 1;
+    if (x->len_r != y->len_r) return x->len_r > y->len_r ? -1 : 1;
+    return x->order < y->order ? -1 : (x->order > y->order);
+}
+
+/* A SentencePiece vocabulary without merges: they are recovered from the vocabulary and the
+ * scores exactly as transformers' generate_merges does (every split of every token into two
+ * vocabulary tokens, ordered by the token's score, then by the pieces' lengths). */
+static vesta_status generate_merges(vesta_tokenizer *t, const vesta_gguf *g, vesta_error *err) {
+    vesta_gguf_type et;
+    uint64_t ns;
+    if (!vesta_gguf_get_array(g, "tokenizer.ggml.scores", &et, &ns) || et != VESTA_GGUF_FLOAT32)
+        return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.scores: missing or not a float32 array");
+    if (ns != t->n_ids)
+        return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.scores: %llu entries for %zu tokens",
+                    (unsigned long long)ns, t->n_ids);
+    gen_merge *all = NULL, *local = NULL;
+    size_t n_all = 0, cap_all = 0, cap_local = 0;
+    vesta_status st = VESTA_OK;
+    for (size_t id = 0; id < t->n_ids && st == VESTA_OK; id++) {
+        size_t len;
+        const char *s = vesta_tokenizer_id_to_token(t, (int32_t)id, &len);
+        double score;
+        if (!vesta_gguf_array_f64(g, "tokenizer.ggml.scores", id, &score)) {
+            st = FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.scores[%zu]: unreadable", id);
+            break;
+        }
+        size_t n_local = 0, cp_l = 0, total_cp = 0;
+        for (size_t i = 0; i < len;) {
+            int32_t c;
+            i += (size_t)tok_utf8_decode(s + i, len - i, &c);
+            total_cp++;
+        }
+        for (size_t k = 0; k < len;) {
+            int32_t c;
+            k += (size_t)tok_utf8_decode(s + k, len - k, &c);
+            cp_l++;
+            if (k >= len) break;
+            int32_t l = tok_strmap_get(&t->vocab, s, k), r = tok_strmap_get(&t->vocab, s + k, len - k);
+            if (l < 0 || r < 0) continue;
+            if (n_local == cap_local) {
+                cap_local = cap_local ? cap_local * 2 : 16;
+                gen_merge *v = realloc(local, cap_local * sizeof *v);
+                if (!v) {
+                    st = FAIL(VESTA_ERR_NOMEM, "out of memory");
+                    break;
+                }
+                local = v;
+            }
+            local[n_local++] = (gen_merge){l, r, (int32_t)id, (float)score, (uint32_t)cp_l,
+                                           (uint32_t)(total_cp - cp_l), 0};
+        }
+        if (st != VESTA_OK) break;
+        qsort(local, n_local, sizeof *local, cmp_local);
+        if (n_all + n_local > cap_all) {
+            size_t cap = cap_all ? cap_all : 1024;
+            while (cap < n_all + n_local) cap *= 2;
+            gen_merge *v = realloc(all, cap * sizeof *v);
+            if (!v) {
+                st = FAIL(VESTA_ERR_NOMEM, "out of memory");
+                break;
+            }
+            all = v;
+            cap_all = cap;
+        }
+        for (size_t i = 0; i < n_local; i++) {
+            local[i].order = (uint32_t)n_all;
+            all[n_all++] = local[i];
+        }
+    }
+    if (st == VESTA_OK) {
+        if (n_all) qsort(all, n_all, sizeof *all, cmp_global);
+        if (!tok_merge_map_init(&t->merges, n_all)) st = FAIL(VESTA_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; st == VESTA_OK && i < n_all; i++) {
+            bool existed;
+            if (!tok_merge_map_put(&t->merges, all[i].l, all[i].r, (uint32_t)i, all[i].merged, &existed))
+                st = FAIL(VESTA_ERR_NOMEM, "out of memory");
+        }
+    }
+    free(all);
+    free(local);
+    return st;
+}
+
+static vesta_status load_merges(vesta_tokenizer *t, const vesta_gguf *g, bool spm, vesta_error *err) {
     vesta_gguf_type et;
     uint64_t n;
+    if (spm && !vesta_gguf_has_key(g, "tokenizer.ggml.merges")) return generate_merges(t, g, err);
     if (!vesta_gguf_get_array(g, "tokenizer.ggml.merges", &et, &n) || et != VESTA_GGUF_STRING)
         return FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.merges: missing or not a string array");
     if (!tok_merge_map_init(&t->merges, n)) return FAIL(VESTA_ERR_NOMEM, "out of memory");
@@ -286,15 +389,87 @@ static vesta_status make_post(vesta_tokenizer *t, vesta_error *err) {
     return VESTA_OK;
 }
 
+/* SentencePiece pipeline of transformers' LlamaTokenizer (what its GGUF converter builds):
+ * Metaspace(prepend_scheme=first, split=false), byte fallback, fuse_unk, no unk token, and the
+ * decoders Replace("▁", " "), ByteFallback, Fuse, Strip(" ", 1, 0). */
+static vesta_status make_spm(vesta_tokenizer *t, vesta_error *err) {
+    t->byte_fallback = true;
+    t->fuse_unk = true;
+    t->pre = calloc(1, sizeof *t->pre);
+    if (!t->pre) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+    t->pre->kind = TOK_PRE_METASPACE;
+    memcpy(t->pre->repl, "\xe2\x96\x81", 3);
+    t->pre->repl_len = 3;
+    t->pre->repl_cp = 0x2581;
+    t->pre->prepend = TOK_PREPEND_FIRST;
+    t->pre->split = false;
+    tok_dec *seq = calloc(1, sizeof *seq);
+    if (!seq) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+    t->dec = seq;
+    seq->kind = TOK_DEC_SEQUENCE;
+    seq->children = calloc(4, sizeof *seq->children);
+    if (!seq->children) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+    static const tok_dec_kind kinds[4] = {TOK_DEC_REPLACE, TOK_DEC_BYTEFALLBACK, TOK_DEC_FUSE, TOK_DEC_STRIP};
+    for (int i = 0; i < 4; i++) {
+        tok_dec *d = calloc(1, sizeof *d);
+        if (!d) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        seq->children[seq->n_children++] = d;
+        d->kind = kinds[i];
+    }
+    tok_dec *rep = seq->children[0], *strip = seq->children[3];
+    rep->pattern = strdup("\xe2\x96\x81");
+    rep->content = strdup(" ");
+    if (!rep->pattern || !rep->content) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+    rep->pattern_len = 3;
+    rep->content_len = 1;
+    strip->strip_cp = ' ';
+    strip->strip_start = 1;
+    return VESTA_OK;
+}
+
+/* The configured bos/eos/unk/pad tokens are special added tokens (transformers registers them
+ * so), whatever their token_type. */
+static vesta_status special_config_tokens(vesta_tokenizer *t, vesta_error *err) {
+    int32_t ids[4] = {t->bos_id, t->eos_id, t->unk_cfg_id, t->pad_id};
+    for (int k = 0; k < 4; k++) {
+        int32_t id = ids[k];
+        if (id < 0 || (t->id_flags[id] & TOK_ID_ADDED)) continue;
+        size_t len;
+        const char *s = vesta_tokenizer_id_to_token(t, id, &len);
+        tok_added *a = &t->added[t->n_added];
+        memset(a, 0, sizeof *a);
+        a->content = malloc(len + 1);
+        if (!a->content) return FAIL(VESTA_ERR_NOMEM, "out of memory");
+        if (len) memcpy(a->content, s, len);
+        a->content[len] = 0;
+        a->len = len;
+        a->id = id;
+        a->special = true;
+        t->n_added++;
+        t->id_flags[id] |= TOK_ID_ADDED | TOK_ID_SPECIAL;
+    }
+    return VESTA_OK;
+}
+
 vesta_tokenizer *vesta_tokenizer_load_gguf(const vesta_gguf *g, vesta_error *err) {
-    vesta_gguf_str model, pre;
+    vesta_gguf_str model, pre, arch;
     if (!vesta_gguf_get_str(g, "tokenizer.ggml.model", &model)) {
         FAIL(VESTA_ERR_FORMAT, "field tokenizer.ggml.model: missing");
         return NULL;
     }
-    if (!(model.len == 4 && !memcmp(model.ptr, "gpt2", 4))) {
-        FAIL(VESTA_ERR_UNSUPPORTED, "field tokenizer.ggml.model: unsupported tokenizer \"%.*s\" (only \"gpt2\" byte-level BPE)",
+    bool gpt2 = model.len == 4 && !memcmp(model.ptr, "gpt2", 4);
+    bool spm = model.len == 5 && !memcmp(model.ptr, "llama", 5);
+    if (!gpt2 && !spm) {
+        FAIL(VESTA_ERR_UNSUPPORTED, "field tokenizer.ggml.model: unsupported tokenizer \"%.*s\" (\"gpt2\" and \"llama\" are)",
              (int)(model.len > 64 ? 64 : model.len), model.ptr);
+        return NULL;
+    }
+    if (spm && vesta_gguf_get_str(g, "general.architecture", &arch) &&
+        ((arch.len >= 5 && !memcmp(arch.ptr, "gemma", 5)) || (arch.len == 4 && !memcmp(arch.ptr, "phi3", 4)))) {
+        /* transformers rebuilds these SentencePiece tokenizers differently (respelled space
+         * tokens, file-order merges, a Prepend normalizer); not implemented. */
+        FAIL(VESTA_ERR_UNSUPPORTED, "field general.architecture: SentencePiece GGUF tokenizer of \"%.*s\" is not supported; use its tokenizer.json",
+             (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
         return NULL;
     }
     bool has_pre = vesta_gguf_get_str(g, "tokenizer.ggml.pre", &pre);
@@ -303,18 +478,24 @@ vesta_tokenizer *vesta_tokenizer_load_gguf(const vesta_gguf *g, vesta_error *err
         FAIL(VESTA_ERR_NOMEM, "out of memory");
         return NULL;
     }
+    if (spm) t->add_bos = true; /* llama.cpp and transformers default for SentencePiece files */
     vesta_status st;
-    if ((st = load_vocab(t, g, err)) != VESTA_OK || (st = load_merges(t, g, err)) != VESTA_OK ||
-        (st = make_pre(has_pre ? pre.ptr : NULL, has_pre ? pre.len : 0, &t->pre, err)) != VESTA_OK ||
-        (st = special_ids(t, g, err)) != VESTA_OK || (st = make_post(t, err)) != VESTA_OK ||
-        (st = load_templates(t, g, err)) != VESTA_OK)
+    if ((st = load_vocab(t, g, err)) != VESTA_OK || (st = load_merges(t, g, spm, err)) != VESTA_OK ||
+        (st = special_ids(t, g, err)) != VESTA_OK || (st = special_config_tokens(t, err)) != VESTA_OK ||
+        (st = make_post(t, err)) != VESTA_OK || (st = load_templates(t, g, err)) != VESTA_OK)
         goto fail;
-    t->dec = calloc(1, sizeof *t->dec);
-    if (!t->dec) {
-        FAIL(VESTA_ERR_NOMEM, "out of memory");
-        goto fail;
+    if (spm) {
+        if ((st = make_spm(t, err)) != VESTA_OK) goto fail;
+    } else {
+        if ((st = make_pre(has_pre ? pre.ptr : NULL, has_pre ? pre.len : 0, &t->pre, err)) != VESTA_OK)
+            goto fail;
+        t->dec = calloc(1, sizeof *t->dec);
+        if (!t->dec) {
+            FAIL(VESTA_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        t->dec->kind = TOK_DEC_BYTELEVEL;
     }
-    t->dec->kind = TOK_DEC_BYTELEVEL;
     if ((st = tok_finish_load(t, "gguf", err)) != VESTA_OK) goto fail;
     return t;
 fail:

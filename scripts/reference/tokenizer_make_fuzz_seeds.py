@@ -22,7 +22,7 @@ def bytelevel_chars():
     return [chr(c) for _, c in sorted(zip(bs, cs))]
 
 
-def write_gguf(name, tokens, types, merges, pre="smollm", extra=None, model="gpt2"):
+def write_gguf(name, tokens, types, merges, pre="smollm", extra=None, model="gpt2", scores=None):
     path = os.path.join(FUZZ, "tokenizer_gguf/corpus", name + ".gguf")
     w = gguf.GGUFWriter(path, "llama")
     w.add_tokenizer_model(model)
@@ -34,6 +34,8 @@ def write_gguf(name, tokens, types, merges, pre="smollm", extra=None, model="gpt
         w.add_token_types(types)
     if merges is not None:
         w.add_token_merges(merges)
+    if scores is not None:
+        w.add_token_scores(scores)
     w.add_bos_token_id(len(tokens) - 2 if tokens else 0)
     w.add_eos_token_id(len(tokens) - 1 if tokens else 0)
     w.add_add_bos_token(True)
@@ -59,7 +61,13 @@ def main():
     write_gguf("hostile_merge_unknown", tokens, types, merges + ["zz qq"])
     write_gguf("hostile_merge_no_space", tokens, types, merges + ["hello"])
     write_gguf("hostile_unknown_pre", tokens, types, merges, pre="not-a-pre")
-    write_gguf("hostile_model_llama", tokens, types, merges, model="llama")
+    write_gguf("hostile_model_bert", tokens, types, merges, model="bert")
+    spm = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + ["▁", "t", "h", "e", "▁t", "he", "▁the"]
+    spm_types = [2, 3, 3] + [6] * 256 + [1] * 7
+    spm_scores = [0.0] * 259 + [-1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0]
+    write_gguf("valid_spm", spm, spm_types, None, pre=None, model="llama", scores=spm_scores)
+    write_gguf("hostile_spm_no_scores", spm, spm_types, None, pre=None, model="llama")
+    write_gguf("hostile_spm_scores_length", spm, spm_types, None, pre=None, model="llama", scores=spm_scores[:-2])
     write_gguf("hostile_bad_byte_piece", tokens[:-1] + ["<0xZZ>"], types[:-1] + [6], merges)
     write_gguf("hostile_no_merges", tokens, types, None)
 

@@ -20,6 +20,8 @@ so the parity tests compare Vesta with `tokenizers` on tokenizers nobody here wr
                quantifiers, `$`), plus <|endoftext|> as a special token.
 
 Needs: transformers, gguf, sentencepiece, protobuf, tiktoken, tokenizers (this machine's python3).
+  mistral-v1-gguf  a SentencePiece GGUF (tokenizer.ggml.model "llama", no merges) written from
+               tokenizer.model.v1, and transformers' GGUF conversion of it (see make_spm_gguf).
   components-* pipelines of the remaining components on the cl100k and mistral-v1 vocabularies
                (see make_component_variants).
 
@@ -127,9 +129,45 @@ def main():
     save("cl100k", tk.to_str(), {"eos_token": "<|endoftext|>"})
 
 
+def make_spm_gguf(out=OUT):
+    """mistral-v1-gguf: a tokenizer-only GGUF written from mistral-common's tokenizer.model.v1
+    the way llama.cpp's converter writes SentencePiece vocabularies (tokenizer.ggml.model "llama",
+    tokens, scores, token types, no merges), and its reference: transformers' GGUF converter on
+    that file (merges recovered from the scores)."""
+    import gguf
+    from sentencepiece import sentencepiece_model_pb2 as pb
+    from transformers import AutoTokenizer
+    tmp = tempfile.mkdtemp()
+    whl = pip_download(tmp, "mistral-common==1.13.1")
+    with zipfile.ZipFile(whl) as z:
+        m = pb.ModelProto()
+        m.ParseFromString(z.read("mistral_common/data/tokenizer.model.v1"))
+    T = pb.ModelProto.SentencePiece
+    types = {T.NORMAL: 1, T.UNKNOWN: 2, T.CONTROL: 3, T.USER_DEFINED: 4, T.UNUSED: 5, T.BYTE: 6}
+    path = os.path.join(tmp, "tokenizer.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_tokenizer_model("llama")
+    w.add_token_list([p.piece for p in m.pieces])
+    w.add_token_scores([p.score for p in m.pieces])
+    w.add_token_types([types[p.type] for p in m.pieces])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    t = AutoTokenizer.from_pretrained(tmp, gguf_file="tokenizer.gguf")
+    t.save_pretrained(os.path.join(tmp, "ref"))
+    save("mistral-v1-gguf", open(os.path.join(tmp, "ref/tokenizer.json")).read())
+    with open(path, "rb") as i, lzma.open(os.path.join(out, "mistral-v1-gguf/tokenizer.gguf.xz"), "wb", preset=9) as o:
+        o.write(i.read())
+
+
 if __name__ == "__main__" and not os.environ.get("VESTA_COMPONENTS_ONLY"):
     main()
     make_component_variants()
+    make_spm_gguf()
 
 
 def make_component_variants(out=OUT):
