@@ -30,6 +30,11 @@ vesta_backend *vesta_backend_create(const char *name, const vesta_model_file *mf
 #endif
     }
     if (strcmp(name, "cuda") == 0) {
+        if (opts && opts->tp_size > 1) {
+            vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "--tensor-parallel-size %d: the cuda backend has no "
+                            "tensor parallelism yet (the cpu backend has)", opts->tp_size);
+            return NULL;
+        }
 #ifdef VESTA_HAVE_BACKEND_CUDA
         return vesta_backend_cuda_create(mf, opts, err);
 #else

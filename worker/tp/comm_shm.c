@@ -78,11 +78,12 @@ static int pid_alive(pid_t pid)
     return !(p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
 }
 
-static vesta_status fail(shm_comm *s, vesta_error *err, vesta_status code, const char *fmt, int a, int b)
+/* Poisons the group, blaming rank `blame` (the dead one, or this one when it cannot tell). */
+static vesta_status fail(shm_comm *s, int blame, vesta_error *err, vesta_status code, const char *fmt, int a, int b)
 {
     s->failed = 1;
     int32_t expected = 0;
-    atomic_compare_exchange_strong(&s->h->poisoned, &expected, s->base.rank + 1);
+    atomic_compare_exchange_strong(&s->h->poisoned, &expected, blame + 1);
     return vesta_error_set(err, code, fmt, a, b);
 }
 
@@ -91,12 +92,12 @@ static vesta_status check_peers(shm_comm *s, vesta_error *err)
 {
     int32_t p = atomic_load(&s->h->poisoned);
     if (p)
-        return fail(s, err, VESTA_ERR_BACKEND, "tp comm: rank %d of %d failed or left the replica", p - 1,
-                    s->base.size);
+        return fail(s, p - 1, err, VESTA_ERR_BACKEND, "tp comm: rank %d of %d died, failed or left the replica",
+                    p - 1, s->base.size);
     for (int r = 0; r < s->base.size; r++) {
         pid_t pid = atomic_load(&s->h->pids[r]);
         if (r != s->base.rank && pid > 0 && !pid_alive(pid))
-            return fail(s, err, VESTA_ERR_BACKEND, "tp comm: rank %d (pid %d) died", r, (int)pid);
+            return fail(s, r, err, VESTA_ERR_BACKEND, "tp comm: rank %d (pid %d) died", r, (int)pid);
     }
     return VESTA_OK;
 }
@@ -125,8 +126,8 @@ static vesta_status barrier(shm_comm *s, int timeout_ms, vesta_error *err)
         if (st != VESTA_OK)
             return st;
         if (now_ns() > deadline)
-            return fail(s, err, VESTA_ERR_BACKEND, "tp comm: rank %d waited %d ms for its peers", s->base.rank,
-                        timeout_ms);
+            return fail(s, s->base.rank, err, VESTA_ERR_BACKEND, "tp comm: rank %d waited %d ms for its peers",
+                        s->base.rank, timeout_ms);
     }
     return VESTA_OK;
 }
