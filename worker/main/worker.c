@@ -501,11 +501,24 @@ static void handle_msg(worker *w, vesta_msg *m)
     }
 }
 
+/* An idle engine thread that starts on a message (an add can take a while) counts as busy
+ * from now, so a hang there shows in busy_ms too. */
+static void mark_busy(worker *w)
+{
+    if (w->busy_since_us != 0)
+        return;
+    w->busy_since_us = worker_now_us();
+    pthread_mutex_lock(&w->sh->load.mu);
+    w->sh->load.busy_since_us = w->busy_since_us;
+    pthread_mutex_unlock(&w->sh->load.mu);
+}
+
 /* Handles every message the I/O thread has passed on. */
 static void drain_pair(worker *w)
 {
     vesta_msg *m;
     while (zmq_recv(w->pair, &m, sizeof m, ZMQ_DONTWAIT) == (int)sizeof m) {
+        mark_busy(w);
         handle_msg(w, m);
         vesta_msg_clear(m);
         free(m);
