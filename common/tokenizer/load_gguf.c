@@ -260,7 +260,7 @@ static vesta_status generate_merges(vesta_tokenizer *t, const vesta_gguf *g, ves
                                            (uint32_t)(total_cp - cp_l), 0};
         }
         if (st != VESTA_OK) break;
-        qsort(local, n_local, sizeof *local, cmp_local);
+        if (n_local) qsort(local, n_local, sizeof *local, cmp_local);
         if (n_all + n_local > cap_all) {
             size_t cap = cap_all ? cap_all : 1024;
             while (cap < n_all + n_local) cap *= 2;
