@@ -1,187 +1,256 @@
-/* Paged-attention decode: one query row per sequence, keys read through the block table.
+/* Paged-attention decode (production; version 2): one query row per sequence, keys read through
+ * the block table in ONE pass with an online softmax.
  *
- * Grid (KVH, num_seqs, splits): a block handles one KV head of one sequence over one partition
- * of keys (VK_DECODE_PARTITION, shorter for small batches), for all G = H / KVH query heads sharing that KV head (each K/V
- * row is loaded once for the whole group). Scores go to shared memory, then exp, then the
- * V-weighted sum with each thread owning 8 of the D dims. With more than one partition the
- * partial (unnormalized) sums, maxima and exp-sums go to scratch and a combine kernel merges
- * them (split-K along the sequence, for long contexts). Blocks past a sequence's context exit at
- * once, so the grid depends only on the max context bound: the launch can be graph-captured. */
+ * Grid (KVH, num_seqs, splits): a block handles one KV head of one sequence over one key range,
+ * for all G = H / KVH query heads sharing that KV head (each K/V row is loaded once for the
+ * group). Each warp walks its own rows with a running max / sum / output per head (flash-decoding
+ * inside the block): D / 8 lanes own a row (16 bytes each), a warp covers 32 / (D / 8) rows per
+ * load and U loads of K and of V are issued together before any arithmetic, so every thread has
+ * 2U 16-byte loads in flight and no barrier separates scores from the V sum (version 1 read K,
+ * synced, then read V: half the bytes in flight and two pipeline drains per block). The warps
+ * merge through shared memory at the end.
+ *
+ * Split-K along the sequence: a sequence of ctx keys gets nsplit = ceil(ctx / part) ranges of
+ * equal length ceil(ctx / nsplit) (not part, part, ..., remainder: a 640-key context is two
+ * 320-key blocks, not 512 + 128), partials to scratch, merged by the combine kernel. Blocks past a
+ * sequence's splits exit at once, so the grid depends only on the max context bound: the launch
+ * can be graph-captured. */
 #include "attention.cuh"
 
 using namespace vk;
 
 #define DEC_THREADS 128
+#define DEC_WARPS (DEC_THREADS / 32)
 #define DEC_MAX_G 8 /* the largest GQA group (register arrays are sized by a template bound) */
+#define DEC_U 4     /* row loads of K (and of V) in flight per thread */
+
+template <typename T> __device__ __forceinline__ void cvt8(const uint4 &u, float *f) {
+    const T *e = reinterpret_cast<const T *>(&u);
+#pragma unroll
+    for (int i = 0; i < 8; i++) f[i] = to_f<T>(e[i]);
+}
 
 template <typename T, int D, int MAX_G>
 __global__ void __launch_bounds__(DEC_THREADS)
 decode_kernel(const vk_attention_args a, int max_splits, int part) {
-    constexpr int LANES = D / 8;              /* threads per key row */
-    constexpr int NG = DEC_THREADS / LANES;   /* key rows in flight per pass */
-    extern __shared__ float smem[];
+    constexpr int LANES = D / 8;      /* threads per key row */
+    constexpr int R = 32 / LANES;     /* rows per warp-wide load */
+    constexpr int ROWS = R * DEC_U;   /* rows per warp iteration */
+    __shared__ float wstat[DEC_WARPS][MAX_G][2];
+    __shared__ float wacc[DEC_WARPS][MAX_G][D];
     int kvh = blockIdx.x, seq = blockIdx.y, split = blockIdx.z;
     int q0 = a.query_start[seq];
     if (a.query_start[seq + 1] - q0 != 1) return;
     int ctx = a.context_lens[seq];
-    int start = split * part;
-    if (start >= ctx) return;
-    int end = min(ctx, start + part);
-    int n = end - start;
     int nsplit = (ctx + part - 1) / part;
+    if (split >= nsplit) return;
+    int per = (ctx + nsplit - 1) / nsplit;
+    int start = split * per, end = min(ctx, start + per); /* may be empty: the partial is then 0 */
     int G = a.H / a.KVH;
+    int w = threadIdx.x >> 5, l32 = threadIdx.x & 31, lane = l32 % LANES, half = l32 / LANES;
 
-    float *sq = smem;                           /* [G][D] */
-    float *sc = sq + G * D;                     /* [G][PARTITION] */
-    float *red = sc + G * part;                 /* [NG][G][D] */
-    float *stat = red + NG * G * D;             /* [G][2]: max, sum */
-
-    const T *qp = (const T *)a.q + (size_t)q0 * a.q_stride + (size_t)kvh * G * D;
-    for (int i = threadIdx.x; i < G * D; i += DEC_THREADS) sq[i] = to_f<T>(qp[i]) * a.scale;
-    __syncthreads();
-
-    const int32_t *bt = a.block_tables + (size_t)seq * a.max_blocks_per_seq;
-    const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
-    int lane = threadIdx.x % LANES, grp = threadIdx.x / LANES;
-
-    /* Scores. */
-    float qreg[MAX_G][8];
+    float qr[MAX_G][8];
+    const T *qp = (const T *)a.q + (size_t)q0 * a.q_stride + (size_t)kvh * G * D + lane * 8;
 #pragma unroll
     for (int g = 0; g < MAX_G; g++)
 #pragma unroll
-        for (int j = 0; j < 8; j++) qreg[g][j] = g < G ? sq[g * D + lane * 8 + j] : 0.f;
-    constexpr int U = 4; /* key rows in flight per thread */
-    for (int tb = start; tb < end; tb += NG * U) { /* uniform trip count: the shuffles need whole warps */
-        float k[U][8];
+        for (int j = 0; j < 8; j++) qr[g][j] = g < G ? to_f<T>(qp[g * D + j]) * a.scale : 0.f;
+
+    float m[MAX_G], l[MAX_G], acc[MAX_G][8];
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            int t = tb + u * NG + grp;
+    for (int g = 0; g < MAX_G; g++) {
+        m[g] = -INFINITY;
+        l[g] = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[g][j] = 0.f;
+    }
+    const int32_t *bt = a.block_tables + (size_t)seq * a.max_blocks_per_seq;
+    const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
+    /* Block-table entries of the rows of the next iteration, loaded one iteration ahead so the
+     * K/V loads do not wait for them. */
+    int nb[DEC_U];
+    int tb = start + w * ROWS;
+#pragma unroll
+    for (int u = 0; u < DEC_U; u++) {
+        int t = tb + u * R + half;
+        nb[u] = t < end ? __ldg(bt + t / a.block_size) : 0;
+    }
+    /* warp-uniform trip count (the shuffles need whole warps); row tb + half is always < end */
+    for (; tb < end; tb += DEC_WARPS * ROWS) {
+        uint4 kr[DEC_U], vr[DEC_U];
+#pragma unroll
+        for (int u = 0; u < DEC_U; u++) {
+            int t = tb + u * R + half;
             if (t < end) {
-                int blk = bt[t / a.block_size], off = t % a.block_size;
-                load8(kc + (((size_t)blk * a.block_size + off) * a.KVH + kvh) * D + lane * 8, k[u]);
+                size_t idx = (((size_t)nb[u] * a.block_size + t % a.block_size) * a.KVH + kvh) * D + lane * 8;
+                kr[u] = __ldg(reinterpret_cast<const uint4 *>(kc + idx));
+                vr[u] = __ldg(reinterpret_cast<const uint4 *>(vc + idx));
             } else {
-#pragma unroll
-                for (int j = 0; j < 8; j++) k[u][j] = 0.f;
+                kr[u] = make_uint4(0, 0, 0, 0);
+                vr[u] = make_uint4(0, 0, 0, 0);
             }
         }
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            int t = tb + u * NG + grp;
+        for (int u = 0; u < DEC_U; u++) {
+            int t = tb + DEC_WARPS * ROWS + u * R + half;
+            nb[u] = t < end ? __ldg(bt + t / a.block_size) : 0;
+        }
+        float s[MAX_G][DEC_U];
+#pragma unroll
+        for (int u = 0; u < DEC_U; u++) {
+            float k[8];
+            cvt8<T>(kr[u], k);
+            bool valid = tb + u * R + half < end;
 #pragma unroll
             for (int g = 0; g < MAX_G; g++) {
                 if (g < G) {
                     float d = 0.f;
 #pragma unroll
-                    for (int j = 0; j < 8; j++) d += qreg[g][j] * k[u][j];
+                    for (int j = 0; j < 8; j++) d += qr[g][j] * k[j];
 #pragma unroll
                     for (int o = LANES / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o, LANES);
-                    if (t < end && lane == 0) sc[g * part + (t - start)] = d;
+                    s[g][u] = valid ? d : -INFINITY;
+                }
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < MAX_G; g++) {
+            if (g < G) {
+                float mx = s[g][0];
+#pragma unroll
+                for (int u = 1; u < DEC_U; u++) mx = fmaxf(mx, s[g][u]);
+#pragma unroll
+                for (int o = LANES; o < 32; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+                float mn = fmaxf(m[g], mx); /* finite: row tb (u = 0, half 0) is valid */
+                float c = __expf(m[g] - mn);
+                m[g] = mn;
+                l[g] *= c;
+#pragma unroll
+                for (int j = 0; j < 8; j++) acc[g][j] *= c;
+#pragma unroll
+                for (int u = 0; u < DEC_U; u++) s[g][u] = __expf(s[g][u] - mn);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < DEC_U; u++) {
+            float v[8];
+            cvt8<T>(vr[u], v);
+#pragma unroll
+            for (int g = 0; g < MAX_G; g++) {
+                if (g < G) {
+                    l[g] += s[g][u];
+#pragma unroll
+                    for (int j = 0; j < 8; j++) acc[g][j] += s[g][u] * v[j];
                 }
             }
         }
     }
-    __syncthreads();
-
-    /* Softmax statistics per query head: warp w handles heads w, w + 4, ... */
-    int w = threadIdx.x >> 5, l32 = threadIdx.x & 31;
-    for (int g = w; g < G; g += DEC_THREADS / 32) {
-        float *s = sc + g * part;
-        float m = -INFINITY;
-        for (int i = l32; i < n; i += 32) m = fmaxf(m, s[i]);
-        m = warp_max(m);
-        float sum = 0.f;
-        for (int i = l32; i < n; i += 32) {
-            float e = __expf(s[i] - m);
-            s[i] = e;
-            sum += e;
-        }
-        sum = warp_sum(sum);
-        if (l32 == 0) {
-            stat[g * 2] = m;
-            stat[g * 2 + 1] = sum;
-        }
-    }
-    __syncthreads();
-
-    /* V-weighted sum. */
-    float acc[MAX_G][8];
+    /* Sum the R row groups of the warp (same max), then merge the warps. */
 #pragma unroll
-    for (int g = 0; g < MAX_G; g++)
+    for (int g = 0; g < MAX_G; g++) {
+        if (g < G) {
 #pragma unroll
-        for (int j = 0; j < 8; j++) acc[g][j] = 0.f;
-    for (int tb = start + grp; tb < end; tb += NG * U) {
-        float v[U][8];
+            for (int o = LANES; o < 32; o <<= 1) {
+                l[g] += __shfl_xor_sync(0xffffffffu, l[g], o);
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            int t = tb + u * NG;
-            if (t < end) {
-                int blk = bt[t / a.block_size], off = t % a.block_size;
-                load8(vc + (((size_t)blk * a.block_size + off) * a.KVH + kvh) * D + lane * 8, v[u]);
+                for (int j = 0; j < 8; j++) acc[g][j] += __shfl_xor_sync(0xffffffffu, acc[g][j], o);
             }
-        }
+            if (half == 0) {
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            int t = tb + u * NG;
-            if (t < end) {
-#pragma unroll
-                for (int g = 0; g < MAX_G; g++) {
-                    if (g < G) {
-                        float p = sc[g * part + (t - start)];
-#pragma unroll
-                        for (int j = 0; j < 8; j++) acc[g][j] += p * v[u][j];
-                    }
-                }
+                for (int j = 0; j < 8; j++) wacc[w][g][lane * 8 + j] = acc[g][j];
+            }
+            if (l32 == 0) {
+                wstat[w][g][0] = m[g];
+                wstat[w][g][1] = l[g];
             }
         }
     }
-#pragma unroll
-    for (int g = 0; g < MAX_G; g++)
-        if (g < G)
-#pragma unroll
-            for (int j = 0; j < 8; j++) red[(grp * G + g) * D + lane * 8 + j] = acc[g][j];
     __syncthreads();
     for (int i = threadIdx.x; i < G * D; i += DEC_THREADS) {
         int g = i / D, d = i % D;
-        float r = 0.f;
-        for (int k = 0; k < NG; k++) r += red[(k * G + g) * D + d];
+        float M = -INFINITY;
+#pragma unroll
+        for (int k = 0; k < DEC_WARPS; k++) M = fmaxf(M, wstat[k][g][0]);
+        float r = 0.f, L = 0.f;
+        if (M != -INFINITY) { /* a warp without rows has m = -inf, l = 0, acc = 0: weight 0 */
+#pragma unroll
+            for (int k = 0; k < DEC_WARPS; k++) {
+                float c = __expf(wstat[k][g][0] - M);
+                r += c * wacc[k][g][d];
+                L += c * wstat[k][g][1];
+            }
+        }
         int head = kvh * G + g;
         if (nsplit == 1) {
-            ((T *)a.out)[((size_t)q0 * a.H + head) * D + d] = from_f<T>(r / stat[g * 2 + 1]);
+            ((T *)a.out)[((size_t)q0 * a.H + head) * D + d] = from_f<T>(r / L);
         } else {
             float *pp = (float *)a.scratch + (((size_t)seq * a.H + head) * max_splits + split) * (D + 2);
             pp[d] = r;
             if (d == 0) {
-                pp[D] = stat[g * 2];
-                pp[D + 1] = stat[g * 2 + 1];
+                pp[D] = M;
+                pp[D + 1] = L;
             }
         }
     }
 }
 
+/* Merges a sequence's nsplit partials (unnormalized sums, maxima, exp-sums) per head. An empty
+ * partial (m = -inf, l = 0, sums 0) weighs 0. */
 template <typename T, int D>
 __global__ void decode_combine_kernel(const vk_attention_args a, int max_splits, int part) {
+    __shared__ float wt[32];
+    __shared__ float stat[2];
     int seq = blockIdx.x, head = blockIdx.y;
     int q0 = a.query_start[seq];
     if (a.query_start[seq + 1] - q0 != 1) return;
     int nsplit = (a.context_lens[seq] + part - 1) / part;
     if (nsplit <= 1) return;
     const float *pp = (const float *)a.scratch + ((size_t)seq * a.H + head) * max_splits * (D + 2);
-    float m = -INFINITY;
-    for (int i = 0; i < nsplit; i++) m = fmaxf(m, pp[i * (D + 2) + D]);
-    float total = 0.f;
-    for (int i = 0; i < nsplit; i++) total += pp[i * (D + 2) + D + 1] * __expf(pp[i * (D + 2) + D] - m);
+    if (threadIdx.x < 32) {
+        float m = -INFINITY;
+        for (int i = threadIdx.x; i < nsplit; i += 32) m = fmaxf(m, pp[i * (D + 2) + D]);
+        m = warp_max(m);
+        float t = 0.f;
+        for (int i = threadIdx.x; i < nsplit; i += 32) t += pp[i * (D + 2) + D + 1] * __expf(pp[i * (D + 2) + D] - m);
+        t = warp_sum(t);
+        if (threadIdx.x == 0) {
+            stat[0] = m;
+            stat[1] = t;
+        }
+    }
+    __syncthreads();
+    float m = stat[0], total = stat[1];
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float r = 0.f;
-        for (int i = 0; i < nsplit; i++) r += pp[i * (D + 2) + d] * __expf(pp[i * (D + 2) + D] - m);
+        for (int i = 0; i < nsplit; i++) {
+            if (i % 32 == 0) { /* the weights of the next 32 partials, shared by the block */
+                __syncthreads();
+                if (threadIdx.x < 32 && i + threadIdx.x < nsplit) wt[threadIdx.x] = __expf(pp[(i + threadIdx.x) * (D + 2) + D] - m);
+                __syncthreads();
+            }
+            r += pp[i * (D + 2) + d] * wt[i % 32];
+        }
         ((T *)a.out)[((size_t)q0 * a.H + head) * D + d] = from_f<T>(r / total);
     }
+}
+
+template <typename T, int D>
+static cudaError_t launch_combine(const vk_attention_args *a, int max_splits, int part, cudaStream_t s) {
+    decode_combine_kernel<T, D><<<dim3(a->num_seqs, a->H), D, 0, s>>>(*a, max_splits, part); /* D threads: see the loop */
+    return cudaGetLastError();
+}
+
+cudaError_t vk_decode_combine(const vk_attention_args *a, int max_splits, int part, cudaStream_t s) {
+    if (a->D == 128) VK_DISPATCH(a->dt, return (launch_combine<T, 128>(a, max_splits, part, s)));
+    if (a->D == 64) VK_DISPATCH(a->dt, return (launch_combine<T, 64>(a, max_splits, part, s)));
+    return cudaErrorInvalidValue;
 }
 
 /* Keys per split. Large batches: VK_DECODE_PARTITION. Small ones: short enough that
  * sequences x KV heads x splits gives about two blocks per SM, so one sequence's long context is
  * read by the whole GPU (single-stream decode). A pure function of its arguments: the scratch
  * sizing below and every launch agree. */
-static int decode_partition(int num_seqs, int KVH, int max_ctx) {
+int vk_decode_partition(int num_seqs, int KVH, int max_ctx) {
     int dev = 0, sms = 132;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
         sms = 132;
@@ -196,27 +265,20 @@ static int decode_partition(int num_seqs, int KVH, int max_ctx) {
 
 template <typename T, int D>
 static cudaError_t launch_decode(const vk_attention_args *a, cudaStream_t s) {
-    constexpr int NG = DEC_THREADS / (D / 8);
-    int part = decode_partition(a->num_seqs, a->KVH, a->max_context_len);
+    int part = vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len);
     int max_splits = (a->max_context_len + part - 1) / part;
     if (max_splits < 1) max_splits = 1;
     int G = a->H / a->KVH;
-    size_t smem = sizeof(float) * (G * D + G * part + NG * G * D + G * 2);
     /* register arrays sized by the smallest bound >= G: fewer registers, more blocks per SM */
     void (*k)(const vk_attention_args, int, int) = G <= 1 ? decode_kernel<T, D, 1>
                                                  : G <= 2 ? decode_kernel<T, D, 2>
                                                  : G <= 4 ? decode_kernel<T, D, 4>
                                                           : decode_kernel<T, D, 8>;
-    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e != cudaSuccess) return e;
     dim3 grid(a->KVH, a->num_seqs, max_splits);
-    k<<<grid, DEC_THREADS, smem, s>>>(*a, max_splits, part);
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    if (max_splits > 1) {
-        decode_combine_kernel<T, D><<<dim3(a->num_seqs, a->H), D, 0, s>>>(*a, max_splits, part);
-        e = cudaGetLastError();
-    }
-    return e;
+    k<<<grid, DEC_THREADS, 0, s>>>(*a, max_splits, part);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    return max_splits > 1 ? vk_decode_combine(a, max_splits, part, s) : cudaSuccess;
 }
 
 cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
@@ -228,7 +290,8 @@ cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
 
 /* Bounds num_seqs' x H x splits for every batch of at most num_seqs sequences (a smaller batch
  * gets more splits per sequence): with n x KVH >= 2 SMs, splits = ceil(ctx / 512); below, splits
- * <= 2 SMs / (n x KVH) + 1, so n x H x splits <= H x (2 SMs + n). */
+ * <= 2 SMs / (n x KVH) + 1, so n x H x splits <= H x (2 SMs + n). Both decode versions use this
+ * layout. */
 size_t vk_attention_decode_scratch_bytes(int num_seqs, int H, int D, int max_context_len) {
     int dev = 0, sms = 132;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)

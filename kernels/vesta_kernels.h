@@ -100,6 +100,9 @@ cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s);
 /* The same with a chosen prefill kernel: 2 = mma.sync flash kernel with split-K (production,
  * what vk_attention runs), 1 = the first WMMA version (kept for comparison in tests/benches). */
 cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cudaStream_t s);
+/* The same with chosen decode and prefill kernels: decode 2 = one pass with an online softmax
+ * (production), 1 = the first two-pass version (kept for comparison in tests/benches). */
+cudaError_t vk_attention_v(const vk_attention_args *a, int decode_version, int prefill_version, cudaStream_t s);
 
 /* y[n][out] = x[n][in] . w[out][in]^T for n <= VK_GEMV_MAX_N (decode steps of a few sequences),
  * fp32 accumulation; y in the storage type, or float32 when f32_out. in % 8 == 0. */

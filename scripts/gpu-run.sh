@@ -109,12 +109,17 @@ stage_e2e() {
     grep -h "memory plan\|KV cache:\|captured\|preemptions\|weights" "$W/e2e.log" | sort | uniq -c | head -20
 }
 
-# vesta bench MODE [flags]: logs and one JSON per run under $W
+# vesta bench MODE [flags]: logs and one JSON per run under $W. VESTA_BENCH_DUMMY=1: the same
+# model shape with --load-format dummy (config.json only; no 16 GB checkpoint to write first, and
+# the timings do not depend on the weights' values: EOS is ignored).
+M8D=/tmp/llama8b-config
 vb() {
     local name=$1
     shift
-    echo "-- vesta bench $name: $*" >>"$W/bench.log"
-    "$V" bench "$@" --model "$M8" --output-json "$W/bench_$name.json" >>"$W/bench.log" 2>&1
+    local model=(--model "$M8")
+    [ -n "${VESTA_BENCH_DUMMY:-}" ] && model=(--model "$M8D" --load-format dummy)
+    echo "-- vesta bench $name: $* ${model[*]}" >>"$W/bench.log"
+    "$V" bench "$@" "${model[@]}" --output-json "$W/bench_$name.json" >>"$W/bench.log" 2>&1
     grep -v "^cuda:" "$W/bench.log" | tail -2
 }
 
@@ -124,7 +129,11 @@ stage_peer() {
 }
 
 stage_bench() {
-    [ -f "$M8/config.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
+    if [ -n "${VESTA_BENCH_DUMMY:-}" ]; then
+        [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    else
+        [ -f "$M8/config.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
+    fi
     echo "== B1 offline throughput: 512 x (512 in -> 256 out) =="
     vb b1 throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024
     echo "== B1 with vLLM V1's offline defaults for an 80 GB card: 1024 sequences, 16384 tokens per step =="

@@ -8,6 +8,8 @@ scripts/gpu-run.sh; torch + transformers are installed there, nothing can be dow
                           prefix) and DIR/hf_ref.json: HF's 32 greedy tokens per prompt (its own
                           loop over the KV cache, bf16 on the GPU), the top-5 log-probabilities at
                           every step and the top-20 at the first.
+  hf_e2e.py config DIR    only DIR/config.json of that model (transformers' LlamaConfig), for the
+                          benchmarks with --load-format dummy (no 16 GB of weights to write first)
   hf_e2e.py peer DIR      HF generate() at batch 128, 128 prompt -> 128 output tokens (greedy, EOS
                           ignored): the static-batching peer of benchmark B1, same card, same call.
 """
@@ -97,6 +99,16 @@ def make(d):
             f.write(json.dumps({"prompt_token_ids": p}) + "\n")
 
 
+def config(d):
+    from transformers import LlamaConfig
+    os.makedirs(d, exist_ok=True)
+    cfg = LlamaConfig(**LLAMA3_8B)
+    cfg.architectures = ["LlamaForCausalLM"]
+    cfg.dtype = "bfloat16"
+    cfg.to_json_file(os.path.join(d, "config.json"))
+    log(f"config written to {d}")
+
+
 def peer(d):
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.bfloat16, device_map="cuda")
@@ -116,4 +128,4 @@ def peer(d):
 
 
 if __name__ == "__main__":
-    {"make": make, "peer": peer}[sys.argv[1]](sys.argv[2])
+    {"make": make, "config": config, "peer": peer}[sys.argv[1]](sys.argv[2])

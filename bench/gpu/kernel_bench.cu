@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
         for (void *p : {res, x, w, out, gu, act, qkv, kc, vc, (void *)dpos, (void *)dslot, (void *)dinv, (void *)ids, table}) cudaFree(p);
     }
     /* Attention: decode batches and one 2048-token prefill, Llama-3-8B heads, block size 16. */
-    auto attn = [&](int ns, int qlen, int ctx, const char *label) {
+    auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv) { /* dv: decode kernel version */
         int bs = 16, mbps = (ctx + bs - 1) / bs, nblocks = ns * mbps;
         size_t cache = (size_t)nblocks * bs * KVH * D;
         void *kc = dalloc_rand(cache, 9), *vc = dalloc_rand(cache, 10);
@@ -205,21 +205,28 @@ int main(int argc, char **argv) {
         a.prefill_tiles = dt;
         a.num_prefill_tiles = nt;
         a.scratch = scratch;
-        float ms = time_ms([&] { CK(vk_attention(&a, 0)); });
+        float ms = time_ms([&] { CK(vk_attention_v(&a, dv, 2, 0)); });
         double kv_bytes = 2.0 * ns * ctx * KVH * D * 2;
         double flops = qlen == 1 ? 4.0 * ns * ctx * H * D : 4.0 * ns * H * D * ((double)qlen * (qlen + 1) / 2);
         char name[96];
-        snprintf(name, sizeof name, "attention %s seqs=%d q=%d ctx=%d", label, ns, qlen, ctx);
+        if (qlen == 1)
+            snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d", label, dv, ns, qlen, ctx);
+        else
+            snprintf(name, sizeof name, "attention %s seqs=%d q=%d ctx=%d", label, ns, qlen, ctx);
         report(name, ms, kv_bytes + 2.0 * ntok * H * D * 2, flops);
         for (void *p : {kc, vc, q, out, (void *)dbt, (void *)dqs, (void *)dcl, (void *)dt, scratch}) cudaFree(p);
     };
-    attn(256, 1, 640, "decode");
-    attn(256, 1, 1024, "decode");
-    attn(64, 1, 4096, "decode");
-    attn(1, 1, 4096, "decode");
-    attn(1, 1, 32768, "decode");
-    attn(1, 2048, 2048, "prefill");
-    attn(4, 2048, 2048, "prefill");
+    for (int dv = 1; dv <= 2; dv++) { /* the first decode kernel beside production */
+        attn(256, 1, 640, "decode", dv);
+        attn(512, 1, 640, "decode", dv);
+        attn(256, 1, 1024, "decode", dv);
+        attn(64, 1, 4096, "decode", dv);
+        attn(1, 1, 640, "decode", dv);
+        attn(1, 1, 4096, "decode", dv);
+        attn(1, 1, 32768, "decode", dv);
+    }
+    attn(1, 2048, 2048, "prefill", 2);
+    attn(4, 2048, 2048, "prefill", 2);
     /* Sampling: 256 rows over the Llama-3 vocabulary, greedy with logprobs, and temperature 1. */
     {
         int R = 256;
