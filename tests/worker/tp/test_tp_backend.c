@@ -181,6 +181,12 @@ static int run_equal(const char *model, int tp, int n, int n_new)
             failures++;
         }
     }
+    for (int i = 0; i < n; i++) {
+        free((void *)ref[i].prompt);
+        free((void *)got[i].prompt);
+        drv_seq_free(&ref[i]);
+        drv_seq_free(&got[i]);
+    }
     vesta_model_file_close(mf);
     printf("%s\n", failures ? "FAIL" : "ok");
     return failures ? 1 : 0;
