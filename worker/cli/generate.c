@@ -136,7 +136,6 @@ static const struct option options[] = {
     {"input", required_argument, NULL, OPT_INPUT},
     {"output", required_argument, NULL, OPT_OUTPUT},
     {"backend", required_argument, NULL, OPT_BACKEND},
-    {"tensor-parallel-size", required_argument, NULL, OPT_TP},
     {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
     {"max-num-seqs", required_argument, NULL, OPT_MAX_NUM_SEQS},
     {"max-num-batched-tokens", required_argument, NULL, OPT_MAX_BATCHED},
@@ -166,6 +165,7 @@ static const struct option options[] = {
     {"sampling-seed", required_argument, NULL, OPT_SAMPLING_SEED},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"help", no_argument, NULL, OPT_HELP},
+    {"tensor-parallel-size", required_argument, NULL, OPT_TP}, /* same order as the enum */
     {NULL, 0, NULL, 0},
 };
 
