@@ -76,6 +76,14 @@ static vesta_status tp_execute(vesta_backend *be, const vesta_batch *b, vesta_sa
     tp_backend *t = tp_of(be);
     if (!b)
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "execute: batch is NULL");
+    /* What only rank 0 checks (sampling) is checked before the broadcast: otherwise the followers
+     * would run a step that rank 0 refuses and wait for it in their collectives. */
+    if (b->num_samples > 0 && (!results || !b->sample_rows))
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "execute: results or sample_rows is NULL for %d samples",
+                               b->num_samples);
+    for (int k = 0; k < b->num_samples; k++)
+        if (!b->sample_rows[k].params)
+            return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "batch: sample_rows[%d].params is NULL", k);
     size_t len;
     vesta_status st = vesta_tp_batch_encode(b, &t->msg, &t->msg_cap, &len, err);
     if (st == VESTA_OK)

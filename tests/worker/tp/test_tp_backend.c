@@ -5,8 +5,9 @@
  *        prompts run together, prefilled whole or in chunks, joining at different steps)
  *   test_tp_backend refuse MODEL TP               the configuration is refused with a message
  *   test_tp_backend refuse-configs                the split rules on synthetic configurations
- *   test_tp_backend kill   MODEL TP               a follower killed mid-run: the leader's next
- *        step fails (not hangs) and the other followers exit with an error
+ *   test_tp_backend kill   MODEL TP               rejected steps leave the replica working; then a
+ *        follower killed mid-run: the leader's next step fails (not hangs) and the other
+ *        followers exit with an error
  *   test_tp_backend follower SHM RANK TP MODEL    (internal) one follower rank
  *
  * Followers are this program re-executed (fork + exec, as vesta starts its ranks), with
@@ -271,6 +272,23 @@ static int run_kill(const char *model, int tp)
     vesta_sample_result res;
     if (be->ops->execute(be, &b, &res, NULL, &e) != VESTA_OK) {
         fprintf(stderr, "FAIL: first step: %s\n", e.msg);
+        return 1;
+    }
+    /* Rejected steps leave the replica in step: one only rank 0 can check (sampling parameters),
+     * one every rank rejects (a token id outside the vocabulary). */
+    vesta_sample_row bad_row = {.params = NULL};
+    vesta_batch bad = b;
+    bad.sample_rows = &bad_row;
+    vesta_error eb = {0};
+    int rejected = be->ops->execute(be, &bad, &res, NULL, &eb) != VESTA_OK;
+    printf("bad sampling row: %s\n", eb.msg);
+    int32_t bad_tok[1] = {vocab};
+    bad = b;
+    bad.token_ids = bad_tok;
+    rejected += be->ops->execute(be, &bad, &res, NULL, &eb) != VESTA_OK;
+    printf("bad token id: %s\n", eb.msg);
+    if (rejected != 2 || be->ops->execute(be, &b, &res, NULL, &e) != VESTA_OK) {
+        fprintf(stderr, "FAIL: bad steps not rejected, or the replica did not survive them: %s\n", e.msg);
         return 1;
     }
     kill(pids[1], SIGKILL);
