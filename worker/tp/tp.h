@@ -57,7 +57,8 @@ vesta_status vesta_tp_cpu_follower_main(const vesta_model_file *mf, const vesta_
 
 /* Rank 0 of a CPU replica that starts the other ranks itself: spawns ranks 1..tp_size-1 as
  * `vesta-tp-rank` processes (found through VESTA_TP_RANK_EXE, else next to this executable) with
- * NCCL_NVLS_ENABLE=0 in their environment, joins them and returns the "tp" backend. The ranks
+ * NCCL_NVLS_ENABLE=0 in their environment, joins them and returns the "tp" backend.
+ * opts->num_threads is per rank; 0 (all cores) gives each rank cores / tp_size threads. The ranks
  * are reaped when the backend is destroyed. On failure (misconfiguration, a rank that cannot
  * start or load, timeout_ms passing) every started rank is killed and NULL returned. */
 vesta_backend *vesta_tp_cpu_replica_start(const vesta_model_file *mf, const vesta_backend_options *opts,

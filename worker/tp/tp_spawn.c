@@ -95,15 +95,21 @@ static vesta_status spawn_rank(const char *exe, const char *model, const vesta_b
     return VESTA_OK;
 }
 
-vesta_backend *vesta_tp_cpu_replica_start(const vesta_model_file *mf, const vesta_backend_options *opts,
+vesta_backend *vesta_tp_cpu_replica_start(const vesta_model_file *mf, const vesta_backend_options *given,
                                           int timeout_ms, vesta_error *err)
 {
-    if (!mf || !opts || opts->tp_size < 2 || opts->tp_rank != 0) {
+    if (!mf || !given || given->tp_size < 2 || given->tp_rank != 0) {
         vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tp: a replica is started by rank 0 with tp_size >= 2");
         return NULL;
     }
-    if (vesta_backend_cpu_check_tp(vesta_model_file_config(mf), opts->tp_size, err) != VESTA_OK)
+    if (vesta_backend_cpu_check_tp(vesta_model_file_config(mf), given->tp_size, err) != VESTA_OK)
         return NULL;
+    /* "All cores" means all cores for the replica: N ranks each with every core would fight. */
+    vesta_backend_options o = *given, *opts = &o;
+    if (o.num_threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        o.num_threads = cores > o.tp_size ? (int)(cores / o.tp_size) : 1;
+    }
     char exe[PATH_MAX + 32], shm[96];
     if (rank_exe(exe, sizeof exe, err) != VESTA_OK)
         return NULL;
