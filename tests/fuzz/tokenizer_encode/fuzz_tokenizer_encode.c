@@ -83,7 +83,7 @@ static vesta_tokenizer *build(bool bytelevel) {
         json_object_set_new(root, "pre_tokenizer", json_pack(
             "{s:s,s:[{s:s,s:b},{s:s,s:s,s:s,s:b}]}", "type", "Sequence", "pretokenizers", "type", "Digits",
             "individual_digits", true, "type", "Metaspace", "replacement", "\xe2\x96\x81", "prepend_scheme",
-            "first", "split", true));
+            "first", "split", false)); /* long words: the segmented BPE path */
         json_object_set_new(root, "post_processor", json_pack(
             "{s:s,s:[{s:{s:s}},{s:{s:s}}],s:{s:{s:[i]}}}", "type", "TemplateProcessing", "single",
             "SpecialToken", "id", "<s>", "Sequence", "id", "A", "special_tokens", "<s>", "ids", 400));
