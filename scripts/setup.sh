@@ -7,8 +7,9 @@ scripts/install-deps.sh
 scripts/fetch-model.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)"
+# A short offline generation checks the build (skip with --no-run).
 if [ "${1:-}" != "--no-run" ]; then
   build/bin/vesta generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
-    --input configs/examples/prompts.jsonl --output build/generate-output.jsonl --max-tokens 64
+    --input configs/examples/prompts.jsonl --output build/generate-output.jsonl --max-tokens 32
   cat build/generate-output.jsonl
 fi
