@@ -1,4 +1,5 @@
-/* Runs every file of a corpus directory through the fuzz entry point (CI without libFuzzer). */
+/* Runs every file of a corpus directory through a driver's LLVMFuzzerTestOneInput: the plain ctest
+ * (normal and ASan builds, no libFuzzer) that replays each committed corpus. Shared by all drivers. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,7 +14,7 @@ int main(int argc, char **argv)
         return 2;
     }
     DIR *dir = opendir(argv[1]);
-    if (!dir) {
+    if (dir == NULL) {
         perror(argv[1]);
         return 1;
     }
@@ -23,9 +24,9 @@ int main(int argc, char **argv)
         if (de->d_name[0] == '.')
             continue;
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", argv[1], de->d_name);
+        snprintf(path, sizeof(path), "%s/%s", argv[1], de->d_name);
         FILE *f = fopen(path, "rb");
-        if (!f) {
+        if (f == NULL) {
             perror(path);
             closedir(dir);
             return 1;
@@ -34,10 +35,10 @@ int main(int argc, char **argv)
         long n = ftell(f);
         fseek(f, 0, SEEK_SET);
         uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-        if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        if (n < 0 || buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
             fprintf(stderr, "%s: read failed\n", path);
-            fclose(f);
             free(buf);
+            fclose(f);
             closedir(dir);
             return 1;
         }
