@@ -1,4 +1,5 @@
-/* Paged-attention decode (production; version 2): one query row per sequence, keys read through
+/* Paged-attention decode, version 2 (production for small batches: vk_attention_decode below picks
+ * it or version 1): one query row per sequence, keys read through
  * the block table in ONE pass with an online softmax.
  *
  * Grid (KVH, num_seqs, splits): a block handles one KV head of one sequence over one key range,
@@ -281,11 +282,20 @@ static cudaError_t launch_decode(const vk_attention_args *a, cudaStream_t s) {
     return max_splits > 1 ? vk_decode_combine(a, max_splits, part, s) : cudaSuccess;
 }
 
-cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
+cudaError_t vk_attention_decode_v2(const vk_attention_args *a, cudaStream_t s) {
     if (a->H % a->KVH || a->H / a->KVH > DEC_MAX_G) return cudaErrorInvalidValue;
     if (a->D == 128) VK_DISPATCH(a->dt, return (launch_decode<T, 128>(a, s)));
     if (a->D == 64) VK_DISPATCH(a->dt, return (launch_decode<T, 64>(a, s)));
     return cudaErrorInvalidValue;
+}
+
+/* Production: version 2 where the batch is too small to fill the GPU (short partitions: B2's single
+ * stream, 170.7 vs 162.9 tok/s), version 1 where partitions are full (it measured 0.447 vs 0.497 ms
+ * for 256 sequences of 640 keys, 0.131 vs 0.150 ms for one of 32K: bench/gpu/results/run7-decode-v2).
+ * A pure function of the arguments, so a captured graph keeps its choice. */
+cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
+    return vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len) < VK_DECODE_PARTITION ? vk_attention_decode_v2(a, s)
+                                                                                             : vk_attention_decode_v1(a, s);
 }
 
 /* Bounds num_seqs' x H x splits for every batch of at most num_seqs sequences (a smaller batch

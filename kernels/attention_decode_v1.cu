@@ -1,5 +1,5 @@
-/* Decode attention, version 1 (kept for comparison: tests and bench/gpu/kernel_bench run it
- * through vk_attention_v; production is attention_decode.cu): two passes, scores to shared
+/* Decode attention, version 1 (production for batches that fill the GPU with full partitions:
+ * vk_attention_decode in attention_decode.cu picks it or version 2): two passes, scores to shared
  * memory, then softmax, then V.
  *
  * Paged-attention decode: one query row per sequence, keys read through the block table.

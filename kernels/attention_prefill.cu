@@ -219,13 +219,15 @@ extern "C" size_t vk_attention_scratch_bytes(int num_seqs, int H, int D, int max
 extern "C" cudaError_t vk_attention_v(const vk_attention_args *a, int decode_version, int prefill_version, cudaStream_t s) {
     if (a->KVH <= 0 || a->H <= 0 || a->block_size <= 0) return cudaErrorInvalidValue;
     cudaError_t e = cudaSuccess;
-    if (a->has_decode && (e = decode_version == 1 ? vk_attention_decode_v1(a, s) : vk_attention_decode(a, s)) != cudaSuccess)
+    if (a->has_decode && (e = decode_version == 1   ? vk_attention_decode_v1(a, s)
+                              : decode_version == 2 ? vk_attention_decode_v2(a, s)
+                                                    : vk_attention_decode(a, s)) != cudaSuccess)
         return e;
     return prefill_version == 1 ? vk_attention_prefill(a, s) : vk_attention_prefill_v2(a, s);
 }
 
 extern "C" cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cudaStream_t s) {
-    return vk_attention_v(a, 2, prefill_version, s);
+    return vk_attention_v(a, 0, prefill_version, s);
 }
 
-extern "C" cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s) { return vk_attention_v(a, 2, 2, s); }
+extern "C" cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s) { return vk_attention_v(a, 0, 2, s); }

@@ -158,7 +158,10 @@ int main(int argc, char **argv) {
         for (void *p : {res, x, w, out, gu, act, qkv, kc, vc, (void *)dpos, (void *)dslot, (void *)dinv, (void *)ids, table}) cudaFree(p);
     }
     /* Attention: decode batches and one 2048-token prefill, Llama-3-8B heads, block size 16. */
-    auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv) { /* dv: decode kernel version */
+    /* dv: decode kernel (0 production, 1, 2); kvh: KV heads (the query heads are 4 x kvh); shuffle:
+     * fragmented block tables (else in order) */
+    auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv, int KVH = 8, bool shuffle = true) {
+        int H = 4 * KVH, W = (H + 2 * KVH) * D;
         int bs = 16, mbps = (ctx + bs - 1) / bs, nblocks = ns * mbps;
         size_t cache = (size_t)nblocks * bs * KVH * D;
         void *kc = dalloc_rand(cache, 9), *vc = dalloc_rand(cache, 10);
@@ -168,7 +171,8 @@ int main(int argc, char **argv) {
         std::vector<int32_t> bt((size_t)ns * mbps), qs(ns + 1), cl(ns, ctx);
         rng r(42);
         for (size_t i = 0; i < bt.size(); i++) bt[i] = (int32_t)i;
-        for (size_t i = bt.size() - 1; i > 0; i--) std::swap(bt[i], bt[r.below((int)i + 1)]); /* fragmented */
+        if (shuffle)
+            for (size_t i = bt.size() - 1; i > 0; i--) std::swap(bt[i], bt[r.below((int)i + 1)]); /* fragmented */
         for (int i = 0; i <= ns; i++) qs[i] = i * qlen;
         std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
         int nt = vk_prefill_tiles_build(qs.data(), ns, tiles.data(), (int)tiles.size() / 2);
@@ -210,13 +214,14 @@ int main(int argc, char **argv) {
         double flops = qlen == 1 ? 4.0 * ns * ctx * H * D : 4.0 * ns * H * D * ((double)qlen * (qlen + 1) / 2);
         char name[96];
         if (qlen == 1)
-            snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d", label, dv, ns, qlen, ctx);
+            snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s", label, dv, ns, qlen, ctx,
+                     KVH == 8 ? "" : KVH == 1 ? " kvh=1 (4 KB contiguous per block)" : " kvh=?", shuffle ? "" : " in-order");
         else
             snprintf(name, sizeof name, "attention %s seqs=%d q=%d ctx=%d", label, ns, qlen, ctx);
         report(name, ms, kv_bytes + 2.0 * ntok * H * D * 2, flops);
         for (void *p : {kc, vc, q, out, (void *)dbt, (void *)dqs, (void *)dcl, (void *)dt, scratch}) cudaFree(p);
     };
-    for (int dv = 1; dv <= 2; dv++) { /* the first decode kernel beside production */
+    for (int dv = 0; dv <= 2; dv++) { /* production (0) and each decode kernel */
         attn(256, 1, 640, "decode", dv);
         attn(512, 1, 640, "decode", dv);
         attn(256, 1, 1024, "decode", dv);
@@ -224,6 +229,10 @@ int main(int argc, char **argv) {
         attn(1, 1, 640, "decode", dv);
         attn(1, 1, 4096, "decode", dv);
         attn(1, 1, 32768, "decode", dv);
+        /* where the bandwidth goes: the same bytes with each (sequence, head)'s block contiguous
+         * (one KV head: 4 KB per block instead of 16 rows of 256 bytes 2 KB apart), and tables in order */
+        attn(2048, 1, 640, "decode", dv, 1);
+        attn(256, 1, 640, "decode", dv, 8, false);
     }
     attn(1, 2048, 2048, "prefill", 2);
     attn(4, 2048, 2048, "prefill", 2);
