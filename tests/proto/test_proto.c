@@ -7,14 +7,7 @@
 
 #include "vesta/proto.h"
 
-static int failures;
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
+#include "vesta_test.h"
 
 static int32_t prompt[1000];
 static int32_t toks[3] = {5, 7, 11};

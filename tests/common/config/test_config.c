@@ -6,14 +6,7 @@
 
 #include "vesta/config.h"
 
-static int failures;
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
+#include "vesta_test.h"
 
 static vesta_status load(vesta_config *c, const char *text, vesta_error *err)
 {

@@ -9,14 +9,7 @@
 
 #include "vesta/chat_template.h"
 
-static int failures;
-#define CHECK(c)                                                                   \
-    do {                                                                           \
-        if (!(c)) {                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            failures++;                                                            \
-        }                                                                          \
-    } while (0)
+#include "vesta_test.h"
 
 static json_t *conv(const char *user)
 {

@@ -7,14 +7,7 @@
 #include "block_manager.h"
 #include "vesta/prefix_hash.h"
 
-static int failures;
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);   \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
+#include "vesta_test.h"
 
 enum { BS = 2 };
 

@@ -10,14 +10,7 @@
 #include "sampler.h"
 #include "vesta/engine.h"
 
-static int failures;
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);   \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
+#include "vesta_test.h"
 
 enum { VOCAB = 50, EOS = 1, MAX_LEN = 128, MAX_REQ = 16, MAX_N = 3 };
 

@@ -7,14 +7,7 @@
 #include "request_table.h"
 #include "sim_cache.h"
 
-static int failures;
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-            failures++;                                                                \
-        }                                                                              \
-    } while (0)
+#include "vesta_test.h"
 
 static uint64_t rng = 88172645463325252ull;
 static uint64_t next_rand(void)
