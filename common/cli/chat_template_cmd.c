@@ -10,6 +10,7 @@
 
 #include "vesta/chat_template.h"
 #include "vesta/tokenizer.h"
+#include "jsonl.h"
 #include "vesta_cli.h"
 
 typedef struct ct_opts {
@@ -19,22 +20,6 @@ typedef struct ct_opts {
     bool ids, segments, special_everywhere, print_template;
     int64_t now;
 } ct_opts;
-
-static void ct_emit(json_t *o)
-{
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (s) {
-        fputs(s, stdout);
-        fputc('\n', stdout);
-        free(s);
-    } else {
-        fputs("{\"error\": \"out of memory\"}\n", stdout);
-    }
-    fflush(stdout);
-    json_decref(o);
-}
-
-static void ct_emit_error(const char *msg) { ct_emit(json_pack("{s:s}", "error", msg)); }
 
 static void ct_usage(void)
 {
@@ -124,27 +109,28 @@ static json_t *trusted_vars(const vesta_tokenizer *tok)
     return t;
 }
 
-static void process_line(const ct_opts *o, const vesta_chat_template *tpl, const vesta_tokenizer *tok,
-                         const json_t *trusted, const char *line, size_t len)
+typedef struct ct_line_ctx {
+    const ct_opts *o;
+    const vesta_chat_template *tpl;
+    const vesta_tokenizer *tok;
+    const json_t *trusted;
+} ct_line_ctx;
+
+static void process_line(void *ctx, const char *line, size_t len)
 {
-    json_error_t je;
-    json_t *in = json_loadb(line, len, JSON_ALLOW_NUL, &je);
-    if (!in) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "malformed JSON: %s", je.text);
-        ct_emit_error(msg);
+    const ct_line_ctx *c = ctx;
+    const ct_opts *o = c->o;
+    const vesta_chat_template *tpl = c->tpl;
+    const vesta_tokenizer *tok = c->tok;
+    const json_t *trusted = c->trusted;
+    json_t *in = vesta_cli_parse_object(line, len, "a JSON object with \"messages\"");
+    if (!in)
         return;
-    }
-    if (!json_is_object(in)) {
-        ct_emit_error("expected a JSON object with \"messages\"");
-        json_decref(in);
-        return;
-    }
     /* chat_template_kwargs (vLLM/OpenAI extension) become top-level template variables; keys
      * given at the top level of the line (messages, tools, ...) win. */
     json_t *kw = json_object_get(in, "chat_template_kwargs");
     if (kw && !json_is_object(kw)) {
-        ct_emit_error("\"chat_template_kwargs\" must be an object");
+        vesta_cli_emit_error("\"chat_template_kwargs\" must be an object");
         json_decref(in);
         return;
     }
@@ -156,7 +142,7 @@ static void process_line(const ct_opts *o, const vesta_chat_template *tpl, const
     vesta_chat_render_opts ro = {.now = o->now};
     vesta_chat_rendered *r = NULL;
     if (vesta_chat_template_render(tpl, vars, trusted, &ro, &r, &err) != VESTA_OK) {
-        ct_emit_error(err.msg);
+        vesta_cli_emit_error(err.msg);
         json_decref(vars);
         json_decref(in);
         return;
@@ -185,7 +171,7 @@ static void process_line(const ct_opts *o, const vesta_chat_template *tpl, const
             free(ids);
         }
     }
-    ct_emit(out);
+    vesta_cli_emit(out);
     vesta_chat_rendered_release(r);
     json_decref(vars);
     json_decref(in);
@@ -245,18 +231,8 @@ int vesta_cmd_chat_template(int argc, char **argv)
         return 1;
     }
     json_t *trusted = trusted_vars(tok);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, stdin)) > 0) {
-        size_t len = (size_t)n;
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            len--;
-        if (!len)
-            continue;
-        process_line(&o, tpl, tok, trusted, line, len);
-    }
-    free(line);
+    ct_line_ctx c = {&o, tpl, tok, trusted};
+    vesta_cli_each_line(process_line, &c);
     json_decref(trusted);
     vesta_chat_template_release(tpl);
     free(file_src);

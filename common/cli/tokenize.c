@@ -7,23 +7,8 @@
 #include <jansson.h>
 
 #include "vesta/tokenizer.h"
+#include "jsonl.h"
 #include "vesta_cli.h"
-
-static void emit(json_t *o) {
-    char *s = json_dumps(o, JSON_COMPACT);
-    if (s) {
-        fputs(s, stdout);
-        fputc('\n', stdout);
-        free(s);
-    } else {
-        fputs("{\"error\": \"out of memory\"}\n", stdout);
-    }
-    json_decref(o);
-}
-
-static void emit_error(const char *msg) {
-    emit(json_pack("{s:s}", "error", msg));
-}
 
 static void usage(void) {
     fprintf(stderr, "usage: vesta tokenize --tokenizer PATH [--add-special-tokens] [--no-parse-special]\n"
@@ -31,19 +16,21 @@ static void usage(void) {
                     "  --no-parse-special: special-token spellings in the text are plain text.\n");
 }
 
-static void process_line(const vesta_tokenizer *tok, const char *line, size_t len, bool add_special,
-                         bool parse_special) {
-    json_error_t je;
-    json_t *in = json_loadb(line, len, JSON_ALLOW_NUL, &je);
-    if (!in) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "malformed JSON: %s", je.text);
-        emit_error(msg);
+typedef struct tokenize_opts {
+    const vesta_tokenizer *tok;
+    bool add_special, parse_special;
+} tokenize_opts;
+
+static void process_line(void *ctx, const char *line, size_t len) {
+    const tokenize_opts *o = ctx;
+    const vesta_tokenizer *tok = o->tok;
+    bool add_special = o->add_special, parse_special = o->parse_special;
+    json_t *in = vesta_cli_parse_object(line, len, "an object with a string field \"text\"");
+    if (!in)
         return;
-    }
     json_t *text = json_object_get(in, "text");
-    if (!json_is_object(in) || !json_is_string(text)) {
-        emit_error("expected an object with a string field \"text\"");
+    if (!json_is_string(text)) {
+        vesta_cli_emit_error("expected an object with a string field \"text\"");
         json_decref(in);
         return;
     }
@@ -52,7 +39,7 @@ static void process_line(const vesta_tokenizer *tok, const char *line, size_t le
     size_t n = 0;
     if (vesta_tokenizer_encode(tok, json_string_value(text), json_string_length(text), add_special,
                                parse_special, &ids, &n, &err) != VESTA_OK) {
-        emit_error(err.msg);
+        vesta_cli_emit_error(err.msg);
         json_decref(in);
         return;
     }
@@ -61,12 +48,12 @@ static void process_line(const vesta_tokenizer *tok, const char *line, size_t le
     free(ids);
     json_decref(in);
     if (!arr) {
-        emit_error("out of memory");
+        vesta_cli_emit_error("out of memory");
         return;
     }
     json_t *out = json_object();
     json_object_set_new(out, "ids", arr);
-    emit(out);
+    vesta_cli_emit(out);
 }
 
 int vesta_cmd_tokenize(int argc, char **argv) {
@@ -94,15 +81,8 @@ int vesta_cmd_tokenize(int argc, char **argv) {
         fprintf(stderr, "vesta tokenize: %s\n", err.msg);
         return 1;
     }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    while ((len = getline(&line, &cap, stdin)) >= 0) {
-        if (len > 0 && line[len - 1] == '\n') len--;
-        process_line(tok, line, (size_t)len, add_special, parse_special);
-        fflush(stdout);
-    }
-    free(line);
+    tokenize_opts o = {tok, add_special, parse_special};
+    vesta_cli_each_line(process_line, &o);
     vesta_tokenizer_release(tok);
     return 0;
 }
