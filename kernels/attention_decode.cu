@@ -25,12 +25,6 @@ using namespace vk;
 #define DEC_MAX_G 8 /* the largest GQA group (register arrays are sized by a template bound) */
 #define DEC_U 4     /* row loads of K (and of V) in flight per thread */
 
-template <typename T> __device__ __forceinline__ void cvt8(const uint4 &u, float *f) {
-    const T *e = reinterpret_cast<const T *>(&u);
-#pragma unroll
-    for (int i = 0; i < 8; i++) f[i] = to_f<T>(e[i]);
-}
-
 template <typename T, int D, int MAX_G>
 __global__ void __launch_bounds__(DEC_THREADS)
 decode_kernel(const vk_attention_args a, int max_splits, int part) {
@@ -295,7 +289,7 @@ cudaError_t vk_attention_decode_v2(const vk_attention_args *a, cudaStream_t s) {
  * A pure function of the arguments, so a captured graph keeps its choice. */
 cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
     return vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len) < VK_DECODE_PARTITION ? vk_attention_decode_v2(a, s)
-                                                                                             : vk_attention_decode_v1(a, s);
+                                                                                             : vk_attention_decode_v3(a, s);
 }
 
 /* Bounds num_seqs' x H x splits for every batch of at most num_seqs sequences (a smaller batch

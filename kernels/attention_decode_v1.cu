@@ -18,7 +18,25 @@ using namespace vk;
 #define DEC_THREADS 128
 #define DEC_MAX_G 8 /* the largest GQA group (register arrays are sized by a template bound) */
 
-template <typename T, int D, int MAX_G>
+/* Rows base, base + NG, ... (U of them) of one KV head, raw; rows past end read as zeros. */
+template <typename T, int D, int U, int NG>
+__device__ __forceinline__ void fetch_rows(const T *cache, const int32_t *bt, const vk_attention_args &a, int kvh,
+                                           int base, int end, int lane, uint4 *dst) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        int t = base + u * NG;
+        if (t < end) {
+            int blk = __ldg(bt + t / a.block_size), off = t % a.block_size;
+            dst[u] = __ldg(reinterpret_cast<const uint4 *>(cache + (((size_t)blk * a.block_size + off) * a.KVH + kvh) * D + lane * 8));
+        } else {
+            dst[u] = make_uint4(0, 0, 0, 0);
+        }
+    }
+}
+
+/* PF (version 3): the next pass's K (or V) rows are loaded before this pass's arithmetic, so
+ * twice the bytes are in flight per thread (registers, not the loop structure, bound them). */
+template <typename T, int D, int MAX_G, bool PF>
 __global__ void __launch_bounds__(DEC_THREADS)
 decode_v1_kernel(const vk_attention_args a, int max_splits, int part) {
     constexpr int LANES = D / 8;              /* threads per key row */
@@ -55,8 +73,15 @@ decode_v1_kernel(const vk_attention_args a, int max_splits, int part) {
 #pragma unroll
         for (int j = 0; j < 8; j++) qreg[g][j] = g < G ? sq[g * D + lane * 8 + j] : 0.f;
     constexpr int U = 4; /* key rows in flight per thread */
+    uint4 nxt[U];
+    if (PF) fetch_rows<T, D, U, NG>(kc, bt, a, kvh, start + grp, end, lane, nxt);
     for (int tb = start; tb < end; tb += NG * U) { /* uniform trip count: the shuffles need whole warps */
         float k[U][8];
+        if (PF) {
+#pragma unroll
+            for (int u = 0; u < U; u++) cvt8<T>(nxt[u], k[u]);
+            fetch_rows<T, D, U, NG>(kc, bt, a, kvh, tb + NG * U + grp, end, lane, nxt);
+        } else
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int t = tb + u * NG + grp;
@@ -113,8 +138,14 @@ decode_v1_kernel(const vk_attention_args a, int max_splits, int part) {
     for (int g = 0; g < MAX_G; g++)
 #pragma unroll
         for (int j = 0; j < 8; j++) acc[g][j] = 0.f;
+    if (PF) fetch_rows<T, D, U, NG>(vc, bt, a, kvh, start + grp, end, lane, nxt);
     for (int tb = start + grp; tb < end; tb += NG * U) {
         float v[U][8];
+        if (PF) {
+#pragma unroll
+            for (int u = 0; u < U; u++) cvt8<T>(nxt[u], v[u]);
+            fetch_rows<T, D, U, NG>(vc, bt, a, kvh, tb + NG * U, end, lane, nxt);
+        } else
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int t = tb + u * NG;
@@ -162,7 +193,7 @@ decode_v1_kernel(const vk_attention_args a, int max_splits, int part) {
     }
 }
 
-template <typename T, int D>
+template <typename T, int D, bool PF>
 static cudaError_t launch_decode_v1(const vk_attention_args *a, cudaStream_t s) {
     constexpr int NG = DEC_THREADS / (D / 8);
     int part = vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len);
@@ -171,10 +202,10 @@ static cudaError_t launch_decode_v1(const vk_attention_args *a, cudaStream_t s) 
     int G = a->H / a->KVH;
     size_t smem = sizeof(float) * (G * D + G * part + NG * G * D + G * 2);
     /* register arrays sized by the smallest bound >= G: fewer registers, more blocks per SM */
-    void (*k)(const vk_attention_args, int, int) = G <= 1 ? decode_v1_kernel<T, D, 1>
-                                                 : G <= 2 ? decode_v1_kernel<T, D, 2>
-                                                 : G <= 4 ? decode_v1_kernel<T, D, 4>
-                                                          : decode_v1_kernel<T, D, 8>;
+    void (*k)(const vk_attention_args, int, int) = G <= 1 ? decode_v1_kernel<T, D, 1, PF>
+                                                 : G <= 2 ? decode_v1_kernel<T, D, 2, PF>
+                                                 : G <= 4 ? decode_v1_kernel<T, D, 4, PF>
+                                                          : decode_v1_kernel<T, D, 8, PF>;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     dim3 grid(a->KVH, a->num_seqs, max_splits);
@@ -185,8 +216,15 @@ static cudaError_t launch_decode_v1(const vk_attention_args *a, cudaStream_t s) 
 
 cudaError_t vk_attention_decode_v1(const vk_attention_args *a, cudaStream_t s) {
     if (a->H % a->KVH || a->H / a->KVH > DEC_MAX_G) return cudaErrorInvalidValue;
-    if (a->D == 128) VK_DISPATCH(a->dt, return (launch_decode_v1<T, 128>(a, s)));
-    if (a->D == 64) VK_DISPATCH(a->dt, return (launch_decode_v1<T, 64>(a, s)));
+    if (a->D == 128) VK_DISPATCH(a->dt, return (launch_decode_v1<T, 128, false>(a, s)));
+    if (a->D == 64) VK_DISPATCH(a->dt, return (launch_decode_v1<T, 64, false>(a, s)));
+    return cudaErrorInvalidValue;
+}
+
+cudaError_t vk_attention_decode_v3(const vk_attention_args *a, cudaStream_t s) {
+    if (a->H % a->KVH || a->H / a->KVH > DEC_MAX_G) return cudaErrorInvalidValue;
+    if (a->D == 128) VK_DISPATCH(a->dt, return (launch_decode_v1<T, 128, true>(a, s)));
+    if (a->D == 64) VK_DISPATCH(a->dt, return (launch_decode_v1<T, 64, true>(a, s)));
     return cudaErrorInvalidValue;
 }
 

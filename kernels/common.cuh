@@ -27,6 +27,12 @@ template <typename T> __device__ __forceinline__ void load8(const T *p, float *f
 #pragma unroll
     for (int i = 0; i < 8; i++) f[i] = to_f<T>(e[i]);
 }
+/* The 8 storage elements of a 16-byte vector already loaded. */
+template <typename T> __device__ __forceinline__ void cvt8(const uint4 &u, float *f) {
+    const T *e = reinterpret_cast<const T *>(&u);
+#pragma unroll
+    for (int i = 0; i < 8; i++) f[i] = to_f<T>(e[i]);
+}
 template <typename T> __device__ __forceinline__ void store8(T *p, const float *f) {
     uint4 u;
     T *e = reinterpret_cast<T *>(&u);

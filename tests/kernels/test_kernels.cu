@@ -260,9 +260,10 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     a.num_prefill_tiles = nt;
     a.scratch = scratch.p;
     std::vector<std::vector<float>> gots;
-    for (int version = 1; version <= 2; version++) {
+    for (int version = 1; version <= 3; version++) {
         CK(cudaMemset(dout.p, 0xff, dout.n * 2)); /* poison */
-        CK(vk_attention_v(&a, version, version, 0)); /* version 1: both first kernels; 2: production */
+        /* 1: both first kernels; 2: one-pass decode + mma prefill; 3: decode v3 + mma prefill */
+        CK(vk_attention_v(&a, version, version == 1 ? 1 : 2, 0));
         CK(cudaDeviceSynchronize());
         gots.push_back(to_f(dt, dout.down()));
     }
@@ -286,7 +287,8 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     }
     /* bf16 output rounding alone is ~2e-3 relative; P is rounded to the storage type before P V. */
     double tol = dt == VK_BF16 ? 1e-2 : 3e-3;
-    for (int version = 1; version <= 2; version++) {
+    for (int version = 1; version <= 3; version++) {
+        if (version == 3 && !has_decode) continue; /* the same kernels as version 2 */
         err e = compare(gots[version - 1], want);
         printf("attention %s %s v%d H=%d KVH=%d D=%d bs=%d seqs=%d tokens=%d tiles=%d: rel %.2e max %.2e "
                "(tol %.1e)\n", label, dtn(dt), version, H, KVH, D, bs, ns, ntok, nt, e.rel, e.maxabs, tol);
