@@ -1,5 +1,5 @@
 /* Paged-attention decode, version 2 (production for small batches: vk_attention_decode below picks
- * it or version 1): one query row per sequence, keys read through
+ * it or version 3): one query row per sequence, keys read through
  * the block table in ONE pass with an online softmax.
  *
  * Grid (KVH, num_seqs, splits): a block handles one KV head of one sequence over one key range,
@@ -283,10 +283,11 @@ cudaError_t vk_attention_decode_v2(const vk_attention_args *a, cudaStream_t s) {
     return cudaErrorInvalidValue;
 }
 
-/* Production: version 2 where the batch is too small to fill the GPU (short partitions: B2's single
- * stream, 170.7 vs 162.9 tok/s), version 1 where partitions are full (it measured 0.447 vs 0.497 ms
- * for 256 sequences of 640 keys, 0.131 vs 0.150 ms for one of 32K: bench/gpu/results/run7-decode-v2).
- * A pure function of the arguments, so a captured graph keeps its choice. */
+/* Production: version 2 where the batch is too small to fill the GPU (short partitions: 16-17 vs
+ * 20-21 us for one sequence of 640 keys), version 3 (version 1 with the next pass's rows prefetched)
+ * where partitions are full (0.397 vs v1 0.454 / v2 0.498 ms for 256 sequences of 640 keys, 0.103
+ * vs 0.134 / 0.152 ms for one of 32K: bench/gpu/results/run9-decode-v3). A pure function of the
+ * arguments, so a captured graph keeps its choice. */
 cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
     return vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len) < VK_DECODE_PARTITION ? vk_attention_decode_v2(a, s)
                                                                                              : vk_attention_decode_v3(a, s);

@@ -1,6 +1,8 @@
-/* Decode attention, version 1 (production for batches that fill the GPU with full partitions:
- * vk_attention_decode in attention_decode.cu picks it or version 2): two passes, scores to shared
- * memory, then softmax, then V.
+/* Decode attention, versions 1 and 3 (the same kernel; version 3, PF = true, loads the next pass's
+ * rows before this pass's arithmetic and is production for batches that fill the GPU with full
+ * partitions: vk_attention_decode in attention_decode.cu picks it or version 2; version 1 is kept
+ * for comparison in tests and bench/gpu/kernel_bench): two passes, scores to shared memory, then
+ * softmax, then V.
  *
  * Paged-attention decode: one query row per sequence, keys read through the block table.
  *

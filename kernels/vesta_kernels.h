@@ -101,8 +101,9 @@ cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s);
  * what vk_attention runs), 1 = the first WMMA version (kept for comparison in tests/benches). */
 cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cudaStream_t s);
 /* The same with chosen decode and prefill kernels: decode 0 = production (version 2 for batches
- * too small to fill the GPU, else version 1), 1 = two passes (scores, then V), 2 = one pass with an
- * online softmax; both decode versions are tested against the reference. */
+ * too small to fill the GPU, else version 3), 1 = two passes (scores, then V), 2 = one pass with an
+ * online softmax, 3 = version 1 with the next pass's K/V rows prefetched; every decode version is
+ * tested against the reference. */
 cudaError_t vk_attention_v(const vk_attention_args *a, int decode_version, int prefill_version, cudaStream_t s);
 
 /* y[n][out] = x[n][in] . w[out][in]^T for n <= VK_GEMV_MAX_N (decode steps of a few sequences),
