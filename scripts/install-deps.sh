@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev git unzip python3 python3-venv python3-pip
       libjansson-dev libpcre2-dev libutf8proc-dev libxxhash-dev libopenblas-dev
-      libzmq3-dev libmsgpack-dev libyaml-dev libh2o-evloop-dev)
+      libzmq3-dev libmsgpack-dev libyaml-dev libh2o-evloop-dev libcurl4-openssl-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
