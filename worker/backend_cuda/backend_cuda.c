@@ -404,16 +404,39 @@ static vesta_status check_config(const vesta_model_config *c, const vesta_backen
 
 static size_t al(size_t n) { return (n + 255) / 256 * 256; }
 
-/* Activation buffers, sized for the largest step: one arena, laid out twice (count, then place). */
-static size_t plan_activations(cuda_backend *be, char *base)
-{
-    size_t off = 0;
-    const size_t T = (size_t)be->max_tokens, S = (size_t)be->max_seqs;
+/* Arena layout: each plan_* function runs twice, first with base NULL to count the bytes, then
+ * with the allocated base to place every buffer. */
 #define A(ptr, bytes)                                                                              \
     do {                                                                                           \
         if (base) *(void **)&(ptr) = base + off;                                                   \
         off += al(bytes);                                                                          \
     } while (0)
+
+/* The per-step metadata (token ids, positions, slots, block tables, sampling rows): the same
+ * layout on the device (be->m) and in its pinned host mirror (be->hm). */
+static size_t plan_meta(const cuda_backend *be, cuda_meta *m, char *base, size_t off)
+{
+    const size_t T = (size_t)be->max_tokens, S = (size_t)be->max_seqs;
+    A(m->tokens, T * 4);
+    A(m->positions, T * 4);
+    A(m->slots, T * 4);
+    A(m->query_start, (S + 1) * 4);
+    A(m->context_lens, S * 4);
+    A(m->block_tables, S * be->max_blocks * 4);
+    A(m->tiles, (size_t)be->tiles_cap * 2 * 4);
+    A(m->sample_idx, S * 4);
+    A(m->sample_params, S * sizeof(vk_sample_row));
+    A(m->ids_pool, be->ids_cap * 4);
+    A(m->bias_pool, be->ids_cap * 4);
+    A(m->sample_out, S * sizeof(vk_sample_out));
+    return off;
+}
+
+/* Activation buffers, sized for the largest step: one arena. */
+static size_t plan_activations(cuda_backend *be, char *base)
+{
+    size_t off = 0;
+    const size_t T = (size_t)be->max_tokens, S = (size_t)be->max_seqs;
     A(be->x, T * be->Hd * 2);
     A(be->h, T * be->Hd * 2);
     A(be->tmp, T * be->Hd * 2);
@@ -428,48 +451,17 @@ static size_t plan_activations(cuda_backend *be, char *base)
     A(be->logits, S * be->V * 4);
     A(be->swork, vk_sample_work_bytes(be->max_seqs, be->V));
     A(be->scounts, S * be->V * 4);
-    A(be->m.tokens, T * 4);
-    A(be->m.positions, T * 4);
-    A(be->m.slots, T * 4);
-    A(be->m.query_start, (S + 1) * 4);
-    A(be->m.context_lens, S * 4);
-    A(be->m.block_tables, S * be->max_blocks * 4);
-    A(be->m.tiles, (size_t)be->tiles_cap * 2 * 4);
-    A(be->m.sample_idx, S * 4);
-    A(be->m.sample_params, S * sizeof(vk_sample_row));
-    A(be->m.ids_pool, be->ids_cap * 4);
-    A(be->m.bias_pool, be->ids_cap * 4);
-    A(be->m.sample_out, S * sizeof(vk_sample_out));
-#undef A
-    return off;
+    return plan_meta(be, &be->m, base, off);
 }
 
 /* The pinned host mirrors of the metadata, plus raw-logit rows. */
 static size_t plan_host(cuda_backend *be, char *base)
 {
-    size_t off = 0;
-    const size_t T = (size_t)be->max_tokens, S = (size_t)be->max_seqs;
-#define A(ptr, bytes)                                                                              \
-    do {                                                                                           \
-        if (base) *(void **)&(ptr) = base + off;                                                   \
-        off += al(bytes);                                                                          \
-    } while (0)
-    A(be->hm.tokens, T * 4);
-    A(be->hm.positions, T * 4);
-    A(be->hm.slots, T * 4);
-    A(be->hm.query_start, (S + 1) * 4);
-    A(be->hm.context_lens, S * 4);
-    A(be->hm.block_tables, S * be->max_blocks * 4);
-    A(be->hm.tiles, (size_t)be->tiles_cap * 2 * 4);
-    A(be->hm.sample_idx, S * 4);
-    A(be->hm.sample_params, S * sizeof(vk_sample_row));
-    A(be->hm.ids_pool, be->ids_cap * 4);
-    A(be->hm.bias_pool, be->ids_cap * 4);
-    A(be->hm.sample_out, S * sizeof(vk_sample_out));
-    A(be->hlogits, S * be->V * 4);
-#undef A
+    size_t off = plan_meta(be, &be->hm, base, 0);
+    A(be->hlogits, (size_t)be->max_seqs * be->V * 4);
     return off;
 }
+#undef A
 
 vesta_backend *vesta_backend_cuda_create(const vesta_model_file *mf, const vesta_backend_options *opts,
                                          vesta_error *err)
