@@ -201,6 +201,7 @@ int vctl_prom_parse(const char *text, vctl_prom *p, char *err, size_t errlen)
     for (const char *line = text; *line != '\0' && rc == 0;) {
         const char *nl = strchr(line, '\n');
         size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        const char *next = nl ? nl + 1 : line + len; /* before trimming: always progresses */
         while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
             len--;
         lineno++;
@@ -210,7 +211,7 @@ int vctl_prom_parse(const char *text, vctl_prom *p, char *err, size_t errlen)
             rc = parse_sample(p, &fs, line, len);
         if (rc != 0)
             snprintf(err, errlen, "malformed metrics text at line %d", lineno);
-        line = nl ? nl + 1 : line + len;
+        line = next;
     }
     for (int i = 0; i < fs.n; i++)
         free(fs.f[i].name);
