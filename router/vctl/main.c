@@ -110,7 +110,7 @@ static void print_json(const json_t *j)
 /* ---- cell formatting: a missing or mistyped field prints "-" ---- */
 
 typedef struct cell {
-    char s[64];
+    char s[256]; /* ids (VESTA_PROTO_MAX_ID) and model paths fit whole */
 } cell;
 
 static const char *fmt_str(const json_t *o, const char *key, cell *c)
@@ -337,7 +337,7 @@ static int cmd_models(const vctl_opts *o, char **args)
         size_t i;
         json_t *m;
         json_array_foreach(data, i, m) {
-            /* ids and roots can be long paths: print them whole, not in 64-byte cells */
+            /* ids and roots can be long paths: print them whole, not through cells */
             const json_t *id = json_object_get(m, "id"), *root = json_object_get(m, "root");
             cell s[2];
             const char *row[] = {json_is_string(id) ? json_string_value(id) : "-",
@@ -490,7 +490,7 @@ static int cmd_metrics(const vctl_opts *o, char **args)
         }
         md = pcre2_match_data_create_from_pattern(re, NULL);
     }
-    vctl_response r;
+    vctl_response r = {0};
     vctl_prom p;
     char err[128];
     int rc = fetch(o, "GET", "/metrics", 0, &r);
@@ -504,8 +504,7 @@ static int cmd_metrics(const vctl_opts *o, char **args)
             rc = metrics_print_table(&p, re, md);
         vctl_prom_release(&p);
     }
-    if (rc == 0 || r.body != NULL)
-        vctl_response_release(&r);
+    vctl_response_release(&r); /* empty when fetch failed */
     pcre2_match_data_free(md);
     pcre2_code_free(re);
     return rc;
