@@ -171,7 +171,9 @@ void vr_call_start(vr_router *r, h2o_req_t *req, vr_api_kind kind);
 void vr_call_on_tokens(vr_router *r, struct vr_worker *w, const vesta_msg_tokens *t);
 void vr_call_on_error(vr_router *r, struct vr_worker *w, const vesta_msg_error *e);
 /* Worker `w` died or left: fail every call with a request in flight there. */
-/* `why` completes "worker X ..." in the error message ("stopped responding", ...). */
+/* w went away (its state is no longer live): requests there that sent nothing to their client
+ * yet are dispatched to another worker; the others fail with a 503 whose message `why`
+ * completes ("worker X stopped responding", ...). */
 void vr_call_fail_worker(vr_router *r, struct vr_worker *w, const char *why);
 /* The client went away (h2o disposed the request): abort the call's worker requests. */
 void vr_call_client_gone(vr_call *c);

@@ -638,10 +638,22 @@ void vr_call_fail_worker(vr_router *r, vr_worker *w, const char *why)
         vr_call *next = c->next_live;
         bool hit = false;
         for (int k = 0; k < c->n_subs; k++) {
-            if (c->subs[k].in_table && c->subs[k].worker == w) {
-                sub_release_worker(&c->subs[k]);
-                hit = true;
+            vr_sub *s = &c->subs[k];
+            if (!s->in_table || s->worker != w)
+                continue;
+            sub_release_worker(s);
+            /* Nothing of it reached the client yet: it is not lost, it runs elsewhere. w is no
+             * longer live, so the pick cannot land on it again. */
+            bool untouched = true;
+            for (int i = 0; i < s->n; i++)
+                untouched &= s->seqs[i].num_tokens == 0;
+            vr_api_error derr;
+            if (!hit && untouched && s->redispatched < VR_MAX_REDISPATCH) {
+                s->redispatched++;
+                if (sub_dispatch(r, s, &derr) == VESTA_OK)
+                    continue;
             }
+            hit = true;
         }
         if (hit) {
             r->worker_failures++;

@@ -262,6 +262,21 @@ static void io_router_frame(io_side *io, const char *data, size_t len)
         send_register(io);
         break;
     case VESTA_MSG_GENERATE:
+        if (!io->registered) {
+            /* The router routed this to our id before it saw our REGISTER, so it still takes
+             * us for an earlier process under the same id. Refused as "full" it is re-routed
+             * whole; run here, its tokens would be thrown away when our REGISTER lands. */
+            vesta_msg e;
+            vesta_msg_init(&e, VESTA_MSG_ERROR);
+            snprintf(e.u.error.request_id, sizeof e.u.error.request_id, "%s",
+                     m.u.generate.request_id);
+            e.u.error.code = VESTA_ERR_LIMIT;
+            snprintf(e.u.error.message, sizeof e.u.error.message, "worker not registered yet");
+            io_send_msg(io, &e);
+            break;
+        }
+        io_pass_to_engine(io, &m);
+        return;
     case VESTA_MSG_ABORT:
     case VESTA_MSG_DRAIN:
     case VESTA_MSG_SHUTDOWN:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 VESTA = sys.argv[1]
@@ -98,7 +99,9 @@ def main():
         def long_request():
             try:
                 result["r"] = post(port, {"model": "sim", "prompt": "long one", "max_tokens": 200})
-            except Exception as e:  # reported below, after the exit status
+            except urllib.error.HTTPError as e:  # reported below, after the exit status
+                result["error"] = "%r: %s" % (e, e.read().decode(errors="replace"))
+            except Exception as e:
                 result["error"] = repr(e)
 
         t = threading.Thread(target=long_request)
