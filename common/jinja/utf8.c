@@ -1,63 +1,29 @@
 /* UTF-8 and Python character classes used by str methods and the lexer. */
 #include "jinja.h"
 
+#include <utf8proc.h>
+
+/* Decoding and encoding go through utf8proc. Bytes that are not valid UTF-8 pass through as
+ * one unit each (the byte value as the code point), so string methods never stall on them. */
 int32_t utf8_decode(const char *s, size_t len, size_t *adv)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    unsigned char c = u[0];
-    int32_t cp;
-    size_t n;
-    if (c < 0x80) {
+    utf8proc_int32_t cp;
+    utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, &cp);
+    if (n <= 0) {
         *adv = 1;
-        return c;
-    } else if ((c & 0xE0) == 0xC0) {
-        cp = c & 0x1F;
-        n = 2;
-    } else if ((c & 0xF0) == 0xE0) {
-        cp = c & 0x0F;
-        n = 3;
-    } else if ((c & 0xF8) == 0xF0) {
-        cp = c & 0x07;
-        n = 4;
-    } else {
-        *adv = 1;
-        return c;
+        return (unsigned char)s[0];
     }
-    if (n > len) {
-        *adv = 1;
-        return c;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((u[i] & 0xC0) != 0x80) {
-            *adv = 1;
-            return c;
-        }
-        cp = (cp << 6) | (u[i] & 0x3F);
-    }
-    *adv = n;
+    *adv = (size_t)n;
     return cp;
 }
 
 size_t utf8_encode(int32_t cp, char out[4])
 {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    } else if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    } else if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
+    utf8proc_ssize_t n = utf8proc_encode_char(cp, (utf8proc_uint8_t *)out);
+    if (n <= 0) { /* beyond U+10FFFF: the replacement character */
+        n = utf8proc_encode_char(0xFFFD, (utf8proc_uint8_t *)out);
     }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
+    return (size_t)n;
 }
 
 size_t utf8_count(const char *s, size_t len)
