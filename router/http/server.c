@@ -185,10 +185,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         vr_endpoint_admin_workers(r, req);
     else if (post && path.len > 15 && memcmp(path.base, "/admin/workers/", 15) == 0 &&
              path.len > 21 && memcmp(path.base + path.len - 6, "/drain", 6) == 0) {
+        /* path_normalized is already percent-decoded by h2o; an id longer than any worker's
+         * cannot name one (truncating it could name another worker) */
         char id[VESTA_PROTO_MAX_ID + 1];
         size_t n = path.len - 21;
-        if (n > VESTA_PROTO_MAX_ID)
-            n = VESTA_PROTO_MAX_ID;
+        if (n > VESTA_PROTO_MAX_ID) {
+            send_simple_error(req, 404, "invalid_request_error", "not_found",
+                              "no live worker with an id that long");
+            return 0;
+        }
         memcpy(id, path.base + 15, n);
         id[n] = '\0';
         vr_endpoint_admin_drain(r, req, id);

@@ -288,26 +288,22 @@ static int cmd_workers(const vctl_opts *o, char **args)
     return rc;
 }
 
-/* The router takes the id from the raw path (no percent-decoding), so an id that cannot be
- * written into a path segment as-is cannot be drained through the API. */
-static int id_is_path_safe(const char *id)
-{
-    if (*id == '\0' || strlen(id) > 200)
-        return 0;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-        if (*p <= ' ' || *p >= 0x7f || strchr("/?#%\"<>\\^`{|}", *p) != NULL)
-            return 0;
-    return 1;
-}
-
+/* The router reads the id from h2o's normalized path, which is percent-decoded, so any id can be
+ * sent escaped -- except "." and "..", which path normalization removes as segments. */
 static int cmd_drain(const vctl_opts *o, char **args)
 {
-    if (!id_is_path_safe(args[0])) {
+    if (args[0][0] == '\0' || strlen(args[0]) > 200 || strcmp(args[0], ".") == 0 || strcmp(args[0], "..") == 0) {
         fprintf(stderr, "vctl: drain: `%s` is not a worker id that fits in a URL path\n", args[0]);
         return VCTL_USAGE;
     }
-    char path[256];
-    snprintf(path, sizeof path, "/admin/workers/%s/drain", args[0]);
+    char *esc = curl_easy_escape(NULL, args[0], 0);
+    if (esc == NULL) {
+        fprintf(stderr, "vctl: drain: out of memory\n");
+        return VCTL_USAGE;
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "/admin/workers/%s/drain", esc);
+    curl_free(esc);
     json_t *ans = NULL;
     int rc = fetch_json(o, "POST", path, 0, &ans, NULL);
     if (rc == 0 && o->json) {

@@ -39,7 +39,7 @@ class Cluster:
 
     # -- processes --
     def _spawn(self, name, argv):
-        log = open(os.path.join(self.logdir, name + ".log"), "wb")
+        log = open(os.path.join(self.logdir, name.replace("/", "_") + ".log"), "wb")
         env = dict(os.environ)
         supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lsan.supp")
         env["LSAN_OPTIONS"] = ":".join(filter(None, [env.get("LSAN_OPTIONS"),

@@ -220,11 +220,30 @@ def test_drain(c):
     check(rc == 1 and "status unavailable" in out and "no live worker" in err, f"503: {rc} {out} {err}")
 
 
+def test_drain_escaped_id(c):
+    # ids with characters that need escaping in a URL path: vctl percent-encodes them and the
+    # router matches the decoded id
+    wid = "node a/0?x%"
+    c.start_worker(wid)
+    Cluster.wait(lambda: any(w["id"] == wid and w["state"] == "live" for w in admin(c)["workers"]), 30,
+                 "escaped-id worker live")
+    rc, out, err = vctl(c, "drain", wid)
+    check(rc == 0 and out.startswith(f"worker {wid}: draining"), f"drain escaped id: {rc} {out} {err}")
+    Cluster.wait(lambda: {w["id"]: w for w in admin(c)["workers"]}[wid]["state"] == "left", 30,
+                 "escaped-id worker leaving")
+    # an id longer than any worker id is not truncated into another worker's id
+    r = c.http.post("/admin/workers/" + "w" * 300 + "/drain", headers=AUTH)
+    check(r.status_code == 404 and r.json()["error"]["code"] == "not_found", f"long id: {r.status_code} {r.text}")
+    for bad in (".", ".."):
+        rc, out, err = vctl(c, "drain", bad)
+        check(rc == 2 and "fits in a URL path" in err, f"drain {bad!r}: {rc} {err}")
+
+
 def main():
     with Cluster(BIN, MODEL, workers=2, router_args=["--api-key", KEY]) as c:
         traffic(c)
         for t in (test_workers, test_status, test_models, test_metrics, test_histogram_values,
-                  test_errors, test_drain):
+                  test_errors, test_drain, test_drain_escaped_id):
             t(c)
             print(f"ok {t.__name__}")
     print(f"vctl: {CHECKS} checks passed")
