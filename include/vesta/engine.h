@@ -85,6 +85,10 @@ typedef struct vesta_engine_stats {
     uint64_t prompt_tokens_total;
     uint64_t generation_tokens_total;
     uint64_t steps;
+    /* Wall time of the steps so far, by phase (host clock, CLOCK_MONOTONIC): scheduling and
+     * building the batch; the backend's execute (its host work plus waiting for the device);
+     * the rest (appending tokens, stop checks, block registration, reporting). */
+    double time_schedule_s, time_execute_s, time_update_s;
 } vesta_engine_stats;
 
 typedef struct vesta_engine vesta_engine;

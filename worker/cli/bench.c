@@ -268,6 +268,13 @@ static int run_throughput(const bench_args *a, vesta_engine *e, int vocab, json_
     json_object_set_new(j, "output_tokens", json_integer(out));
     json_object_set_new(j, "steps", json_integer((json_int_t)s.steps));
     json_object_set_new(j, "preemptions", json_integer((json_int_t)s.num_preemptions));
+    /* where the wall time went: host-only phases against the backend's execute */
+    printf("Step phases: schedule %.3f s, execute %.3f s, update %.3f s (%.3f ms / %.3f ms / %.3f ms per step)\n",
+           s.time_schedule_s, s.time_execute_s, s.time_update_s, 1e3 * s.time_schedule_s / (double)(s.steps ? s.steps : 1),
+           1e3 * s.time_execute_s / (double)(s.steps ? s.steps : 1), 1e3 * s.time_update_s / (double)(s.steps ? s.steps : 1));
+    json_object_set_new(j, "time_schedule_s", json_real(s.time_schedule_s));
+    json_object_set_new(j, "time_execute_s", json_real(s.time_execute_s));
+    json_object_set_new(j, "time_update_s", json_real(s.time_update_s));
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine_internal.h"
 #include "sampler.h"
@@ -36,6 +37,7 @@ struct vesta_engine {
     seq **out_seqs;              /* [cap_outs]: the sequence behind each output */
     int cap_outs;
     uint64_t prompt_tokens_total, generation_tokens_total, steps;
+    double t_schedule, t_execute, t_update; /* seconds per step phase (vesta_engine_stats) */
 };
 
 void vesta_engine_config_init(vesta_engine_config *cfg)
@@ -551,6 +553,9 @@ void vesta_engine_get_stats(const vesta_engine *e, vesta_engine_stats *st)
     st->prompt_tokens_total = e->prompt_tokens_total;
     st->generation_tokens_total = e->generation_tokens_total;
     st->steps = e->steps;
+    st->time_schedule_s = e->t_schedule;
+    st->time_execute_s = e->t_execute;
+    st->time_update_s = e->t_update;
 }
 
 int vesta_engine_drain_kv_events(vesta_engine *e, vesta_kv_event *out, int max,
@@ -745,8 +750,16 @@ static void retire_reported(vesta_engine *e, int count)
     }
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 vesta_status vesta_engine_step(vesta_engine *e, vesta_step_output *out, vesta_error *err)
 {
+    double t0 = mono_s(), t1 = t0, t2 = t0;
     collect_garbage(e);
     scheduler *s = &e->sched;
     out->count = 0;
@@ -758,7 +771,9 @@ vesta_status vesta_engine_step(vesta_engine *e, vesta_step_output *out, vesta_er
         e->steps++;
         vesta_batch b;
         build_batch(e, &b);
+        t1 = mono_s();
         st = e->be->ops->execute(e->be, &b, e->results, NULL, err);
+        t2 = mono_s();
         if (st != VESTA_OK) {
             fail_step(e);
             if (st != VESTA_ERR_BACKEND)
@@ -806,5 +821,10 @@ vesta_status vesta_engine_step(vesta_engine *e, vesta_step_output *out, vesta_er
     e->num_pending = 0;
     retire_reported(e, count);
     out->count = count;
+    if (t1 > t0) { /* a step that ran the backend */
+        e->t_schedule += t1 - t0;
+        e->t_execute += t2 - t1;
+        e->t_update += mono_s() - t2;
+    }
     return st;
 }
