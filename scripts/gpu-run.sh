@@ -90,6 +90,11 @@ stage_e2e() {
     python3 -c "import json; [print(json.dumps({'prompt_token_ids': p['prompt_token_ids']})) for p in json.load(open('$G'))['prompts']]" >"$W/small_prompts.jsonl"
     gen "$SMALL" "$W/small_prompts.jsonl" small
     summary+=("$(cmp_ref "$G" "$W/small.jsonl" --label 'small real model vs HF (fp32 CPU golden)')")
+    # 30 blocks of 16 tokens hold the longest sequence (332 tokens) but not all eight at once
+    gen "$SMALL" "$W/small_prompts.jsonl" small_preempt --num-gpu-blocks-override 30
+    summary+=("$(cmp_ref --same "$W/small.jsonl" "$W/small_preempt.jsonl" --label 'small real model: preemption vs default')")
+    gen "$SMALL" "$W/small_prompts.jsonl" small_pc_off --no-enable-prefix-caching
+    summary+=("$(cmp_ref --same "$W/small.jsonl" "$W/small_pc_off.jsonl" --label 'small real model: prefix caching off vs on')")
     fi
     echo "== e2e: Llama-3-8B shape, random weights =="
     [ -f "$M8/hf_ref.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
