@@ -130,7 +130,12 @@ vb() {
 
 stage_peer() {
     echo "== HF peer: generate() batch 128, same card =="
-    python3 bench/gpu/hf_e2e.py peer "$M8" 2>&1 | grep '\[hf\]' | tee -a "$W/bench.log"
+    local d=$M8
+    if [ -n "${VESTA_BENCH_DUMMY:-}" ]; then
+        d=$M8D
+        [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    fi
+    python3 bench/gpu/hf_e2e.py peer "$d" 2>&1 | grep '\[hf\]' | tee -a "$W/bench.log"
 }
 
 stage_bench() {

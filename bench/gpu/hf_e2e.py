@@ -110,8 +110,16 @@ def config(d):
 
 
 def peer(d):
-    from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.bfloat16, device_map="cuda")
+    from transformers import AutoConfig, AutoModelForCausalLM
+    if os.path.exists(os.path.join(d, "model.safetensors.index.json")) or os.path.exists(
+            os.path.join(d, "model.safetensors")):
+        model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.bfloat16, device_map="cuda")
+    else:  # config only (VESTA_BENCH_DUMMY): random weights, as Vesta's --load-format dummy
+        torch.manual_seed(0)
+        with torch.device("cuda"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(d), dtype=torch.bfloat16)
+        model.eval()
+        log("HF model with random weights from config.json (EOS ignored: timings do not depend on the values)")
     model.generation_config.eos_token_id = None
     model.generation_config.pad_token_id = 0
     g = torch.Generator().manual_seed(2)
