@@ -205,38 +205,7 @@ static vesta_status check_config(const vesta_model_config *c, const vesta_backen
 
 vesta_status vesta_backend_cpu_check_tp(const vesta_model_config *c, int n, vesta_error *err)
 {
-    if (n < 1 || n > VESTA_TP_MAX_RANKS)
-        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tensor-parallel size %d outside [1, %d]", n,
-                               VESTA_TP_MAX_RANKS);
-    if (c->num_heads <= 0 || c->num_kv_heads <= 0 || c->num_heads % n)
-        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tensor-parallel size %d does not divide the model's "
-                               "%d attention heads", n, c->num_heads);
-    if (c->num_kv_heads >= n ? c->num_kv_heads % n : n % c->num_kv_heads)
-        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tensor-parallel size %d and the model's %d KV heads: "
-                               "one must divide the other", n, c->num_kv_heads);
-    if (c->intermediate_size % n)
-        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tensor-parallel size %d does not divide the model's "
-                               "intermediate size %d", n, c->intermediate_size);
-    return VESTA_OK;
-}
-
-/* This rank's slice and the shard's configuration (local heads, KV heads, intermediate size). */
-static void plan_shard(const vesta_model_config *full, int rank, int n, cpu_shard *sh, vesta_model_config *c)
-{
-    *c = *full;
-    const int nh = full->num_heads / n, group = full->num_heads / full->num_kv_heads;
-    c->num_heads = nh;
-    c->num_kv_heads = full->num_kv_heads >= n ? full->num_kv_heads / n : 1; /* replicated below n */
-    c->intermediate_size = full->intermediate_size / n;
-    sh->rank = rank;
-    sh->size = n;
-    sh->head0 = rank * nh;
-    sh->kv_head0 = sh->head0 / group; /* the KV head of this rank's first query head */
-    sh->inter0 = rank * c->intermediate_size;
-    sh->vocab_rows = (full->vocab_size + n - 1) / n;
-    sh->vocab0 = rank * sh->vocab_rows;
-    int valid = full->vocab_size - sh->vocab0;
-    sh->vocab_valid = valid < 0 ? 0 : (valid > sh->vocab_rows ? sh->vocab_rows : valid);
+    return vesta_tp_shard_check(c, n, err);
 }
 
 vesta_backend *vesta_backend_cpu_create(const vesta_model_file *mf, const vesta_backend_options *opts,
@@ -270,7 +239,8 @@ vesta_backend *vesta_backend_cpu_create_tp(const vesta_model_file *mf, const ves
         return NULL;
     cpu_shard shard;
     vesta_model_config local;
-    plan_shard(full, opts->tp_rank, tp, &shard, &local);
+    if (vesta_tp_shard_plan(full, opts->tp_rank, tp, &shard, &local, err) != VESTA_OK)
+        return NULL;
     const vesta_model_config *c = &local;
     cpu_backend *be = calloc(1, sizeof *be);
     if (!be) {

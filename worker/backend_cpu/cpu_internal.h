@@ -7,6 +7,7 @@
 
 #include "backend_cpu.h"
 #include "comm.h"
+#include "shard.h"
 #include "vesta/error.h"
 #include "vesta/model.h"
 
@@ -23,17 +24,9 @@ typedef struct cpu_layer {
     float *wdown;     /* [hidden][intermediate] */
 } cpu_layer;
 
-/* This rank's slice of the model under tensor parallelism (Megatron style); rank 0 of 1 is the
- * whole model. Heads, intermediate columns and vocabulary rows are contiguous ranges. */
-typedef struct cpu_shard {
-    int rank, size;
-    int head0;      /* first query head */
-    int kv_head0;   /* first KV head (KV heads are replicated when there are fewer than ranks) */
-    int inter0;     /* first intermediate (MLP) column */
-    int vocab0;     /* first vocabulary row */
-    int vocab_rows; /* ceil(vocab / size): rows of the embedding / LM-head slice (zero-padded) */
-    int vocab_valid;/* rows of the slice that are real vocabulary entries */
-} cpu_shard;
+/* This rank's slice of the model under tensor parallelism (Megatron style, worker/tp/shard.h,
+ * the same plan as the CUDA backend's); rank 0 of 1 is the whole model. */
+typedef vesta_tp_shard cpu_shard;
 
 /* All weights live in one arena; lm_head aliases embed when embeddings are tied. */
 typedef struct cpu_weights {
