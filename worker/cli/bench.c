@@ -18,6 +18,9 @@
 #include <unistd.h>
 
 #include "bench.h"
+#ifdef VESTA_HAVE_BENCH_SERVE
+#include "bench_serve.h"
+#endif
 #include "sampler.h"
 #include "vesta/engine.h"
 
@@ -86,6 +89,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "usage: vesta bench throughput|latency|prefix --model PATH [options]\n"
+"       vesta bench serve [options]   (HTTP against a running server: vesta bench serve --help)\n"
 "  --num-prompts N (1000)  --input-len N (512)  --output-len N (128)   throughput\n"
 "  --num-iters N (10)  --num-iters-warmup N (2)                        latency, prefix\n"
 "  --prefix-len N (4096)                                               prefix\n"
@@ -382,6 +386,10 @@ out:
 int vesta_cmd_bench(int argc, char **argv)
 {
     double t_start = process_start_s();
+#ifdef VESTA_HAVE_BENCH_SERVE
+    if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+        return vesta_cmd_bench_serve(argc - 1, argv + 1);
+#endif
     bench_args a;
     int rc = parse(&a, argc, argv);
     if (rc) return rc < 0 ? 0 : rc;

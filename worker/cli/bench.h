@@ -1,5 +1,6 @@
 /* `vesta bench throughput|latency|prefix`: offline engine benchmarks (vLLM's benchmark_throughput
- * and benchmark_latency), random prompt token ids, EOS ignored. */
+ * and benchmark_latency), random prompt token ids, EOS ignored. `vesta bench serve` (bench_serve.h)
+ * is dispatched from here. */
 #ifndef VESTA_CLI_BENCH_H
 #define VESTA_CLI_BENCH_H
 

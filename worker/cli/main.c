@@ -26,7 +26,7 @@ static const command commands[] = {
 #ifdef VESTA_HAVE_SERVE
     {"serve", vesta_cmd_serve, "start a router and N workers, OpenAI API (vLLM's `vllm serve`)"},
 #endif
-    {"bench", vesta_cmd_bench, "offline benchmarks: throughput, latency, prefix (vLLM's benchmark_*)"},
+    {"bench", vesta_cmd_bench, "benchmarks: throughput, latency, prefix (offline engine), serve (HTTP, vLLM's bench serve)"},
 #ifdef VESTA_HAVE_CLI_COMMON
     {"tokenize", vesta_cmd_tokenize, "JSONL {\"text\"} -> {\"ids\"} with a model's tokenizer"},
     {"detokenize", vesta_cmd_detokenize, "JSONL {\"ids\"} -> {\"text\"}"},
