@@ -80,6 +80,8 @@ static const vesta_option options[] = {
      NULL, W | S, "no CUDA graphs", false},
     {"engine", "tensor_parallel_size", "--tensor-parallel-size", VESTA_OPT_INT, OFF(tensor_parallel_size), 1, 64,
      "1", NULL, W | S, "ranks of one sharded replica; each worker starts N-1 rank processes (cpu backend)", false},
+    {"engine", "load_format", "--load-format", VESTA_OPT_ENUM, OFF(load_format), 0, 0, "auto", "auto|dummy",
+     W | S, "dummy: random weights from config.json alone, no weight files (benchmarks; cuda backend)", false},
     /* workers */
     {"workers", "count", "--workers", VESTA_OPT_INT, OFF(workers), 1, 1024, "1", NULL, S,
      "worker processes `vesta serve` starts (one per GPU rank; CPU: one per replica)", false},

@@ -60,6 +60,7 @@ typedef struct vesta_config {
     int num_threads;                /* CPU threads per worker, 0 = all */
     bool enforce_eager;
     int tensor_parallel_size;       /* ranks of one sharded replica (CPU: N processes), 1 = none */
+    char load_format[16];           /* auto | dummy (random weights from config.json alone) */
     /* workers */
     int workers;
     char backend[16];               /* cpu | cuda | sim */
