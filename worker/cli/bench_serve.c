@@ -378,7 +378,7 @@ static bool handle_line(request *r, char *s, size_t n, double t)
         return true;
     }
     json_error_t jerr;
-    json_t *o = json_loadb(s, n, 0, &jerr);
+    json_t *o = json_loadb(s, n, JSON_ALLOW_NUL, &jerr); /* text may hold U+0000 (a byte token) */
     if (!json_is_object(o)) {
         request_fail(r, "bad JSON in the stream at byte %d: %s", jerr.position, jerr.text);
         json_decref(o);

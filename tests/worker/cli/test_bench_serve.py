@@ -167,8 +167,8 @@ class Scripted(http.server.BaseHTTPRequestHandler):
             [self.chunk("a"), 'data: {"error": {"message": "engine fell over"}}', "data: [DONE]"],  # 3
             None,                                                                       # 4 HTTP 500
             [self.chunk("a"), self.chunk("b"), "data: [DONE]"],                         # 5 no usage
-            [": keep-alive", "event: x", self.chunk("a"), self.chunk("b"), self.chunk("c"), usage,
-             "data: [DONE]"],                                                           # 6 CRLF
+            [": keep-alive", "event: x", self.chunk("a"), self.chunk("\x00b"), self.chunk("c"), usage,
+             "data: [DONE]"],                                                           # 6 CRLF, NUL
         ]
         s = streams[k % len(streams)]
         if s is None:
@@ -225,7 +225,7 @@ def group_failures():
     # usage where sent (3 tokens), chunk counts where not (2 chunks)
     check(res["total_output_tokens"] == 2 * (3 + 2 + 3), f"output tokens {res['total_output_tokens']}")
     check(res["usage_from_server"] is False and "counted as stream chunks" in out, "missing usage is said")
-    check([res["generated_texts"][i] for i in (0, 5, 6)] == ["abc", "ab", "abc"], "texts")
+    check([res["generated_texts"][i] for i in (0, 5, 6)] == ["abc", "ab", "a\x00bc"], "texts (U+0000 kept)")
     check("8 of 14 requests failed" in err, "failures summarized")
 
 
