@@ -144,7 +144,8 @@ static void usage(FILE *f)
 "          path from /v1/models; token ids are drawn below the vocabulary size)\n"
 "load:     --request-rate R|inf (inf)  --burstiness G (1.0 = Poisson)  --max-concurrency N\n"
 "report:   --percentile-metrics ttft,tpot,itl,e2el (all)  --metric-percentiles 99 (list)\n"
-"          --save-result  --result-dir DIR (.)  --result-filename NAME (implies --save-result)\n");
+"          --save-result  --result-dir DIR (.)  --result-filename NAME (implies --save-result)\n"
+"accepted for vLLM command lines: --dataset-name random, --backend openai|vllm\n");
 }
 
 static bool parse_int(const char *s, long long lo, long long hi, long long *out)
