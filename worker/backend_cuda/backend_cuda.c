@@ -13,6 +13,31 @@
 
 static cuda_backend *cu_of(vesta_backend *b) { return (cuda_backend *)b; }
 
+/* A tensor-parallel rank other than 0: it runs every step's forward pass (and its collectives)
+ * but samples nothing; its batches come without sample_rows. */
+static bool follower(const cuda_backend *be) { return be->comm && be->shard.rank != 0; }
+
+void cuda_tp_local_ids(const cuda_backend *be, int32_t *ids, int n)
+{
+    const int v0 = be->shard.vocab0, nv = be->shard.vocab_valid;
+    for (int i = 0; i < n; i++)
+        ids[i] = ids[i] >= v0 && ids[i] < v0 + nv ? ids[i] - v0 : be->Vr;
+}
+
+vesta_status cuda_stream_wait(cuda_backend *be, vesta_error *err)
+{
+#ifdef VESTA_HAVE_NCCL
+    if (be->comm) {
+        CU(cudaEventRecord(be->step_done, be->stream));
+        return vesta_tp_comm_nccl_wait(be->comm, be->step_done, err);
+    }
+#endif
+    CU(cudaStreamSynchronize(be->stream));
+    return VESTA_OK;
+fail:
+    return VESTA_ERR_BACKEND;
+}
+
 static size_t cuda_kv_block_bytes(vesta_backend *base, int block_size)
 {
     const vesta_model_config *c = &base->config;
@@ -128,7 +153,7 @@ static vesta_status validate(cuda_backend *be, const vesta_batch *b, vesta_error
                                "%d)", b->num_tokens, b->num_seqs, b->num_samples, be->max_tokens, be->max_seqs);
     if (b->num_tokens == 0) return VESTA_OK;
     if (!b->token_ids || !b->positions || !b->slot_mapping || !b->query_start || !b->context_lens ||
-        !b->block_tables || (b->num_samples && (!b->sample_token_index || !b->sample_rows)))
+        !b->block_tables || (b->num_samples && (!b->sample_token_index || (!b->sample_rows && !follower(be)))))
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "batch: a required array is NULL");
     if (b->query_start[0] != 0 || b->query_start[b->num_seqs] != b->num_tokens)
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "batch: query_start does not span the tokens");
@@ -158,7 +183,8 @@ static vesta_status validate(cuda_backend *be, const vesta_batch *b, vesta_error
                                    b->slot_mapping[t], b->positions[t]);
     }
     for (int i = 0; i < b->num_samples; i++)
-        if (b->sample_token_index[i] < 0 || b->sample_token_index[i] >= b->num_tokens || !b->sample_rows[i].params)
+        if (b->sample_token_index[i] < 0 || b->sample_token_index[i] >= b->num_tokens ||
+            (!follower(be) && !b->sample_rows[i].params))
             return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "batch: sample %d index %d", i,
                                    b->sample_token_index[i]);
     return VESTA_OK;
@@ -222,7 +248,7 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
     if (!b) return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "execute: batch is NULL");
     vesta_status st = validate(be, b, err);
     if (st != VESTA_OK) return st;
-    if (b->num_samples > 0 && !results)
+    if (b->num_samples > 0 && !results && !follower(be))
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "execute: results is NULL for %d samples", b->num_samples);
     if (b->num_tokens == 0) return VESTA_OK;
     CU(cudaSetDevice(be->dev));
@@ -237,6 +263,7 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
     int rows = g >= 0 ? be->graph_bs[g] : ns; /* padded sequence count */
     int ntok = g >= 0 ? rows : nt;
     memcpy(be->hm.tokens, b->token_ids, 4 * (size_t)nt);
+    if (be->comm) cuda_tp_local_ids(be, be->hm.tokens, nt); /* vocabulary-parallel embedding */
     memcpy(be->hm.positions, b->positions, 4 * (size_t)nt);
     memcpy(be->hm.slots, b->slot_mapping, 4 * (size_t)nt);
     memcpy(be->hm.query_start, b->query_start, 4 * (size_t)(ns + 1));
@@ -247,7 +274,7 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
                4 * (size_t)copy_blocks);
     }
     for (int i = ns; i < rows; i++) { /* graph padding: harmless decode rows */
-        be->hm.tokens[i] = 0;
+        be->hm.tokens[i] = be->comm && be->shard.vocab0 > 0 ? be->Vr : 0; /* token 0, or the zero row */
         be->hm.positions[i] = 0;
         be->hm.slots[i] = -1;
         be->hm.query_start[i + 1] = i + 1;
@@ -262,7 +289,7 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
         ntiles = vk_prefill_tiles_build(b->query_start, ns, be->hm.tiles, be->tiles_cap);
         if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
     }
-    long pool = fill_samples(be, b);
+    long pool = follower(be) ? 0 : fill_samples(be, b);
     if (pool < 0)
         return vesta_error_set(err, VESTA_ERR_LIMIT, "execute: penalty token lists exceed the planned %zu ids",
                                be->ids_cap);
@@ -277,7 +304,7 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
     UP(block_tables, (size_t)rows * MB);
     if (nsamp_rows) UP(sample_idx, nsamp_rows);
     if (ntiles) UP(tiles, 2 * ntiles);
-    if (nsm) UP(sample_params, nsm);
+    if (nsm && !follower(be)) UP(sample_params, nsm);
     if (pool) {
         UP(ids_pool, pool);
         UP(bias_pool, pool);
@@ -292,6 +319,10 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
                                err)) != VESTA_OK)
             goto fail_quiet;
     }
+    if (follower(be)) { /* the forward pass (with its collectives) is this rank's whole step */
+        if ((st = cuda_stream_wait(be, err)) != VESTA_OK) goto fail_quiet;
+        return VESTA_OK;
+    }
     if (nsm) {
         CU(vk_sample(be->logits, nsm, be->V, be->m.sample_params, be->m.ids_pool, be->m.bias_pool, be->swork,
                      be->scounts, be->m.sample_out, s));
@@ -300,7 +331,7 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
     }
     if (logits_out && nsm)
         CU(cudaMemcpyAsync(be->hlogits, be->logits, sizeof(float) * (size_t)nsm * be->V, cudaMemcpyDeviceToHost, s));
-    CU(cudaStreamSynchronize(s));
+    if ((st = cuda_stream_wait(be, err)) != VESTA_OK) goto fail_quiet;
     if (logits_out && nsm) memcpy(logits_out, be->hlogits, sizeof(float) * (size_t)nsm * be->V);
     for (int i = 0; i < nsm; i++) {
         const vk_sample_out *o = &be->hm.sample_out[i];
@@ -336,8 +367,9 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
     return VESTA_OK;
 fail:
 fail_quiet:
-    /* leave the stream idle so the next step starts clean (a sticky error fails it too) */
-    cudaStreamSynchronize(be->stream);
+    /* leave the stream idle so the next step starts clean (a sticky error fails it too); under
+     * TP a failed step has aborted the communicator, so the stream cannot be stuck on a peer */
+    if (!be->comm || cuda_stream_wait(be, &(vesta_error){0}) != VESTA_OK) cudaStreamSynchronize(be->stream);
     if (err && err->code == VESTA_OK) vesta_error_set(err, VESTA_ERR_BACKEND, "cuda: step failed");
     return VESTA_ERR_BACKEND;
 }
@@ -347,8 +379,11 @@ static void cuda_destroy(vesta_backend *base)
     cuda_backend *be = cu_of(base);
     if (!be) return;
     cudaSetDevice(be->dev);
-    if (be->stream) cudaStreamSynchronize(be->stream);
+    if (be->stream && (!be->comm || cuda_stream_wait(be, &(vesta_error){0}) != VESTA_OK))
+        cudaStreamSynchronize(be->stream); /* after an abort nothing waits on a peer */
     for (int i = 0; i < be->num_graphs; i++) cudaGraphExecDestroy(be->graphs[i]);
+    vesta_tp_comm_release(be->comm); /* aborts a failed one rather than waiting for peers */
+    if (be->step_done) cudaEventDestroy(be->step_done);
     if (be->blas) cublasDestroy(be->blas);
     cudaFree(be->kv);
     cudaFree(be->kv_ptrs);
@@ -391,9 +426,6 @@ static vesta_status check_config(const vesta_model_config *c, const vesta_backen
         return vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "cuda backend: sliding-window attention (window %d < "
                                "max_model_len %d) is not implemented; lower --max-model-len", c->sliding_window,
                                o->max_model_len);
-    if (o->tp_size > 1)
-        return vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "cuda backend: tensor parallelism (tp_size %d) is not "
-                               "implemented", o->tp_size);
     if (o->max_num_batched_tokens <= 0 || o->max_num_seqs <= 0 || o->max_model_len <= 0 || o->block_size <= 0 ||
         !(o->gpu_memory_utilization > 0.0 && o->gpu_memory_utilization <= 1.0))
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "cuda backend: options out of range (tokens %d, seqs %d, "
@@ -449,6 +481,10 @@ static size_t plan_activations(cuda_backend *be, char *base)
     A(be->sh, S * be->Hd * 2);
     A(be->attn_scratch, vk_attention_scratch_bytes(be->max_seqs, be->H, be->D, be->max_blocks * be->opts.block_size));
     A(be->logits, S * be->V * 4);
+    if (be->comm) {
+        A(be->lslice, S * be->Vr * 4);
+        A(be->gathered, (size_t)be->shard.size * S * be->Vr * 4);
+    }
     A(be->swork, vk_sample_work_bytes(be->max_seqs, be->V));
     A(be->scounts, S * be->V * 4);
     return plan_meta(be, &be->m, base, off);
@@ -463,14 +499,35 @@ static size_t plan_host(cuda_backend *be, char *base)
 }
 #undef A
 
-vesta_backend *vesta_backend_cuda_create(const vesta_model_file *mf, const vesta_backend_options *opts,
-                                         vesta_error *err)
+/* nccl_id == NULL: the whole model on one GPU. Otherwise rank opts->tp_rank's shard, joined to the
+ * replica's NCCL communicator. */
+static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_options *opts, const char *nccl_id,
+                             int timeout_ms, vesta_error *err)
 {
     if (!mf || !opts) {
         vesta_error_set(err, VESTA_ERR_INVALID_ARG, "cuda backend: model file or options is NULL");
         return NULL;
     }
-    const vesta_model_config *c = vesta_model_file_config(mf);
+    const vesta_model_config *full = vesta_model_file_config(mf);
+    vesta_model_config local;
+    vesta_tp_shard shard;
+    if (!nccl_id && opts->tp_size != 1) {
+        vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "cuda backend: tp_size %d needs a tensor-parallel replica "
+                        "(`--tensor-parallel-size` starts one)", opts->tp_size);
+        return NULL;
+    }
+    if (opts->tp_size < 1 || opts->tp_rank < 0 || opts->tp_rank >= opts->tp_size) {
+        vesta_error_set(err, VESTA_ERR_INVALID_ARG, "cuda backend: tp_rank %d of tp_size %d", opts->tp_rank,
+                        opts->tp_size);
+        return NULL;
+    }
+    if (full->num_heads <= 0 || full->num_kv_heads <= 0 || full->intermediate_size <= 0 || full->vocab_size <= 0) {
+        vesta_error_set(err, VESTA_ERR_INVALID_ARG, "model config: a dimension is not positive");
+        return NULL;
+    }
+    if (vesta_tp_shard_plan(full, opts->tp_rank, opts->tp_size, &shard, &local, err) != VESTA_OK) return NULL;
+    /* the shard's shapes must suit the kernels (e.g. intermediate / N a multiple of 8) */
+    const vesta_model_config *c = &local;
     if (check_config(c, opts, err) != VESTA_OK) return NULL;
     int ndev = 0;
     cudaError_t ce = cudaGetDeviceCount(&ndev);
@@ -486,7 +543,10 @@ vesta_backend *vesta_backend_cuda_create(const vesta_model_file *mf, const vesta
         return NULL;
     }
     be->base.ops = &cuda_ops;
-    be->base.config = *c;
+    be->base.config = *c; /* the shard's (local heads, KV heads, intermediate size; full vocabulary) */
+    be->shard = shard;
+    be->Vr = shard.vocab_rows;
+    be->Ve = nccl_id ? shard.vocab_rows + 1 : c->vocab_size;
     be->opts = *opts;
     be->dev = opts->device;
     be->Hd = c->hidden_size;
@@ -513,6 +573,20 @@ vesta_backend *vesta_backend_cuda_create(const vesta_model_file *mf, const vesta
     CU(cudaGetDeviceProperties(&prop, be->dev));
     be->total_mem = prop.totalGlobalMem;
     CU(cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking));
+    if (nccl_id) {
+#ifdef VESTA_HAVE_NCCL
+        /* joined before the weights load: a rank that fails to load is then a dead peer to the
+         * others (their first step or KV allocation fails) instead of a rank never joining */
+        if (!(be->comm = vesta_tp_comm_nccl_create_timeout(nccl_id, opts->tp_rank, opts->tp_size, be->dev, be->stream,
+                                                           timeout_ms, err)))
+            goto fail_quiet;
+        CU(cudaEventCreateWithFlags(&be->step_done, cudaEventDisableTiming));
+#else
+        (void)timeout_ms;
+        vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "cuda backend: this build has no NCCL (tensor parallelism)");
+        goto fail_quiet;
+#endif
+    }
     CB(cublasCreate(&be->blas));
     CB(cublasSetStream(be->blas, be->stream));
     be->blas_ws_bytes = cuda_gemm_workspace_bytes();
@@ -562,4 +636,20 @@ fail_quiet:
     free(invf);
     cuda_destroy(&be->base);
     return NULL;
+}
+
+vesta_backend *vesta_backend_cuda_create(const vesta_model_file *mf, const vesta_backend_options *opts,
+                                         vesta_error *err)
+{
+    return create(mf, opts, NULL, 0, err);
+}
+
+vesta_backend *vesta_backend_cuda_create_tp(const vesta_model_file *mf, const vesta_backend_options *opts,
+                                            const char *nccl_id, int timeout_ms, vesta_error *err)
+{
+    if (!nccl_id) {
+        vesta_error_set(err, VESTA_ERR_INVALID_ARG, "cuda backend: a tensor-parallel rank needs the NCCL id");
+        return NULL;
+    }
+    return create(mf, opts, nccl_id, timeout_ms, err);
 }

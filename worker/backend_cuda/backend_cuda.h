@@ -19,6 +19,16 @@ extern "C" {
 vesta_backend *vesta_backend_cuda_create(const vesta_model_file *mf, const vesta_backend_options *opts,
                                          vesta_error *err);
 
+/* Rank opts->tp_rank of a tensor-parallel replica of opts->tp_size ranks (docs/tensor-parallel.md)
+ * on device opts->device: loads only this rank's shard (worker/tp/shard.h) and joins the NCCL
+ * communicator of nccl_id (hex, made by the leader with vesta_tp_comm_nccl_id), waiting at most
+ * timeout_ms for the others; each step's collectives are bounded by the same timeout (a dead peer
+ * fails the step with VESTA_ERR_BACKEND, never hangs it). tp_size 1 is a replica of one rank (every
+ * collective still runs). Only rank 0 samples: other ranks' execute takes results == NULL and
+ * batches without sample_rows. Fails (VESTA_ERR_UNSUPPORTED) in a build without NCCL. */
+vesta_backend *vesta_backend_cuda_create_tp(const vesta_model_file *mf, const vesta_backend_options *opts,
+                                            const char *nccl_id, int timeout_ms, vesta_error *err);
+
 #ifdef __cplusplus
 }
 #endif

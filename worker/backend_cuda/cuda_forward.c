@@ -25,6 +25,33 @@ fail:
     return VESTA_ERR_BACKEND;
 }
 
+/* Tensor parallelism: the sum over ranks of a bf16 [n] buffer, in place, on the compute stream
+ * (captured into decode graphs like any kernel). */
+static vesta_status all_reduce(cuda_backend *be, void *buf, size_t n, vesta_error *err)
+{
+    return vesta_tp_comm_all_reduce_sum_dtype(be->comm, buf, n, VESTA_TP_BF16, err);
+}
+
+/* Vocabulary-parallel LM head: this rank's slice of the fp32 logits of n rows, every rank's slice
+ * gathered ([rank][n][Vr]), then laid out as [n][V] in be->logits with the padding dropped. */
+static vesta_status lm_head_tp(cuda_backend *be, int n, vesta_error *err)
+{
+    const int V = be->V, Vr = be->Vr;
+    if (gemm(be, be->sh, n, be->Hd, be->lm_head, Vr, be->lslice, true, err)) return VESTA_ERR_BACKEND;
+    const size_t part = (size_t)n * (size_t)Vr;
+    if (vesta_tp_comm_all_gather(be->comm, be->lslice, part, be->gathered, err) != VESTA_OK) return VESTA_ERR_BACKEND;
+    for (int r = 0; r < be->shard.size; r++) {
+        const int v0 = r * Vr, nv = V - v0 < Vr ? V - v0 : Vr;
+        if (nv <= 0) break;
+        CU(cudaMemcpy2DAsync(be->logits + v0, sizeof(float) * (size_t)V, be->gathered + (size_t)r * part,
+                             sizeof(float) * (size_t)Vr, sizeof(float) * (size_t)nv, (size_t)n,
+                             cudaMemcpyDeviceToDevice, be->stream));
+    }
+    return VESTA_OK;
+fail:
+    return VESTA_ERR_BACKEND;
+}
+
 static void *kcache(cuda_backend *be, int l, int v)
 {
     size_t per = be->kv_bytes / (size_t)(2 * be->L);
@@ -37,7 +64,10 @@ vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, in
     cudaStream_t s = be->stream;
     const float eps = be->base.config.rms_norm_eps;
     const int Hd = be->Hd, qd = be->H * be->D;
-    K(vk_embedding(VK_BF16, be->x, be->embed, be->m.tokens, ntok, Hd, be->V, s));
+    /* under TP the ids are rows of this rank's slice, other ranks' ids the zero row Ve - 1: the
+     * sum over ranks is the embedding */
+    K(vk_embedding(VK_BF16, be->x, be->embed, be->m.tokens, ntok, Hd, be->Ve, s));
+    if (be->comm && all_reduce(be, be->x, (size_t)ntok * Hd, err)) return VESTA_ERR_BACKEND;
     vk_attention_args a;
     memset(&a, 0, sizeof a);
     a.dt = VK_BF16;
@@ -69,16 +99,22 @@ vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, in
                            (void *)a.v_cache, ntok, be->H, be->KVH, be->D, s));
         K(vk_attention(&a, s));
         if (gemm(be, be->attn, ntok, qd, y->wo, Hd, be->tmp, false, err)) return VESTA_ERR_BACKEND;
+        if (be->comm && all_reduce(be, be->tmp, (size_t)ntok * Hd, err)) return VESTA_ERR_BACKEND; /* row-split o_proj */
         K(vk_add_rmsnorm(VK_BF16, be->h, be->x, be->tmp, y->ln2, ntok, Hd, eps, s));
         if (gemm(be, be->h, ntok, Hd, y->wgu, 2 * be->F, be->gu, false, err)) return VESTA_ERR_BACKEND;
         K(vk_silu_and_mul(VK_BF16, be->act, be->gu, ntok, be->F, s));
         if (gemm(be, be->act, ntok, be->F, y->wdown, Hd, be->tmp, false, err)) return VESTA_ERR_BACKEND;
+        if (be->comm && all_reduce(be, be->tmp, (size_t)ntok * Hd, err)) return VESTA_ERR_BACKEND; /* row-split down */
     }
     if (nsamples > 0) {
         K(vk_gather_rows(be->sx, be->x, be->m.sample_idx, nsamples, Hd, 2, s));
         K(vk_gather_rows(be->stmp, be->tmp, be->m.sample_idx, nsamples, Hd, 2, s));
         K(vk_add_rmsnorm(VK_BF16, be->sh, be->sx, be->stmp, be->final_norm, nsamples, Hd, eps, s));
-        if (gemm(be, be->sh, nsamples, Hd, be->lm_head, be->V, be->logits, true, err)) return VESTA_ERR_BACKEND;
+        if (be->comm) {
+            if (lm_head_tp(be, nsamples, err)) return VESTA_ERR_BACKEND;
+        } else if (gemm(be, be->sh, nsamples, Hd, be->lm_head, be->V, be->logits, true, err)) {
+            return VESTA_ERR_BACKEND;
+        }
     }
     return VESTA_OK;
 fail:
@@ -107,7 +143,7 @@ int cuda_graph_for(const cuda_backend *be, int nseq)
 static vesta_status fake_decode_meta(cuda_backend *be, int bs, vesta_error *err)
 {
     for (int i = 0; i < bs; i++) {
-        be->hm.tokens[i] = 0;
+        be->hm.tokens[i] = be->comm && be->shard.vocab0 > 0 ? be->Vr : 0; /* token 0 (the zero row elsewhere) */
         be->hm.positions[i] = 0;
         be->hm.slots[i] = -1;
         be->hm.query_start[i] = i;
@@ -138,7 +174,7 @@ static vesta_status capture_one(cuda_backend *be, int bs, int max_ctx, vesta_err
     if (fake_decode_meta(be, bs, err)) return VESTA_ERR_BACKEND;
     /* warm-up: sets kernel attributes, lets cuBLAS pick its kernels outside the capture */
     if (cuda_forward(be, bs, bs, bs, max_ctx, true, 0, err)) return VESTA_ERR_BACKEND;
-    CU(cudaStreamSynchronize(be->stream));
+    if (cuda_stream_wait(be, err)) return VESTA_ERR_BACKEND; /* under TP: bounded (a peer may die) */
     CU(cudaStreamBeginCapture(be->stream, cudaStreamCaptureModeThreadLocal));
     vesta_status st = cuda_forward(be, bs, bs, bs, max_ctx, true, 0, err);
     cudaError_t ce = cudaStreamEndCapture(be->stream, &g);

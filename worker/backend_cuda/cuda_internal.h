@@ -9,7 +9,9 @@
 #include <stdint.h>
 
 #include "backend_cuda.h"
+#include "comm.h"
 #include "sampler.h"
+#include "shard.h"
 #include "vesta_kernels.h"
 
 /* Checks a CUDA runtime call; on failure fills err and jumps to `fail` in the caller. */
@@ -97,11 +99,27 @@ typedef struct cuda_backend {
     int graph_bs[CUDA_MAX_GRAPHS];
     cudaGraphExec_t graphs[CUDA_MAX_GRAPHS];
 
+    /* Tensor parallelism (docs/tensor-parallel.md). comm == NULL: the whole model, no collective.
+     * Otherwise H, KVH, F, W above are this rank's shard (shard.h), V stays the full vocabulary. */
+    vesta_tp_comm *comm;   /* NCCL, on `stream`; owned */
+    vesta_tp_shard shard;
+    int Vr;                /* rows of the LM-head slice: V, or ceil(V / size) under TP */
+    int Ve;                /* rows of the embedding table: V, or Vr + 1 (a zero row for other ranks' ids) */
+    float *lslice;         /* [S][Vr] this rank's slice of the logits (TP only) */
+    float *gathered;       /* [size][S][Vr] every rank's slice (TP only) */
+    cudaEvent_t step_done; /* recorded after a step: waited for with the NCCL watchdog */
+
     vesta_sampler_scratch *scratch; /* host sampling of top-k / top-p rows */
     double load_seconds;
 } cuda_backend;
 
 vesta_status cuda_weights_load(cuda_backend *be, const vesta_model_file *mf, vesta_error *err);
+/* Waits for everything enqueued on be->stream; under TP bounded by the communicator's timeout
+ * (a dead peer fails the step, never hangs it). */
+vesta_status cuda_stream_wait(cuda_backend *be, vesta_error *err);
+/* Under TP: token ids (in place) to rows of this rank's embedding slice, ids of other ranks'
+ * slices to the zero row Vr. */
+void cuda_tp_local_ids(const cuda_backend *be, int32_t *ids, int n);
 vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, int max_ctx, bool has_decode,
                           int ntiles, vesta_error *err);
 vesta_status cuda_graphs_capture(cuda_backend *be, vesta_error *err);

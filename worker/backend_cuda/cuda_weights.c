@@ -1,7 +1,10 @@
 /* Weights to the GPU: one device arena laid out for the forward pass (q|k|v and gate|up stacked
  * so each is one matrix product), filled straight from the mmapped model file through two pinned
  * staging buffers (the file read of one chunk overlaps the copy of the previous), as bf16.
- * --load-format dummy fills the arena on the GPU with random values instead (no file read). */
+ * --load-format dummy fills the arena on the GPU with random values instead (no file read).
+ * Under tensor parallelism each rank reads only its slices (worker/tp/shard.h): q/k/v and gate/up
+ * by output rows, o_proj and down by input columns, the embedding and LM head by vocabulary rows;
+ * dummy tensors are generated whole and then sliced, so every split sees the same model. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +23,24 @@ typedef struct loader {
     cudaEvent_t done[2];
     int next;
     uint64_t counter;
+    void *dtmp; /* device scratch: a whole dummy tensor before slicing */
+    size_t dtmp_bytes;
 } loader;
+
+/* What part of a tensor this rank reads: all of it, rows [begin, end) or columns [begin, end). */
+typedef enum slice_kind { SLICE_ALL, SLICE_ROWS, SLICE_COLS } slice_kind;
+typedef struct slice {
+    slice_kind kind;
+    int64_t begin, end;
+} slice;
+
+static const slice ALL = {SLICE_ALL, 0, 0};
+
+/* A range that is the whole dimension is ALL: the single-rank layout reads exactly as without TP. */
+static slice part(slice_kind k, int64_t b, int64_t e, int64_t whole)
+{
+    return (b == 0 && e == whole) ? ALL : (slice){k, b, e};
+}
 
 static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
@@ -34,12 +54,12 @@ static size_t layout(cuda_backend *be, char *base, bool tied, bool bias)
         if (base) (ptr) = base + off;                                                              \
         off += align_up((size_t)(n) * e);                                                          \
     } while (0)
-    TAKE(be->embed, (size_t)be->V * be->Hd);
+    TAKE(be->embed, (size_t)be->Ve * be->Hd);
     TAKE(be->final_norm, be->Hd);
     if (tied) {
         if (base) be->lm_head = be->embed;
     } else {
-        TAKE(be->lm_head, (size_t)be->V * be->Hd);
+        TAKE(be->lm_head, (size_t)be->Vr * be->Hd);
     }
     for (int l = 0; l < be->L; l++) {
         cuda_layer *y = &be->layers[l];
@@ -56,8 +76,42 @@ static size_t layout(cuda_backend *be, char *base, bool tied, bool bias)
     return off;
 }
 
-/* Copies rows [0, rows) of tensor `name` ([rows][cols], or [rows] when cols == 0) to dst. */
-static vesta_status load_tensor(loader *ld, const char *name, int64_t rows, int64_t cols, void *dst,
+/* A column slice: all rows of columns [c0, c1), read straight from the file (only those spans)
+ * into a staging buffer (a host buffer of its own when larger than one stage), then copied. */
+static vesta_status load_cols(loader *ld, const char *name, int64_t rows, slice sl, void *dst, vesta_error *err)
+{
+    cuda_backend *be = ld->be;
+    size_t bytes = (size_t)rows * (size_t)(sl.end - sl.begin) * 2;
+    void *host = NULL;
+    int b = ld->next;
+    if (bytes <= STAGE_BYTES) {
+        ld->next ^= 1;
+        CU(cudaEventSynchronize(ld->done[b]));
+    } else if (!(host = malloc(bytes))) {
+        return vesta_error_set(err, VESTA_ERR_NOMEM, "loading %s: %zu MiB of host staging", name, bytes >> 20);
+    }
+    vesta_status st = vesta_model_file_read_cols(ld->mf, name, VESTA_DTYPE_BF16, sl.begin, sl.end,
+                                                 host ? host : ld->stage[b], err);
+    if (st != VESTA_OK) {
+        free(host);
+        vesta_error_prefix(err, "loading %s", name);
+        return st;
+    }
+    if (host) {
+        cudaError_t ce = cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice); /* pageable: synchronous */
+        free(host);
+        CU(ce);
+    } else {
+        CU(cudaMemcpyAsync(dst, ld->stage[b], bytes, cudaMemcpyHostToDevice, be->stream));
+        CU(cudaEventRecord(ld->done[b], be->stream));
+    }
+    return VESTA_OK;
+fail:
+    return VESTA_ERR_BACKEND;
+}
+
+/* Copies (this rank's slice of) tensor `name` ([rows][cols], or [rows] when cols == 0) to dst. */
+static vesta_status load_tensor(loader *ld, const char *name, int64_t rows, int64_t cols, slice sl, void *dst,
                                 vesta_error *err)
 {
     cuda_backend *be = ld->be;
@@ -70,25 +124,24 @@ static vesta_status load_tensor(loader *ld, const char *name, int64_t rows, int6
     if (!ok)
         return vesta_error_set(err, VESTA_ERR_FORMAT, "%s: tensor %s: expected shape [%lld%s%lld]", path, name,
                                (long long)rows, cols ? ", " : "", (long long)(cols ? cols : 0));
+    if (sl.kind == SLICE_COLS)
+        return load_cols(ld, name, rows, sl, dst, err);
+    const int64_t r0 = sl.kind == SLICE_ROWS ? sl.begin : 0, r1 = sl.kind == SLICE_ROWS ? sl.end : rows;
     size_t row_bytes = (size_t)(cols ? cols : 1) * 2;
-    int64_t chunk = cols ? (int64_t)(STAGE_BYTES / row_bytes) : rows;
-    if (chunk < 1)
+    int64_t chunk = cols ? (int64_t)(STAGE_BYTES / row_bytes) : r1 - r0;
+    if (chunk < 1 || (!cols && (size_t)(r1 - r0) * 2 > STAGE_BYTES))
         return vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "%s: tensor %s: rows of %zu bytes", path, name, row_bytes);
-    for (int64_t r = 0; r < rows; r += chunk) {
-        int64_t n = rows - r < chunk ? rows - r : chunk;
+    for (int64_t r = r0; r < r1; r += chunk) {
+        int64_t n = r1 - r < chunk ? r1 - r : chunk;
         int b = ld->next;
         ld->next ^= 1;
         CU(cudaEventSynchronize(ld->done[b])); /* the copy that last used this buffer is done */
-        vesta_status st;
-        if (cols)
-            st = vesta_model_file_read_rows(ld->mf, name, VESTA_DTYPE_BF16, r, r + n, ld->stage[b], err);
-        else
-            st = vesta_model_file_read_rows(ld->mf, name, VESTA_DTYPE_BF16, 0, rows, ld->stage[b], err);
+        vesta_status st = vesta_model_file_read_rows(ld->mf, name, VESTA_DTYPE_BF16, r, r + n, ld->stage[b], err);
         if (st != VESTA_OK) {
             vesta_error_prefix(err, "loading %s", name);
             return st;
         }
-        CU(cudaMemcpyAsync((char *)dst + (size_t)r * row_bytes, ld->stage[b], (size_t)n * row_bytes,
+        CU(cudaMemcpyAsync((char *)dst + (size_t)(r - r0) * row_bytes, ld->stage[b], (size_t)n * row_bytes,
                            cudaMemcpyHostToDevice, be->stream));
         CU(cudaEventRecord(ld->done[b], be->stream));
     }
@@ -99,17 +152,41 @@ fail:
 
 /* Dummy weights (vLLM's --load-format dummy): matrices uniform in +-1/sqrt(in), norms 1, biases 0,
  * so activations stay in a realistic range. */
-static vesta_status fill_dummy(loader *ld, int64_t rows, int64_t cols, int kind, void *dst, vesta_error *err)
+static vesta_status fill_dummy(loader *ld, int64_t rows, int64_t cols, int kind, slice sl, void *dst,
+                              vesta_error *err)
 {
     cuda_backend *be = ld->be;
     size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
     if (kind == 0) {
-        CU(vk_fill_random(VK_BF16, dst, n, 1.0f / sqrtf((float)cols), be->opts.dummy_seed * 1000003u + ++ld->counter,
-                          be->stream));
+        uint64_t seed = be->opts.dummy_seed * 1000003u + ++ld->counter;
+        if (sl.kind == SLICE_ALL) {
+            CU(vk_fill_random(VK_BF16, dst, n, 1.0f / sqrtf((float)cols), seed, be->stream));
+            return VESTA_OK;
+        }
+        if (n * 2 > ld->dtmp_bytes) { /* whole tensor first, then this rank's slice of it */
+            CU(cudaStreamSynchronize(be->stream));
+            cudaFree(ld->dtmp);
+            ld->dtmp = NULL;
+            ld->dtmp_bytes = 0;
+            CU(cudaMalloc(&ld->dtmp, n * 2));
+            ld->dtmp_bytes = n * 2;
+        }
+        CU(vk_fill_random(VK_BF16, ld->dtmp, n, 1.0f / sqrtf((float)cols), seed, be->stream));
+        size_t w = (size_t)(sl.end - sl.begin) * 2;
+        if (sl.kind == SLICE_ROWS) {
+            if (sl.end > sl.begin)
+                CU(cudaMemcpyAsync(dst, (char *)ld->dtmp + (size_t)sl.begin * (size_t)cols * 2,
+                                   (size_t)(sl.end - sl.begin) * (size_t)cols * 2, cudaMemcpyDeviceToDevice,
+                                   be->stream));
+        } else {
+            CU(cudaMemcpy2DAsync(dst, w, (char *)ld->dtmp + (size_t)sl.begin * 2, (size_t)cols * 2, w, (size_t)rows,
+                                 cudaMemcpyDeviceToDevice, be->stream));
+        }
     } else if (kind == 2) {
-        CU(cudaMemsetAsync(dst, 0, n * 2, be->stream));
+        size_t m = sl.kind == SLICE_ALL ? n : (size_t)(sl.end - sl.begin);
+        CU(cudaMemsetAsync(dst, 0, m * 2, be->stream));
     } else {
-        /* norms: 1.0 in bf16 is 0x3F80 */
+        /* norms (never sliced): 1.0 in bf16 is 0x3F80 */
         uint16_t *h = ld->stage[0];
         CU(cudaStreamSynchronize(be->stream));
         for (size_t i = 0; i < n; i++) h[i] = 0x3F80;
@@ -121,12 +198,33 @@ fail:
 }
 
 /* kind: 0 matrix, 1 norm, 2 bias */
-static vesta_status piece(loader *ld, const char *name, int64_t rows, int64_t cols, int kind, void *dst,
+static vesta_status piece(loader *ld, const char *name, int64_t rows, int64_t cols, int kind, slice sl, void *dst,
                           vesta_error *err)
 {
     if (ld->be->opts.load_dummy)
-        return fill_dummy(ld, rows, cols, kind, dst, err);
-    return load_tensor(ld, name, rows, cols, dst, err);
+        return fill_dummy(ld, rows, cols, kind, sl, dst, err);
+    return load_tensor(ld, name, rows, cols, sl, dst, err);
+}
+
+/* The embedding / LM head: rows [vocab0, vocab0 + vocab_valid) of the full [V][hidden] tensor,
+ * then zeros up to `rows` (the padding of the last slice, and the embedding's zero row). */
+static vesta_status vocab_piece(loader *ld, const char *name, int rows, void *dst, vesta_error *err)
+{
+    cuda_backend *be = ld->be;
+    const vesta_tp_shard *sh = &be->shard;
+    const int64_t Hd = be->Hd;
+    if (sh->vocab_valid > 0 || ld->be->opts.load_dummy) { /* dummy: keep the random streams aligned */
+        slice sl = part(SLICE_ROWS, sh->vocab0, sh->vocab0 + sh->vocab_valid, be->V);
+        vesta_status st = piece(ld, name, be->V, Hd, 0, sl, dst, err);
+        if (st != VESTA_OK)
+            return st;
+    }
+    if (rows > sh->vocab_valid)
+        CU(cudaMemsetAsync((char *)dst + (size_t)sh->vocab_valid * (size_t)Hd * 2, 0,
+                           (size_t)(rows - sh->vocab_valid) * (size_t)Hd * 2, be->stream));
+    return VESTA_OK;
+fail:
+    return VESTA_ERR_BACKEND;
 }
 
 vesta_status cuda_weights_load(cuda_backend *be, const vesta_model_file *mf, vesta_error *err)
@@ -151,33 +249,42 @@ vesta_status cuda_weights_load(cuda_backend *be, const vesta_model_file *mf, ves
         CU(cudaEventCreateWithFlags(&ld.done[i], cudaEventDisableTiming));
         CU(cudaEventRecord(ld.done[i], be->stream));
     }
-    const int64_t Hd = be->Hd, q = (int64_t)be->H * be->D, kv = (int64_t)be->KVH * be->D, F = be->F;
-    if ((st = piece(&ld, "model.embed_tokens.weight", be->V, Hd, 0, be->embed, err)) != VESTA_OK) goto out;
-    if ((st = piece(&ld, "model.norm.weight", Hd, 0, 1, be->final_norm, err)) != VESTA_OK) goto out;
-    if (!tied && (st = piece(&ld, "lm_head.weight", be->V, Hd, 0, be->lm_head, err)) != VESTA_OK) goto out;
+    const vesta_model_config *full = vesta_model_file_config(mf);
+    const vesta_tp_shard *sh = &be->shard;
+    const int64_t Hd = be->Hd, D = be->D, q = (int64_t)be->H * D, kv = (int64_t)be->KVH * D, F = be->F;
+    const int64_t FQ = (int64_t)full->num_heads * D, FKV = (int64_t)full->num_kv_heads * D,
+                  FF = full->intermediate_size;
+    const slice qs = part(SLICE_ROWS, sh->head0 * D, sh->head0 * D + q, FQ);
+    const slice ks = part(SLICE_ROWS, sh->kv_head0 * D, sh->kv_head0 * D + kv, FKV);
+    const slice os = part(SLICE_COLS, sh->head0 * D, sh->head0 * D + q, FQ);
+    const slice is = part(SLICE_ROWS, sh->inter0, sh->inter0 + F, FF);
+    const slice ds = part(SLICE_COLS, sh->inter0, sh->inter0 + F, FF);
+    if ((st = vocab_piece(&ld, "model.embed_tokens.weight", be->Ve, be->embed, err)) != VESTA_OK) goto out;
+    if ((st = piece(&ld, "model.norm.weight", Hd, 0, 1, ALL, be->final_norm, err)) != VESTA_OK) goto out;
+    if (!tied && (st = vocab_piece(&ld, "lm_head.weight", be->Vr, be->lm_head, err)) != VESTA_OK) goto out;
     for (int l = 0; l < be->L; l++) {
         cuda_layer *y = &be->layers[l];
         char name[160];
         char *qkv = y->wqkv, *gu = y->wgu, *b = y->bqkv;
-#define P(suffix, rows, cols, kind, dst)                                                           \
+#define P(suffix, rows, cols, kind, sl, dst)                                                       \
     do {                                                                                           \
         snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                              \
-        if ((st = piece(&ld, name, rows, cols, kind, dst, err)) != VESTA_OK) goto out;             \
+        if ((st = piece(&ld, name, rows, cols, kind, sl, dst, err)) != VESTA_OK) goto out;         \
     } while (0)
-        P("input_layernorm.weight", Hd, 0, 1, y->ln1);
-        P("self_attn.q_proj.weight", q, Hd, 0, qkv);
-        P("self_attn.k_proj.weight", kv, Hd, 0, qkv + (size_t)q * Hd * 2);
-        P("self_attn.v_proj.weight", kv, Hd, 0, qkv + (size_t)(q + kv) * Hd * 2);
+        P("input_layernorm.weight", Hd, 0, 1, ALL, y->ln1);
+        P("self_attn.q_proj.weight", FQ, Hd, 0, qs, qkv);
+        P("self_attn.k_proj.weight", FKV, Hd, 0, ks, qkv + (size_t)q * Hd * 2);
+        P("self_attn.v_proj.weight", FKV, Hd, 0, ks, qkv + (size_t)(q + kv) * Hd * 2);
         if (bias) {
-            P("self_attn.q_proj.bias", q, 0, 2, b);
-            P("self_attn.k_proj.bias", kv, 0, 2, b + (size_t)q * 2);
-            P("self_attn.v_proj.bias", kv, 0, 2, b + (size_t)(q + kv) * 2);
+            P("self_attn.q_proj.bias", FQ, 0, 2, qs, b);
+            P("self_attn.k_proj.bias", FKV, 0, 2, ks, b + (size_t)q * 2);
+            P("self_attn.v_proj.bias", FKV, 0, 2, ks, b + (size_t)(q + kv) * 2);
         }
-        P("self_attn.o_proj.weight", Hd, q, 0, y->wo);
-        P("post_attention_layernorm.weight", Hd, 0, 1, y->ln2);
-        P("mlp.gate_proj.weight", F, Hd, 0, gu);
-        P("mlp.up_proj.weight", F, Hd, 0, gu + (size_t)F * Hd * 2);
-        P("mlp.down_proj.weight", Hd, F, 0, y->wdown);
+        P("self_attn.o_proj.weight", Hd, FQ, 0, os, y->wo);
+        P("post_attention_layernorm.weight", Hd, 0, 1, ALL, y->ln2);
+        P("mlp.gate_proj.weight", FF, Hd, 0, is, gu);
+        P("mlp.up_proj.weight", FF, Hd, 0, is, gu + (size_t)F * Hd * 2);
+        P("mlp.down_proj.weight", Hd, FF, 0, ds, y->wdown);
 #undef P
     }
     CU(cudaStreamSynchronize(be->stream));
@@ -188,6 +295,10 @@ out:
             cudaEventDestroy(ld.done[i]);
         }
         if (ld.stage[i]) cudaFreeHost(ld.stage[i]);
+    }
+    if (ld.dtmp) {
+        cudaStreamSynchronize(be->stream);
+        cudaFree(ld.dtmp);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     be->load_seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;

@@ -16,6 +16,20 @@ vesta_status vesta_tp_comm_all_reduce_sum(vesta_tp_comm *c, float *buf, size_t n
     return st != VESTA_OK ? st : c->ops->all_reduce_sum(c, buf, n, err);
 }
 
+vesta_status vesta_tp_comm_all_reduce_sum_dtype(vesta_tp_comm *c, void *buf, size_t n, vesta_tp_dtype dt,
+                                                vesta_error *err)
+{
+    vesta_status st = check(c, buf, n, err);
+    if (st != VESTA_OK)
+        return st;
+    if (c->ops->all_reduce_sum_dtype)
+        return c->ops->all_reduce_sum_dtype(c, buf, n, dt, err);
+    if (dt == VESTA_TP_F32)
+        return c->ops->all_reduce_sum(c, buf, n, err);
+    return vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "tp comm (%s): all-reduce of element type %d", c->ops->name,
+                           (int)dt);
+}
+
 vesta_status vesta_tp_comm_all_gather(vesta_tp_comm *c, const float *in, size_t n, float *out, vesta_error *err)
 {
     vesta_status st = check(c, in, n, err);

@@ -23,6 +23,12 @@ extern "C" {
 
 typedef struct vesta_tp_comm vesta_tp_comm;
 
+/* Element types of vesta_tp_comm_all_reduce_sum_dtype. */
+typedef enum vesta_tp_dtype {
+    VESTA_TP_F32 = 0,
+    VESTA_TP_BF16 = 1,
+} vesta_tp_dtype;
+
 typedef struct vesta_tp_comm_ops {
     const char *name;
     vesta_status (*all_reduce_sum)(vesta_tp_comm *c, float *buf, size_t n, vesta_error *err);
@@ -30,6 +36,9 @@ typedef struct vesta_tp_comm_ops {
     vesta_status (*broadcast)(vesta_tp_comm *c, void *buf, size_t bytes, int root, int timeout_ms,
                               vesta_error *err);
     void (*release)(vesta_tp_comm *c);
+    /* NULL: only VESTA_TP_F32, through all_reduce_sum */
+    vesta_status (*all_reduce_sum_dtype)(vesta_tp_comm *c, void *buf, size_t n, vesta_tp_dtype dt,
+                                         vesta_error *err);
 } vesta_tp_comm_ops;
 
 /* Every communicator struct starts with this header. */
@@ -42,6 +51,10 @@ struct vesta_tp_comm {
 /* buf[0..n) = the element-wise sum over ranks of every rank's buf. The sum is taken in rank
  * order, so every rank ends with bit-identical values. */
 vesta_status vesta_tp_comm_all_reduce_sum(vesta_tp_comm *c, float *buf, size_t n, vesta_error *err);
+/* The same for n elements of type dt (VESTA_TP_BF16: the NCCL communicator only; the shared-memory
+ * one fails with VESTA_ERR_UNSUPPORTED for any type but VESTA_TP_F32). */
+vesta_status vesta_tp_comm_all_reduce_sum_dtype(vesta_tp_comm *c, void *buf, size_t n, vesta_tp_dtype dt,
+                                                vesta_error *err);
 /* out[r * n + i] = rank r's in[i]; out holds size * n floats. */
 vesta_status vesta_tp_comm_all_gather(vesta_tp_comm *c, const float *in, size_t n, float *out,
                                       vesta_error *err);
@@ -74,6 +87,17 @@ void vesta_tp_comm_shm_name(char *out, size_t cap);
 vesta_status vesta_tp_comm_nccl_id(char hex[VESTA_TP_NCCL_ID_HEX], vesta_error *err);
 vesta_tp_comm *vesta_tp_comm_nccl_create(const char *id_hex, int rank, int size, int device, void *stream,
                                          vesta_error *err);
+/* The same with a bound: joining (the communicator is non-blocking, so a rank that never comes
+ * makes the others fail after timeout_ms instead of waiting forever) and every later
+ * vesta_tp_comm_nccl_wait. */
+vesta_tp_comm *vesta_tp_comm_nccl_create_timeout(const char *id_hex, int rank, int size, int device, void *stream,
+                                                 int timeout_ms, vesta_error *err);
+/* Waits for the CUDA event `event` (a cudaEvent_t recorded on the communicator's stream after its
+ * collectives) while watching NCCL's asynchronous errors: a peer that died or hung makes this fail
+ * (VESTA_ERR_BACKEND, naming the reason) after at most the communicator's timeout, aborting the
+ * communicator (ncclCommAbort) so that the stream's collective kernels stop; the communicator is
+ * poisoned then. A communicator of another kind: VESTA_ERR_INVALID_ARG. */
+vesta_status vesta_tp_comm_nccl_wait(vesta_tp_comm *c, void *event, vesta_error *err);
 #endif
 
 #ifdef __cplusplus
