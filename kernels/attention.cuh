@@ -6,6 +6,7 @@ cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s);
 cudaError_t vk_attention_decode_v1(const vk_attention_args *a, cudaStream_t s);
 cudaError_t vk_attention_decode_v2(const vk_attention_args *a, cudaStream_t s);
 cudaError_t vk_attention_decode_v3(const vk_attention_args *a, cudaStream_t s); /* v1 + next-pass prefetch */
+cudaError_t vk_attention_decode_v4(const vk_attention_args *a, cudaStream_t s); /* cp.async pipeline */
 /* Keys per decode split for a batch (both decode versions); the split-K merge of their partials. */
 int vk_decode_partition(int num_seqs, int KVH, int max_ctx);
 cudaError_t vk_decode_combine(const vk_attention_args *a, int max_splits, int part, cudaStream_t s);

@@ -283,14 +283,19 @@ cudaError_t vk_attention_decode_v2(const vk_attention_args *a, cudaStream_t s) {
     return cudaErrorInvalidValue;
 }
 
+/* Production's kernel where partitions are full: 4 (cp.async pipeline, attention_decode_v4.cu) or
+ * 3 (version 1 + prefetch, production until run 9). THE switch: set it to 3 to go back. */
+#define VK_DECODE_FULL_VERSION 4
+
 /* Production: version 2 where the batch is too small to fill the GPU (short partitions: 16-17 vs
- * 20-21 us for one sequence of 640 keys), version 3 (version 1 with the next pass's rows prefetched)
- * where partitions are full (0.397 vs v1 0.454 / v2 0.498 ms for 256 sequences of 640 keys, 0.103
- * vs 0.134 / 0.152 ms for one of 32K: bench/gpu/results/run9-decode-v3). A pure function of the
- * arguments, so a captured graph keeps its choice. */
+ * 20-21 us for one sequence of 640 keys), VK_DECODE_FULL_VERSION where partitions are full
+ * (version 3: 0.397 vs v1 0.454 / v2 0.498 ms for 256 sequences of 640 keys, 0.103 vs 0.134 /
+ * 0.152 ms for one of 32K: bench/gpu/results/run9-decode-v3; version 4 streams K/V through
+ * shared memory to keep more bytes in flight). A pure function of the arguments, so a captured
+ * graph keeps its choice. */
 cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
-    return vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len) < VK_DECODE_PARTITION ? vk_attention_decode_v2(a, s)
-                                                                                             : vk_attention_decode_v3(a, s);
+    if (vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len) < VK_DECODE_PARTITION) return vk_attention_decode_v2(a, s);
+    return VK_DECODE_FULL_VERSION == 4 ? vk_attention_decode_v4(a, s) : vk_attention_decode_v3(a, s);
 }
 
 /* Bounds num_seqs' x H x splits for every batch of at most num_seqs sequences (a smaller batch

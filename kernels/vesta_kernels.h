@@ -101,16 +101,42 @@ cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s);
  * what vk_attention runs), 1 = the first WMMA version (kept for comparison in tests/benches). */
 cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cudaStream_t s);
 /* The same with chosen decode and prefill kernels: decode 0 = production (version 2 for batches
- * too small to fill the GPU, else version 3), 1 = two passes (scores, then V), 2 = one pass with an
- * online softmax, 3 = version 1 with the next pass's K/V rows prefetched; every decode version is
- * tested against the reference. */
+ * too small to fill the GPU, else version 4, or 3 per VK_DECODE_FULL_VERSION in
+ * attention_decode.cu), 1 = two passes (scores, then V), 2 = one pass with an online softmax,
+ * 3 = version 1 with the next pass's K/V rows prefetched, 4 = one pass over K/V tiles streamed into
+ * shared memory by a multi-stage cp.async pipeline; every decode version is tested against the
+ * reference. */
 cudaError_t vk_attention_v(const vk_attention_args *a, int decode_version, int prefill_version, cudaStream_t s);
+/* Decode version 4's tuning variants (tile keys, stages, warps, partition length), for the bench
+ * and the tests: the decode rows only (prefill rows untouched), bf16, D 128, H = 4 KVH only, else
+ * cudaErrorInvalidValue; variant 0 is version 4's own configuration. _variants: how many;
+ * _variant_name: a label, NULL out of range. */
+int vk_attention_decode_v4_variants(void);
+const char *vk_attention_decode_v4_variant_name(int variant);
+cudaError_t vk_attention_decode_v4x(const vk_attention_args *a, int variant, cudaStream_t s);
 
 /* y[n][out] = x[n][in] . w[out][in]^T for n <= VK_GEMV_MAX_N (decode steps of a few sequences),
  * fp32 accumulation; y in the storage type, or float32 when f32_out. in % 8 == 0. */
 #define VK_GEMV_MAX_N 4
 cudaError_t vk_gemv(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in, int out,
                     cudaStream_t s);
+
+/* Skinny GEMM for steps of a few tokens (VK_GEMV_MAX_N < n <= VK_GEMM_SKINNY_MAX_N): the same
+ * product as vk_gemv, y[n][out] = x[n][in] . w[out][in]^T, fp32 accumulation, y in the storage type
+ * or float32 when f32_out; weight streaming on tensor cores (kernels/gemm_skinny.cu). in % 8 == 0,
+ * x, w 16-byte aligned. No scratch: a K split is reduced inside a thread-block cluster in a fixed
+ * order, so results are bit-reproducible and batch-invariant (a row of x gives the same bits at
+ * any n). Returns cudaErrorNotSupported where the device cannot run it (shared memory per block
+ * below what n needs) -- the caller then uses another GEMM. */
+#define VK_GEMM_SKINNY_MAX_N 64
+cudaError_t vk_gemm_skinny(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in, int out,
+                           cudaStream_t s);
+/* The K split vk_gemm_skinny uses for this shape on the current device (1, 2 or 4; 1 before Hopper). */
+int vk_gemm_skinny_splits(int in, int out);
+/* The same with a chosen tiling, for tests and benches: mt 1 or 2 (128- or 256-row CTAs; does not
+ * change results), ks 1, 2, 4 or 8 (CTAs splitting K in one cluster; changes the summation order). */
+cudaError_t vk_gemm_skinny_ex(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
+                              int out, int mt, int ks, cudaStream_t s);
 
 /* out[i, j] = round(round(silu(gu[i, j])) * gu[i, F + j]) for gu [n][2F] (gate | up). */
 cudaError_t vk_silu_and_mul(vk_dtype dt, void *out, const void *gu, int n, int F, cudaStream_t s);

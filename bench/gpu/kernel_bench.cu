@@ -209,11 +209,14 @@ int main(int argc, char **argv) {
         a.prefill_tiles = dt;
         a.num_prefill_tiles = nt;
         a.scratch = scratch;
-        float ms = time_ms([&] { CK(vk_attention_v(&a, dv, 2, 0)); });
+        /* dv >= 10: decode version 4's tuning variant dv - 10 */
+        float ms = time_ms([&] { CK(dv >= 10 ? vk_attention_decode_v4x(&a, dv - 10, 0) : vk_attention_v(&a, dv, 2, 0)); });
         double kv_bytes = 2.0 * ns * ctx * KVH * D * 2;
         double flops = qlen == 1 ? 4.0 * ns * ctx * H * D : 4.0 * ns * H * D * ((double)qlen * (qlen + 1) / 2);
-        char name[96];
-        if (qlen == 1)
+        char name[160];
+        if (qlen == 1 && dv >= 10)
+            snprintf(name, sizeof name, "attention decode %s seqs=%d ctx=%d", vk_attention_decode_v4_variant_name(dv - 10), ns, ctx);
+        else if (qlen == 1)
             snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s", label, dv, ns, qlen, ctx,
                      KVH == 8 ? "" : KVH == 1 ? " kvh=1 (4 KB contiguous per block)" : " kvh=?", shuffle ? "" : " in-order");
         else
@@ -221,7 +224,7 @@ int main(int argc, char **argv) {
         report(name, ms, kv_bytes + 2.0 * ntok * H * D * 2, flops);
         for (void *p : {kc, vc, q, out, (void *)dbt, (void *)dqs, (void *)dcl, (void *)dt, scratch}) cudaFree(p);
     };
-    for (int dv = 0; dv <= 3; dv++) { /* production (0) and each decode kernel */
+    for (int dv = 0; dv <= 4; dv++) { /* production (0) and each decode kernel */
         attn(256, 1, 640, "decode", dv);
         attn(512, 1, 640, "decode", dv);
         attn(256, 1, 1024, "decode", dv);
@@ -233,6 +236,13 @@ int main(int argc, char **argv) {
          * (one KV head: 4 KB per block instead of 16 rows of 256 bytes 2 KB apart), and tables in order */
         attn(2048, 1, 640, "decode", dv, 1);
         attn(256, 1, 640, "decode", dv, 8, false);
+    }
+    for (int v = 0; v < vk_attention_decode_v4_variants(); v++) { /* version 4's tuning variants */
+        attn(256, 1, 640, "decode", 10 + v);
+        attn(512, 1, 640, "decode", 10 + v);
+        attn(64, 1, 4096, "decode", 10 + v);
+        attn(1, 1, 640, "decode", 10 + v);
+        attn(1, 1, 32768, "decode", 10 + v);
     }
     attn(1, 2048, 2048, "prefill", 2);
     attn(4, 2048, 2048, "prefill", 2);

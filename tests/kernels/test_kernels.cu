@@ -260,12 +260,26 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     a.num_prefill_tiles = nt;
     a.scratch = scratch.p;
     std::vector<std::vector<float>> gots;
-    for (int version = 1; version <= 3; version++) {
+    for (int version = 1; version <= 4; version++) {
         CK(cudaMemset(dout.p, 0xff, dout.n * 2)); /* poison */
-        /* 1: both first kernels; 2: one-pass decode + mma prefill; 3: decode v3 + mma prefill */
+        /* 1: both first kernels; 2: one-pass decode + mma prefill; 3, 4: decode v3, v4 + mma prefill */
         CK(vk_attention_v(&a, version, version == 1 ? 1 : 2, 0));
         CK(cudaDeviceSynchronize());
         gots.push_back(to_f(dt, dout.down()));
+    }
+    /* decode v4's tuning variants (where they apply: bf16, D 128, H = 4 KVH), prefill rows by v2 */
+    std::vector<int> variants;
+    for (int v = 1; has_decode && v < vk_attention_decode_v4_variants(); v++) {
+        CK(cudaMemset(dout.p, 0xff, dout.n * 2));
+        cudaError_t ve = vk_attention_decode_v4x(&a, v, 0);
+        if (ve == cudaErrorInvalidValue && !(dt == VK_BF16 && D == 128 && H == 4 * KVH)) continue; /* n/a */
+        CK(ve);
+        vk_attention_args pa = a;
+        pa.has_decode = 0;
+        CK(vk_attention_v(&pa, 0, 2, 0));
+        CK(cudaDeviceSynchronize());
+        gots.push_back(to_f(dt, dout.down()));
+        variants.push_back(v);
     }
     auto fk = to_f(dt, kc), fv = to_f(dt, vc), fq = to_f(dt, q);
     std::vector<float> want((size_t)ntok * H * D);
@@ -287,12 +301,13 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     }
     /* bf16 output rounding alone is ~2e-3 relative; P is rounded to the storage type before P V. */
     double tol = dt == VK_BF16 ? 1e-2 : 3e-3;
-    for (int version = 1; version <= 3; version++) {
-        if (version == 3 && !has_decode) continue; /* the same kernels as version 2 */
+    for (int version = 1; version <= 4 + (int)variants.size(); version++) {
+        if (version >= 3 && !has_decode) continue; /* the same kernels as version 2 */
         err e = compare(gots[version - 1], want);
-        printf("attention %s %s v%d H=%d KVH=%d D=%d bs=%d seqs=%d tokens=%d tiles=%d: rel %.2e max %.2e "
-               "(tol %.1e)\n", label, dtn(dt), version, H, KVH, D, bs, ns, ntok, nt, e.rel, e.maxabs, tol);
-        CHECK(e.rel < tol, "attention %s v%d", label, version);
+        std::string vn = version <= 4 ? "v" + std::to_string(version) : vk_attention_decode_v4_variant_name(variants[version - 5]);
+        printf("attention %s %s %s H=%d KVH=%d D=%d bs=%d seqs=%d tokens=%d tiles=%d: rel %.2e max %.2e "
+               "(tol %.1e)\n", label, dtn(dt), vn.c_str(), H, KVH, D, bs, ns, ntok, nt, e.rel, e.maxabs, tol);
+        CHECK(e.rel < tol, "attention %s %s", label, vn.c_str());
     }
 }
 
@@ -302,6 +317,9 @@ static void test_attention(vk_dtype dt) {
     run_attention_case(dt, 9, 3, 64, 16, {{1, 7}, {1, 1100}, {1, 64}}, "decode-gqa3");
     run_attention_case(dt, 8, 8, 128, 32, {{1, 40}, {1, 2049}}, "decode-mha");
     run_attention_case(dt, 32, 8, 128, 16, {{1, 700}}, "decode-single-stream"); /* short partitions */
+    std::vector<std::pair<int, int>> full; /* 40 x 8 KV heads fill an H100: full partitions (v3/v4 production) */
+    for (int i = 0; i < 40; i++) full.push_back({1, 1 + (i * 997) % 1500});
+    run_attention_case(dt, 32, 8, 128, 16, full, "decode-full-batch");
     /* prefill from empty, odd lengths; chunked prefill / prefix hits (context > query) */
     run_attention_case(dt, 32, 8, 128, 16, {{63, 63}, {65, 65}, {2, 2}, {200, 200}}, "prefill");
     run_attention_case(dt, 32, 8, 128, 16, {{100, 1124}, {64, 80}, {3, 515}}, "chunked");
