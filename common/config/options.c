@@ -56,11 +56,15 @@ static const vesta_option options[] = {
     {"engine", "gpu_memory_utilization", "--gpu-memory-utilization", VESTA_OPT_DOUBLE,
      OFF(gpu_memory_utilization), 0.01, 1.0, "0.9", NULL, W | S,
      "fraction of GPU memory a worker may use (weights + activations + KV cache)", false},
-    {"engine", "max_num_seqs", "--max-num-seqs", VESTA_OPT_INT, OFF(max_num_seqs), 1, 65536, "256",
-     NULL, W | S, "most sequences in one step", false},
+    {"engine", "max_num_seqs", "--max-num-seqs", VESTA_OPT_INT, OFF(max_num_seqs), 0, 65536, "0",
+     NULL, W | S,
+     "most sequences in one step; 0 = vLLM's default for the device (1024 on CUDA GPUs of >= 70 GiB "
+     "other than A100, else 256)", false},
     {"engine", "max_num_batched_tokens", "--max-num-batched-tokens", VESTA_OPT_INT,
-     OFF(max_num_batched_tokens), 1, 16777216, "8192", NULL, W | S,
-     "most tokens in one step (longer prompts are prefilled in chunks)", false},
+     OFF(max_num_batched_tokens), 0, 16777216, "0", NULL, W | S,
+     "most tokens in one step (longer prompts are prefilled in chunks); 0 = vLLM's server default "
+     "for the device (8192 on CUDA GPUs of >= 70 GiB other than A100, 2048 on other GPUs; 8192 on "
+     "the CPU)", false},
     {"engine", "block_size", "--block-size", VESTA_OPT_INT, OFF(block_size), 1, 1024, "16", NULL,
      W | S, "tokens per KV-cache block (also the prefix-routing granularity)", false},
     {"engine", "enable_prefix_caching", "--enable-prefix-caching", VESTA_OPT_BOOL,

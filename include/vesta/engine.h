@@ -24,13 +24,22 @@
 extern "C" {
 #endif
 
+/* Who runs the engine: vLLM picks its step limits by this (its UsageContext LLM_CLASS and
+ * OPENAI_API_SERVER) and by the device. */
+typedef enum vesta_usage_context {
+    VESTA_USAGE_OFFLINE = 0, /* vesta generate, vesta bench, the C API (default) */
+    VESTA_USAGE_SERVER = 1,  /* vesta-worker behind the router */
+} vesta_usage_context;
+
 typedef struct vesta_engine_config {
     const char *model;              /* model directory or .gguf file */
     const char *backend;            /* "cpu" (default) or "cuda" */
     int block_size;                 /* --block-size (16) */
-    int max_num_seqs;               /* --max-num-seqs (256) */
-    int max_num_batched_tokens;     /* --max-num-batched-tokens (8192; >= max_model_len not required:
-                                       long prompts are prefilled in chunks) */
+    int max_num_seqs;               /* --max-num-seqs (0 = vesta_engine_batch_defaults) */
+    int max_num_batched_tokens;     /* --max-num-batched-tokens (0 = vesta_engine_batch_defaults;
+                                       >= max_model_len not required: long prompts are prefilled
+                                       in chunks) */
+    vesta_usage_context usage;      /* picks the defaults of the two above (offline) */
     int max_model_len;              /* --max-model-len (0 = the model's max_position_embeddings) */
     bool enable_prefix_caching;     /* --enable-prefix-caching (on) */
     uint64_t prefix_cache_salt;     /* per-deployment salt mixed into every block hash (0) */
@@ -42,6 +51,15 @@ typedef struct vesta_engine_config {
 } vesta_engine_config;
 
 void vesta_engine_config_init(vesta_engine_config *cfg);
+
+/* vLLM's step limits where the user set none (its get_batch_defaults): on a CUDA device with at
+ * least 70 GiB that is not an A100, 1024 sequences and 16384 tokens per step offline, 1024 and
+ * 8192 for a server; on other CUDA devices 256 and 8192 offline, 256 and 2048 for a server; on
+ * the CPU and sim backends 256 and 8192 for both (Vesta's own: one step there is already long).
+ * A device that cannot be queried gets the smaller CUDA defaults. max_num_seqs is then capped
+ * at max_num_batched_tokens, as vLLM does. Either output is left alone where it is already > 0. */
+void vesta_engine_batch_defaults(const char *backend, int device, vesta_usage_context usage, int *max_num_seqs,
+                                 int *max_num_batched_tokens);
 
 typedef enum vesta_finish_reason {
     VESTA_FINISH_NONE = 0,  /* still running */
@@ -98,6 +116,8 @@ void vesta_engine_destroy(vesta_engine *e); /* NULL is a no-op */
 
 const vesta_model_config *vesta_engine_model_config(const vesta_engine *e);
 int vesta_engine_max_model_len(const vesta_engine *e);
+int vesta_engine_max_num_seqs(const vesta_engine *e);           /* the resolved limits */
+int vesta_engine_max_num_batched_tokens(const vesta_engine *e);
 
 /* Queues a request. Fails (nothing queued) on a duplicate id, invalid parameters, an empty
  * prompt, token ids outside the vocabulary, or prompt + max_tokens over max_model_len. */

@@ -29,6 +29,11 @@ vesta_backend *vesta_backend_cuda_create(const vesta_model_file *mf, const vesta
 vesta_backend *vesta_backend_cuda_create_tp(const vesta_model_file *mf, const vesta_backend_options *opts,
                                             const char *nccl_id, int timeout_ms, vesta_error *err);
 
+/* The total memory and name of CUDA device `device`, without creating a backend. Fails
+ * (VESTA_ERR_UNSUPPORTED) where there is no such device. */
+vesta_status vesta_backend_cuda_device_query(int device, size_t *total_bytes, char *name, size_t cap,
+                                             vesta_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,9 @@
 #include <time.h>
 
 #include "engine_internal.h"
+#ifdef VESTA_HAVE_BACKEND_CUDA
+#include "backend_cuda/backend_cuda.h"
+#endif
 #include "sampler.h"
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -45,14 +48,48 @@ void vesta_engine_config_init(vesta_engine_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->backend = "cpu";
     cfg->block_size = 16;
-    cfg->max_num_seqs = 256;
-    cfg->max_num_batched_tokens = 8192;
+    cfg->max_num_seqs = 0; /* vesta_engine_batch_defaults */
+    cfg->max_num_batched_tokens = 0;
+    cfg->usage = VESTA_USAGE_OFFLINE;
     cfg->max_model_len = 0;
     cfg->enable_prefix_caching = true;
     cfg->prefix_cache_salt = 0;
     cfg->num_gpu_blocks_override = 0;
     cfg->seed = 0;
     vesta_backend_options_init(&cfg->backend_opts);
+}
+
+void vesta_engine_batch_defaults(const char *backend, int device, vesta_usage_context usage, int *max_num_seqs,
+                                 int *max_num_batched_tokens)
+{
+    bool server = usage == VESTA_USAGE_SERVER;
+    int seqs = 256, tokens = 8192;
+    if (backend && strcmp(backend, "cuda") == 0) {
+        tokens = server ? 2048 : 8192;
+#ifdef VESTA_HAVE_BACKEND_CUDA
+        size_t total = 0;
+        char name[256] = "";
+        vesta_error ignored = {0};
+        /* vLLM: "setting large max_num_batched_tokens for A100 reduces throughput" (its PR 17885) */
+        if (vesta_backend_cuda_device_query(device, &total, name, sizeof name, &ignored) == VESTA_OK &&
+            total >= ((size_t)70 << 30) && strstr(name, "A100") == NULL && strstr(name, "a100") == NULL) {
+            seqs = 1024;
+            tokens = server ? 8192 : 16384;
+        }
+#else
+        (void)device;
+#endif
+    }
+    if (*max_num_batched_tokens <= 0)
+        *max_num_batched_tokens = tokens;
+    if (*max_num_seqs <= 0)
+        *max_num_seqs = seqs < *max_num_batched_tokens ? seqs : *max_num_batched_tokens;
+}
+
+static void resolve_batch_limits(vesta_engine_config *c)
+{
+    vesta_engine_batch_defaults(c->backend ? c->backend : "cpu", c->backend_opts.device, c->usage, &c->max_num_seqs,
+                                &c->max_num_batched_tokens);
 }
 
 const char *vesta_finish_reason_str(vesta_finish_reason r)
@@ -190,12 +227,12 @@ static vesta_status check_config(const vesta_engine_config *cfg, vesta_error *er
     if (cfg->block_size < 1 || cfg->block_size > 1024)
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "block_size must be in [1, 1024], got %d",
                                cfg->block_size);
-    if (cfg->max_num_seqs < 1)
-        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "max_num_seqs must be at least 1, got %d",
+    if (cfg->max_num_seqs < 0)
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "max_num_seqs must be at least 1 (0: default), got %d",
                                cfg->max_num_seqs);
-    if (cfg->max_num_batched_tokens < 1)
+    if (cfg->max_num_batched_tokens < 0)
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG,
-                               "max_num_batched_tokens must be at least 1, got %d",
+                               "max_num_batched_tokens must be at least 1 (0: default), got %d",
                                cfg->max_num_batched_tokens);
     if (cfg->max_model_len < 0 || cfg->num_gpu_blocks_override < 0)
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG,
@@ -304,13 +341,18 @@ vesta_engine *vesta_engine_create_with_backend(const vesta_engine_config *cfg, v
         vesta_backend_destroy(be);
         return NULL;
     }
-    return engine_init(cfg, be, NULL, err);
+    vesta_engine_config c = *cfg;
+    resolve_batch_limits(&c);
+    return engine_init(&c, be, NULL, err);
 }
 
 vesta_engine *vesta_engine_create(const vesta_engine_config *cfg, vesta_error *err)
 {
     if (check_config(cfg, err) != VESTA_OK)
         return NULL;
+    vesta_engine_config c = *cfg;
+    resolve_batch_limits(&c);
+    cfg = &c;
     if (cfg->model == NULL) {
         vesta_error_set(err, VESTA_ERR_INVALID_ARG, "engine: no model path given");
         return NULL;
@@ -388,6 +430,8 @@ const vesta_model_config *vesta_engine_model_config(const vesta_engine *e)
 }
 
 int vesta_engine_max_model_len(const vesta_engine *e) { return e->max_model_len; }
+int vesta_engine_max_num_seqs(const vesta_engine *e) { return e->cfg.max_num_seqs; }
+int vesta_engine_max_num_batched_tokens(const vesta_engine *e) { return e->cfg.max_num_batched_tokens; }
 
 /* ---- requests ---- */
 

@@ -71,6 +71,7 @@ runner *engine_runner_create(const vesta_config *cfg, vesta_error *err)
     ec.block_size = cfg->block_size;
     ec.max_num_seqs = cfg->max_num_seqs;
     ec.max_num_batched_tokens = cfg->max_num_batched_tokens;
+    ec.usage = VESTA_USAGE_SERVER;
     ec.max_model_len = cfg->max_model_len;
     ec.enable_prefix_caching = cfg->enable_prefix_caching;
     ec.prefix_cache_salt = (uint64_t)cfg->prefix_cache_salt;
@@ -98,7 +99,7 @@ runner *engine_runner_create(const vesta_config *cfg, vesta_error *err)
     er->base.ops = &engine_ops;
     er->base.max_model_len = vesta_engine_max_model_len(er->e);
     er->base.block_size = cfg->block_size;
-    er->base.max_num_seqs = cfg->max_num_seqs;
+    er->base.max_num_seqs = vesta_engine_max_num_seqs(er->e);
     er->base.vocab_size = mc->vocab_size;
     for (int i = 0; i < mc->num_eos_token_ids && i < VESTA_PROTO_MAX_EOS; i++)
         er->base.eos_ids[er->base.num_eos++] = mc->eos_token_ids[i];

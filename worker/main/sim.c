@@ -14,6 +14,7 @@
 
 #include "runner.h"
 #include "sim_cache.h"
+#include "vesta/engine.h"
 #include "vesta/prefix_hash.h"
 
 typedef struct sim_seq {
@@ -409,7 +410,9 @@ runner *sim_runner_create(const vesta_config *cfg, vesta_error *err)
     s->base.ops = &sim_ops;
     s->base.max_model_len = cfg->max_model_len > 0 ? cfg->max_model_len : 4096;
     s->base.block_size = cfg->block_size;
-    s->base.max_num_seqs = cfg->max_num_seqs;
+    int seqs = cfg->max_num_seqs, tokens = cfg->max_num_batched_tokens;
+    vesta_engine_batch_defaults("sim", 0, VESTA_USAGE_SERVER, &seqs, &tokens);
+    s->base.max_num_seqs = seqs;
     s->base.vocab_size = cfg->sim_vocab_size;
     s->num_blocks = cfg->num_gpu_blocks_override > 0 ? cfg->num_gpu_blocks_override : 4096;
     s->step_us = 1e6 / cfg->sim_tokens_per_second;

@@ -48,7 +48,7 @@ static void test_defaults(void)
             CHECK(strcmp(opts[i].flag, opts[j].flag) != 0);
     }
     CHECK(c.port == 8000 && c.block_size == 16 && c.enable_prefix_caching);
-    CHECK(c.gpu_memory_utilization == 0.9 && c.max_num_seqs == 256);
+    CHECK(c.gpu_memory_utilization == 0.9 && c.max_num_seqs == 0); /* 0: the engine picks vLLM's default */
     CHECK(strcmp(c.routing_policy, "prefix-affinity") == 0);
     CHECK(strcmp(c.zmq_bind, "tcp://127.0.0.1:5557") == 0);
     CHECK(c.workers == 1 && strcmp(c.backend, "cpu") == 0);
@@ -82,7 +82,7 @@ static void test_valid_yaml(void)
     CHECK(c.served_model_name.count == 1 && strcmp(c.served_model_name.items[0], "smol") == 0);
     CHECK(c.gpu_memory_utilization == 0.5 && !c.enable_prefix_caching && c.block_size == 32);
     CHECK(c.workers == 3 && strcmp(c.backend, "sim") == 0);
-    CHECK(c.max_num_seqs == 256); /* untouched default */
+    CHECK(c.max_num_seqs == 0); /* untouched default */
 
     /* Flags override YAML whatever their order relative to --config. */
     FILE *f = fopen("test_config_tmp.yaml", "w");

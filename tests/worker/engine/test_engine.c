@@ -494,8 +494,45 @@ static void test_unseeded(void)
     CHECK(memcmp(toks[0], toks[1], sizeof(toks[0])) != 0);
 }
 
+/* Unset step limits take vLLM's defaults (its EngineArgs.get_batch_defaults): no CUDA device can be
+ * queried in these tests, so "cuda" gets the values vLLM gives GPUs under 70 GiB. */
+static void test_batch_defaults(void)
+{
+    int seqs = 0, tokens = 0;
+    vesta_engine_batch_defaults("cpu", 0, VESTA_USAGE_OFFLINE, &seqs, &tokens);
+    CHECK(seqs == 256 && tokens == 8192);
+    seqs = tokens = 0;
+    vesta_engine_batch_defaults("cuda", 0, VESTA_USAGE_SERVER, &seqs, &tokens);
+    CHECK(seqs == 256 && tokens == 2048);
+    seqs = tokens = 0;
+    vesta_engine_batch_defaults("cuda", 0, VESTA_USAGE_OFFLINE, &seqs, &tokens);
+    CHECK(seqs == 256 && tokens == 8192);
+    seqs = 7, tokens = 0; /* set values stay */
+    vesta_engine_batch_defaults("cpu", 0, VESTA_USAGE_SERVER, &seqs, &tokens);
+    CHECK(seqs == 7 && tokens == 8192);
+    seqs = 0, tokens = 100; /* the default sequence cap never exceeds the token budget */
+    vesta_engine_batch_defaults("cpu", 0, VESTA_USAGE_OFFLINE, &seqs, &tokens);
+    CHECK(seqs == 100 && tokens == 100);
+    /* the engine resolves them and reports what it runs with */
+    mock_options mo = {.vocab_size = VOCAB, .eos_id = EOS, .max_position_embeddings = MAX_LEN,
+                       .kv_budget_bytes = 1 << 20, .max_num_batched_tokens = 64, .max_num_seqs = 4};
+    vesta_engine_config cfg;
+    vesta_engine_config_init(&cfg);
+    CHECK(cfg.max_num_seqs == 0 && cfg.max_num_batched_tokens == 0);
+    vesta_error err = {0};
+    vesta_engine *e = vesta_engine_create_with_backend(&cfg, mock_backend_base(mock_backend_create(&mo)), &err);
+    CHECK(e != NULL);
+    if (e) {
+        CHECK(vesta_engine_max_num_seqs(e) == 256 && vesta_engine_max_num_batched_tokens(e) == 8192);
+        vesta_engine_destroy(e);
+    }
+    cfg.max_num_seqs = -1;
+    CHECK(vesta_engine_create_with_backend(&cfg, mock_backend_base(mock_backend_create(&mo)), &err) == NULL);
+}
+
 int main(void)
 {
+    test_batch_defaults();
     test_equivalence();
     test_chunked_prefill();
     test_abort();
