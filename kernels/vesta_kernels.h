@@ -121,6 +121,23 @@ cudaError_t vk_attention_decode_v4x(const vk_attention_args *a, int variant, cud
 cudaError_t vk_gemv(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in, int out,
                     cudaStream_t s);
 
+/* Skinny GEMM for steps of a few tokens (VK_GEMV_MAX_N < n <= VK_GEMM_SKINNY_MAX_N): the same
+ * product as vk_gemv, y[n][out] = x[n][in] . w[out][in]^T, fp32 accumulation, y in the storage type
+ * or float32 when f32_out; weight streaming on tensor cores (kernels/gemm_skinny.cu). in % 8 == 0,
+ * x, w 16-byte aligned. No scratch: a K split is reduced inside a thread-block cluster in a fixed
+ * order, so results are bit-reproducible and batch-invariant (a row of x gives the same bits at
+ * any n). Returns cudaErrorNotSupported where the device cannot run it (shared memory per block
+ * below what n needs) -- the caller then uses another GEMM. */
+#define VK_GEMM_SKINNY_MAX_N 64
+cudaError_t vk_gemm_skinny(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in, int out,
+                           cudaStream_t s);
+/* The K split vk_gemm_skinny uses for this shape on the current device (1, 2 or 4; 1 before Hopper). */
+int vk_gemm_skinny_splits(int in, int out);
+/* The same with a chosen tiling, for tests and benches: mt 1 or 2 (128- or 256-row CTAs; does not
+ * change results), ks 1, 2, 4 or 8 (CTAs splitting K in one cluster; changes the summation order). */
+cudaError_t vk_gemm_skinny_ex(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
+                              int out, int mt, int ks, cudaStream_t s);
+
 /* out[i, j] = round(round(silu(gu[i, j])) * gu[i, F + j]) for gu [n][2F] (gate | up). */
 cudaError_t vk_silu_and_mul(vk_dtype dt, void *out, const void *gu, int n, int F, cudaStream_t s);
 
