@@ -290,9 +290,13 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
         if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
     }
     long pool = follower(be) ? 0 : fill_samples(be, b);
-    if (pool < 0)
+    /* Under TP the other ranks run this step's forward pass (and wait in its collectives) whatever
+     * rank 0 thinks of its sampling rows: run it, then fail the step. */
+    const bool pool_bad = pool < 0;
+    if (pool_bad && !be->comm)
         return vesta_error_set(err, VESTA_ERR_LIMIT, "execute: penalty token lists exceed the planned %zu ids",
                                be->ids_cap);
+    if (pool_bad) pool = 0;
     cudaStream_t s = be->stream;
 #define UP(field, count)                                                                           \
     CU(cudaMemcpyAsync(be->m.field, be->hm.field, sizeof(*be->hm.field) * (size_t)(count), cudaMemcpyHostToDevice, s))
@@ -319,8 +323,11 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
                                err)) != VESTA_OK)
             goto fail_quiet;
     }
-    if (follower(be)) { /* the forward pass (with its collectives) is this rank's whole step */
+    if (follower(be) || pool_bad) { /* the forward pass (with its collectives) is this rank's whole step */
         if ((st = cuda_stream_wait(be, err)) != VESTA_OK) goto fail_quiet;
+        if (pool_bad)
+            return vesta_error_set(err, VESTA_ERR_LIMIT, "execute: penalty token lists exceed the planned %zu ids",
+                                   be->ids_cap);
         return VESTA_OK;
     }
     if (nsm) {
@@ -337,18 +344,6 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
         const vk_sample_out *o = &be->hm.sample_out[i];
         const vesta_sampling_params *p = b->sample_rows[i].params;
         vesta_sample_result *r = &results[i];
-        if (o->token == VK_SAMPLE_ON_HOST) {
-            /* top-k / top-p: the reference sampler on the raw logits row */
-            float *row = be->hlogits + (size_t)i * be->V;
-            if (!logits_out) {
-                CU(cudaMemcpy(row, be->logits + (size_t)i * be->V, sizeof(float) * be->V, cudaMemcpyDeviceToHost));
-            }
-            if ((st = vesta_sampler_sample(row, be->V, &b->sample_rows[i], r, be->scratch, err)) != VESTA_OK) {
-                vesta_error_prefix(err, "sample row %d", i);
-                return st;
-            }
-            continue;
-        }
         if (o->token < 0 || o->token >= be->V)
             return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "sample row %d: every token is masked", i);
         r->token = o->token;
@@ -393,7 +388,6 @@ static void cuda_destroy(vesta_backend *base)
     cudaFree(be->inv_freq);
     if (be->hpin) cudaFreeHost(be->hpin);
     if (be->stream) cudaStreamDestroy(be->stream);
-    vesta_sampler_scratch_release(be->scratch);
     free(be->layers);
     free(be);
 }
@@ -593,7 +587,6 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     CU(cudaMalloc(&be->blas_ws, be->blas_ws_bytes));
     CB(cublasSetWorkspace(be->blas, be->blas_ws, be->blas_ws_bytes)); /* no allocation while serving */
     CB(cublasSetMathMode(be->blas, CUBLAS_DEFAULT_MATH));
-    if (!(be->scratch = vesta_sampler_scratch_create(be->V, err))) goto fail_quiet;
 
     /* RoPE frequencies, computed on the host the way HF does. */
     if (!(c->rope_theta > 0.0f)) {

@@ -63,6 +63,27 @@ vesta_status vesta_tp_cpu_follower_main(const vesta_model_file *mf, const vesta_
  * start or load, timeout_ms passing) every started rank is killed and NULL returned. */
 vesta_backend *vesta_tp_cpu_replica_start(const vesta_model_file *mf, const vesta_backend_options *opts,
                                           int timeout_ms, vesta_error *err);
+/* The GPU replica (built with the CUDA backend and NCCL): rank r runs on CUDA device r (refused at
+ * start when fewer devices are visible than ranks); the leader makes the NCCL id and passes it to
+ * the ranks it spawns (`vesta-tp-rank --backend cuda --nccl-id HEX`); each step's batch goes over
+ * the shared-memory channel as for the CPU replica, the activations' collectives over NCCL on each
+ * rank's compute stream. NCCL_NVLS_ENABLE=0 is set in every rank. tp_size 1 is allowed: a replica
+ * of one rank, which runs every collective (a testing aid: VESTA_TP_FORCE_REPLICA=1). Same failure
+ * behaviour as vesta_tp_cpu_replica_start. */
+vesta_backend *vesta_tp_cuda_replica_start(const vesta_model_file *mf, const vesta_backend_options *opts,
+                                           int timeout_ms, vesta_error *err);
+/* Ranks 1..n-1 of a GPU replica (vesta-tp-rank --backend cuda). */
+vesta_status vesta_tp_cuda_follower_main(const vesta_model_file *mf, const vesta_backend_options *opts,
+                                         const char *shm_name, const char *nccl_id, int timeout_ms,
+                                         vesta_error *err);
+
+/* The rank program: VESTA_TP_RANK_EXE, else vesta-tp-rank next to this executable. */
+vesta_status vesta_tp_rank_exe(char *out, size_t cap, vesta_error *err);
+/* Starts rank `rank` (>= 1) as a vesta-tp-rank process with o's options, the shared-memory name
+ * and (GPU replicas) the NCCL id; *pid receives its process id. */
+vesta_status vesta_tp_spawn_rank(const char *exe, const char *model, const vesta_backend_options *o, int rank,
+                                 const char *shm, const char *nccl_id, int timeout_ms, int *pid, vesta_error *err);
+
 /* Hands the tp backend the rank processes it must reap when destroyed (pids[r], r >= 1). */
 void vesta_tp_backend_own_ranks(vesta_backend *be, const int *pids, int n);
 /* Waits up to grace_ms for the processes pids[0..n) (<= 0 skipped) to exit, then kills the rest. */

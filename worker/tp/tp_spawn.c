@@ -21,7 +21,7 @@ extern char **environ;
 
 /* VESTA_TP_RANK_EXE, else vesta-tp-rank next to this executable (all of Vesta's programs are built
  * into one bin/ folder). */
-static vesta_status rank_exe(char *out, size_t cap, vesta_error *err)
+vesta_status vesta_tp_rank_exe(char *out, size_t cap, vesta_error *err)
 {
     const char *env = getenv("VESTA_TP_RANK_EXE");
     if (env && *env) {
@@ -70,10 +70,10 @@ void vesta_tp_reap(const int *pids, int n, int grace_ms)
     }
 }
 
-static vesta_status spawn_rank(const char *exe, const char *model, const vesta_backend_options *o, int rank,
-                               const char *shm, int timeout_ms, pid_t *pid, vesta_error *err)
+vesta_status vesta_tp_spawn_rank(const char *exe, const char *model, const vesta_backend_options *o, int rank,
+                                 const char *shm, const char *nccl_id, int timeout_ms, int *pid, vesta_error *err)
 {
-    char a[12][32];
+    char a[14][32];
     snprintf(a[0], 32, "%d", rank);
     snprintf(a[1], 32, "%d", o->tp_size);
     snprintf(a[2], 32, "%d", o->max_num_batched_tokens);
@@ -85,13 +85,18 @@ static vesta_status spawn_rank(const char *exe, const char *model, const vesta_b
     snprintf(a[8], 32, "%d", o->load_dummy ? 1 : 0);
     snprintf(a[9], 32, "%llu", (unsigned long long)o->dummy_seed);
     snprintf(a[10], 32, "%d", timeout_ms);
+    snprintf(a[11], 32, "%.17g", o->gpu_memory_utilization);
+    snprintf(a[12], 32, "%d", o->enforce_eager ? 1 : 0);
     char *argv[] = {(char *)RANK_EXE, "--model", (char *)model, "--shm", (char *)shm, "--rank", a[0], "--size", a[1],
                     "--max-num-batched-tokens", a[2], "--max-num-seqs", a[3], "--max-model-len", a[4],
                     "--block-size", a[5], "--kv-bytes", a[6], "--threads", a[7], "--load-dummy", a[8],
-                    "--dummy-seed", a[9], "--timeout-ms", a[10], NULL};
-    int rc = posix_spawn(pid, exe, NULL, NULL, argv, environ);
+                    "--dummy-seed", a[9], "--timeout-ms", a[10], "--gpu-memory-utilization", a[11],
+                    "--enforce-eager", a[12], nccl_id ? "--nccl-id" : NULL, (char *)nccl_id, NULL};
+    pid_t p;
+    int rc = posix_spawn(&p, exe, NULL, NULL, argv, environ);
     if (rc != 0)
         return vesta_error_set(err, VESTA_ERR_IO, "tp: starting rank %d (%s): %s", rank, exe, strerror(rc));
+    *pid = p;
     return VESTA_OK;
 }
 
@@ -111,7 +116,7 @@ vesta_backend *vesta_tp_cpu_replica_start(const vesta_model_file *mf, const vest
         o.num_threads = cores > o.tp_size ? (int)(cores / o.tp_size) : 1;
     }
     char exe[PATH_MAX + 32], shm[96];
-    if (rank_exe(exe, sizeof exe, err) != VESTA_OK)
+    if (vesta_tp_rank_exe(exe, sizeof exe, err) != VESTA_OK)
         return NULL;
     vesta_tp_comm_shm_name(shm, sizeof shm);
     /* NVLink multicast stays off in every process Vesta starts (the lent GPU machines need it). */
@@ -119,8 +124,8 @@ vesta_backend *vesta_tp_cpu_replica_start(const vesta_model_file *mf, const vest
     int pids[VESTA_TP_MAX_RANKS] = {0};
     vesta_status st = VESTA_OK;
     for (int r = 1; st == VESTA_OK && r < opts->tp_size; r++) {
-        pid_t p;
-        st = spawn_rank(exe, vesta_model_file_path(mf), opts, r, shm, timeout_ms, &p, err);
+        int p;
+        st = vesta_tp_spawn_rank(exe, vesta_model_file_path(mf), opts, r, shm, NULL, timeout_ms, &p, err);
         pids[r] = st == VESTA_OK ? p : 0;
     }
     vesta_tp_comm *comm = NULL;
