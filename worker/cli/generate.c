@@ -190,7 +190,7 @@ static void usage(FILE *f)
 "  --num-gpu-blocks-override N     fixed number of KV blocks\n"
 "  --cpu-kvcache-space GIB         CPU backend KV cache size (4)\n"
 "  --num-threads N                 CPU threads (all cores)\n"
-"  --tensor-parallel-size N        ranks of one sharded replica (1; cpu backend: N processes)\n"
+"  --tensor-parallel-size N        ranks of one sharded replica (1): N processes; cuda: GPUs 0..N-1\n"
 "  --enforce-eager                 no CUDA graphs\n"
 "  --load-format auto|dummy        dummy: random weights of the model's shapes (auto)\n"
 "  --seed N                        seeds the per-request seeds of unseeded requests (0)\n"

@@ -126,8 +126,11 @@ static void nccl_release(vesta_tp_comm *c)
         if (nc->failed) {
             nccl_abort(nc);
         } else {
-            /* a non-blocking destroy: finalize, then wait (bounded) before destroying */
+            /* a non-blocking destroy: finalize, then wait (bounded: a replica going down must not
+             * wait out the step timeout for a peer that already left) before destroying */
             ncclResult_t r = ncclCommFinalize(nc->comm);
+            if (nc->base.timeout_ms > 10000)
+                nc->base.timeout_ms = 10000;
             vesta_error e = {0};
             if (settle(nc, r, "ncclCommFinalize", &e) == VESTA_OK)
                 ncclCommDestroy(nc->comm);
