@@ -75,6 +75,8 @@ vesta_backend *vesta_tp_cuda_replica_start(const vesta_model_file *mf, const ves
         return NULL;
     }
     vesta_tp_backend_own_ranks(be, pids, o.tp_size);
+    fprintf(stderr, "tp: GPU replica of %d rank%s (NCCL, GPUs 0..%d), rank 0 is this process\n", o.tp_size,
+            o.tp_size == 1 ? "" : "s", o.tp_size - 1);
     return be;
 }
 
