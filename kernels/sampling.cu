@@ -1,10 +1,24 @@
 /* Sampling on the GPU, one 1024-thread block per row, matching the CPU reference sampler
- * (worker/sampler/sampler.h) step for step: raw logprobs, logit bias, min_tokens stop mask,
+ * (worker/sampler/sampler.c) step for step: raw logprobs, logit bias, min_tokens stop mask,
  * repetition / frequency / presence penalties, greedy argmax (ties: lowest id), temperature,
- * min_p, and the inverse-CDF draw in token-id order with u = vk_rng_uniform(seed, offset),
- * probabilities as exp(double(x) - max) like the reference. Rows with top-k or top-p active are
- * NOT sampled here: their token is set to VK_SAMPLE_ON_HOST (-2) and the caller samples them with
- * the reference (which sorts); everything else in this file runs for them too (nothing). */
+ * min_p, top_k, top_p, and the inverse-CDF draw with u = vk_rng_uniform(seed, offset).
+ *
+ * Rows without top-k / top-p draw in token-id order with probabilities exp(double(x) - max), as
+ * the reference does. Rows with top-k or top-p follow the reference's sorted path: its candidates
+ * are ordered by (value descending, id ascending) and both the top-p cut and the draw walk that
+ * order. No sort here: each of the three steps is one "select" over that order, a most-significant-
+ * digit radix select over the 56-bit composite key (ordered float bits of x, then ~id) with 8-bit
+ * digits and block-shared histograms of counts and masses:
+ *   top_k: the k-th element by count; everything with a value >= its value stays (vLLM keeps ties);
+ *   top_p: the last element whose exclusive head mass is < top_p * z (the reference removes, from
+ *          the bottom, every element whose ascending cumulative mass is <= 1 - top_p);
+ *   draw:  the first element whose inclusive head mass is > u * z.
+ * Masses are exp(x - max) in fp32 (expf), summed as 64-bit fixed point (2^S units, S chosen so that
+ * vocab * 2^S < 2^63), so the selection is exact and deterministic for those masses; against the
+ * reference's fp64 masses a probability-mass boundary can move by ~1e-6 of the total (expf error,
+ * fixed-point truncation), so the token can differ only where u or 1 - top_p lies that close to a
+ * boundary. Once a step leaves <= SEL_LIST candidates they are gathered into shared memory and
+ * the later steps run there instead of over the whole row. */
 #include <float.h>
 
 #include "common.cuh"
@@ -30,6 +44,8 @@ __host__ __device__ static inline double rng_uniform(uint64_t seed, uint64_t off
 extern "C" double vk_rng_uniform(uint64_t seed, uint64_t offset) { return rng_uniform(seed, offset); }
 
 extern "C" size_t vk_sample_work_bytes(int rows, int vocab) { return (size_t)rows * vocab * sizeof(float); }
+
+#define SEL_LIST 4096 /* candidates kept in shared memory once a step leaves at most this many */
 
 struct cand {
     float v;
@@ -98,6 +114,278 @@ __device__ double block_exclusive_scan_d(double v, double *sh) {
     return sh[w] + incl - v;
 }
 
+/* ---- Selection over the reference's sorted order (rows with top-k / top-p) ---- */
+
+/* Ordered key of a float: larger value, larger key; -0 and +0 equal (the reference compares
+ * floats); every finite value and +inf gives a key >= 0x00800000, so 0 can mean "not a
+ * candidate". */
+__device__ __forceinline__ uint32_t fkey(float v) {
+    if (v == 0.f) v = 0.f;
+    uint32_t b = __float_as_uint(v);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+__device__ __forceinline__ float kval(uint32_t k) {
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+/* Composite: descending composite order = the reference's order (value descending, id ascending). */
+__device__ __forceinline__ uint64_t comp_of(uint32_t key, int id) { return ((uint64_t)key << 32) | (uint32_t)~id; }
+
+enum { SEL_COUNT = 0, SEL_TOPP = 1, SEL_DRAW = 2 };
+enum { SEL_RUN = 0, SEL_FIND = 1, SEL_DONE = 2, SEL_NONE = 3 };
+
+struct sel_shared {
+    unsigned cnt[256];
+    unsigned long long mass[256];
+    unsigned long long prefix, mask, before, comp;
+    unsigned before_c, kept, nlist;
+    int state;
+    uint32_t lkey[SEL_LIST]; /* the gathered candidates (key, id) */
+    int32_t lid[SEL_LIST];
+};
+
+struct sel_in {
+    const uint32_t *K; /* the row's keys (global); 0 = not a candidate */
+    int n;             /* elements: vocab for the row, S.nlist for the shared list */
+    uint64_t lo;       /* candidates: composite >= lo */
+    float mx;          /* the max value (mass exp(x - mx) <= 1) */
+    float scale;       /* 2^S fixed-point scale */
+};
+
+/* Fixed-point mass of a key. */
+__device__ __forceinline__ unsigned long long key_mass(uint32_t key, float mx, float scale) {
+    return __float2ull_rz(expf(__fsub_rn(kval(key), mx)) * scale);
+}
+
+/* Warp 0 picks the digit bucket holding the target, walking the 256 buckets from the top. */
+__device__ void sel_choose(sel_shared &S, int step, int shift, bool mass, int mode, double param,
+                           unsigned long long kparam, bool key_only, unsigned long long &target) {
+    const int lane = threadIdx.x;
+    unsigned long long s = 0;
+    unsigned sc = 0;
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        int b = 255 - 8 * lane - e;
+        sc += S.cnt[b];
+        s += mass ? S.mass[b] : S.cnt[b];
+    }
+    unsigned long long incl = s;
+    unsigned inclc = sc;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        unsigned long long y = __shfl_up_sync(0xffffffffu, incl, o);
+        unsigned yc = __shfl_up_sync(0xffffffffu, inclc, o);
+        if (lane >= o) {
+            incl += y;
+            inclc += yc;
+        }
+    }
+    unsigned long long before = S.before;
+    if (step == 0) {
+        unsigned long long total = __shfl_sync(0xffffffffu, incl, 31);
+        if (mode == SEL_COUNT) {
+            target = kparam;
+        } else if (mode == SEL_TOPP) {
+            /* kept iff head mass (exclusive) < X = total - (1 - top_p) * total */
+            double tz = (double)total;
+            double x = ceil(tz - param * tz);
+            unsigned long long xi = x < 1.0 ? 1ull : (x >= tz ? total : (unsigned long long)x);
+            target = xi - 1;
+        } else {
+            double t = floor(param * (double)total);
+            target = t >= (double)total ? total - 1 : (unsigned long long)t;
+        }
+        if (total == 0 || total <= target) {
+            if (lane == 0) S.state = SEL_NONE;
+            return;
+        }
+    }
+    unsigned long long excl = incl - s;
+    if (before + excl <= target && before + incl > target) {
+        unsigned long long acc = before + excl;
+        unsigned accc = S.before_c + inclc - sc;
+        for (int e = 0; e < 8; e++) {
+            int b = 255 - 8 * lane - e;
+            unsigned long long w = mass ? S.mass[b] : S.cnt[b];
+            if (acc + w > target) {
+                unsigned c = S.cnt[b];
+                unsigned long long prefix = S.prefix | ((unsigned long long)b << shift);
+                unsigned long long mask = S.mask | (0xffull << shift);
+                if (step == 3) { /* ids < 2^24: bits 31..24 of ~id are all ones */
+                    prefix |= 0xff000000ull;
+                    mask |= 0xff000000ull;
+                }
+                S.prefix = prefix;
+                S.mask = mask;
+                S.before = acc;
+                S.before_c = accc;
+                if (c == 1) {
+                    S.state = SEL_FIND;
+                    S.kept = accc + 1;
+                } else if (key_only && step == 3) {
+                    S.state = SEL_DONE;
+                    S.comp = prefix & 0xffffffff00000000ull;
+                    S.kept = accc + c;
+                } else if (step == 6) {
+                    S.state = SEL_DONE;
+                    S.comp = prefix;
+                    S.kept = accc + 1;
+                }
+                break;
+            }
+            acc += w;
+            accc += S.cnt[b];
+        }
+    }
+}
+
+/* One select over the candidates (composite >= in.lo) of the row (LIST false) or of the shared
+ * list (LIST true): the first element, in the reference's order, whose inclusive cumulative
+ * weight (count, or fixed-point mass when MASS) exceeds the target:
+ *   SEL_COUNT: kparam;  SEL_TOPP: ceil(total - param * total) - 1;  SEL_DRAW: floor(param * total).
+ * Leaves S.state (SEL_NONE when no element qualifies), S.comp (its composite; with key_only, the
+ * key with id bits 0, i.e. the lowest composite of that value) and S.kept (how many candidates come
+ * before it, plus itself, plus with key_only its ties). All threads call it; ends synced. */
+template <bool LIST, bool MASS>
+__device__ void sel_run(sel_shared &S, const sel_in &in, int mode, double param, unsigned long long kparam,
+                        bool key_only) {
+    const int tid = threadIdx.x;
+    __syncthreads(); /* every thread is done reading the previous select's results */
+    if (tid == 0) {
+        S.prefix = 0;
+        S.mask = 0;
+        S.before = 0;
+        S.before_c = 0;
+        S.state = SEL_RUN;
+    }
+    unsigned long long target = 0; /* warp 0's copy */
+    for (int step = 0; step < 7; step++) {
+        const int shift = step < 4 ? 56 - 8 * step : 16 - 8 * (step - 4);
+        if (tid < 256) {
+            S.cnt[tid] = 0;
+            if (MASS) S.mass[tid] = 0;
+        }
+        __syncthreads();
+        const unsigned long long prefix = S.prefix, mask = S.mask;
+        /* Two running (digit, count, mass) entries per thread: the first digits of a row take few
+         * distinct values, so most elements are added in registers, not by shared atomics. */
+        int d0 = -1, d1 = -1;
+        unsigned c0 = 0, c1 = 0;
+        unsigned long long m0 = 0, m1 = 0;
+        for (int j = tid; j < in.n; j += SAMPLE_THREADS) {
+            uint32_t key = LIST ? S.lkey[j] : in.K[j];
+            uint64_t c = comp_of(key, LIST ? S.lid[j] : j);
+            if (c < in.lo || (c & mask) != prefix) continue;
+            int d = (int)(c >> shift) & 255;
+            unsigned long long w = MASS ? key_mass(key, in.mx, in.scale) : 0ull;
+            if (d == d0) {
+                c0++;
+                m0 += w;
+            } else if (d == d1) {
+                c1++;
+                m1 += w;
+            } else {
+                if (d1 >= 0) {
+                    atomicAdd(&S.cnt[d1], c1);
+                    if (MASS) atomicAdd(&S.mass[d1], m1);
+                }
+                d1 = d0;
+                c1 = c0;
+                m1 = m0;
+                d0 = d;
+                c0 = 1;
+                m0 = w;
+            }
+        }
+        if (d0 >= 0) {
+            atomicAdd(&S.cnt[d0], c0);
+            if (MASS) atomicAdd(&S.mass[d0], m0);
+        }
+        if (d1 >= 0) {
+            atomicAdd(&S.cnt[d1], c1);
+            if (MASS) atomicAdd(&S.mass[d1], m1);
+        }
+        __syncthreads();
+        if (tid < 32) sel_choose(S, step, shift, MASS, mode, param, kparam, key_only, target);
+        __syncthreads();
+        if (S.state != SEL_RUN) break;
+    }
+    if (S.state == SEL_FIND) {
+        const unsigned long long prefix = S.prefix, mask = S.mask;
+        for (int j = tid; j < in.n; j += SAMPLE_THREADS) {
+            uint32_t key = LIST ? S.lkey[j] : in.K[j];
+            uint64_t c = comp_of(key, LIST ? S.lid[j] : j);
+            if (c >= in.lo && (c & mask) == prefix) S.comp = key_only ? c & 0xffffffff00000000ull : c;
+        }
+        __syncthreads();
+    }
+}
+
+/* Gathers the row's candidates (composite >= lo) into the shared list (their number is known to
+ * be <= SEL_LIST). Ends synced. */
+__device__ void sel_gather(sel_shared &S, const uint32_t *K, int V, uint64_t lo) {
+    if (threadIdx.x == 0) S.nlist = 0;
+    __syncthreads();
+    for (int j = threadIdx.x; j < V; j += SAMPLE_THREADS) {
+        uint32_t key = K[j];
+        if (comp_of(key, j) >= lo) {
+            unsigned slot = atomicAdd(&S.nlist, 1u);
+            if (slot < SEL_LIST) {
+                S.lkey[slot] = key;
+                S.lid[slot] = j;
+            }
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0 && S.nlist > SEL_LIST) S.nlist = SEL_LIST; /* cannot happen: counted before */
+    __syncthreads();
+}
+
+template <bool MASS>
+__device__ void sel_any(sel_shared &S, bool list, const sel_in &in, int mode, double param, unsigned long long kparam,
+                        bool key_only) {
+    if (list) {
+        sel_in l = in;
+        l.n = (int)S.nlist;
+        sel_run<true, MASS>(S, l, mode, param, kparam, key_only);
+    } else {
+        sel_run<false, MASS>(S, in, mode, param, kparam, key_only);
+    }
+}
+
+/* The reference's sorted path for one row: min_p (already applied to K), top_k, top_p, draw.
+ * Returns the token, or -1 when nothing is left. */
+__device__ int sample_sorted(sel_shared &S, const uint32_t *K, int V, int ncand, float mx, const vk_sample_row &P) {
+    if (ncand == 0) return -1;
+    /* vocab * 2^S < 2^63 */
+    int bits = 32 - __clz(V > 1 ? V - 1 : 1);
+    float scale = __uint_as_float((uint32_t)(127 + 63 - bits) << 23);
+    sel_in in = {K, V, 1ull << 32, mx, scale};
+    bool list = false;
+    unsigned m = (unsigned)ncand;
+    if (P.top_k > 0 && (unsigned)P.top_k < m) {
+        sel_any<false>(S, false, in, SEL_COUNT, 0.0, (unsigned long long)(P.top_k - 1), true);
+        in.lo = S.comp;
+        m = S.kept;
+    }
+    if (m <= SEL_LIST) {
+        sel_gather(S, K, V, in.lo);
+        list = true;
+    }
+    if (P.top_p < 1.0f && m > 1) {
+        sel_any<true>(S, list, in, SEL_TOPP, 1.0 - (double)P.top_p, 0, false);
+        if (S.state == SEL_NONE) return -1;
+        in.lo = S.comp;
+        m = S.kept;
+        if (!list && m <= SEL_LIST) {
+            sel_gather(S, K, V, in.lo);
+            list = true;
+        }
+    }
+    sel_any<true>(S, list, in, SEL_DRAW, rng_uniform(P.seed, P.offset), 0, false);
+    if (S.state == SEL_NONE) return -1;
+    return (int)~(uint32_t)S.comp;
+}
+
 __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_kernel(const float *logits, int V, const vk_sample_row *params, const int32_t *ids,
               const float *bias, float *work, int32_t *counts, vk_sample_out *out) {
@@ -105,6 +393,7 @@ sample_kernel(const float *logits, int V, const vk_sample_row *params, const int
     __shared__ double shd[32];
     __shared__ float shf[32];
     __shared__ int found;
+    __shared__ sel_shared S;
     const int row = blockIdx.x, tid = threadIdx.x;
     const vk_sample_row P = params[row];
     const float *L = logits + (size_t)row * V;
@@ -113,11 +402,10 @@ sample_kernel(const float *logits, int V, const vk_sample_row *params, const int
     vk_sample_out *o = out + row;
     int token = -1;
 
-    bool filtered = (P.top_k > 0 && P.top_k < V) || P.top_p < 1.0f;
+    /* The reference sorts whenever top_k is set (even k >= vocab) or top_p < 1. */
+    bool sorted = P.top_k > 0 || P.top_p < 1.0f;
     bool greedy = P.temperature < 1e-5f;
-    if (filtered && !greedy) {
-        token = -2; /* VK_SAMPLE_ON_HOST */
-    } else {
+    {
         for (int i = tid; i < V; i += SAMPLE_THREADS) W[i] = L[i];
         __syncthreads();
         for (int j = tid; j < P.num_bias; j += SAMPLE_THREADS) {
@@ -169,6 +457,39 @@ sample_kernel(const float *logits, int V, const vk_sample_row *params, const int
                 if (c.v > -INFINITY && before(c, best)) best = c;
             }
             token = block_best(best, shc).id;
+        } else if (sorted) {
+            float inv_t = 1.0f / P.temperature;
+            float mx = -INFINITY;
+            for (int i = tid; i < V; i += SAMPLE_THREADS) {
+                float x = __fmul_rn(W[i], inv_t);
+                if (x > -INFINITY) mx = fmaxf(mx, x);
+            }
+            mx = block_max(mx, shf);
+            /* W becomes the keys: 0 for -inf / NaN and for what min_p removes
+             * (exp(x - max) < min_p, decided in fp64 like the reference; the log test settles
+             * all but the values within 1e-9 of the threshold without an exp). */
+            uint32_t *K = reinterpret_cast<uint32_t *>(W);
+            double lmp = P.min_p > 0.0f ? log((double)P.min_p) : 0.0;
+            int nc = 0;
+            for (int i = tid; i < V; i += SAMPLE_THREADS) {
+                float x = __fmul_rn(W[i], inv_t);
+                uint32_t k = 0;
+                if (x > -INFINITY) {
+                    bool keep = true;
+                    if (P.min_p > 0.0f) {
+                        double d = (double)x - (double)mx;
+                        keep = d > lmp + 1e-9 || (d >= lmp - 1e-9 && !(exp(d) < (double)P.min_p));
+                    }
+                    if (keep) {
+                        k = fkey(x);
+                        nc++;
+                    }
+                }
+                K[i] = k;
+            }
+            nc = (int)block_sum_d((double)nc, shd);
+            __syncthreads();
+            token = sample_sorted(S, K, V, nc, mx, P);
         } else {
             float inv_t = 1.0f / P.temperature;
             float mx = -INFINITY;
@@ -216,7 +537,7 @@ sample_kernel(const float *logits, int V, const vk_sample_row *params, const int
     }
 
     /* Raw logprobs (log-softmax of the unprocessed logits). */
-    if (P.num_logprobs >= 0 && token != -2) {
+    if (P.num_logprobs >= 0) {
         float mx = -INFINITY;
         for (int i = tid; i < V; i += SAMPLE_THREADS) mx = fmaxf(mx, L[i]);
         mx = block_max(mx, shf);

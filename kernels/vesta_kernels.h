@@ -151,13 +151,19 @@ cudaError_t vk_fill_random(vk_dtype dt, void *p, size_t n, float scale, uint64_t
                            cudaStream_t s);
 
 /* ---- Sampling ----
- * One row per sampled sequence over float32 logits [rows][vocab]. Follows vLLM V1's sampler:
+ * One row per sampled sequence over float32 logits [rows][vocab], every row on the GPU, with the
+ * CPU reference sampler's semantics (worker/sampler/sampler.c, vLLM V1's sampler):
  *   raw logprobs (log-softmax of the raw logits; top num_logprobs of them)
- *   -> suppress stop ids (min_tokens) -> logit bias -> repetition penalty (prompt and output
+ *   -> logit bias -> suppress stop ids (min_tokens) -> repetition penalty (prompt and output
  *   tokens) -> frequency and presence penalties (output tokens)
- *   -> greedy: argmax   |   else: / temperature -> softmax -> min_p -> top_k -> top_p ->
- *   inverse-CDF draw in token order with u = vk_rng_uniform(seed, offset).
- * Token lists (penalty tokens, bias, stop ids) live in one int32 pool / one float pool. */
+ *   -> greedy: argmax   |   else: / temperature -> softmax -> min_p -> top_k (ties with the k-th
+ *   value kept) -> top_p (ascending cumulative mass <= 1 - top_p removed, the largest kept) ->
+ *   inverse-CDF draw with u = vk_rng_uniform(seed, offset), in token order, or, when top_k > 0 or
+ *   top_p < 1, in the reference's sorted order (value descending, id ascending).
+ * Same token as the reference on the same logits, except where u * z or (1 - top_p) * z lies
+ * within ~1e-6 of the total mass z from a cumulative-mass boundary (rows with top-k / top-p sum
+ * fp32 masses in fixed point; the reference sums fp64). Out-of-range token ids in the pools are
+ * ignored. Token lists (penalty tokens, bias, stop ids) live in one int32 pool / one float pool. */
 typedef struct vk_sample_row {
     float temperature, top_p, min_p;
     float presence_penalty, frequency_penalty, repetition_penalty;
@@ -171,7 +177,8 @@ typedef struct vk_sample_row {
 } vk_sample_row;
 
 #define VK_MAX_LOGPROBS 20
-#define VK_SAMPLE_ON_HOST (-2) /* token of a row with top-k/top-p: sample it with the reference */
+/* No longer produced (every row is sampled on the GPU); kept so that older callers compile. */
+#define VK_SAMPLE_ON_HOST (-2)
 
 typedef struct vk_sample_out {
     int32_t token;
@@ -181,7 +188,7 @@ typedef struct vk_sample_out {
 } vk_sample_out;
 
 /* work: rows * vocab floats; counts: rows * vocab int32, all ZERO before the first call (the
- * kernel leaves them zero again). */
+ * kernel leaves them zero again). out[i].token is -1 when every token of row i is masked. */
 size_t vk_sample_work_bytes(int rows, int vocab);
 cudaError_t vk_sample(const float *logits, int rows, int vocab, const vk_sample_row *params,
                       const int32_t *ids_pool, const float *bias_pool, float *work,

@@ -266,12 +266,15 @@ int main(int argc, char **argv) {
         rng r(3);
         for (auto &x : h) x = r.sym(5.f);
         CK(cudaMemcpy(logits, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
-        for (int mode = 0; mode < 3; mode++) {
+        /* modes 3-5: T=1 with top-k 50, top-p 0.9, both (the select path; these uniform logits
+         * make top-p keep ~90 % of the vocabulary, its worst case) */
+        for (int mode = 0; mode < 6; mode++) {
             std::vector<vk_sample_row> p(R);
             for (int i = 0; i < R; i++) {
                 memset(&p[i], 0, sizeof p[i]);
                 p[i].temperature = mode == 0 ? 0.f : 1.f;
-                p[i].top_p = 1.f;
+                p[i].top_p = mode == 4 || mode == 5 ? 0.9f : 1.f;
+                p[i].top_k = mode == 3 || mode == 5 ? 50 : 0;
                 p[i].repetition_penalty = 1.f;
                 p[i].num_logprobs = mode == 2 ? 5 : -1;
                 p[i].seed = i;
@@ -279,7 +282,9 @@ int main(int argc, char **argv) {
             CK(cudaMemcpy(prm, p.data(), R * sizeof(vk_sample_row), cudaMemcpyHostToDevice));
             float ms = time_ms([&] { CK(vk_sample(logits, R, V, prm, ids, bias, work, counts, out, 0)); });
             const char *names[] = {"sample rows=256 V=128256 greedy", "sample rows=256 V=128256 T=1",
-                                   "sample rows=256 V=128256 T=1 logprobs=5"};
+                                   "sample rows=256 V=128256 T=1 logprobs=5", "sample rows=256 V=128256 T=1 top-k=50",
+                                   "sample rows=256 V=128256 T=1 top-p=0.9",
+                                   "sample rows=256 V=128256 T=1 top-k=50 top-p=0.9"};
             report(names[mode], ms, (double)R * V * 4 * 3, 0);
         }
         for (void *p : {(void *)logits, (void *)work, (void *)counts, (void *)ids, (void *)bias, (void *)prm, (void *)out}) cudaFree(p);
