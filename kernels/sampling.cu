@@ -153,13 +153,16 @@ struct sel_in {
 
 /* Fixed-point mass of a key. */
 __device__ __forceinline__ unsigned long long key_mass(uint32_t key, float mx, float scale) {
-    return __float2ull_rz(expf(__fsub_rn(kval(key), mx)) * scale);
+    float e = expf(__fsub_rn(kval(key), mx));
+    return e > 0.f ? __float2ull_rz(e * scale) : 0ull; /* NaN (x = +inf) weighs nothing */
 }
 
 /* Warp 0 picks the digit bucket holding the target, walking the 256 buckets from the top. */
 __device__ void sel_choose(sel_shared &S, int step, int shift, bool mass, int mode, double param,
                            unsigned long long kparam, bool key_only, unsigned long long &target) {
     const int lane = threadIdx.x;
+    /* read before the scan's shuffles: the lane that picks the bucket overwrites it below */
+    const unsigned long long before = S.before;
     unsigned long long s = 0;
     unsigned sc = 0;
 #pragma unroll
@@ -179,7 +182,6 @@ __device__ void sel_choose(sel_shared &S, int step, int shift, bool mass, int mo
             inclc += yc;
         }
     }
-    unsigned long long before = S.before;
     if (step == 0) {
         unsigned long long total = __shfl_sync(0xffffffffu, incl, 31);
         if (mode == SEL_COUNT) {
