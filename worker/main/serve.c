@@ -241,8 +241,9 @@ static int build_children(child *kids, const vesta_config *cfg, const char *rout
         if (push(c, worker_bin) || push_options(c, cfg, VESTA_OPT_WORKER) || push(c, "--router") ||
             push(c, endpoint) || push(c, "--worker-id") || push(c, num))
             return -1;
-        if (strcmp(cfg->backend, "cuda") == 0) {
-            snprintf(num, sizeof num, "%d", i - 1);
+        if (strcmp(cfg->backend, "cuda") == 0) { /* worker i: GPUs [i * N, (i + 1) * N) under TP */
+            int tp = cfg->tensor_parallel_size > 1 ? cfg->tensor_parallel_size : 1;
+            snprintf(num, sizeof num, "%d", (i - 1) * tp);
             if (push(c, "--device") || push(c, num))
                 return -1;
         }

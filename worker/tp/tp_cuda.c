@@ -1,7 +1,8 @@
 /* The GPU tensor-parallel replica: rank 0 (in the engine's process) makes the NCCL id, spawns
  * ranks 1..N-1 as `vesta-tp-rank --backend cuda`, joins them on the shared-memory step channel,
  * then every rank loads its shard on its own GPU and joins the NCCL communicator. Rank r uses CUDA
- * device r. */
+ * device opts->device + r (device 0 + r unless told otherwise: `vesta serve` gives worker i the
+ * GPUs from i * N). */
 #include <cuda_runtime_api.h>
 #include <limits.h>
 #include <signal.h>
@@ -30,9 +31,10 @@ static vesta_status check(const vesta_model_file *mf, const vesta_backend_option
     if (ce != cudaSuccess)
         return vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "tensor-parallel size %d: no CUDA device (%s)",
                                opts->tp_size, cudaGetErrorString(ce));
-    if (ndev < opts->tp_size)
-        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tensor-parallel size %d needs %d GPUs (one per rank); "
-                               "%d visible", opts->tp_size, opts->tp_size, ndev);
+    if (opts->device < 0 || ndev < opts->device + opts->tp_size)
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tensor-parallel size %d needs %d GPUs (one per rank, "
+                               "devices %d..%d); %d visible", opts->tp_size, opts->tp_size, opts->device,
+                               opts->device + opts->tp_size - 1, ndev);
     return VESTA_OK;
 }
 
@@ -46,8 +48,7 @@ vesta_backend *vesta_tp_cuda_replica_start(const vesta_model_file *mf, const ves
     nvls_off();
     if (check(mf, given, err) != VESTA_OK)
         return NULL;
-    vesta_backend_options o = *given;
-    o.device = 0;
+    vesta_backend_options o = *given; /* o.device: rank 0's GPU, the replica's first */
     char exe[PATH_MAX + 32], shm[96], id[VESTA_TP_NCCL_ID_HEX];
     if (o.tp_size > 1 && vesta_tp_rank_exe(exe, sizeof exe, err) != VESTA_OK)
         return NULL;
@@ -75,8 +76,8 @@ vesta_backend *vesta_tp_cuda_replica_start(const vesta_model_file *mf, const ves
         return NULL;
     }
     vesta_tp_backend_own_ranks(be, pids, o.tp_size);
-    fprintf(stderr, "tp: GPU replica of %d rank%s (NCCL, GPUs 0..%d), rank 0 is this process\n", o.tp_size,
-            o.tp_size == 1 ? "" : "s", o.tp_size - 1);
+    fprintf(stderr, "tp: GPU replica of %d rank%s (NCCL, GPUs %d..%d), rank 0 is this process\n", o.tp_size,
+            o.tp_size == 1 ? "" : "s", o.device, o.device + o.tp_size - 1);
     return be;
 }
 
@@ -91,7 +92,7 @@ vesta_status vesta_tp_cuda_follower_main(const vesta_model_file *mf, const vesta
     if (given->tp_rank == 0 || !nccl_id)
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tp: a GPU follower is a rank >= 1 with the NCCL id");
     vesta_backend_options o = *given;
-    o.device = o.tp_rank;
+    o.device = given->device + o.tp_rank; /* given->device: rank 0's GPU */
     vesta_tp_comm *comm =
         vesta_tp_comm_shm_create(shm_name, o.tp_rank, o.tp_size, VESTA_TP_SLOT_BYTES, timeout_ms, err);
     if (!comm)

@@ -73,7 +73,7 @@ void vesta_tp_reap(const int *pids, int n, int grace_ms)
 vesta_status vesta_tp_spawn_rank(const char *exe, const char *model, const vesta_backend_options *o, int rank,
                                  const char *shm, const char *nccl_id, int timeout_ms, int *pid, vesta_error *err)
 {
-    char a[14][32];
+    char a[15][32];
     snprintf(a[0], 32, "%d", rank);
     snprintf(a[1], 32, "%d", o->tp_size);
     snprintf(a[2], 32, "%d", o->max_num_batched_tokens);
@@ -87,11 +87,12 @@ vesta_status vesta_tp_spawn_rank(const char *exe, const char *model, const vesta
     snprintf(a[10], 32, "%d", timeout_ms);
     snprintf(a[11], 32, "%.17g", o->gpu_memory_utilization);
     snprintf(a[12], 32, "%d", o->enforce_eager ? 1 : 0);
+    snprintf(a[13], 32, "%d", o->device);
     char *argv[] = {(char *)RANK_EXE, "--model", (char *)model, "--shm", (char *)shm, "--rank", a[0], "--size", a[1],
                     "--max-num-batched-tokens", a[2], "--max-num-seqs", a[3], "--max-model-len", a[4],
                     "--block-size", a[5], "--kv-bytes", a[6], "--threads", a[7], "--load-dummy", a[8],
                     "--dummy-seed", a[9], "--timeout-ms", a[10], "--gpu-memory-utilization", a[11],
-                    "--enforce-eager", a[12], nccl_id ? "--nccl-id" : NULL, (char *)nccl_id, NULL};
+                    "--enforce-eager", a[12], "--device", a[13], nccl_id ? "--nccl-id" : NULL, (char *)nccl_id, NULL};
     pid_t p;
     int rc = posix_spawn(&p, exe, NULL, NULL, argv, environ);
     if (rc != 0)
