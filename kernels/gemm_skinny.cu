@@ -192,6 +192,9 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
         }
         return;
     }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap(); /* clusters need sm_90: the host never picks ks > 1 below it (vk_gemm_skinny_ex refuses) */
+#else
     cg::cluster_group cluster = cg::this_cluster();
     cluster.sync(); /* every CTA's partial tile is written and visible cluster-wide */
     for (int e0 = tid; e0 < n * rs; e0 += SK_THREADS * V) {
@@ -218,6 +221,7 @@ __global__ void __launch_bounds__(SK_THREADS, 1)
         }
     }
     cluster.sync(); /* no CTA leaves while another still reads its shared memory */
+#endif
 }
 
 template <typename T, typename O, int NT, int MT>
