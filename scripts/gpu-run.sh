@@ -17,7 +17,7 @@ export PYTHONUNBUFFERED=1
 build() {
     # Only the H100 machine code (no PTX) for the carried binaries: they must fit in 64 MiB.
     cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a-real >/dev/null || exit 1
-    local targets="test_kernels kernel_bench"
+    local targets="test_kernels kernel_bench test_gemm_skinny bench_gemm_skinny"
     local help
     help=$(cmake --build "$B" --target help)
     for t in vesta; do
@@ -56,9 +56,15 @@ stage_kernels() {
     "$B/bin/test_kernels" ${VESTA_KERNEL_TESTS:-all} 2>&1 | tee "$OUT/kernels.log"
     local rc=${PIPESTATUS[0]}
     summary+=("kernel tests: $(tail -1 "$OUT/kernels.log") (rc $rc)")
+    echo "== skinny GEMM tests =="
+    "$B/bin/test_gemm_skinny" 2>&1 | tee "$OUT/gemm_skinny_test.log" | tail -15
+    rc=${PIPESTATUS[0]}
+    summary+=("skinny GEMM tests: $(tail -1 "$OUT/gemm_skinny_test.log") (rc $rc)")
     if [ -n "${VESTA_KERNEL_BENCH:-}" ]; then
         echo "== kernel bench =="
         "$B/bin/kernel_bench" "$OUT/kernel_bench.csv" 2>&1 | tee "$OUT/kernel_bench.log"
+        echo "== skinny GEMM bench =="
+        "$B/bin/bench_gemm_skinny" 2>&1 | tee "$OUT/gemm_skinny_bench.log"
     fi
 }
 
