@@ -101,8 +101,9 @@ bench_serve_stage() {
     local port=${VESTA_SERVE_PORT:-8931}
     local zport=$((port + 1))
     local in=${VESTA_SERVE_IN:-512} out=${VESTA_SERVE_OUT:-256}
-    local rates=(${VESTA_SERVE_RATES:-4 16 inf})
-    local prompts=(${VESTA_SERVE_PROMPTS:-200 400 500})
+    local rates prompts
+    read -r -a rates <<<"${VESTA_SERVE_RATES:-4 16 inf}"
+    read -r -a prompts <<<"${VESTA_SERVE_PROMPTS:-200 400 500}"
     mkdir -p "$work"
     if [ ! -e "$model/tokenizer.json" ] && [ -f "$model/config.json" ]; then
         bench_serve_dummy_tokenizer "$model" || return 1
