@@ -7,7 +7,8 @@
 # so the outputs must be byte-identical: token ids, log-probabilities (top 20), text.
 # Compared in three modes: decode CUDA graphs, --enforce-eager, and seeded random sampling.
 #   gpu_tp1_exact.sh VESTA MODEL PROMPTS.jsonl [extra generate args...]
-# Prints one PASS/FAIL line per mode; exit 1 on any difference.
+# TP1_MODES (default "graphs eager sampled") picks the modes. Prints one PASS/FAIL line per mode;
+# exit 1 on any difference.
 set -u
 vesta=$1; model=$2; prompts=$3; shift 3
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
@@ -36,7 +37,12 @@ pair() { # MODE ARGS...
         fail=1
     fi
 }
-pair graphs --temperature 0 "$@"
-pair eager --temperature 0 --enforce-eager "$@"
-pair sampled --temperature 0.8 --top-p 0.95 --seed 7 "$@"
+for mode in ${TP1_MODES:-graphs eager sampled}; do
+    case $mode in
+    graphs) pair graphs --temperature 0 "$@" ;;
+    eager) pair eager --temperature 0 --enforce-eager "$@" ;;
+    sampled) pair sampled --temperature 0.8 --top-p 0.95 --seed 7 "$@" ;;
+    *) echo "FAIL: unknown mode $mode"; fail=1 ;;
+    esac
+done
 exit $fail
