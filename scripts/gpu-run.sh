@@ -61,18 +61,18 @@ setup_remote() {
 summary=()
 stage_kernels() {
     echo "== kernel tests =="
-    "$B/bin/test_kernels" ${VESTA_KERNEL_TESTS:-all} 2>&1 | tee "$OUT/kernels.log"
+    timeout 240 "$B/bin/test_kernels" ${VESTA_KERNEL_TESTS:-all} 2>&1 | tee "$OUT/kernels.log"
     local rc=${PIPESTATUS[0]}
     summary+=("kernel tests: $(tail -1 "$OUT/kernels.log") (rc $rc)")
     echo "== skinny GEMM tests =="
-    "$B/bin/test_gemm_skinny" 2>&1 | tee "$OUT/gemm_skinny_test.log" | tail -15
+    timeout 120 "$B/bin/test_gemm_skinny" 2>&1 | tee "$OUT/gemm_skinny_test.log" | tail -15
     rc=${PIPESTATUS[0]}
     summary+=("skinny GEMM tests: $(tail -1 "$OUT/gemm_skinny_test.log") (rc $rc)")
     if [ -n "${VESTA_KERNEL_BENCH:-}" ]; then
         echo "== kernel bench =="
-        "$B/bin/kernel_bench" "$OUT/kernel_bench.csv" 2>&1 | tee "$OUT/kernel_bench.log"
+        timeout 240 "$B/bin/kernel_bench" "$OUT/kernel_bench.csv" 2>&1 | tee "$OUT/kernel_bench.log"
         echo "== skinny GEMM bench =="
-        "$B/bin/bench_gemm_skinny" 2>&1 | tee "$OUT/gemm_skinny_bench.log"
+        timeout 120 "$B/bin/bench_gemm_skinny" 2>&1 | tee "$OUT/gemm_skinny_bench.log"
     fi
 }
 
@@ -147,7 +147,7 @@ vb() {
     local model=(--model "$M8")
     [ -n "${VESTA_BENCH_DUMMY:-}" ] && model=(--model "$M8D" --load-format dummy)
     echo "-- vesta bench $name: $* ${model[*]}" >>"$W/bench.log"
-    "$V" bench "$@" "${model[@]}" --output-json "$W/bench_$name.json" >>"$W/bench.log" 2>&1
+    timeout 300 "$V" bench "$@" "${model[@]}" --output-json "$W/bench_$name.json" >>"$W/bench.log" 2>&1
     grep -v "^cuda:" "$W/bench.log" | tail -2
 }
 
