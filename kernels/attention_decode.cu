@@ -283,9 +283,10 @@ cudaError_t vk_attention_decode_v2(const vk_attention_args *a, cudaStream_t s) {
     return cudaErrorInvalidValue;
 }
 
-/* Production's kernel where partitions are full: 4 (cp.async pipeline, attention_decode_v4.cu) or
- * 3 (version 1 + prefetch, production until run 9). THE switch: set it to 3 to go back. */
-#define VK_DECODE_FULL_VERSION 4
+/* Production's kernel where partitions are full: 3 (version 1 + prefetch) or 4 (cp.async
+ * pipeline, attention_decode_v4.cu: 0.457 ms against version 3's 0.395 ms at 256 x 640 on the
+ * H100 in GPU run 10, so not production). */
+#define VK_DECODE_FULL_VERSION 3 /* v4 measured slower on the H100 (GPU run 10: 0.457 vs 0.395 ms) */
 
 /* Production: version 2 where the batch is too small to fill the GPU (short partitions: 16-17 vs
  * 20-21 us for one sequence of 640 keys), VK_DECODE_FULL_VERSION where partitions are full

@@ -50,6 +50,46 @@ static void *dalloc_rand(size_t elems, uint64_t seed) {
     return p;
 }
 
+
+/* Calibration for the decode-attention rows: the same paged K/V reads with no arithmetic (what the
+ * cache layout and block tables allow), and a contiguous read of as many bytes (the read-only
+ * ceiling). Grid (KVH, seqs, splits), 128 threads, 16 lanes of 16 bytes per 128-dim bf16 row, U
+ * rows of K and of V in flight per thread; an xor keeps the loads live. */
+template <int U>
+__global__ void paged_read_kernel(const uint4 *kc, const uint4 *vc, const int32_t *bt, int mbps, int ctx, int KVH,
+                                  int splits, unsigned *sink) {
+    int kvh = blockIdx.x, seq = blockIdx.y, sp = blockIdx.z;
+    int per = (ctx + splits - 1) / splits, start = sp * per, end = min(ctx, start + per);
+    int lane = threadIdx.x % 16, r8 = threadIdx.x / 16;
+    unsigned acc = 0;
+    for (int r0 = start + r8; r0 < end; r0 += 8 * U) {
+        uint4 k[U], v[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            int r = r0 + u * 8;
+            if (r < end) {
+                size_t row = ((size_t)bt[(size_t)seq * mbps + r / 16] * 16 + r % 16) * KVH + kvh;
+                k[u] = kc[row * 16 + lane];
+                v[u] = vc[row * 16 + lane];
+            } else {
+                k[u] = v[u] = make_uint4(0, 0, 0, 0);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) acc ^= k[u].x ^ k[u].y ^ k[u].z ^ k[u].w ^ v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+    }
+    if (acc == 0x9e3779b9u) sink[0] = acc;
+}
+
+__global__ void linear_read_kernel(const uint4 *p, size_t n, unsigned *sink) {
+    unsigned acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint4 x = p[i];
+        acc ^= x.x ^ x.y ^ x.z ^ x.w;
+    }
+    if (acc == 0x9e3779b9u) sink[0] = acc;
+}
+
 int main(int argc, char **argv) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -244,6 +284,48 @@ int main(int argc, char **argv) {
         attn(1, 1, 640, "decode", 10 + v);
         attn(1, 1, 32768, "decode", 10 + v);
     }
+    /* the calibration rows (no arithmetic): paged reads as the decode kernels do them, and a
+     * contiguous read of the same bytes */
+    auto paged_read = [&](int ns, int ctx, int splits, int u) {
+        int KVH = 8, bs = 16, mbps = (ctx + bs - 1) / bs;
+        size_t cache = (size_t)ns * mbps * bs * KVH * D;
+        void *kc = dalloc_rand(cache, 9), *vc = dalloc_rand(cache, 10);
+        std::vector<int32_t> bt((size_t)ns * mbps);
+        rng r(42);
+        for (size_t i = 0; i < bt.size(); i++) bt[i] = (int32_t)i;
+        for (size_t i = bt.size() - 1; i > 0; i--) std::swap(bt[i], bt[r.below((int)i + 1)]);
+        int32_t *dbt;
+        unsigned *sink;
+        CK(cudaMalloc(&dbt, bt.size() * 4));
+        CK(cudaMalloc(&sink, 4));
+        CK(cudaMemcpy(dbt, bt.data(), bt.size() * 4, cudaMemcpyHostToDevice));
+        dim3 grid(KVH, ns, splits);
+        float ms = time_ms([&] {
+            if (u == 4) paged_read_kernel<4><<<grid, 128>>>((const uint4 *)kc, (const uint4 *)vc, dbt, mbps, ctx, KVH, splits, sink);
+            else paged_read_kernel<8><<<grid, 128>>>((const uint4 *)kc, (const uint4 *)vc, dbt, mbps, ctx, KVH, splits, sink);
+            CK(cudaGetLastError());
+        });
+        char name[160];
+        snprintf(name, sizeof name, "paged read only seqs=%d ctx=%d splits=%d U=%d", ns, ctx, splits, u);
+        double bytes = 2.0 * ns * ctx * KVH * D * 2;
+        report(name, ms, bytes, 0);
+        if (u == 4 && splits == 1) {
+            size_t n16 = (size_t)(bytes / 16);
+            float lm = time_ms([&] {
+                linear_read_kernel<<<132 * 16, 256>>>((const uint4 *)kc, n16 / 2, sink);
+                linear_read_kernel<<<132 * 16, 256>>>((const uint4 *)vc, n16 / 2, sink);
+                CK(cudaGetLastError());
+            });
+            snprintf(name, sizeof name, "contiguous read only, same bytes (seqs=%d ctx=%d)", ns, ctx);
+            report(name, lm, bytes, 0);
+        }
+        for (void *p : {kc, vc, (void *)dbt, (void *)sink}) cudaFree(p);
+    };
+    for (int splits : {1, 2})
+        for (int u : {4, 8}) {
+            paged_read(256, 640, splits, u);
+            paged_read(512, 640, splits, u);
+        }
     attn(1, 2048, 2048, "prefill", 2);
     attn(4, 2048, 2048, "prefill", 2);
     /* Sampling: 256 rows over the Llama-3 vocabulary, greedy with logprobs, and temperature 1. */

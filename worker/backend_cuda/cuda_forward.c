@@ -13,22 +13,14 @@ size_t cuda_gemm_workspace_bytes(void) { return (size_t)64 << 20; }
 static vesta_status gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y,
                          bool f32out, vesta_error *err)
 {
-    /* Largest n for vk_gemm_skinny (tensor-core weight streaming, bit-identical results for a row
-     * at any n up to it); cuBLAS above. Tuned from bench/gpu/bench_gemm_skinny. */
-    enum { SKINNY_MAX_N = 64 };
-    _Static_assert(SKINNY_MAX_N <= VK_GEMM_SKINNY_MAX_N, "vk_gemm_skinny takes at most VK_GEMM_SKINNY_MAX_N rows");
     const float alpha = 1.0f, beta = 0.0f;
     if (n <= VK_GEMV_MAX_N) { /* weight streaming: a custom kernel beats cuBLAS at n <= 4 */
         CU(vk_gemv(VK_BF16, f32out, y, x, w, n, in, out, be->stream));
         return VESTA_OK;
     }
-    if (n <= SKINNY_MAX_N) { /* cuBLAS streams the weights at 2.1-2.5 TB/s here */
-        cudaError_t skinny = vk_gemm_skinny(VK_BF16, f32out, y, x, w, n, in, out, be->stream);
-        if (skinny != cudaErrorNotSupported) { /* not supported (pre-Hopper shared memory): cuBLAS */
-            CU(skinny);
-            return VESTA_OK;
-        }
-    }
+    /* vk_gemm_skinny (n <= 64) is not used here: on the H100 it streamed the weights more slowly
+     * than cuBLAS at every n (bench_gemm_skinny, GPU run 10: whole step 7.9-12.8 ms against
+     * 6.9-7.1 ms; docs/benchmarks.md). */
     CB(cublasGemmEx(be->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF, in, x, CUDA_R_16BF, in,
                     &beta, y, f32out ? CUDA_R_32F : CUDA_R_16BF, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return VESTA_OK;
