@@ -3,7 +3,9 @@
 reference (JSON: prompts[i].tokens, .top5 per step, .first_top20) by the rule vLLM's tests use:
 tokens must be identical; at the first position where they differ (bf16 rounding), each side's
 token must be among the other's top-5 log-probabilities, and the comparison of that prompt stops
-there. Also checks the first step's log-probabilities (log-softmax of the last prompt position's
+there. Where HF's own bf16 log-probabilities tie Vesta's token with HF's (torch's argmax then
+takes the lowest id among equals), HF's token need not be in Vesta's top 5 (fp32 logits break
+the tie differently). Also checks the first step's log-probabilities (log-softmax of the last prompt position's
 logits) of Vesta's top tokens against the reference within --lp-tol.
 
     compare_e2e.py REF.json OUT.jsonl [--lp-tol 0.05] [--label NAME]
@@ -74,11 +76,16 @@ def main():
             bad += 1
             notes.append(f"prompt {i}: only {len(vt)} tokens")
         else:
-            htop = {t for t, _ in r["top5"][k]}
+            hlp = dict(r["top5"][k])
+            htop = set(hlp)
             vtop = {t for t, _ in vlp[k]["top"][:5]} if k < len(vlp) else set()
-            if vt[k] in htop and ht[k] in vtop:
+            # HF's bf16 logits tie often; torch's argmax then takes the lowest id, an arbitrary pick
+            # among equals. Vesta's token tied with HF's (same HF log-probability) is such a tie.
+            hf_tie = vt[k] in hlp and hlp[vt[k]] == hlp[ht[k]]
+            if vt[k] in htop and (ht[k] in vtop or hf_tie):
                 diverged_ok += 1
-                notes.append(f"prompt {i}: diverges at step {k} within top-5")
+                notes.append(f"prompt {i}: diverges at step {k} within top-5" +
+                             ("" if ht[k] in vtop else " (tied with HF's token in HF's bf16 log-probabilities)"))
             else:
                 bad += 1
                 notes.append(f"prompt {i}: step {k}: vesta {vt[k]} hf {ht[k]} NOT in each other's top-5")
