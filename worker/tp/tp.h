@@ -89,6 +89,12 @@ void vesta_tp_backend_own_ranks(vesta_backend *be, const int *pids, int n);
 /* Waits up to grace_ms for the processes pids[0..n) (<= 0 skipped) to exit, then kills the rest. */
 void vesta_tp_reap(const int *pids, int n, int grace_ms);
 
+/* Every rank publishes a hash of its model (configuration, final norm, start of the embedding) and
+ * compares all ranks' with rank 0's; all ranks must call it, at the same point. Fails
+ * (VESTA_ERR_INVALID_ARG, naming both ranks' model paths and shapes) on any difference, or with the
+ * communicator's error. */
+vesta_status vesta_tp_check_same_model(vesta_tp_comm *c, const vesta_model_file *mf, vesta_error *err);
+
 /* The bound on joining and on every collective of a replica started by the engine. */
 #define VESTA_TP_TIMEOUT_MS 60000
 

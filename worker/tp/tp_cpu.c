@@ -24,6 +24,10 @@ vesta_backend *vesta_tp_cpu_leader_open(const vesta_model_file *mf, const vesta_
     vesta_tp_comm *comm = vesta_tp_comm_shm_create(shm_name, 0, opts->tp_size, VESTA_TP_SLOT_BYTES, timeout_ms, err);
     if (!comm)
         return NULL;
+    if (vesta_tp_check_same_model(comm, mf, err) != VESTA_OK) {
+        vesta_tp_comm_release(comm);
+        return NULL;
+    }
     vesta_backend *local = vesta_backend_cpu_create_tp(mf, opts, comm, err);
     if (!local) {
         vesta_tp_comm_release(comm); /* followers see the leader leave */
@@ -44,6 +48,11 @@ vesta_status vesta_tp_cpu_follower_main(const vesta_model_file *mf, const vesta_
         vesta_tp_comm_shm_create(shm_name, opts->tp_rank, opts->tp_size, VESTA_TP_SLOT_BYTES, timeout_ms, err);
     if (!comm)
         return err ? err->code : VESTA_ERR_IO;
+    if ((st = vesta_tp_check_same_model(comm, mf, err)) != VESTA_OK) {
+        vesta_error_prefix(err, "tp rank %d", opts->tp_rank);
+        vesta_tp_comm_release(comm);
+        return st;
+    }
     vesta_backend *local = vesta_backend_cpu_create_tp(mf, opts, comm, err);
     if (!local) {
         st = err ? err->code : VESTA_ERR_BACKEND;

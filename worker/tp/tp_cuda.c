@@ -63,6 +63,10 @@ vesta_backend *vesta_tp_cuda_replica_start(const vesta_model_file *mf, const ves
     vesta_backend *local = NULL, *be = NULL;
     if (st == VESTA_OK)
         comm = vesta_tp_comm_shm_create_watching(shm, 0, o.tp_size, VESTA_TP_SLOT_BYTES, timeout_ms, pids, err);
+    if (comm && vesta_tp_check_same_model(comm, mf, err) != VESTA_OK) {
+        vesta_tp_comm_release(comm);
+        comm = NULL;
+    }
     if (comm && !(local = vesta_backend_cuda_create_tp(mf, &o, id, timeout_ms, err)))
         vesta_tp_comm_release(comm); /* the ranks see the leader leave */
     if (local)
@@ -97,6 +101,11 @@ vesta_status vesta_tp_cuda_follower_main(const vesta_model_file *mf, const vesta
         vesta_tp_comm_shm_create(shm_name, o.tp_rank, o.tp_size, VESTA_TP_SLOT_BYTES, timeout_ms, err);
     if (!comm)
         return err ? err->code : VESTA_ERR_IO;
+    if ((st = vesta_tp_check_same_model(comm, mf, err)) != VESTA_OK) {
+        vesta_error_prefix(err, "tp rank %d (GPU %d)", o.tp_rank, o.device);
+        vesta_tp_comm_release(comm);
+        return st;
+    }
     vesta_backend *local = vesta_backend_cuda_create_tp(mf, &o, nccl_id, timeout_ms, err);
     if (!local) {
         st = err ? err->code : VESTA_ERR_BACKEND;

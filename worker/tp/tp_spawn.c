@@ -133,6 +133,10 @@ vesta_backend *vesta_tp_cpu_replica_start(const vesta_model_file *mf, const vest
     vesta_backend *local = NULL, *be = NULL;
     if (st == VESTA_OK)
         comm = vesta_tp_comm_shm_create_watching(shm, 0, opts->tp_size, VESTA_TP_SLOT_BYTES, timeout_ms, pids, err);
+    if (comm && vesta_tp_check_same_model(comm, mf, err) != VESTA_OK) {
+        vesta_tp_comm_release(comm);
+        comm = NULL;
+    }
     if (comm && !(local = vesta_backend_cpu_create_tp(mf, opts, comm, err)))
         vesta_tp_comm_release(comm);
     if (local)

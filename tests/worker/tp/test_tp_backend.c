@@ -246,6 +246,33 @@ static int run_refuse_configs(void)
     return failures ? 1 : 0;
 }
 
+/* Followers given another model file than the leader's: every rank refuses before loading. */
+static int run_mismatch(const char *model, const char *other, int tp)
+{
+    vesta_model_file *mf = open_model(model);
+    char shm[96];
+    vesta_tp_comm_shm_name(shm, sizeof shm);
+    pid_t pids[16] = {0};
+    spawn_followers(shm, tp, other, pids);
+    vesta_backend_options o;
+    options(&o, 0, tp);
+    vesta_error e = {0};
+    vesta_backend *be = vesta_tp_cpu_leader_open(mf, &o, shm, TIMEOUT_MS, &e);
+    int ok = !be && strstr(e.msg, "rank 1's model") && strstr(e.msg, "is not rank 0's") && strstr(e.msg, other);
+    printf("leader: %s\n", be ? "accepted" : e.msg);
+    int followers_ok = 0;
+    for (int r = 1; r < tp; r++) {
+        int status;
+        waitpid(pids[r], &status, 0);
+        followers_ok += WIFEXITED(status) && WEXITSTATUS(status) != 0; /* each refused too */
+    }
+    ok = ok && followers_ok == tp - 1;
+    vesta_backend_destroy(be);
+    vesta_model_file_close(mf);
+    printf("%s\n", ok ? "ok" : "FAIL");
+    return ok ? 0 : 1;
+}
+
 static int run_kill(const char *model, int tp)
 {
     vesta_model_file *mf = open_model(model);
@@ -341,6 +368,8 @@ int main(int argc, char **argv)
         return run_refuse(argv[2], atoi(argv[3]));
     if (argc == 2 && !strcmp(argv[1], "refuse-configs"))
         return run_refuse_configs();
+    if (argc == 5 && !strcmp(argv[1], "mismatch"))
+        return run_mismatch(argv[2], argv[3], atoi(argv[4]));
     if (argc == 4 && !strcmp(argv[1], "kill"))
         return run_kill(argv[2], atoi(argv[3]));
     if (argc == 6 && !strcmp(argv[1], "follower"))
