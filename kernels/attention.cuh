@@ -7,6 +7,10 @@ cudaError_t vk_attention_decode_v1(const vk_attention_args *a, cudaStream_t s);
 cudaError_t vk_attention_decode_v2(const vk_attention_args *a, cudaStream_t s);
 cudaError_t vk_attention_decode_v3(const vk_attention_args *a, cudaStream_t s); /* v1 + next-pass prefetch */
 cudaError_t vk_attention_decode_v4(const vk_attention_args *a, cudaStream_t s); /* cp.async pipeline */
+/* tensor cores (mma.sync) over the cp.async pipeline; _v5x: its configuration variant (0 = v5's own,
+ * < VK_DECODE_V5_VARIANTS, else cudaErrorInvalidValue) */
+cudaError_t vk_attention_decode_v5(const vk_attention_args *a, cudaStream_t s);
+cudaError_t vk_attention_decode_v5x(const vk_attention_args *a, int variant, cudaStream_t s);
 /* Keys per decode split for a batch (both decode versions); the split-K merge of their partials. */
 int vk_decode_partition(int num_seqs, int KVH, int max_ctx);
 cudaError_t vk_decode_combine(const vk_attention_args *a, int max_splits, int part, cudaStream_t s);

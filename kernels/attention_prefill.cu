@@ -223,7 +223,10 @@ extern "C" cudaError_t vk_attention_v(const vk_attention_args *a, int decode_ver
                               : decode_version == 2 ? vk_attention_decode_v2(a, s)
                               : decode_version == 3 ? vk_attention_decode_v3(a, s)
                               : decode_version == 4 ? vk_attention_decode_v4(a, s)
-                                                    : vk_attention_decode(a, s)) != cudaSuccess)
+                              : decode_version == 5 ? vk_attention_decode_v5(a, s)
+                              : decode_version >= VK_DECODE_V5_VARIANT_BASE
+                                  ? vk_attention_decode_v5x(a, decode_version - VK_DECODE_V5_VARIANT_BASE, s)
+                                  : vk_attention_decode(a, s)) != cudaSuccess)
         return e;
     return prefill_version == 1 ? vk_attention_prefill(a, s) : vk_attention_prefill_v2(a, s);
 }

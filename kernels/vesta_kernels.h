@@ -104,8 +104,13 @@ cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cud
  * too small to fill the GPU, else version 4, or 3 per VK_DECODE_FULL_VERSION in
  * attention_decode.cu), 1 = two passes (scores, then V), 2 = one pass with an online softmax,
  * 3 = version 1 with the next pass's K/V rows prefetched, 4 = one pass over K/V tiles streamed into
- * shared memory by a multi-stage cp.async pipeline; every decode version is tested against the
- * reference. */
+ * shared memory by a multi-stage cp.async pipeline, 5 = version 4's pipeline with both products on
+ * the tensor cores (mma.sync; no per-key shuffle reductions), VK_DECODE_V5_VARIANT_BASE + i
+ * (i < VK_DECODE_V5_VARIANTS) = version 5's configuration variant i (tile keys, stages, warps; 0 is
+ * version 5 itself; larger i: cudaErrorInvalidValue), for the bench and the tests; every decode
+ * version is tested against the reference. */
+#define VK_DECODE_V5_VARIANT_BASE 50
+#define VK_DECODE_V5_VARIANTS 6
 cudaError_t vk_attention_v(const vk_attention_args *a, int decode_version, int prefill_version, cudaStream_t s);
 /* Decode version 4's tuning variants (tile keys, stages, warps, partition length), for the bench
  * and the tests: the decode rows only (prefill rows untouched), bf16, D 128, H = 4 KVH only, else

@@ -198,8 +198,8 @@ int main(int argc, char **argv) {
         for (void *p : {res, x, w, out, gu, act, qkv, kc, vc, (void *)dpos, (void *)dslot, (void *)dinv, (void *)ids, table}) cudaFree(p);
     }
     /* Attention: decode batches and one 2048-token prefill, Llama-3-8B heads, block size 16. */
-    /* dv: decode kernel (0 production, 1, 2); kvh: KV heads (the query heads are 4 x kvh); shuffle:
-     * fragmented block tables (else in order) */
+    /* dv: decode kernel (0 production, 1-5, or VK_DECODE_V5_VARIANT_BASE + a version 5 variant);
+     * kvh: KV heads (the query heads are 4 x kvh); shuffle: fragmented block tables (else in order) */
     auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv, int KVH = 8, bool shuffle = true) {
         int H = 4 * KVH, W = (H + 2 * KVH) * D;
         int bs = 16, mbps = (ctx + bs - 1) / bs, nblocks = ns * mbps;
@@ -249,14 +249,11 @@ int main(int argc, char **argv) {
         a.prefill_tiles = dt;
         a.num_prefill_tiles = nt;
         a.scratch = scratch;
-        /* dv >= 10: decode version 4's tuning variant dv - 10 */
-        float ms = time_ms([&] { CK(dv >= 10 ? vk_attention_decode_v4x(&a, dv - 10, 0) : vk_attention_v(&a, dv, 2, 0)); });
+        float ms = time_ms([&] { CK(vk_attention_v(&a, dv, 2, 0)); });
         double kv_bytes = 2.0 * ns * ctx * KVH * D * 2;
         double flops = qlen == 1 ? 4.0 * ns * ctx * H * D : 4.0 * ns * H * D * ((double)qlen * (qlen + 1) / 2);
         char name[160];
-        if (qlen == 1 && dv >= 10)
-            snprintf(name, sizeof name, "attention decode %s seqs=%d ctx=%d", vk_attention_decode_v4_variant_name(dv - 10), ns, ctx);
-        else if (qlen == 1)
+        if (qlen == 1)
             snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s", label, dv, ns, qlen, ctx,
                      KVH == 8 ? "" : KVH == 1 ? " kvh=1 (4 KB contiguous per block)" : " kvh=?", shuffle ? "" : " in-order");
         else
@@ -264,7 +261,7 @@ int main(int argc, char **argv) {
         report(name, ms, kv_bytes + 2.0 * ntok * H * D * 2, flops);
         for (void *p : {kc, vc, q, out, (void *)dbt, (void *)dqs, (void *)dcl, (void *)dt, scratch}) cudaFree(p);
     };
-    for (int dv = 0; dv <= 4; dv++) { /* production (0) and each decode kernel */
+    for (int dv = 0; dv <= 5; dv++) { /* production (0) and each decode kernel */
         attn(256, 1, 640, "decode", dv);
         attn(512, 1, 640, "decode", dv);
         attn(256, 1, 1024, "decode", dv);
@@ -277,12 +274,13 @@ int main(int argc, char **argv) {
         attn(2048, 1, 640, "decode", dv, 1);
         attn(256, 1, 640, "decode", dv, 8, false);
     }
-    for (int v = 0; v < vk_attention_decode_v4_variants(); v++) { /* version 4's tuning variants */
-        attn(256, 1, 640, "decode", 10 + v);
-        attn(512, 1, 640, "decode", 10 + v);
-        attn(64, 1, 4096, "decode", 10 + v);
-        attn(1, 1, 640, "decode", 10 + v);
-        attn(1, 1, 32768, "decode", 10 + v);
+    /* version 5's other configurations (tile keys, stages, warps: attention_decode_v5.cu), rows
+     * named decode-v5N with N = VK_DECODE_V5_VARIANT_BASE + variant */
+    for (int v = 1; v < VK_DECODE_V5_VARIANTS; v++) {
+        attn(256, 1, 640, "decode", VK_DECODE_V5_VARIANT_BASE + v);
+        attn(512, 1, 640, "decode", VK_DECODE_V5_VARIANT_BASE + v);
+        attn(64, 1, 4096, "decode", VK_DECODE_V5_VARIANT_BASE + v);
+        attn(1, 1, 32768, "decode", VK_DECODE_V5_VARIANT_BASE + v);
     }
     /* the calibration rows (no arithmetic): paged reads as the decode kernels do them, and a
      * contiguous read of the same bytes */

@@ -260,13 +260,21 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     a.num_prefill_tiles = nt;
     a.scratch = scratch.p;
     std::vector<std::vector<float>> gots;
-    for (int version = 1; version <= 4; version++) {
+    for (int version = 1; version <= 5; version++) {
         CK(cudaMemset(dout.p, 0xff, dout.n * 2)); /* poison */
-        /* 1: both first kernels; 2: one-pass decode + mma prefill; 3, 4: decode v3, v4 + mma prefill */
+        /* 1: both first kernels; 2: one-pass decode + mma prefill; 3-5: decode v3-v5 + mma prefill */
         CK(vk_attention_v(&a, version, version == 1 ? 1 : 2, 0));
         CK(cudaDeviceSynchronize());
         gots.push_back(to_f(dt, dout.down()));
     }
+    /* decode v5's other configurations (1..: variant 0 is v5 itself), every dtype and shape */
+    for (int v = 1; has_decode && v < VK_DECODE_V5_VARIANTS; v++) {
+        CK(cudaMemset(dout.p, 0xff, dout.n * 2));
+        CK(vk_attention_v(&a, VK_DECODE_V5_VARIANT_BASE + v, 2, 0));
+        CK(cudaDeviceSynchronize());
+        gots.push_back(to_f(dt, dout.down()));
+    }
+    const int nv5 = has_decode ? VK_DECODE_V5_VARIANTS - 1 : 0;
     /* decode v4's tuning variants (where they apply: bf16, D 128, H = 4 KVH), prefill rows by v2 */
     std::vector<int> variants;
     for (int v = 1; has_decode && v < vk_attention_decode_v4_variants(); v++) {
@@ -301,10 +309,12 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     }
     /* bf16 output rounding alone is ~2e-3 relative; P is rounded to the storage type before P V. */
     double tol = dt == VK_BF16 ? 1e-2 : 3e-3;
-    for (int version = 1; version <= 4 + (int)variants.size(); version++) {
+    for (int version = 1; version <= 5 + nv5 + (int)variants.size(); version++) {
         if (version >= 3 && !has_decode) continue; /* the same kernels as version 2 */
         err e = compare(gots[version - 1], want);
-        std::string vn = version <= 4 ? "v" + std::to_string(version) : vk_attention_decode_v4_variant_name(variants[version - 5]);
+        std::string vn = version <= 5         ? "v" + std::to_string(version)
+                         : version <= 5 + nv5 ? "v5 variant " + std::to_string(version - 5)
+                                              : vk_attention_decode_v4_variant_name(variants[version - 6 - nv5]);
         printf("attention %s %s %s H=%d KVH=%d D=%d bs=%d seqs=%d tokens=%d tiles=%d: rel %.2e max %.2e "
                "(tol %.1e)\n", label, dtn(dt), vn.c_str(), H, KVH, D, bs, ns, ntok, nt, e.rel, e.maxabs, tol);
         CHECK(e.rel < tol, "attention %s %s", label, vn.c_str());

@@ -1,0 +1,338 @@
+/* Paged-attention decode, version 5: both products on the tensor cores (mma.sync m16n8k16, bf16 or
+ * fp16 in, fp32 accumulation) over K/V tiles streamed into shared memory by version 4's
+ * multi-stage cp.async pipeline.
+ *
+ * Why: versions 1-4 split every key's dot product over D / 8 lanes and reduce it with warp
+ * shuffles per head per key (and one exp per key per head); that serial chain, not the memory
+ * pattern, held them at 1.5-1.7 TB/s on the H100 while the same paged reads with no arithmetic
+ * (kernel_bench's paged-read calibration) run at 2.96 TB/s. Here a warp computes a whole
+ * 16-key x 16-row score block with 16 mma instructions and reduces each row's max / sum across
+ * the 4 lanes of a quad once per TILE, never per key.
+ *
+ * Grid (KVH, num_seqs, splits) and split-K exactly as versions 2 and 4 (vk_decode_partition,
+ * balanced ranges of ceil(ctx / nsplit) keys, partials in the same scratch layout, merged by
+ * vk_decode_combine; blocks past a sequence's splits exit, so the grid depends only on the max
+ * context bound and the launch can be graph-captured). A block handles one KV head of one
+ * sequence over one key range for all G = H / KVH query heads of the group.
+ *
+ * Matrices: the G query heads are the rows of the A operand (Q[16 x D], rows >= G zero: G = 4
+ * uses 4 of 16 rows, the tensor cores have throughput to spare, and G = 8 fits as well). The
+ * query is NOT pre-scaled (it enters the mma exactly as stored); the fp32 scores are scaled by
+ * scale x log2(e) and the softmax runs in the exp2 domain (maxima converted back to natural
+ * logarithms for the scratch partials, which the combine kernel reads). S[16 x 16] = Q K^T per
+ * warp per tile with K's B fragments by ldmatrix (K rows are D-contiguous: the non-transposed
+ * ldmatrix gives the col-major B fragment, k = d, n = key); P is rounded to the storage type and
+ * reused straight from the S accumulators as the A operand of O[16 x D] += P[16 x 16] V[16 x D],
+ * V's fragments by ldmatrix.trans (the fragment layouts of attention_prefill_mma.cu).
+ *
+ * Warps split the KEYS of a tile (warp w takes 16-key chunks w, w + WARPS, ...), each with its own
+ * running max / sum / O for the 16 rows, merged through shared memory at the end. Splitting D for
+ * the P V product instead would make every warp compute the full S (4x the QK^T work and
+ * ldmatrix traffic) or share P through shared memory with a barrier per tile; with keys split the
+ * warps never synchronize inside a tile except at the pipeline's one barrier.
+ *
+ * Shared memory rows are padded to D + 8 elements (272 bytes at D 128): the 8 rows of an
+ * ldmatrix 8x8 matrix then start 16 bytes apart modulo 128, so fragment loads are
+ * conflict-free. Rows past the range are zero-filled by cp.async (never read from the cache), so
+ * masked keys meet zeros in V, not stale or NaN data.
+ *
+ * Default configuration: TK 64 keys per tile, S 3 stages, 4 warps (128 threads), each warp one
+ * 16-key chunk per tile: 16 mma for S and 16 for P V per warp per tile. Shared memory at D 128:
+ * 3 stages x 2 (K, V) x 64 x 272 B = 102 KB + the block table (<= 136 B): 2 blocks per SM,
+ * 2 x 2 tiles x 32 KB = 128 KB of K/V in flight per SM. Registers (ptxas -v, sm_90a, CUDA 13.0):
+ * D 128 166-178 per thread for every configuration (default 168; q fragments 16, O accumulators
+ * 64), D 64 106-115; 0 bytes of spills, no stack frame. 2 x 128 threads x 168 = 43K of the SM's
+ * 64K registers: occupancy is set by shared memory (2 blocks, 8 warps per SM at the default; the
+ * tensor-core math needs no more warps, the cp.async stages keep the bytes in flight). The
+ * variants (decode_version VK_DECODE_V5_VARIANT_BASE + i in vk_attention_v, for kernel_bench and
+ * the tests) trade tile size, stages and warps: see launch_v5_variant. */
+#include "attention.cuh"
+
+using namespace vk;
+
+namespace {
+
+__device__ __forceinline__ void v5_cp16(void *smem, const void *gmem, int src_bytes) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    /* src_bytes 0: the 16 bytes are zero-filled and nothing is read */
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void v5_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void v5_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+__device__ __forceinline__ void v5_ldsm_x4(uint32_t r[4], const void *smem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s)
+                 : "memory");
+}
+__device__ __forceinline__ void v5_ldsm_x4_trans(uint32_t r[4], const void *smem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s)
+                 : "memory");
+}
+
+/* c += a b for one m16n8k16 tile; a: 4 registers (rows g / g + 8, k 2t.. / 2t + 8..), b: 2. */
+template <typename T> __device__ __forceinline__ void v5_mma(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1);
+template <> __device__ __forceinline__ void v5_mma<__nv_bfloat16>(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void v5_mma<__half>(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* Two floats rounded to the storage type, packed low | high (an A-fragment register). */
+template <typename T> __device__ __forceinline__ uint32_t v5_pack2(float lo, float hi) {
+    T a = from_f<T>(lo), b = from_f<T>(hi);
+    uint16_t ua = *reinterpret_cast<uint16_t *>(&a), ub = *reinterpret_cast<uint16_t *>(&b);
+    return (uint32_t)ua | ((uint32_t)ub << 16);
+}
+
+constexpr float V5_LOG2E = 1.4426950408889634f, V5_LN2 = 0.6931471805599453f;
+
+template <int D, int TK, int S> struct v5_layout {
+    static constexpr int LD = D + 8;                           /* padded row, elements */
+    static constexpr size_t tile = (size_t)TK * LD * 2;        /* bytes of one K (or V) tile */
+    static constexpr size_t stages = 2 * S * tile;             /* K and V of every stage */
+};
+
+template <typename T, int D, int TK, int S, int WARPS, int MINB>
+__global__ void __launch_bounds__(WARPS * 32, MINB)
+decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
+    typedef v5_layout<D, TK, S> L;
+    constexpr int THREADS = WARPS * 32;
+    constexpr int LANES = D / 8;                  /* 16-byte chunks per row */
+    constexpr int PER = TK * LANES / THREADS;     /* chunks of K (and of V) per thread per tile */
+    constexpr int CH = TK / 16;                   /* 16-key chunks per tile */
+    static_assert(CH % WARPS == 0, "every warp takes the same number of 16-key chunks");
+    static_assert(PER * THREADS == TK * LANES && PER >= 1, "tile chunks must split evenly over threads");
+    static_assert(S >= 2, "at least double buffering");
+    static_assert(D % 16 == 0, "D must be a multiple of 16");
+    extern __shared__ __align__(128) unsigned char v5_smem[];
+    T *sk = reinterpret_cast<T *>(v5_smem);                 /* [S][TK][LD] */
+    T *sv = reinterpret_cast<T *>(v5_smem + S * L::tile);   /* [S][TK][LD] */
+    int *sbt = reinterpret_cast<int *>(v5_smem + L::stages);
+
+    const int kvh = blockIdx.x, seq = blockIdx.y, split = blockIdx.z;
+    const int q0 = a.query_start[seq];
+    if (a.query_start[seq + 1] - q0 != 1) return;
+    const int ctx = a.context_lens[seq];
+    const int nsplit = (ctx + part - 1) / part;
+    if (split >= nsplit) return;
+    const int per = (ctx + nsplit - 1) / nsplit;
+    const int start = split * per, end = min(ctx, start + per); /* may be empty: the partial is then 0 */
+    const int G = a.H / a.KVH, bs = a.block_size;
+    const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gr = lane >> 2, t4 = lane & 3;
+
+    /* The range's block-table entries (at most part / bs + 2: the launcher sized sbt so). */
+    const int32_t *bt = a.block_tables + (size_t)seq * a.max_blocks_per_seq;
+    const int b0 = start / bs;
+    const int nb = end > start ? (end - 1) / bs - b0 + 1 : 0;
+    for (int i = tid; i < nb; i += THREADS) sbt[i] = __ldg(bt + b0 + i);
+
+    /* Q's A fragments: row gr = query head kvh * G + gr (zero for gr >= G); rows gr + 8 are
+     * always zero (G <= 8), so their registers are the constant 0. */
+    uint32_t qa[D / 16][2];
+    {
+        const T *qp = (const T *)a.q + (size_t)q0 * a.q_stride + ((size_t)kvh * G + gr) * D + 2 * t4;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            qa[kk][0] = gr < G ? *reinterpret_cast<const uint32_t *>(qp + kk * 16) : 0u;
+            qa[kk][1] = gr < G ? *reinterpret_cast<const uint32_t *>(qp + kk * 16 + 8) : 0u;
+        }
+    }
+    __syncthreads(); /* sbt */
+
+    const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
+    const int KVH = a.KVH, base = b0 * bs;
+    /* Tile i (keys start + i * TK ...) into stage i % S, one commit group per tile. A thread's
+     * chunks are rows tid / LANES + j * (THREADS / LANES), column (tid % LANES) * 8. */
+    auto issue = [&](int i) {
+        const int tb = start + i * TK;
+        T *dk = sk + (i % S) * TK * L::LD, *dv = sv + (i % S) * TK * L::LD;
+#pragma unroll
+        for (int j = 0; j < PER; j++) {
+            const int c = tid + j * THREADS, row = c / LANES, col = (c % LANES) * 8;
+            const int t = tb + row;
+            const T *pk = kc, *pv = vc; /* any valid address when zero-filling */
+            int n = 0;
+            if (t < end) {
+                const int rel = t - base;
+                const size_t off = (((size_t)sbt[rel / bs] * bs + rel % bs) * KVH + kvh) * D + col;
+                pk = kc + off;
+                pv = vc + off;
+                n = 16;
+            }
+            v5_cp16(dk + row * L::LD + col, pk, n);
+            v5_cp16(dv + row * L::LD + col, pv, n);
+        }
+    };
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float mrow = -INFINITY, lrow = 0.f; /* row gr, log2 domain; lrow: this lane's partial sum */
+    const float sl2 = a.scale * V5_LOG2E;
+    const int mi = lane >> 3, r8 = lane & 7; /* ldmatrix: which 8x8 matrix this lane addresses, which row */
+
+    const int ntiles = (end - start + TK - 1) / TK;
+#pragma unroll
+    for (int i = 0; i < S - 1; i++) {
+        if (i < ntiles) issue(i);
+        v5_commit(); /* empty groups keep the count uniform: wait_group S - 2 always means tile i */
+    }
+    for (int i = 0; i < ntiles; i++) {
+        v5_wait<S - 2>(); /* this thread's copies of tile i have landed */
+        __syncthreads();  /* everyone's have; and every warp is done with tile i - 1's stage */
+        if (i + S - 1 < ntiles) issue(i + S - 1);
+        v5_commit();
+        const T *tk = sk + (i % S) * TK * L::LD, *tv = sv + (i % S) * TK * L::LD;
+#pragma unroll
+        for (int cc = 0; cc < CH / WARPS; cc++) {
+            const int kb = (w + cc * WARPS) * 16; /* this chunk's first key within the tile */
+            /* S = Q K^T: s[0] keys kb + 0..7, s[1] keys kb + 8..15; element e: row gr (e < 2) or
+             * gr + 8, key 2 t4 + (e & 1). One ldmatrix.x4 gives matrices (keys +0..7 | +8..15) x
+             * (dims +0..7 | +8..15): b[0], b[1] the first key group's fragment, b[2], b[3] the second. */
+            float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+                uint32_t b[4];
+                v5_ldsm_x4(b, tk + (kb + (mi >> 1) * 8 + r8) * L::LD + kk * 16 + (mi & 1) * 8);
+                v5_mma<T>(s[0], qa[kk][0], 0u, qa[kk][1], 0u, b[0], b[1]);
+                v5_mma<T>(s[1], qa[kk][0], 0u, qa[kk][1], 0u, b[2], b[3]);
+            }
+            /* online softmax of row gr over these 16 keys: the row's 16 scores live in the quad's
+             * 4 lanes (4 each), reduced with 2 shuffles */
+            const int key0 = start + i * TK + kb + 2 * t4;
+            float x[4];
+            x[0] = key0 < end ? s[0][0] * sl2 : -INFINITY;
+            x[1] = key0 + 1 < end ? s[0][1] * sl2 : -INFINITY;
+            x[2] = key0 + 8 < end ? s[1][0] * sl2 : -INFINITY;
+            x[3] = key0 + 9 < end ? s[1][1] * sl2 : -INFINITY;
+            float mx = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mn = fmaxf(mrow, mx);
+            const float mu = mn == -INFINITY ? 0.f : mn; /* no valid key yet: every p is 0 */
+            const float alpha = mrow == -INFINITY ? (mn == -INFINITY ? 1.f : 0.f) : exp2f(mrow - mn);
+            mrow = mn;
+            float p[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) p[e] = exp2f(x[e] - mu);
+            lrow = lrow * alpha + (p[0] + p[1]) + (p[2] + p[3]);
+            /* P as the A operand (row gr: keys 2 t4.. and 2 t4 + 8..; rows gr + 8 zero) */
+            const uint32_t pa0 = v5_pack2<T>(p[0], p[1]), pa2 = v5_pack2<T>(p[2], p[3]);
+#pragma unroll
+            for (int d = 0; d < D / 8; d++) {
+                o[d][0] *= alpha;
+                o[d][1] *= alpha;
+            }
+            /* O += P V: ldmatrix.trans matrices (keys +0..7 | +8..15) x (dims +0..7 | +8..15) in
+             * the order that gives b[0], b[1] for dims dn * 16 + 0..7 and b[2], b[3] for + 8..15 */
+#pragma unroll
+            for (int dn = 0; dn < D / 16; dn++) {
+                uint32_t b[4];
+                v5_ldsm_x4_trans(b, tv + (kb + (mi & 1) * 8 + r8) * L::LD + dn * 16 + (mi >> 1) * 8);
+                v5_mma<T>(o[2 * dn], pa0, 0u, pa2, 0u, b[0], b[1]);
+                v5_mma<T>(o[2 * dn + 1], pa0, 0u, pa2, 0u, b[2], b[3]);
+            }
+        }
+    }
+
+    /* Merge the warps through shared memory that aliases the stages (all copies done, all warps
+     * past their last tile). */
+    v5_wait<0>();
+    __syncthreads();
+    lrow += __shfl_xor_sync(0xffffffffu, lrow, 1);
+    lrow += __shfl_xor_sync(0xffffffffu, lrow, 2);
+    float *wacc = reinterpret_cast<float *>(v5_smem); /* [WARPS][G][D] */
+    float *wstat = wacc + WARPS * G * D;              /* [WARPS][G][2]: max (log2 domain), sum */
+    if (gr < G) {
+#pragma unroll
+        for (int d = 0; d < D / 8; d++)
+            *reinterpret_cast<float2 *>(wacc + (w * G + gr) * D + d * 8 + 2 * t4) = make_float2(o[d][0], o[d][1]);
+        if (t4 == 0) {
+            wstat[(w * G + gr) * 2] = mrow;
+            wstat[(w * G + gr) * 2 + 1] = lrow;
+        }
+    }
+    __syncthreads();
+    for (int i = tid; i < G * D; i += THREADS) {
+        const int g = i / D, d = i % D;
+        float M = -INFINITY;
+#pragma unroll
+        for (int k = 0; k < WARPS; k++) M = fmaxf(M, wstat[(k * G + g) * 2]);
+        float r = 0.f, Ls = 0.f;
+        if (M != -INFINITY) { /* a warp without keys has m = -inf, l = 0, O = 0: weight 0 */
+#pragma unroll
+            for (int k = 0; k < WARPS; k++) {
+                const float c = exp2f(wstat[(k * G + g) * 2] - M);
+                r += c * wacc[(k * G + g) * D + d];
+                Ls += c * wstat[(k * G + g) * 2 + 1];
+            }
+        }
+        const int head = kvh * G + g;
+        if (nsplit == 1) {
+            ((T *)a.out)[((size_t)q0 * a.H + head) * D + d] = from_f<T>(r / Ls);
+        } else {
+            /* the combine kernel's format: unnormalized O, max (natural logarithm), sum */
+            float *pp = (float *)a.scratch + (((size_t)seq * a.H + head) * max_splits + split) * (D + 2);
+            pp[d] = r;
+            if (d == 0) {
+                pp[D] = M == -INFINITY ? -INFINITY : M * V5_LN2;
+                pp[D + 1] = Ls;
+            }
+        }
+    }
+}
+
+template <typename T, int D, int TK, int S, int WARPS, int MINB>
+static cudaError_t launch_v5(const vk_attention_args *a, cudaStream_t s) {
+    typedef v5_layout<D, TK, S> L;
+    const int part = vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len);
+    int max_splits = (a->max_context_len + part - 1) / part;
+    if (max_splits < 1) max_splits = 1;
+    const int G = a->H / a->KVH;
+    const size_t stages = L::stages + sizeof(int) * (part / a->block_size + 2);
+    const size_t merge = sizeof(float) * WARPS * G * (D + 2);
+    const size_t smem = stages > merge ? stages : merge;
+    void (*k)(const vk_attention_args, int, int) = decode_v5_kernel<T, D, TK, S, WARPS, MINB>;
+    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    k<<<dim3(a->KVH, a->num_seqs, max_splits), WARPS * 32, smem, s>>>(*a, max_splits, part);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    return max_splits > 1 ? vk_decode_combine(a, max_splits, part, s) : cudaSuccess;
+}
+
+/* Configurations (tile keys, stages, warps; blocks per SM from shared memory at D 128: stage
+ * bytes = 2 (K, V) x S x TK x 272 B, an SM has 228 KB). Variant 0 is version 5's own. */
+template <typename T, int D> static cudaError_t launch_v5_variant(const vk_attention_args *a, int variant, cudaStream_t s) {
+    switch (variant) {
+    case 0: return launch_v5<T, D, 64, 3, 4, 2>(a, s);  /* 102 KB: 2 blocks/SM, 128 KB in flight/SM */
+    case 1: return launch_v5<T, D, 32, 4, 2, 3>(a, s);  /* 68 KB: 3 blocks/SM, 144 KB in flight/SM */
+    case 2: return launch_v5<T, D, 32, 3, 2, 4>(a, s);  /* 51 KB: 4 blocks/SM, 128 KB in flight/SM */
+    case 3: return launch_v5<T, D, 64, 2, 4, 3>(a, s);  /* 68 KB: 3 blocks/SM, 96 KB in flight/SM */
+    case 4: return launch_v5<T, D, 64, 4, 4, 1>(a, s);  /* 136 KB: 1 block/SM, 96 KB in flight/SM */
+    case 5: return launch_v5<T, D, 128, 2, 8, 1>(a, s); /* 136 KB: 1 block/SM, 64 KB in flight/SM */
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+} // namespace
+
+cudaError_t vk_attention_decode_v5x(const vk_attention_args *a, int variant, cudaStream_t s) {
+    if (a->KVH <= 0 || a->block_size <= 0 || a->H % a->KVH || a->H / a->KVH > 8) return cudaErrorInvalidValue;
+    if (variant < 0 || variant >= VK_DECODE_V5_VARIANTS) return cudaErrorInvalidValue;
+    if (a->D == 128) VK_DISPATCH(a->dt, return (launch_v5_variant<T, 128>(a, variant, s)));
+    if (a->D == 64) VK_DISPATCH(a->dt, return (launch_v5_variant<T, 64>(a, variant, s)));
+    return cudaErrorInvalidValue;
+}
+
+cudaError_t vk_attention_decode_v5(const vk_attention_args *a, cudaStream_t s) { return vk_attention_decode_v5x(a, 0, s); }
