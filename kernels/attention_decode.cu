@@ -283,20 +283,18 @@ cudaError_t vk_attention_decode_v2(const vk_attention_args *a, cudaStream_t s) {
     return cudaErrorInvalidValue;
 }
 
-/* Production's kernel where partitions are full: 3 (version 1 + prefetch) or 4 (cp.async
- * pipeline, attention_decode_v4.cu: 0.457 ms against version 3's 0.395 ms at 256 x 640 on the
- * H100 in GPU run 10, so not production). */
-#define VK_DECODE_FULL_VERSION 3 /* v4 measured slower on the H100 (GPU run 10: 0.457 vs 0.395 ms) */
-
-/* Production: version 2 where the batch is too small to fill the GPU (short partitions: 16-17 vs
- * 20-21 us for one sequence of 640 keys), VK_DECODE_FULL_VERSION where partitions are full
- * (version 3: 0.397 vs v1 0.454 / v2 0.498 ms for 256 sequences of 640 keys, 0.103 vs 0.134 /
- * 0.152 ms for one of 32K: bench/gpu/results/run9-decode-v3; version 4 streams K/V through
- * shared memory to keep more bytes in flight). A pure function of the arguments, so a captured
- * graph keeps its choice. */
+/* Production: version 5 (attention_decode_v5.cu: both products on tensor cores over a cp.async
+ * K/V pipeline) for every batch. GPU run 12 on the H100, per layer: 256 x 640 keys 0.277 ms
+ * (2.44 TB/s) against version 3's 0.394 (v2 0.498, v4 0.457); 512 x 640 0.532 against 0.772;
+ * one sequence of 640 keys 0.016 ms as version 2 (the small-batch choice until then), of 4,096
+ * 0.019 against 0.027, of 32K 0.071 against 0.103 -- bench/gpu/results/run12-decode-v5. A pure
+ * function of the arguments, so a captured graph keeps its choice. */
 cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
+    cudaError_t e = vk_attention_decode_v5(a, s);
+    if (e != cudaErrorInvalidValue) return e;
+    /* shapes version 5 does not take (head_dim other than 64 / 128): the CUDA-core kernels */
     if (vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len) < VK_DECODE_PARTITION) return vk_attention_decode_v2(a, s);
-    return VK_DECODE_FULL_VERSION == 4 ? vk_attention_decode_v4(a, s) : vk_attention_decode_v3(a, s);
+    return vk_attention_decode_v3(a, s);
 }
 
 /* Bounds num_seqs' x H x splits for every batch of at most num_seqs sequences (a smaller batch

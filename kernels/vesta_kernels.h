@@ -100,9 +100,8 @@ cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s);
 /* The same with a chosen prefill kernel: 2 = mma.sync flash kernel with split-K (production,
  * what vk_attention runs), 1 = the first WMMA version (kept for comparison in tests/benches). */
 cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cudaStream_t s);
-/* The same with chosen decode and prefill kernels: decode 0 = production (version 2 for batches
- * too small to fill the GPU, else version 4, or 3 per VK_DECODE_FULL_VERSION in
- * attention_decode.cu), 1 = two passes (scores, then V), 2 = one pass with an online softmax,
+/* The same with chosen decode and prefill kernels: decode 0 = production (version 5; versions 2 / 3
+ * for head sizes version 5 does not take), 1 = two passes (scores, then V), 2 = one pass with an online softmax,
  * 3 = version 1 with the next pass's K/V rows prefetched, 4 = one pass over K/V tiles streamed into
  * shared memory by a multi-stage cp.async pipeline, 5 = version 4's pipeline with both products on
  * the tensor cores (mma.sync; no per-key shuffle reductions), VK_DECODE_V5_VARIANT_BASE + i

@@ -126,6 +126,7 @@ stage_e2e() {
     summary+=("$(cmp_ref "$R" "$W/llama_preempt.jsonl" --label 'llama8b 100 KV blocks (preemption) vs HF')")
     summary+=("$(cmp_ref --same "$W/llama.jsonl" "$W/llama_preempt.jsonl" --label 'preemption vs default')")
     grep -h "memory plan\|KV cache:\|captured\|preemptions\|weights" "$W/e2e.log" | sort | uniq -c | head -20
+    [ -n "${VESTA_SKIP_TP1:-}" ] && return
     echo "== e2e: NCCL path at N = 1 (VESTA_TP_FORCE_REPLICA) against the plain backend =="
     local tp=0
     if [ -f "$SMALL" ]; then
