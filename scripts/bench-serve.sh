@@ -120,11 +120,12 @@ bench_serve_stage() {
     fi
     echo "[bench-serve] vesta serve ready in $((SECONDS - t0)) s: $*"
     local i rc=0
+    # one seed per rate: the same prompts again would hit the prefix cache the earlier rate filled
     for i in "${!rates[@]}"; do
         local r=${rates[$i]} n=${prompts[$i]:-${prompts[-1]}}
         echo "-- vesta bench serve: rate $r, $n prompts, $in in -> $out out" | tee -a "$work/bench_serve.log"
         "$bin/vesta" bench serve --port "$port" --num-prompts "$n" --random-input-len "$in" \
-            --random-output-len "$out" --ignore-eos --request-rate "$r" --seed 0 \
+            --random-output-len "$out" --ignore-eos --request-rate "$r" --seed $((i + 1)) \
             --save-result --result-filename "$work/serve_$r.json" >>"$work/bench_serve.log" 2>&1 || rc=1
     done
     kill -TERM "$pid" 2>/dev/null
