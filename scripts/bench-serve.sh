@@ -128,6 +128,7 @@ bench_serve_stage() {
             --random-output-len "$out" --ignore-eos --request-rate "$r" --seed $((i + 1)) \
             --save-result --result-filename "$work/serve_$r.json" >>"$work/bench_serve.log" 2>&1 || rc=1
     done
+    python3 -c "import urllib.request as u; [print('[bench-serve] /metrics:', l) for l in u.urlopen('http://127.0.0.1:$port/metrics').read().decode().splitlines() if l.startswith('vesta:prefix_cache')]" 2>&1 | tee -a "$work/bench_serve.log"
     kill -TERM "$pid" 2>/dev/null
     wait "$pid"
     python3 - "$work" "${rates[@]}" <<'PY'
