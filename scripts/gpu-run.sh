@@ -209,6 +209,48 @@ stage_serve() {
     bench_serve_stage "$B/bin" "$M8D" "$W/serve" --backend cuda --load-format dummy | tee "$OUT/serve_table.txt"
 }
 
+# Two or more GPUs: TP=2 against TP=1 on the 8B shape with dummy weights (the same random model at
+# every N: the weights are made whole, then sliced), single-stream decode and B1 at each.
+stage_tp2() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    nvidia-smi topo -m 2>&1 | head -5 | tee "$W/topo.txt"
+    python3 -c "import json, random; r = random.Random(0); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(8)]" >"$W/tp_prompts.jsonl"
+    local n
+    for n in 1 2; do
+        timeout 240 "$V" generate --backend cuda --model "$M8D" --load-format dummy --input "$W/tp_prompts.jsonl" \
+            --output "$W/tp$n.jsonl" --temperature 0 --max-tokens 32 --ignore-eos --logprobs 5 --no-progress \
+            --max-model-len 1024 --tensor-parallel-size $n >>"$W/tp2.log" 2>&1
+        echo "generate TP=$n: rc $? $(grep -h 'tp: GPU replica' "$W/tp2.log" | tail -1)"
+    done
+    python3 - "$W/tp1.jsonl" "$W/tp2.jsonl" <<'PY' | tee -a "$W/tp2.log"
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+same = ok = bad = 0
+for x, y in zip(a, b):
+    p, q = x["outputs"][0], y["outputs"][0]
+    k = next((i for i in range(min(len(p["token_ids"]), len(q["token_ids"]))) if p["token_ids"][i] != q["token_ids"][i]), None)
+    if k is None:
+        same += 1
+        continue
+    pt = {t for t, _ in p["logprobs"][k]["top"][:5]}
+    qt = {t for t, _ in q["logprobs"][k]["top"][:5]}
+    if p["token_ids"][k] in qt and q["token_ids"][k] in pt:
+        ok += 1
+    else:
+        bad += 1
+print(f"TP=2 vs TP=1 (8 prompts x 32 greedy tokens): {same} identical, {ok} diverge within the top-5 rule, {bad} fail (of {len(a)}/{len(b)})")
+PY
+    for n in 1 2; do
+        echo "== single stream TP=$n: 128 in -> 256 out =="
+        timeout 200 "$V" bench latency --model "$M8D" --load-format dummy --input-len 128 --output-len 256 --num-iters 2 \
+            --num-iters-warmup 1 --temperature 0 --tensor-parallel-size $n 2>&1 | grep -v "^cuda:" | tail -2
+    done
+    echo "== B1 at TP=2 =="
+    timeout 240 "$V" bench throughput --model "$M8D" --load-format dummy --num-prompts 512 --input-len 512 --output-len 256 \
+        --max-model-len 1024 --tensor-parallel-size 2 2>&1 | grep -v "^cuda:" | tail -3
+}
+
 case "${1:-}" in
 build) build ;;
 run)
@@ -221,6 +263,7 @@ run)
         bench) stage_bench ;;
         peer) stage_peer ;;
         serve) stage_serve ;;
+        tp2) stage_tp2 ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
         esac
