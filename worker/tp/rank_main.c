@@ -72,7 +72,7 @@ int main(int argc, char **argv)
     }
     bool cuda = strcmp(backend, "cuda") == 0;
     if (bad || optind != argc || !model || !shm || o.tp_rank < 1 || o.tp_rank >= o.tp_size ||
-        (!cuda && strcmp(backend, "cpu") != 0) || (cuda && !nccl_id)) {
+        (!cuda && strcmp(backend, "cpu") != 0) || (cuda != (nccl_id != NULL))) {
         fprintf(stderr, "vesta-tp-rank: started by a tensor-parallel leader; bad command line\n");
         return 1;
     }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -246,6 +247,52 @@ static int run_refuse_configs(void)
     return failures ? 1 : 0;
 }
 
+/* The rank command line: a GPU rank (an NCCL id) is told to run the cuda backend, a CPU rank the
+ * cpu one. The "executable" is a shell script that writes its arguments to a file. */
+static int run_spawn_args(void)
+{
+    char dir[] = "/tmp/vesta-tp-spawn-XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    char exe[128], out[128];
+    snprintf(exe, sizeof exe, "%s/rank.sh", dir);
+    snprintf(out, sizeof out, "%s/args", dir);
+    FILE *f = fopen(exe, "w");
+    if (!f)
+        return 1;
+    fprintf(f, "#!/bin/sh\necho \"$*\" >> %s\n", out);
+    fclose(f);
+    chmod(exe, 0700);
+    vesta_backend_options o;
+    options(&o, 0, 2);
+    const char *ids[2] = {NULL, "00112233"};
+    int failures = 0;
+    for (int i = 0; i < 2; i++) {
+        vesta_error e = {0};
+        int pid = 0;
+        if (vesta_tp_spawn_rank(exe, "m", &o, 1, "/shm", ids[i], 1000, &pid, &e) != VESTA_OK) {
+            fprintf(stderr, "FAIL: spawn: %s\n", e.msg);
+            return 1;
+        }
+        int status;
+        waitpid(pid, &status, 0);
+    }
+    char line[2][2048] = {{0}};
+    f = fopen(out, "r");
+    for (int i = 0; f && i < 2; i++)
+        if (!fgets(line[i], sizeof line[i], f))
+            line[i][0] = '\0';
+    if (f)
+        fclose(f);
+    failures += !strstr(line[0], "--backend cpu") || strstr(line[0], "--nccl-id") != NULL;
+    failures += !strstr(line[1], "--backend cuda --nccl-id 00112233");
+    printf("cpu rank: %s\ngpu rank: %s\n%s\n", line[0], line[1], failures ? "FAIL" : "ok");
+    unlink(exe);
+    unlink(out);
+    rmdir(dir);
+    return failures ? 1 : 0;
+}
+
 /* Followers given another model file than the leader's: every rank refuses before loading. */
 static int run_mismatch(const char *model, const char *other, int tp)
 {
@@ -368,6 +415,8 @@ int main(int argc, char **argv)
         return run_refuse(argv[2], atoi(argv[3]));
     if (argc == 2 && !strcmp(argv[1], "refuse-configs"))
         return run_refuse_configs();
+    if (argc == 2 && !strcmp(argv[1], "spawn-args"))
+        return run_spawn_args();
     if (argc == 5 && !strcmp(argv[1], "mismatch"))
         return run_mismatch(argv[2], argv[3], atoi(argv[4]));
     if (argc == 4 && !strcmp(argv[1], "kill"))
