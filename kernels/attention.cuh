@@ -6,7 +6,6 @@ cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s);
 cudaError_t vk_attention_decode_v1(const vk_attention_args *a, cudaStream_t s);
 cudaError_t vk_attention_decode_v2(const vk_attention_args *a, cudaStream_t s);
 cudaError_t vk_attention_decode_v3(const vk_attention_args *a, cudaStream_t s); /* v1 + next-pass prefetch */
-cudaError_t vk_attention_decode_v4(const vk_attention_args *a, cudaStream_t s); /* cp.async pipeline */
 /* tensor cores (mma.sync) over the cp.async pipeline; _v5x: its configuration variant (0 = v5's own,
  * < VK_DECODE_V5_VARIANTS, else cudaErrorInvalidValue) */
 cudaError_t vk_attention_decode_v5(const vk_attention_args *a, cudaStream_t s);

@@ -1,6 +1,7 @@
 /* Paged-attention decode, version 5: both products on the tensor cores (mma.sync m16n8k16, bf16 or
- * fp16 in, fp32 accumulation) over K/V tiles streamed into shared memory by version 4's
- * multi-stage cp.async pipeline.
+ * fp16 in, fp32 accumulation) over K/V tiles streamed into shared memory by a multi-stage cp.async
+ * pipeline (first tried in version 4 with CUDA-core arithmetic: slower than version 3, removed;
+ * docs/benchmarks.md).
  *
  * Why: versions 1-4 split every key's dot product over D / 8 lanes and reduce it with warp
  * shuffles per head per key (and one exp per key per head); that serial chain, not the memory

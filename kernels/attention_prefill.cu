@@ -222,7 +222,7 @@ extern "C" cudaError_t vk_attention_v(const vk_attention_args *a, int decode_ver
     if (a->has_decode && (e = decode_version == 1   ? vk_attention_decode_v1(a, s)
                               : decode_version == 2 ? vk_attention_decode_v2(a, s)
                               : decode_version == 3 ? vk_attention_decode_v3(a, s)
-                              : decode_version == 4 ? vk_attention_decode_v4(a, s)
+                              : decode_version == 4 ? cudaErrorInvalidValue /* v4: removed, see docs/benchmarks.md */
                               : decode_version == 5 ? vk_attention_decode_v5(a, s)
                               : decode_version >= VK_DECODE_V5_VARIANT_BASE
                                   ? vk_attention_decode_v5x(a, decode_version - VK_DECODE_V5_VARIANT_BASE, s)

@@ -100,24 +100,17 @@ cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s);
 /* The same with a chosen prefill kernel: 2 = mma.sync flash kernel with split-K (production,
  * what vk_attention runs), 1 = the first WMMA version (kept for comparison in tests/benches). */
 cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cudaStream_t s);
-/* The same with chosen decode and prefill kernels: decode 0 = production (version 5; versions 2 / 3
- * for head sizes version 5 does not take), 1 = two passes (scores, then V), 2 = one pass with an online softmax,
- * 3 = version 1 with the next pass's K/V rows prefetched, 4 = one pass over K/V tiles streamed into
- * shared memory by a multi-stage cp.async pipeline, 5 = version 4's pipeline with both products on
- * the tensor cores (mma.sync; no per-key shuffle reductions), VK_DECODE_V5_VARIANT_BASE + i
- * (i < VK_DECODE_V5_VARIANTS) = version 5's configuration variant i (tile keys, stages, warps; 0 is
- * version 5 itself; larger i: cudaErrorInvalidValue), for the bench and the tests; every decode
- * version is tested against the reference. */
+/* The same with chosen decode and prefill kernels: decode 0 = production (version 5; versions
+ * 2 / 3 for head sizes version 5 does not take), 1 = two passes (scores, then V), 2 = one pass
+ * with an online softmax, 3 = version 1 with the next pass's K/V rows prefetched, 4 = removed
+ * (cudaErrorInvalidValue), 5 = K/V tiles streamed into shared memory by a cp.async pipeline with
+ * both products on the tensor cores (mma.sync; no per-key shuffle reductions),
+ * VK_DECODE_V5_VARIANT_BASE + i (i < VK_DECODE_V5_VARIANTS) = version 5's configuration variant i
+ * (tile keys, stages, warps; 0 is version 5 itself; larger i: cudaErrorInvalidValue), for the
+ * bench and the tests; every decode version is tested against the reference. */
 #define VK_DECODE_V5_VARIANT_BASE 50
 #define VK_DECODE_V5_VARIANTS 6
 cudaError_t vk_attention_v(const vk_attention_args *a, int decode_version, int prefill_version, cudaStream_t s);
-/* Decode version 4's tuning variants (tile keys, stages, warps, partition length), for the bench
- * and the tests: the decode rows only (prefill rows untouched), bf16, D 128, H = 4 KVH only, else
- * cudaErrorInvalidValue; variant 0 is version 4's own configuration. _variants: how many;
- * _variant_name: a label, NULL out of range. */
-int vk_attention_decode_v4_variants(void);
-const char *vk_attention_decode_v4_variant_name(int variant);
-cudaError_t vk_attention_decode_v4x(const vk_attention_args *a, int variant, cudaStream_t s);
 
 /* y[n][out] = x[n][in] . w[out][in]^T for n <= VK_GEMV_MAX_N (decode steps of a few sequences),
  * fp32 accumulation; y in the storage type, or float32 when f32_out. in % 8 == 0. */
