@@ -109,7 +109,6 @@ typedef struct cuda_backend {
     float *gathered;       /* [size][S][Vr] every rank's slice (TP only) */
     cudaEvent_t step_done; /* recorded after a step: waited for with the NCCL watchdog */
 
-    vesta_sampler_scratch *scratch; /* host sampling of top-k / top-p rows */
     double load_seconds;
 } cuda_backend;
 
