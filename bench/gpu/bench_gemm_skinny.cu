@@ -29,28 +29,7 @@ struct shape {
     bool f32out; /* the LM head writes fp32 logits */
 };
 
-static float time_ms(const std::function<void(int)> &f) {
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    int it = 0;
-    for (int i = 0; i < 3; i++) f(it++);
-    std::vector<float> t;
-    for (int i = 0; i < 20; i++) {
-        CK(cudaEventRecord(a));
-        f(it++);
-        CK(cudaEventRecord(b));
-        CK(cudaEventSynchronize(b));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, a, b));
-        t.push_back(ms);
-    }
-    CK(cudaGetLastError());
-    std::sort(t.begin(), t.end());
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-    return t[t.size() / 2];
-}
+static float time_ms(const std::function<void(int)> &f) { return median_ms(f); }
 
 #define CBL(x)                                                                                     \
     do {                                                                                           \

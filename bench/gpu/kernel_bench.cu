@@ -15,27 +15,7 @@ using namespace ref;
 
 static FILE *g_csv;
 
-static float time_ms(const std::function<void()> &f) {
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    for (int i = 0; i < 3; i++) f();
-    std::vector<float> t;
-    for (int i = 0; i < 20; i++) {
-        CK(cudaEventRecord(a));
-        f();
-        CK(cudaEventRecord(b));
-        CK(cudaEventSynchronize(b));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, a, b));
-        t.push_back(ms);
-    }
-    CK(cudaGetLastError());
-    std::sort(t.begin(), t.end());
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-    return t[t.size() / 2];
-}
+static float time_ms(const std::function<void()> &f) { return median_ms([&](int) { f(); }); }
 
 static void report(const char *name, float ms, double bytes, double flops) {
     double gbs = bytes / (ms * 1e-3) / 1e9, tfs = flops / (ms * 1e-3) / 1e12;

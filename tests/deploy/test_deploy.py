@@ -19,17 +19,10 @@ import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "router"))
-from cluster import Cluster  # noqa: E402
+from cluster import Cluster, check, checks_passed  # noqa: E402
 
 BIN, MODEL = sys.argv[1], os.path.abspath(sys.argv[2])
-CHECKS = 0
 
-
-def check(cond, what):
-    global CHECKS
-    CHECKS += 1
-    if not cond:
-        raise AssertionError(what)
 
 
 def load_all(path):
@@ -172,4 +165,4 @@ def test_k8s():
 test_yaml()
 test_compose()
 test_k8s()
-print(f"deploy: {CHECKS} checks passed")
+print(f"deploy: {checks_passed()} checks passed")

@@ -12,9 +12,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <algorithm>
+#include <functional>
 #include <vector>
 
 #include "vesta_kernels.h"
+
+/* A test check: prints and counts a failure (ref::failures()), never stops the program. */
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("  FAIL: " __VA_ARGS__);                                                        \
+            printf("\n");                                                                          \
+            ref::failures()++;                                                                     \
+        }                                                                                          \
+    } while (0)
 
 #define CK(x)                                                                                      \
     do {                                                                                           \
@@ -26,6 +38,61 @@
     } while (0)
 
 namespace ref {
+
+/* Failed checks of the test program (one per process). */
+inline int &failures() {
+    static int n = 0;
+    return n;
+}
+
+/* A device buffer of n elements, poisoned (0xff bytes: NaN for float/bf16/fp16) at creation and on
+ * demand, so that an element a kernel fails to write cannot pass a check. */
+template <typename X> struct dbuf {
+    X *p = nullptr;
+    size_t n = 0;
+    explicit dbuf(size_t n_) : n(n_) {
+        CK(cudaMalloc(&p, (n ? n : 1) * sizeof(X)));
+        poison();
+    }
+    explicit dbuf(const std::vector<X> &v) : dbuf(v.size()) { up(v); }
+    ~dbuf() { cudaFree(p); }
+    dbuf(const dbuf &) = delete;
+    dbuf &operator=(const dbuf &) = delete;
+    void poison() { CK(cudaMemset(p, 0xff, (n ? n : 1) * sizeof(X))); }
+    void up(const std::vector<X> &v) { CK(cudaMemcpy(p, v.data(), v.size() * sizeof(X), cudaMemcpyHostToDevice)); }
+    std::vector<X> down() const {
+        std::vector<X> v(n);
+        CK(cudaMemcpy(v.data(), p, n * sizeof(X), cudaMemcpyDeviceToHost));
+        return v;
+    }
+};
+
+inline const char *dtn(vk_dtype dt) { return dt == VK_BF16 ? "bf16" : "fp16"; }
+
+/* Benches: the median of 20 timings (CUDA events on the default stream) after 3 warm-up runs;
+ * f gets the run's index (benches rotate their buffers by it to defeat the L2). */
+inline float median_ms(const std::function<void(int)> &f) {
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    int it = 0;
+    for (int i = 0; i < 3; i++) f(it++);
+    std::vector<float> t;
+    for (int i = 0; i < 20; i++) {
+        CK(cudaEventRecord(a));
+        f(it++);
+        CK(cudaEventRecord(b));
+        CK(cudaEventSynchronize(b));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, a, b));
+        t.push_back(ms);
+    }
+    CK(cudaGetLastError());
+    std::sort(t.begin(), t.end());
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return t[t.size() / 2];
+}
 
 /* Storage rounding on the host. */
 inline uint16_t f2s(vk_dtype dt, float f) {

@@ -24,38 +24,9 @@
 
 using namespace ref;
 
-static int g_fail = 0;
 
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("  FAIL: " __VA_ARGS__);                                                        \
-            printf("\n");                                                                          \
-            g_fail++;                                                                              \
-        }                                                                                          \
-    } while (0)
 
-template <typename X> struct dbuf {
-    X *p = nullptr;
-    size_t n = 0;
-    explicit dbuf(size_t n_) : n(n_) {
-        CK(cudaMalloc(&p, std::max<size_t>(1, n) * sizeof(X)));
-        poison();
-    }
-    explicit dbuf(const std::vector<X> &v) : dbuf(v.size()) { up(v); }
-    ~dbuf() { cudaFree(p); }
-    dbuf(const dbuf &) = delete;
-    dbuf &operator=(const dbuf &) = delete;
-    void poison() { CK(cudaMemset(p, 0xff, std::max<size_t>(1, n) * sizeof(X))); } /* NaN for float/bf16/fp16 */
-    void up(const std::vector<X> &v) { CK(cudaMemcpy(p, v.data(), v.size() * sizeof(X), cudaMemcpyHostToDevice)); }
-    std::vector<X> down() const {
-        std::vector<X> v(n);
-        CK(cudaMemcpy(v.data(), p, n * sizeof(X), cudaMemcpyDeviceToHost));
-        return v;
-    }
-};
 
-static const char *dtn(vk_dtype dt) { return dt == VK_BF16 ? "bf16" : "fp16"; }
 
 struct problem {
     vk_dtype dt;
@@ -251,6 +222,6 @@ int main(int argc, char **argv) {
     test_llama_shapes(seed);
     test_batch_invariance(seed);
     CK(cudaDeviceSynchronize());
-    printf("gemm_skinny: %s (%d failures)\n", g_fail ? "FAILED" : "ok", g_fail);
-    return g_fail ? 1 : 0;
+    printf("gemm_skinny: %s (%d failures)\n", ref::failures() ? "FAILED" : "ok", ref::failures());
+    return ref::failures() ? 1 : 0;
 }

@@ -12,40 +12,14 @@
 using namespace ref;
 
 static uint64_t g_seed = 1234;
-static int g_fail = 0;
 
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("  FAIL: " __VA_ARGS__);                                                        \
-            printf("\n");                                                                          \
-            g_fail++;                                                                              \
-        }                                                                                          \
-    } while (0)
 
-template <typename X> struct dbuf {
-    X *p = nullptr;
-    size_t n = 0;
-    explicit dbuf(size_t n_) : n(n_) {
-        CK(cudaMalloc(&p, std::max<size_t>(1, n) * sizeof(X)));
-        CK(cudaMemset(p, 0xff, std::max<size_t>(1, n) * sizeof(X))); /* poison: NaN for floats/bf16 */
-    }
-    dbuf(const std::vector<X> &v) : dbuf(v.size()) { up(v); }
-    ~dbuf() { cudaFree(p); }
-    void up(const std::vector<X> &v) { CK(cudaMemcpy(p, v.data(), v.size() * sizeof(X), cudaMemcpyHostToDevice)); }
-    std::vector<X> down() const {
-        std::vector<X> v(n);
-        CK(cudaMemcpy(v.data(), p, n * sizeof(X), cudaMemcpyDeviceToHost));
-        return v;
-    }
-};
 
 static std::vector<float> to_f(vk_dtype dt, const std::vector<uint16_t> &s) {
     std::vector<float> f(s.size());
     for (size_t i = 0; i < s.size(); i++) f[i] = s2f(dt, s[i]);
     return f;
 }
-static const char *dtn(vk_dtype dt) { return dt == VK_BF16 ? "bf16" : "fp16"; }
 /* One storage ulp at magnitude 1, times a few: the tolerance for elementwise results that the
  * kernel and the reference round at the same points (they differ only by fp32 reduction order). */
 static double ulp_tol(vk_dtype dt) { return dt == VK_BF16 ? 1.6e-2 : 2e-3; }
@@ -491,7 +465,7 @@ static void test_sampling() {
         vesta_sample_result want;
         if (vesta_sampler_sample(&logits[(size_t)i * V], V, &rows[i], &want, s, &err) != VESTA_OK) {
             printf("  reference failed: %s\n", err.msg);
-            g_fail++;
+            ref::failures()++;
             continue;
         }
         if (got[i].token != want.token && !sample_near_boundary(&logits[(size_t)i * V], V, rows[i], s, 1e-5)) {
@@ -653,7 +627,7 @@ static void test_sampling_select() {
         vesta_sample_result want;
         if (vesta_sampler_sample(l, V, &rows[i], &want, s, &err) != VESTA_OK) {
             printf("  reference failed on row %d: %s\n", i, err.msg);
-            g_fail++;
+            ref::failures()++;
             continue;
         }
         if (i >= R - SAME) same_tokens.push_back(want.token);
@@ -699,11 +673,11 @@ int main(int argc, char **argv) {
     else g_seed = (uint64_t)time(nullptr); /* fresh inputs every run; the seed is printed */
     printf("seed %llu\n", (unsigned long long)g_seed);
     if (what == "rng" || what == "all") test_rng();
-    if (what == "rng") return g_fail ? 1 : 0; /* host-only: runs without a GPU */
+    if (what == "rng") return ref::failures() ? 1 : 0; /* host-only: runs without a GPU */
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         printf("no CUDA device: skipped\n");
-        return g_fail ? 1 : 77;
+        return ref::failures() ? 1 : 77;
     }
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
@@ -722,6 +696,6 @@ int main(int argc, char **argv) {
         test_sampling_select();
     }
     CK(cudaDeviceSynchronize());
-    printf("%s: %s (%d failures)\n", what.c_str(), g_fail ? "FAILED" : "ok", g_fail);
-    return g_fail ? 1 : 0;
+    printf("%s: %s (%d failures)\n", what.c_str(), ref::failures() ? "FAILED" : "ok", ref::failures());
+    return ref::failures() ? 1 : 0;
 }

@@ -12,6 +12,20 @@ import time
 import httpx
 
 
+_checks = [0]
+
+
+def check(cond, what):
+    """One test assertion: counts it (checks_passed) and raises AssertionError(what) if cond is false."""
+    _checks[0] += 1
+    if not cond:
+        raise AssertionError(what)
+
+
+def checks_passed():
+    return _checks[0]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,17 +15,10 @@ import httpx
 import openai
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from cluster import Cluster  # noqa: E402
+from cluster import Cluster, check, checks_passed  # noqa: E402
 
 BIN, MODEL, GROUP = sys.argv[1], sys.argv[2], sys.argv[3]
-CHECKS = 0
 
-
-def check(cond, what):
-    global CHECKS
-    CHECKS += 1
-    if not cond:
-        raise AssertionError(what)
 
 
 def client(c, key="none"):
@@ -629,7 +622,7 @@ def main():
     t0 = time.time()
     with Cluster(BIN, MODEL, **kw) as c:
         fn(c)
-    print(f"router {GROUP}: {CHECKS} checks passed in {time.time() - t0:.1f}s")
+    print(f"router {GROUP}: {checks_passed()} checks passed in {time.time() - t0:.1f}s")
 
 
 if __name__ == "__main__":

@@ -18,17 +18,10 @@ import httpx
 import openai
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import free_port  # noqa: E402
+from cluster import free_port, check, checks_passed  # noqa: E402
 
 BIN, MODEL = sys.argv[1], sys.argv[2]
-CHECKS = 0
 
-
-def check(cond, what):
-    global CHECKS
-    CHECKS += 1
-    if not cond:
-        raise AssertionError(what)
 
 
 def generate_offline(prompts_ids, max_tokens):
@@ -81,7 +74,7 @@ def main():
         except subprocess.TimeoutExpired:
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait(timeout=10)
-    print(f"router engine: {CHECKS} checks passed")
+    print(f"router engine: {checks_passed()} checks passed")
 
 
 def run(h, oc):

@@ -18,17 +18,10 @@ import msgpack
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import Cluster  # noqa: E402
+from cluster import Cluster, check, checks_passed  # noqa: E402
 
 BIN, MODEL = sys.argv[1], sys.argv[2]
-CHECKS = 0
 
-
-def check(cond, what):
-    global CHECKS
-    CHECKS += 1
-    if not cond:
-        raise AssertionError(what)
 
 
 class FakeWorker:
@@ -102,7 +95,7 @@ def main():
         raise
     c.stop()
     check(c.router_rc == 0, f"router exit status {c.router_rc}")
-    print(f"router protocol: {CHECKS} checks passed")
+    print(f"router protocol: {checks_passed()} checks passed")
 
 
 def run(c):

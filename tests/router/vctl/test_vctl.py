@@ -12,20 +12,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from cluster import Cluster, free_port  # noqa: E402
+from cluster import Cluster, free_port, check, checks_passed  # noqa: E402
 
 BIN, MODEL = sys.argv[1], sys.argv[2]
 VCTL = os.path.join(BIN, "vctl")
 KEY = "vctl-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-CHECKS = 0
 
-
-def check(cond, what):
-    global CHECKS
-    CHECKS += 1
-    if not cond:
-        raise AssertionError(what)
 
 
 def vctl(c, *args, key=True, url=None):
@@ -246,7 +239,7 @@ def main():
                   test_errors, test_drain, test_drain_escaped_id):
             t(c)
             print(f"ok {t.__name__}")
-    print(f"vctl: {CHECKS} checks passed")
+    print(f"vctl: {checks_passed()} checks passed")
 
 
 if __name__ == "__main__":

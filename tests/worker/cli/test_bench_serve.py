@@ -19,18 +19,11 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "router"))
-from cluster import Cluster, free_port  # noqa: E402
+from cluster import Cluster, free_port, check, checks_passed  # noqa: E402
 
 BIN, MODEL, GROUP = sys.argv[1], sys.argv[2], sys.argv[3]
 VESTA = os.path.join(BIN, "vesta")
-CHECKS = 0
 
-
-def check(cond, what):
-    global CHECKS
-    CHECKS += 1
-    if not cond:
-        raise AssertionError(what)
 
 
 def bench(args, expect_rc=0, timeout=300):
@@ -242,4 +235,4 @@ def group_cpu():
 
 
 {"sim": group_sim, "failures": group_failures, "cpu": group_cpu}[GROUP]()
-print(f"test_bench_serve {GROUP}: {CHECKS} checks passed")
+print(f"test_bench_serve {GROUP}: {checks_passed()} checks passed")
