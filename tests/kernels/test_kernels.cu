@@ -362,6 +362,21 @@ static bool sample_near_boundary(const float *logits, int V, const vesta_sample_
                                  vesta_sampler_scratch *s, double tol);
 
 /* GPU sampler vs the CPU reference sampler (worker/sampler), row by row. */
+/* The kernel's row for the reference's parameters and draw (pools left to the caller). */
+static void kernel_row(vk_sample_row &k, const vesta_sampling_params &p, const vesta_sample_row &row) {
+    memset(&k, 0, sizeof k);
+    k.temperature = p.temperature;
+    k.top_p = p.top_p;
+    k.min_p = p.min_p;
+    k.top_k = p.top_k;
+    k.presence_penalty = p.presence_penalty;
+    k.frequency_penalty = p.frequency_penalty;
+    k.repetition_penalty = p.repetition_penalty;
+    k.num_logprobs = p.logprobs;
+    k.seed = row.rng_seed;
+    k.offset = row.rng_offset;
+}
+
 static void test_sampling() {
     rng r(g_seed + 5);
     const int V = 32003, R = 40;
@@ -416,17 +431,7 @@ static void test_sampling() {
         row.eos_ids = eos;
         row.num_eos = 2;
         vk_sample_row &k = kr[i];
-        memset(&k, 0, sizeof k);
-        k.temperature = p.temperature;
-        k.top_p = p.top_p;
-        k.min_p = p.min_p;
-        k.top_k = p.top_k;
-        k.presence_penalty = p.presence_penalty;
-        k.frequency_penalty = p.frequency_penalty;
-        k.repetition_penalty = p.repetition_penalty;
-        k.num_logprobs = p.logprobs;
-        k.seed = row.rng_seed;
-        k.offset = row.rng_offset;
+        kernel_row(k, p, row);
         k.prompt_off = (int)ids.size();
         k.num_prompt = np;
         ids.insert(ids.end(), prompts[i].begin(), prompts[i].end());
@@ -591,17 +596,7 @@ static void test_sampling_select() {
         row.output_ids = outs[i].data();
         row.num_output = (int)outs[i].size();
         vk_sample_row &k = kr[i];
-        memset(&k, 0, sizeof k);
-        k.temperature = p.temperature;
-        k.top_p = p.top_p;
-        k.min_p = p.min_p;
-        k.top_k = p.top_k;
-        k.presence_penalty = p.presence_penalty;
-        k.frequency_penalty = p.frequency_penalty;
-        k.repetition_penalty = p.repetition_penalty;
-        k.num_logprobs = p.logprobs;
-        k.seed = row.rng_seed;
-        k.offset = row.rng_offset;
+        kernel_row(k, p, row);
         k.prompt_off = k.output_off = k.bias_off = k.stop_off = (int)ids.size();
         k.num_output = row.num_output;
         ids.insert(ids.end(), outs[i].begin(), outs[i].end());
