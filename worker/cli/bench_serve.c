@@ -14,6 +14,7 @@
  * token; E2EL = last byte - send. Duration = first send to last completion. Throughputs over
  * successful requests. Percentiles interpolate linearly (numpy's default). */
 #include "bench_serve.h"
+#include "sse_stream.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -33,9 +34,6 @@
 #include "vesta/tokenizer.h"
 #endif
 
-/* A single SSE line longer than this fails its request (a guard against a runaway server, not a
- * format limit: OpenAI chunks are a few hundred bytes). */
-#define SSE_LINE_MAX ((size_t)64 << 20)
 #define ERR_HEAD_MAX 1024 /* bytes of a response body kept for error messages */
 
 enum { METRIC_TTFT, METRIC_TPOT, METRIC_ITL, METRIC_E2EL, METRIC_COUNT };
@@ -341,7 +339,9 @@ typedef struct request {
     dvec itl;
     long long usage_tokens; /* -1: the server sent no usage */
     long long chunks;
-    bytes line, text;
+    vesta_sse_stream sse; /* a line longer than VESTA_SSE_LINE_MAX fails the request */
+    double t_feed;        /* arrival time of the bytes being fed, for the chunk timings */
+    bytes text;
     char head[ERR_HEAD_MAX + 1]; /* the first bytes of the body, for error messages */
     size_t head_len;
     bool saw_done, sent, finished, ok;
@@ -363,66 +363,53 @@ static void request_fail(request *r, const char *fmt, ...)
         r->error = strdup("failed (and out of memory describing why)");
 }
 
-/* One SSE line (without its newline). Returns false to abort the transfer. */
-static bool handle_line(request *r, char *s, size_t n, double t)
+/* One `data:` payload of the stream (a vesta_sse_data_fn). Returns false to abort the transfer. */
+static bool handle_data(void *ud, const char *s, size_t n)
 {
-    if (n && s[n - 1] == '\r')
-        s[--n] = '\0';
-    if (n < 5 || strncmp(s, "data:", 5) != 0)
-        return true; /* blank separators, comments (":"), event:/id: fields */
-    s += 5;
-    n -= 5;
-    if (n && *s == ' ')
-        s++, n--;
-    if (n == 6 && memcmp(s, "[DONE]", 6) == 0) {
+    request *r = ud;
+    double t = r->t_feed;
+    vesta_sse_chunk c;
+    bool go = true;
+    switch (vesta_sse_chunk_parse(&c, s, n)) {
+    case VESTA_SSE_CHUNK_DONE:
         r->saw_done = true;
-        return true;
-    }
-    json_error_t jerr;
-    json_t *o = json_loadb(s, n, JSON_ALLOW_NUL, &jerr); /* text may hold U+0000 (a byte token) */
-    if (!json_is_object(o)) {
-        request_fail(r, "bad JSON in the stream at byte %d: %s", jerr.position, jerr.text);
-        json_decref(o);
-        return false;
-    }
-    json_t *e = json_object_get(o, "error");
-    if (e) {
-        const char *msg = json_string_value(json_object_get(e, "message"));
-        request_fail(r, "error event: %s", msg ? msg : "(no message)");
-        json_decref(o);
-        return false;
-    }
-    json_t *choices = json_object_get(o, "choices");
-    if (json_is_array(choices) && json_array_size(choices) > 0) {
-        if (r->ttft < 0)
-            r->ttft = t - r->t_send;
-        else if (!dvec_push(&r->itl, t - r->t_last)) {
-            request_fail(r, "out of memory");
-            json_decref(o);
-            return false;
+        break;
+    case VESTA_SSE_CHUNK_BAD_JSON:
+        request_fail(r, "bad JSON in the stream at byte %d: %s", c.json_error.position, c.json_error.text);
+        go = false;
+        break;
+    case VESTA_SSE_CHUNK_ERROR_EVENT:
+        request_fail(r, "error event: %s", c.error ? c.error : "(no message)");
+        go = false;
+        break;
+    case VESTA_SSE_CHUNK_DATA:
+        if (c.has_choice) {
+            if (r->ttft < 0)
+                r->ttft = t - r->t_send;
+            else if (!dvec_push(&r->itl, t - r->t_last))
+                go = false;
+            if (go) {
+                r->t_last = t;
+                r->chunks++;
+                if (c.text && !bytes_append(&r->text, c.text, c.text_len))
+                    go = false;
+            }
+            if (!go)
+                request_fail(r, "out of memory");
         }
-        r->t_last = t;
-        r->chunks++;
-        json_t *txt = json_object_get(json_array_get(choices, 0), "text");
-        if (json_is_string(txt) && !bytes_append(&r->text, json_string_value(txt), json_string_length(txt))) {
-            request_fail(r, "out of memory");
-            json_decref(o);
-            return false;
-        }
+        if (go && c.usage_tokens >= 0)
+            r->usage_tokens = c.usage_tokens;
+        break;
     }
-    json_t *u = json_object_get(o, "usage");
-    json_t *ct = json_is_object(u) ? json_object_get(u, "completion_tokens") : NULL;
-    if (json_is_integer(ct) && json_integer_value(ct) >= 0)
-        r->usage_tokens = json_integer_value(ct);
-    json_decref(o);
-    return true;
+    vesta_sse_chunk_dispose(&c);
+    return go;
 }
 
 static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
 {
     request *r = ud;
     size_t n = size * nmemb;
-    double t = now_s();
+    r->t_feed = now_s();
     if (r->head_len < ERR_HEAD_MAX) {
         size_t k = n < ERR_HEAD_MAX - r->head_len ? n : ERR_HEAD_MAX - r->head_len;
         memcpy(r->head + r->head_len, p, k);
@@ -433,28 +420,19 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
     curl_easy_getinfo(r->h, CURLINFO_RESPONSE_CODE, &status);
     if (status != 200)
         return n; /* an error body: reported from head at the end */
-    size_t i = 0;
-    while (i < n) {
-        const char *nl = memchr(p + i, '\n', n - i);
-        size_t k = nl ? (size_t)(nl - (p + i)) : n - i;
-        if (r->line.n + k > SSE_LINE_MAX) {
-            request_fail(r, "an SSE line longer than %zu bytes", SSE_LINE_MAX);
-            return 0;
-        }
-        if (!bytes_append(&r->line, p + i, k)) {
-            request_fail(r, "out of memory");
-            return 0;
-        }
-        i += k;
-        if (!nl)
-            break;
-        i++; /* the newline */
-        bool go = handle_line(r, r->line.p, r->line.n, t);
-        r->line.n = 0;
-        if (!go)
-            return 0;
+    switch (vesta_sse_stream_feed(&r->sse, p, n, handle_data, r)) {
+    case VESTA_SSE_STATUS_OK:
+        return n;
+    case VESTA_SSE_STATUS_STOPPED:
+        break; /* handle_data said why */
+    case VESTA_SSE_STATUS_LINE_TOO_LONG:
+        request_fail(r, "an SSE line longer than %zu bytes", r->sse.line_max);
+        break;
+    case VESTA_SSE_STATUS_NO_MEMORY:
+        request_fail(r, "out of memory");
+        break;
     }
-    return n;
+    return 0;
 }
 
 static char *request_body(const serve_args *a, const char *model, const int32_t *ids)
@@ -570,8 +548,7 @@ static void request_release(request *r, CURLM *m)
     r->headers = NULL;
     free(r->body);
     r->body = NULL;
-    free(r->line.p);
-    r->line = (bytes){0};
+    vesta_sse_stream_dispose(&r->sse);
 }
 
 /* ---- the server: model name and vocabulary ---- */
@@ -861,6 +838,7 @@ static int make_requests(run *R)
     uint64_t s = a->seed * 7919 + 1;
     for (int i = 0; i < a->num_prompts; i++) {
         R->reqs[i].index = i;
+        vesta_sse_stream_init(&R->reqs[i].sse, VESTA_SSE_LINE_MAX);
         random_prompt(&s, &R->voc, ids, a->input_len);
         if (!(R->reqs[i].body = request_body(a, R->model, ids))) {
             free(ids);
@@ -1082,7 +1060,7 @@ static void run_release(run *R)
         for (int i = 0; i < R->a.num_prompts; i++) {
             request *r = &R->reqs[i];
             free(r->body);
-            free(r->line.p);
+            vesta_sse_stream_dispose(&r->sse);
             free(r->text.p);
             free(r->itl.v);
             free(r->error);
