@@ -3,27 +3,21 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <jansson.h>
 
 #include "vesta/tokenizer.h"
 #include "jsonl.h"
+#include "tokenizer_cmd.h"
 #include "vesta_cli.h"
 
-static void usage(void) {
-    fprintf(stderr, "usage: vesta detokenize --tokenizer PATH [--skip-special-tokens]\n"
-                    "  reads {\"ids\": [...]} lines on stdin, writes {\"text\": \"...\"} lines.\n");
-}
+static const char usage[] =
+    "usage: vesta detokenize --tokenizer PATH [--skip-special-tokens]\n"
+    "  reads {\"ids\": [...]} lines on stdin, writes {\"text\": \"...\"} lines.\n";
 
-typedef struct detokenize_opts {
-    const vesta_tokenizer *tok;
-    bool skip;
-} detokenize_opts;
-
-static void process_line(void *ctx, const char *line, size_t len) {
-    const vesta_tokenizer *tok = ((const detokenize_opts *)ctx)->tok;
-    bool skip = ((const detokenize_opts *)ctx)->skip;
+/* ctx: the bool --skip-special-tokens sets. */
+static void process_line(void *ctx, const vesta_tokenizer *tok, const char *line, size_t len) {
+    bool skip = *(const bool *)ctx;
     json_t *in = vesta_cli_parse_object(line, len, "an object with an array field \"ids\"");
     if (!in)
         return;
@@ -70,31 +64,9 @@ static void process_line(void *ctx, const char *line, size_t len) {
 }
 
 int vesta_cmd_detokenize(int argc, char **argv) {
-    const char *path = NULL;
     bool skip = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--skip-special-tokens")) skip = true;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage();
-            return 0;
-        } else {
-            usage();
-            return 2;
-        }
-    }
-    if (!path) {
-        usage();
-        return 2;
-    }
-    vesta_error err = {0};
-    vesta_tokenizer *tok = vesta_tokenizer_load(path, &err);
-    if (!tok) {
-        fprintf(stderr, "vesta detokenize: %s\n", err.msg);
-        return 1;
-    }
-    detokenize_opts o = {tok, skip};
-    vesta_cli_each_line(process_line, &o);
-    vesta_tokenizer_release(tok);
-    return 0;
+    const vesta_cli_switch switches[] = {{"--skip-special-tokens", &skip, true}};
+    vesta_cli_tokenizer_cmd cmd = {"detokenize", usage, switches,
+                                   sizeof switches / sizeof *switches, process_line, &skip};
+    return vesta_cli_tokenizer_cmd_run(&cmd, argc, argv);
 }
