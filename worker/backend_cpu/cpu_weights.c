@@ -39,23 +39,16 @@ static void fill_dummy(weight_loader *l, int64_t rows, int64_t cols, bool is_nor
         dst[i] = a * (2.0f * (float)(splitmix64(&s) >> 40) / (float)(1 << 24) - 1.0f);
 }
 
-/* What part of a tensor this rank reads: all of it, rows [begin, end) or columns [begin, end). */
-typedef enum slice_kind { SLICE_ALL, SLICE_ROWS, SLICE_COLS } slice_kind;
-typedef struct slice {
-    slice_kind kind;
-    int64_t begin, end;
-} slice;
-
-static const slice ALL = {SLICE_ALL, 0, 0};
-static slice rows_of(int64_t b, int64_t e) { return (slice){SLICE_ROWS, b, e}; }
-static slice cols_of(int64_t b, int64_t e) { return (slice){SLICE_COLS, b, e}; }
+/* Rows or columns [b, e) of a tensor. */
+static vesta_tp_slice rows_of(int64_t b, int64_t e) { return (vesta_tp_slice){VESTA_TP_SLICE_ROWS, b, e}; }
+static vesta_tp_slice cols_of(int64_t b, int64_t e) { return (vesta_tp_slice){VESTA_TP_SLICE_COLS, b, e}; }
 
 /* Dummy weights are generated whole and then sliced, so that every tensor-parallel layout sees
  * the same model. */
-static vesta_status load_dummy_slice(weight_loader *l, int64_t rows, int64_t cols, bool is_norm, slice sl,
+static vesta_status load_dummy_slice(weight_loader *l, int64_t rows, int64_t cols, bool is_norm, vesta_tp_slice sl,
                                      float *dst, vesta_error *err)
 {
-    if (sl.kind == SLICE_ALL) {
+    if (sl.kind == VESTA_TP_SLICE_ALL) {
         fill_dummy(l, rows, cols, is_norm, dst);
         return VESTA_OK;
     }
@@ -64,7 +57,7 @@ static vesta_status load_dummy_slice(weight_loader *l, int64_t rows, int64_t col
     if (!full)
         return vesta_error_set(err, VESTA_ERR_NOMEM, "dummy weights: out of memory");
     fill_dummy(l, rows, cols, is_norm, full);
-    if (sl.kind == SLICE_ROWS)
+    if (sl.kind == VESTA_TP_SLICE_ROWS)
         memcpy(dst, full + sl.begin * C, sizeof(float) * (size_t)((sl.end - sl.begin) * C));
     else
         for (int64_t r = 0; r < rows; r++)
@@ -74,8 +67,8 @@ static vesta_status load_dummy_slice(weight_loader *l, int64_t rows, int64_t col
 }
 
 /* Reads (this rank's slice of) tensor `name` of shape [rows] (cols == 0) or [rows][cols] into dst. */
-static vesta_status load(weight_loader *l, const char *name, int64_t rows, int64_t cols, bool is_norm, slice sl,
-                         float *dst, vesta_error *err)
+static vesta_status load(weight_loader *l, const char *name, int64_t rows, int64_t cols, bool is_norm,
+                         vesta_tp_slice sl, float *dst, vesta_error *err)
 {
     if (l->dummy)
         return load_dummy_slice(l, rows, cols, is_norm, sl, dst, err);
@@ -92,9 +85,9 @@ static vesta_status load(weight_loader *l, const char *name, int64_t rows, int64
                                name, (long long)rows, (long long)cols);
     }
     vesta_status st;
-    if (sl.kind == SLICE_COLS)
+    if (sl.kind == VESTA_TP_SLICE_COLS)
         st = vesta_model_file_read_cols(l->mf, name, VESTA_DTYPE_F32, sl.begin, sl.end, dst, err);
-    else if (sl.kind == SLICE_ROWS)
+    else if (sl.kind == VESTA_TP_SLICE_ROWS)
         st = vesta_model_file_read_rows(l->mf, name, VESTA_DTYPE_F32, sl.begin, sl.end, dst, err);
     else
         st = vesta_model_file_read_rows(l->mf, name, VESTA_DTYPE_F32, 0, rows, dst, err);
@@ -150,18 +143,19 @@ static vesta_status load_layer(weight_loader *l, const vesta_model_config *full,
     const int64_t D = c->head_dim, H = c->hidden_size, I = c->intermediate_size, FI = full->intermediate_size;
     const int64_t q = (int64_t)c->num_heads * D, kv = (int64_t)c->num_kv_heads * D;
     const int64_t FQ = (int64_t)full->num_heads * D, FKV = (int64_t)full->num_kv_heads * D;
-    const slice qs = rows_of(sh->head0 * D, sh->head0 * D + q), ks = rows_of(sh->kv_head0 * D, sh->kv_head0 * D + kv);
-    const slice is = rows_of(sh->inter0, sh->inter0 + I);
+    const vesta_tp_slice qs = rows_of(sh->head0 * D, sh->head0 * D + q);
+    const vesta_tp_slice ks = rows_of(sh->kv_head0 * D, sh->kv_head0 * D + kv);
+    const vesta_tp_slice is = rows_of(sh->inter0, sh->inter0 + I);
     const bool whole = sh->size == 1;
     char name[160];
     vesta_status st;
 #define LOAD(suffix, rows, cols, norm, sl, dst)                                          \
     do {                                                                                 \
         snprintf(name, sizeof name, "model.layers.%d.%s", i, suffix);                    \
-        if ((st = load(l, name, rows, cols, norm, whole ? ALL : (sl), dst, err)) != VESTA_OK) \
+        if ((st = load(l, name, rows, cols, norm, whole ? VESTA_TP_WHOLE : (sl), dst, err)) != VESTA_OK) \
             return st;                                                                   \
     } while (0)
-    LOAD("input_layernorm.weight", H, 0, true, ALL, L->attn_norm);
+    LOAD("input_layernorm.weight", H, 0, true, VESTA_TP_WHOLE, L->attn_norm);
     LOAD("self_attn.q_proj.weight", FQ, H, false, qs, L->wqkv);
     LOAD("self_attn.k_proj.weight", FKV, H, false, ks, L->wqkv + q * H);
     LOAD("self_attn.v_proj.weight", FKV, H, false, ks, L->wqkv + (q + kv) * H);
@@ -171,7 +165,7 @@ static vesta_status load_layer(weight_loader *l, const vesta_model_config *full,
         LOAD("self_attn.v_proj.bias", FKV, 0, false, ks, L->bqkv + q + kv);
     }
     LOAD("self_attn.o_proj.weight", H, FQ, false, cols_of(qs.begin, qs.end), L->wo);
-    LOAD("post_attention_layernorm.weight", H, 0, true, ALL, L->mlp_norm);
+    LOAD("post_attention_layernorm.weight", H, 0, true, VESTA_TP_WHOLE, L->mlp_norm);
     LOAD("mlp.gate_proj.weight", FI, H, false, is, L->wgu);
     LOAD("mlp.up_proj.weight", FI, H, false, is, L->wgu + I * H);
     LOAD("mlp.down_proj.weight", H, FI, false, cols_of(is.begin, is.end), L->wdown);
@@ -184,7 +178,7 @@ static vesta_status load_vocab(weight_loader *l, const char *name, const vesta_m
                                const cpu_shard *sh, float *dst, vesta_error *err)
 {
     const int64_t H = full->hidden_size;
-    slice sl = sh->size == 1 ? ALL : rows_of(sh->vocab0, sh->vocab0 + sh->vocab_valid);
+    vesta_tp_slice sl = sh->size == 1 ? VESTA_TP_WHOLE : rows_of(sh->vocab0, sh->vocab0 + sh->vocab_valid);
     if (sh->vocab_valid > 0) {
         vesta_status st = load(l, name, full->vocab_size, H, false, sl, dst, err);
         if (st != VESTA_OK)
@@ -226,7 +220,7 @@ vesta_status cpu_weights_load(cpu_weights *w, const vesta_model_file *mf, const 
     int64_t H = c->hidden_size;
     vesta_status st = load_vocab(&l, "model.embed_tokens.weight", full, sh, w->embed, err);
     if (st == VESTA_OK)
-        st = load(&l, "model.norm.weight", H, 0, true, ALL, w->final_norm, err);
+        st = load(&l, "model.norm.weight", H, 0, true, VESTA_TP_WHOLE, w->final_norm, err);
     if (st == VESTA_OK && !c->tie_word_embeddings)
         st = load_vocab(&l, "lm_head.weight", full, sh, w->lm_head, err);
     for (int i = 0; st == VESTA_OK && i < c->num_layers; i++)

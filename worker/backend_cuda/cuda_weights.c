@@ -27,19 +27,11 @@ typedef struct loader {
     size_t dtmp_bytes;
 } loader;
 
-/* What part of a tensor this rank reads: all of it, rows [begin, end) or columns [begin, end). */
-typedef enum slice_kind { SLICE_ALL, SLICE_ROWS, SLICE_COLS } slice_kind;
-typedef struct slice {
-    slice_kind kind;
-    int64_t begin, end;
-} slice;
-
-static const slice ALL = {SLICE_ALL, 0, 0};
-
-/* A range that is the whole dimension is ALL: the single-rank layout reads exactly as without TP. */
-static slice part(slice_kind k, int64_t b, int64_t e, int64_t whole)
+/* A range that is the whole dimension is VESTA_TP_WHOLE: the single-rank layout reads exactly as
+ * without TP. */
+static vesta_tp_slice part(vesta_tp_slice_kind k, int64_t b, int64_t e, int64_t whole)
 {
-    return (b == 0 && e == whole) ? ALL : (slice){k, b, e};
+    return (b == 0 && e == whole) ? VESTA_TP_WHOLE : (vesta_tp_slice){k, b, e};
 }
 
 static size_t align_up(size_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
@@ -78,7 +70,8 @@ static size_t layout(cuda_backend *be, char *base, bool tied, bool bias)
 
 /* A column slice: all rows of columns [c0, c1), read straight from the file (only those spans)
  * into a staging buffer (a host buffer of its own when larger than one stage), then copied. */
-static vesta_status load_cols(loader *ld, const char *name, int64_t rows, slice sl, void *dst, vesta_error *err)
+static vesta_status load_cols(loader *ld, const char *name, int64_t rows, vesta_tp_slice sl, void *dst,
+                             vesta_error *err)
 {
     cuda_backend *be = ld->be;
     size_t bytes = (size_t)rows * (size_t)(sl.end - sl.begin) * 2;
@@ -111,7 +104,7 @@ fail:
 }
 
 /* Copies (this rank's slice of) tensor `name` ([rows][cols], or [rows] when cols == 0) to dst. */
-static vesta_status load_tensor(loader *ld, const char *name, int64_t rows, int64_t cols, slice sl, void *dst,
+static vesta_status load_tensor(loader *ld, const char *name, int64_t rows, int64_t cols, vesta_tp_slice sl, void *dst,
                                 vesta_error *err)
 {
     cuda_backend *be = ld->be;
@@ -124,9 +117,10 @@ static vesta_status load_tensor(loader *ld, const char *name, int64_t rows, int6
     if (!ok)
         return vesta_error_set(err, VESTA_ERR_FORMAT, "%s: tensor %s: expected shape [%lld%s%lld]", path, name,
                                (long long)rows, cols ? ", " : "", (long long)(cols ? cols : 0));
-    if (sl.kind == SLICE_COLS)
+    if (sl.kind == VESTA_TP_SLICE_COLS)
         return load_cols(ld, name, rows, sl, dst, err);
-    const int64_t r0 = sl.kind == SLICE_ROWS ? sl.begin : 0, r1 = sl.kind == SLICE_ROWS ? sl.end : rows;
+    const bool by_rows = sl.kind == VESTA_TP_SLICE_ROWS;
+    const int64_t r0 = by_rows ? sl.begin : 0, r1 = by_rows ? sl.end : rows;
     size_t row_bytes = (size_t)(cols ? cols : 1) * 2;
     int64_t chunk = cols ? (int64_t)(STAGE_BYTES / row_bytes) : r1 - r0;
     if (chunk < 1 || (!cols && (size_t)(r1 - r0) * 2 > STAGE_BYTES))
@@ -152,14 +146,14 @@ fail:
 
 /* Dummy weights (vLLM's --load-format dummy): matrices uniform in +-1/sqrt(in), norms 1, biases 0,
  * so activations stay in a realistic range. */
-static vesta_status fill_dummy(loader *ld, int64_t rows, int64_t cols, int kind, slice sl, void *dst,
+static vesta_status fill_dummy(loader *ld, int64_t rows, int64_t cols, int kind, vesta_tp_slice sl, void *dst,
                               vesta_error *err)
 {
     cuda_backend *be = ld->be;
     size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
     if (kind == 0) {
         uint64_t seed = be->opts.dummy_seed * 1000003u + ++ld->counter;
-        if (sl.kind == SLICE_ALL) {
+        if (sl.kind == VESTA_TP_SLICE_ALL) {
             CU(vk_fill_random(VK_BF16, dst, n, 1.0f / sqrtf((float)cols), seed, be->stream));
             return VESTA_OK;
         }
@@ -173,7 +167,7 @@ static vesta_status fill_dummy(loader *ld, int64_t rows, int64_t cols, int kind,
         }
         CU(vk_fill_random(VK_BF16, ld->dtmp, n, 1.0f / sqrtf((float)cols), seed, be->stream));
         size_t w = (size_t)(sl.end - sl.begin) * 2;
-        if (sl.kind == SLICE_ROWS) {
+        if (sl.kind == VESTA_TP_SLICE_ROWS) {
             if (sl.end > sl.begin)
                 CU(cudaMemcpyAsync(dst, (char *)ld->dtmp + (size_t)sl.begin * (size_t)cols * 2,
                                    (size_t)(sl.end - sl.begin) * (size_t)cols * 2, cudaMemcpyDeviceToDevice,
@@ -183,7 +177,7 @@ static vesta_status fill_dummy(loader *ld, int64_t rows, int64_t cols, int kind,
                                  cudaMemcpyDeviceToDevice, be->stream));
         }
     } else if (kind == 2) {
-        size_t m = sl.kind == SLICE_ALL ? n : (size_t)(sl.end - sl.begin);
+        size_t m = sl.kind == VESTA_TP_SLICE_ALL ? n : (size_t)(sl.end - sl.begin);
         CU(cudaMemsetAsync(dst, 0, m * 2, be->stream));
     } else {
         /* norms (never sliced): 1.0 in bf16 is 0x3F80 */
@@ -198,8 +192,8 @@ fail:
 }
 
 /* kind: 0 matrix, 1 norm, 2 bias */
-static vesta_status piece(loader *ld, const char *name, int64_t rows, int64_t cols, int kind, slice sl, void *dst,
-                          vesta_error *err)
+static vesta_status piece(loader *ld, const char *name, int64_t rows, int64_t cols, int kind, vesta_tp_slice sl,
+                          void *dst, vesta_error *err)
 {
     if (ld->be->opts.load_dummy)
         return fill_dummy(ld, rows, cols, kind, sl, dst, err);
@@ -214,7 +208,7 @@ static vesta_status vocab_piece(loader *ld, const char *name, int rows, void *ds
     const vesta_tp_shard *sh = &be->shard;
     const int64_t Hd = be->Hd;
     if (sh->vocab_valid > 0 || ld->be->opts.load_dummy) { /* dummy: keep the random streams aligned */
-        slice sl = part(SLICE_ROWS, sh->vocab0, sh->vocab0 + sh->vocab_valid, be->V);
+        vesta_tp_slice sl = part(VESTA_TP_SLICE_ROWS, sh->vocab0, sh->vocab0 + sh->vocab_valid, be->V);
         vesta_status st = piece(ld, name, be->V, Hd, 0, sl, dst, err);
         if (st != VESTA_OK)
             return st;
@@ -254,13 +248,13 @@ vesta_status cuda_weights_load(cuda_backend *be, const vesta_model_file *mf, ves
     const int64_t Hd = be->Hd, D = be->D, q = (int64_t)be->H * D, kv = (int64_t)be->KVH * D, F = be->F;
     const int64_t FQ = (int64_t)full->num_heads * D, FKV = (int64_t)full->num_kv_heads * D,
                   FF = full->intermediate_size;
-    const slice qs = part(SLICE_ROWS, sh->head0 * D, sh->head0 * D + q, FQ);
-    const slice ks = part(SLICE_ROWS, sh->kv_head0 * D, sh->kv_head0 * D + kv, FKV);
-    const slice os = part(SLICE_COLS, sh->head0 * D, sh->head0 * D + q, FQ);
-    const slice is = part(SLICE_ROWS, sh->inter0, sh->inter0 + F, FF);
-    const slice ds = part(SLICE_COLS, sh->inter0, sh->inter0 + F, FF);
+    const vesta_tp_slice qs = part(VESTA_TP_SLICE_ROWS, sh->head0 * D, sh->head0 * D + q, FQ);
+    const vesta_tp_slice ks = part(VESTA_TP_SLICE_ROWS, sh->kv_head0 * D, sh->kv_head0 * D + kv, FKV);
+    const vesta_tp_slice os = part(VESTA_TP_SLICE_COLS, sh->head0 * D, sh->head0 * D + q, FQ);
+    const vesta_tp_slice is = part(VESTA_TP_SLICE_ROWS, sh->inter0, sh->inter0 + F, FF);
+    const vesta_tp_slice ds = part(VESTA_TP_SLICE_COLS, sh->inter0, sh->inter0 + F, FF);
     if ((st = vocab_piece(&ld, "model.embed_tokens.weight", be->Ve, be->embed, err)) != VESTA_OK) goto out;
-    if ((st = piece(&ld, "model.norm.weight", Hd, 0, 1, ALL, be->final_norm, err)) != VESTA_OK) goto out;
+    if ((st = piece(&ld, "model.norm.weight", Hd, 0, 1, VESTA_TP_WHOLE, be->final_norm, err)) != VESTA_OK) goto out;
     if (!tied && (st = vocab_piece(&ld, "lm_head.weight", be->Vr, be->lm_head, err)) != VESTA_OK) goto out;
     for (int l = 0; l < be->L; l++) {
         cuda_layer *y = &be->layers[l];
@@ -271,7 +265,7 @@ vesta_status cuda_weights_load(cuda_backend *be, const vesta_model_file *mf, ves
         snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                              \
         if ((st = piece(&ld, name, rows, cols, kind, sl, dst, err)) != VESTA_OK) goto out;         \
     } while (0)
-        P("input_layernorm.weight", Hd, 0, 1, ALL, y->ln1);
+        P("input_layernorm.weight", Hd, 0, 1, VESTA_TP_WHOLE, y->ln1);
         P("self_attn.q_proj.weight", FQ, Hd, 0, qs, qkv);
         P("self_attn.k_proj.weight", FKV, Hd, 0, ks, qkv + (size_t)q * Hd * 2);
         P("self_attn.v_proj.weight", FKV, Hd, 0, ks, qkv + (size_t)(q + kv) * Hd * 2);
@@ -281,7 +275,7 @@ vesta_status cuda_weights_load(cuda_backend *be, const vesta_model_file *mf, ves
             P("self_attn.v_proj.bias", FKV, 0, 2, ks, b + (size_t)(q + kv) * 2);
         }
         P("self_attn.o_proj.weight", Hd, FQ, 0, os, y->wo);
-        P("post_attention_layernorm.weight", Hd, 0, 1, ALL, y->ln2);
+        P("post_attention_layernorm.weight", Hd, 0, 1, VESTA_TP_WHOLE, y->ln2);
         P("mlp.gate_proj.weight", FF, Hd, 0, is, gu);
         P("mlp.up_proj.weight", FF, Hd, 0, is, gu + (size_t)F * Hd * 2);
         P("mlp.down_proj.weight", Hd, FF, 0, ds, y->wdown);

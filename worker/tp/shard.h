@@ -6,6 +6,8 @@
 #ifndef VESTA_TP_SHARD_H
 #define VESTA_TP_SHARD_H
 
+#include <stdint.h>
+
 #include "vesta/error.h"
 #include "vesta/model.h"
 
@@ -22,6 +24,17 @@ typedef struct vesta_tp_shard {
     int vocab_rows;  /* ceil(vocab / size): rows of the embedding / LM-head slice (zero-padded) */
     int vocab_valid; /* rows of the slice that are real vocabulary entries (may be 0) */
 } vesta_tp_shard;
+
+/* What part of a [rows][cols] (or [rows]) tensor a rank reads: all of it, rows [begin, end) or
+ * columns [begin, end). The weight loaders of both backends take one per tensor. */
+typedef enum vesta_tp_slice_kind { VESTA_TP_SLICE_ALL, VESTA_TP_SLICE_ROWS, VESTA_TP_SLICE_COLS } vesta_tp_slice_kind;
+typedef struct vesta_tp_slice {
+    vesta_tp_slice_kind kind;
+    int64_t begin, end; /* unused for VESTA_TP_SLICE_ALL */
+} vesta_tp_slice;
+
+/* The whole tensor. */
+static const vesta_tp_slice VESTA_TP_WHOLE = {VESTA_TP_SLICE_ALL, 0, 0};
 
 /* Checks that a model of configuration c can be split over n ranks: n in [1, VESTA_TP_MAX_RANKS],
  * n divides the query heads and the intermediate size, and n and the KV heads divide one another.
