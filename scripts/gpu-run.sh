@@ -4,7 +4,8 @@
 #                                       build-gpu/ and fetches the Debian runtime libraries the
 #                                       binaries link into .gpu/debs (both git-ignored)
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
-#                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench or all
+#                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
+#                                       serve, tune, tp2 (two GPUs) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -209,6 +210,33 @@ stage_serve() {
     bench_serve_stage "$B/bin" "$M8D" "$W/serve" --backend cuda --load-format dummy | tee "$OUT/serve_table.txt"
 }
 
+# Start-up GEMM tuning (VESTA_GEMM_TUNE) against cuBLAS's default picks: greedy outputs of 320
+# prompts by the top-5 rule, then B1 and B4 with each, in the same call.
+stage_tune() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    python3 -c "import json, random; r = random.Random(1); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(320)]" >"$W/ab_prompts.jsonl"
+    local v
+    for v in plain:0 tuned:2; do
+        IFS=: read -r name tune <<<"$v"
+        VESTA_GEMM_TUNE=$tune timeout 200 "$V" generate --backend cuda --model "$M8D" --load-format dummy \
+            --input "$W/ab_prompts.jsonl" --output "$W/ab_$name.jsonl" --temperature 0 --max-tokens 32 --ignore-eos \
+            --logprobs 5 --no-progress --max-model-len 1024 >>"$W/ab.log" 2>&1
+        echo "generate $name (VESTA_GEMM_TUNE=$tune): rc $?"
+    done
+    grep -h "GEMM tuning" "$W/ab.log" | tail -30
+    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/ab_plain.jsonl" "$W/ab_tuned.jsonl" \
+        --label "320 prompts x 32 greedy tokens, tuned vs plain" | tee -a "$W/ab.log")")
+    for v in plain:0 tuned:1; do
+        IFS=: read -r name tune <<<"$v"
+        echo "== B1 / B4 $name (VESTA_GEMM_TUNE=$tune) =="
+        VESTA_GEMM_TUNE=$tune vb "b1_$name" throughput --num-prompts 512 --input-len 512 --output-len 256 \
+            --max-model-len 1024
+        summary+=("B1 $name: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+        VESTA_GEMM_TUNE=$tune vb "b4_$name" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0
+        summary+=("B4 $name: $(grep -h 'second TTFT' "$W/bench.log" | tail -1)")
+    done
+}
+
 # Two or more GPUs: TP=2 against TP=1 on the 8B shape with dummy weights (the same random model at
 # every N: the weights are made whole, then sliced), single-stream decode and B1 at each.
 stage_tp2() {
@@ -222,25 +250,8 @@ stage_tp2() {
             --max-model-len 1024 --tensor-parallel-size $n >>"$W/tp2.log" 2>&1
         echo "generate TP=$n: rc $? $(grep -h 'tp: GPU replica' "$W/tp2.log" | tail -1)"
     done
-    python3 - "$W/tp1.jsonl" "$W/tp2.jsonl" <<'PY' | tee -a "$W/tp2.log"
-import json, sys
-a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-same = ok = bad = 0
-for x, y in zip(a, b):
-    p, q = x["outputs"][0], y["outputs"][0]
-    k = next((i for i in range(min(len(p["token_ids"]), len(q["token_ids"]))) if p["token_ids"][i] != q["token_ids"][i]), None)
-    if k is None:
-        same += 1
-        continue
-    pt = {t for t, _ in p["logprobs"][k]["top"][:5]}
-    qt = {t for t, _ in q["logprobs"][k]["top"][:5]}
-    if p["token_ids"][k] in qt and q["token_ids"][k] in pt:
-        ok += 1
-    else:
-        bad += 1
-print(f"TP=2 vs TP=1 (8 prompts x 32 greedy tokens): {same} identical, {ok} diverge within the top-5 rule, {bad} fail (of {len(a)}/{len(b)})")
-PY
+    python3 bench/gpu/compare_e2e.py --top5 "$W/tp1.jsonl" "$W/tp2.jsonl" \
+        --label "TP=2 vs TP=1 (8 prompts x 32 greedy tokens)" | tee -a "$W/tp2.log"
     for n in 1 2; do
         echo "== single stream TP=$n: 128 in -> 256 out =="
         timeout 200 "$V" bench latency --model "$M8D" --load-format dummy --input-len 128 --output-len 256 --num-iters 2 \
@@ -264,6 +275,7 @@ run)
         peer) stage_peer ;;
         serve) stage_serve ;;
         tp2) stage_tp2 ;;
+        tune) stage_tune ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
         esac

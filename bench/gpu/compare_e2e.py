@@ -10,6 +10,7 @@ logits) of Vesta's top tokens against the reference within --lp-tol.
 
     compare_e2e.py REF.json OUT.jsonl [--lp-tol 0.05] [--label NAME]
     compare_e2e.py --same A.jsonl B.jsonl [--label NAME]   (two Vesta runs: identical tokens?)
+    compare_e2e.py --top5 A.jsonl B.jsonl [--label NAME]   (two Vesta runs by the top-5 rule)
 Prints one summary line; exit 1 on failure."""
 import json
 import sys
@@ -31,6 +32,29 @@ def same(a, b, label):
     return ok
 
 
+def top5(a, b, label):
+    """Two Vesta runs (different kernels or batch shapes): the top-5 rule, both ways."""
+    A, B = load_out(a), load_out(b)
+    same_n = ok = bad = 0
+    for x, y in zip(A, B):
+        p, q = x["outputs"][0], y["outputs"][0]
+        n = min(len(p["token_ids"]), len(q["token_ids"]))
+        k = next((i for i in range(n) if p["token_ids"][i] != q["token_ids"][i]), None)
+        if k is None:
+            same_n += 1
+            continue
+        pt = {t for t, _ in p["logprobs"][k]["top"][:5]}
+        qt = {t for t, _ in q["logprobs"][k]["top"][:5]}
+        if p["token_ids"][k] in qt and q["token_ids"][k] in pt:
+            ok += 1
+        else:
+            bad += 1
+    good = len(A) == len(B) and bad == 0 and len(A) > 0
+    print(f"{label}: {same_n} identical, {ok} diverge within the top-5 rule, {bad} fail (of {len(A)}/{len(B)}): "
+          f"{'PASS' if good else 'FAIL'}")
+    return good
+
+
 def main():
     args = sys.argv[1:]
     label = "e2e"
@@ -45,6 +69,8 @@ def main():
         del args[k:k + 2]
     if args[0] == "--same":
         return 0 if same(args[1], args[2], label) else 1
+    if args[0] == "--top5":
+        return 0 if top5(args[1], args[2], label) else 1
     refdoc = json.load(open(args[0]))
     ref = refdoc["prompts"]
     # bf16 tolerance: twice what HF itself moves between bf16 and float32 on the same weights
