@@ -17,38 +17,37 @@
 
 /* Checks a CUDA runtime call; on failure fills err and jumps to `fail` in the
  * caller. */
-#define CU(call)                                                               \
-  do {                                                                         \
-    cudaError_t e_ = (call);                                                   \
-    if (e_ != cudaSuccess) {                                                   \
-      vesta_error_set(err, VESTA_ERR_BACKEND, "cuda: %s: %s (%s:%d)", #call,   \
-                      cudaGetErrorString(e_), __FILE__, __LINE__);             \
-      goto fail;                                                               \
-    }                                                                          \
-  } while (0)
-#define CB(call)                                                               \
-  do {                                                                         \
-    cublasStatus_t s_ = (call);                                                \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                         \
-      vesta_error_set(err, VESTA_ERR_BACKEND, "cublas: %s: status %d (%s:%d)", \
-                      #call, (int)s_, __FILE__, __LINE__);                     \
-      goto fail;                                                               \
-    }                                                                          \
-  } while (0)
+#define CU(call)                                                                                                       \
+    do {                                                                                                               \
+        cudaError_t e_ = (call);                                                                                       \
+        if (e_ != cudaSuccess) {                                                                                       \
+            vesta_error_set(err, VESTA_ERR_BACKEND, "cuda: %s: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__,   \
+                            __LINE__);                                                                                 \
+            goto fail;                                                                                                 \
+        }                                                                                                              \
+    } while (0)
+#define CB(call)                                                                                                       \
+    do {                                                                                                               \
+        cublasStatus_t s_ = (call);                                                                                    \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                                             \
+            vesta_error_set(err, VESTA_ERR_BACKEND, "cublas: %s: status %d (%s:%d)", #call, (int)s_, __FILE__,         \
+                            __LINE__);                                                                                 \
+            goto fail;                                                                                                 \
+        }                                                                                                              \
+    } while (0)
 
 typedef struct cuda_layer {
-  void *ln1, *wqkv, *bqkv, *wo, *ln2, *wgu, *wdown;
+    void *ln1, *wqkv, *bqkv, *wo, *ln2, *wgu, *wdown;
 } cuda_layer;
 
 /* Device buffers for one step's inputs (fixed addresses: decode graphs read
  * them at replay). */
 typedef struct cuda_meta {
-  int32_t *tokens, *positions, *slots, *query_start, *context_lens,
-      *block_tables, *tiles, *sample_idx;
-  vk_sample_row *sample_params;
-  int32_t *ids_pool;
-  float *bias_pool;
-  vk_sample_out *sample_out;
+    int32_t *tokens, *positions, *slots, *query_start, *context_lens, *block_tables, *tiles, *sample_idx;
+    vk_sample_row *sample_params;
+    int32_t *ids_pool;
+    float *bias_pool;
+    vk_sample_out *sample_out;
 } cuda_meta;
 
 #define CUDA_MAX_GRAPHS 40
@@ -57,92 +56,89 @@ typedef struct cuda_meta {
 /* A product shape tuned at start-up (cuda_gemm.c): n rows of `in` against an
  * [out][in] weight. */
 typedef struct cuda_gemm_algo {
-  int n, in, out;
-  bool f32;    /* fp32 output (the LM head) */
-  bool use_lt; /* the cuBLASLt pick below beat cuBLAS's default */
-  cublasLtMatrixLayout_t la, lb, lc;
-  cublasLtMatmulAlgo_t algo;
+    int n, in, out;
+    bool f32;    /* fp32 output (the LM head) */
+    bool use_lt; /* the cuBLASLt pick below beat cuBLAS's default */
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulAlgo_t algo;
 } cuda_gemm_algo;
 
 typedef struct cuda_backend {
-  vesta_backend base;
-  vesta_backend_options opts;
-  int dev;
-  size_t total_mem;
-  cudaStream_t stream;
-  cublasHandle_t blas;
-  void *blas_ws;
-  size_t blas_ws_bytes;
+    vesta_backend base;
+    vesta_backend_options opts;
+    int dev;
+    size_t total_mem;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    void *blas_ws;
+    size_t blas_ws_bytes;
 
-  /* products tuned at start-up (cuda_gemm.c); gemm_tune: 0 off, 1 on, 2 on and
-   * logged per n */
-  cublasLtHandle_t lt;
-  cublasLtMatmulDesc_t lt_desc, lt_desc_f32;
-  cublasLtMatmulPreference_t lt_pref;
-  cuda_gemm_algo algos[CUDA_MAX_ALGOS];
-  int num_algos;
-  int gemm_tune;
+    /* products tuned at start-up (cuda_gemm.c); gemm_tune: 0 off, 1 on, 2 on and
+     * logged per n */
+    cublasLtHandle_t lt;
+    cublasLtMatmulDesc_t lt_desc, lt_desc_f32;
+    cublasLtMatmulPreference_t lt_pref;
+    cuda_gemm_algo algos[CUDA_MAX_ALGOS];
+    int num_algos;
+    int gemm_tune;
 
-  /* shapes */
-  int Hd, H, KVH, D, F, V, L, W; /* W = (H + 2 KVH) D */
-  int max_tokens, max_seqs,
-      max_blocks; /* max_blocks per sequence (block table stride) */
-  int tiles_cap;
-  size_t ids_cap;
-  float attn_scale;
+    /* shapes */
+    int Hd, H, KVH, D, F, V, L, W;        /* W = (H + 2 KVH) D */
+    int max_tokens, max_seqs, max_blocks; /* max_blocks per sequence (block table stride) */
+    int tiles_cap;
+    size_t ids_cap;
+    float attn_scale;
 
-  /* weights */
-  void *warena;
-  size_t wbytes;
-  void *embed, *final_norm, *lm_head;
-  cuda_layer *layers;
-  float *inv_freq;
+    /* weights */
+    void *warena;
+    size_t wbytes;
+    void *embed, *final_norm, *lm_head;
+    cuda_layer *layers;
+    float *inv_freq;
 
-  /* activations */
-  void *aarena;
-  size_t abytes;
-  void *x, *h, *qkv, *attn, *tmp, *gu, *act, *sx, *stmp, *sh, *attn_scratch;
-  float *logits, *swork;
-  int32_t *scounts;
-  cuda_meta m;
+    /* activations */
+    void *aarena;
+    size_t abytes;
+    void *x, *h, *qkv, *attn, *tmp, *gu, *act, *sx, *stmp, *sh, *attn_scratch;
+    float *logits, *swork;
+    int32_t *scounts;
+    cuda_meta m;
 
-  /* pinned host staging */
-  void *hpin;
-  size_t hpin_bytes;
-  cuda_meta hm;   /* host mirrors of cuda_meta (in hpin) */
-  float *hlogits; /* raw logits rows for host sampling / logits_out */
+    /* pinned host staging */
+    void *hpin;
+    size_t hpin_bytes;
+    cuda_meta hm;   /* host mirrors of cuda_meta (in hpin) */
+    float *hlogits; /* raw logits rows for host sampling / logits_out */
 
-  /* KV cache */
-  void *kv;
-  size_t kv_bytes;
-  int num_blocks, block_size;
-  void **kv_ptrs;    /* device: 2 L cache pointers (K0, V0, K1, V1, ...) */
-  size_t kv_reserve; /* bytes held back from the KV budget (graphs, allocator
-                        slack) */
+    /* KV cache */
+    void *kv;
+    size_t kv_bytes;
+    int num_blocks, block_size;
+    void **kv_ptrs;    /* device: 2 L cache pointers (K0, V0, K1, V1, ...) */
+    size_t kv_reserve; /* bytes held back from the KV budget (graphs, allocator
+                          slack) */
 
-  /* decode graphs per batch-size bucket */
-  int num_graphs;
-  int graph_bs[CUDA_MAX_GRAPHS];
-  cudaGraphExec_t graphs[CUDA_MAX_GRAPHS];
+    /* decode graphs per batch-size bucket */
+    int num_graphs;
+    int graph_bs[CUDA_MAX_GRAPHS];
+    cudaGraphExec_t graphs[CUDA_MAX_GRAPHS];
 
-  /* Tensor parallelism (docs/tensor-parallel.md). comm == NULL: the whole
-   * model, no collective. Otherwise H, KVH, F, W above are this rank's shard
-   * (shard.h), V stays the full vocabulary. */
-  vesta_tp_comm *comm; /* NCCL, on `stream`; owned */
-  vesta_tp_shard shard;
-  int Vr; /* rows of the LM-head slice: V, or ceil(V / size) under TP */
-  int Ve; /* rows of the embedding table: V, or Vr + 1 (a zero row for other
-             ranks' ids) */
-  float *lslice;   /* [S][Vr] this rank's slice of the logits (TP only) */
-  float *gathered; /* [size][S][Vr] every rank's slice (TP only) */
-  cudaEvent_t
-      step_done; /* recorded after a step: waited for with the NCCL watchdog */
+    /* Tensor parallelism (docs/tensor-parallel.md). comm == NULL: the whole
+     * model, no collective. Otherwise H, KVH, F, W above are this rank's shard
+     * (shard.h), V stays the full vocabulary. */
+    vesta_tp_comm *comm; /* NCCL, on `stream`; owned */
+    vesta_tp_shard shard;
+    int Vr;                /* rows of the LM-head slice: V, or ceil(V / size) under TP */
+    int Ve;                /* rows of the embedding table: V, or Vr + 1 (a zero row for other
+                              ranks' ids) */
+    float *lslice;         /* [S][Vr] this rank's slice of the logits (TP only) */
+    float *gathered;       /* [size][S][Vr] every rank's slice (TP only) */
+    cudaEvent_t step_done; /* recorded after a step: waited for with the NCCL watchdog */
 
-  double load_seconds;
+    double load_seconds;
 } cuda_backend;
 
-vesta_status cuda_weights_load(cuda_backend *be, const vesta_model_file *mf,
-                               vesta_error *err);
+vesta_status cuda_weights_load(cuda_backend *be, const vesta_model_file *mf, vesta_error *err);
 /* Waits for everything enqueued on be->stream; under TP bounded by the
  * communicator's timeout (a dead peer fails the step, never hangs it). */
 vesta_status cuda_stream_wait(cuda_backend *be, vesta_error *err);
@@ -156,16 +152,13 @@ void cuda_tp_local_ids(const cuda_backend *be, int32_t *ids, int n);
  * cuBLAS's default. */
 vesta_status cuda_gemm_init(cuda_backend *be, vesta_error *err);
 void cuda_gemm_dispose(cuda_backend *be);
-vesta_status cuda_gemm_tune(cuda_backend *be, const int *ns, int count,
-                            vesta_error *err);
-vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in,
-                       const void *w, int out, void *y, bool f32out,
+vesta_status cuda_gemm_tune(cuda_backend *be, const int *ns, int count, vesta_error *err);
+vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y, bool f32out,
                        vesta_error *err);
 /* The decode batch sizes graphs are captured for (ascending; returns the count,
  * at most CUDA_MAX_GRAPHS). */
 int cuda_decode_buckets(const cuda_backend *be, int *sizes);
-vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples,
-                          int max_ctx, bool has_decode, int ntiles,
+vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, int max_ctx, bool has_decode, int ntiles,
                           vesta_error *err);
 vesta_status cuda_graphs_capture(cuda_backend *be, vesta_error *err);
 int cuda_graph_for(const cuda_backend *be, int nseq);
