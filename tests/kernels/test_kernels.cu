@@ -361,7 +361,14 @@ static void test_copy_blocks() {
 static bool sample_near_boundary(const float *logits, int V, const vesta_sample_row &row,
                                  vesta_sampler_scratch *s, double tol);
 
-/* GPU sampler vs the CPU reference sampler (worker/sampler), row by row. */
+/* A reference row with parameters p and a random draw (seed, offset) from r; no ids yet. */
+static void reference_row(vesta_sample_row &row, const vesta_sampling_params &p, rng &r) {
+    memset(&row, 0, sizeof row);
+    row.params = &p;
+    row.rng_seed = r.next();
+    row.rng_offset = r.below(1000);
+}
+
 /* The kernel's row for the reference's parameters and draw (pools left to the caller). */
 static void kernel_row(vk_sample_row &k, const vesta_sampling_params &p, const vesta_sample_row &row) {
     memset(&k, 0, sizeof k);
@@ -377,6 +384,35 @@ static void kernel_row(vk_sample_row &k, const vesta_sampling_params &p, const v
     k.offset = row.rng_offset;
 }
 
+/* Runs vk_sample over R rows of V logits (kernel rows kr, with their ids and bias pools) on counts
+ * scratch zeroed first, as the backend keeps it; returns each row's output and, in counts_zero,
+ * whether the kernel left the scratch counts zero again. */
+static std::vector<vk_sample_out> gpu_sample(const std::vector<float> &logits, int R, int V,
+                                             const std::vector<vk_sample_row> &kr, const std::vector<int32_t> &ids,
+                                             const std::vector<float> &biasv, bool &counts_zero) {
+    dbuf<float> dl(logits), dbias(biasv), work((size_t)R * V);
+    dbuf<int32_t> dids(ids), counts((size_t)R * V);
+    CK(cudaMemset(counts.p, 0, counts.n * 4));
+    dbuf<vk_sample_row> dparams(kr);
+    dbuf<vk_sample_out> dout(R);
+    CK(vk_sample(dl.p, R, V, dparams.p, dids.p, dbias.p, work.p, counts.p, dout.p, 0));
+    auto got = dout.down();
+    auto cnt = counts.down();
+    counts_zero = std::all_of(cnt.begin(), cnt.end(), [](int32_t c) { return c == 0; });
+    return got;
+}
+
+/* One row's logprobs against the reference's: counts top ids that differ into id_bad and keeps the
+ * largest absolute logprob error in worst. */
+static void compare_logprobs(const vk_sample_out &got, const vesta_sample_result &want, int &id_bad, double &worst) {
+    worst = std::max(worst, (double)fabsf(got.logprob - want.logprob));
+    for (int j = 0; j < want.num_top; j++) {
+        id_bad += got.top_ids[j] != want.top_ids[j];
+        worst = std::max(worst, (double)fabsf(got.top_logprobs[j] - want.top_logprobs[j]));
+    }
+}
+
+/* GPU sampler vs the CPU reference sampler (worker/sampler), row by row. */
 static void test_sampling() {
     rng r(g_seed + 5);
     const int V = 32003, R = 40;
@@ -419,10 +455,7 @@ static void test_sampling() {
         for (int j = 0; j < np; j++) prompts[i].push_back(r.below(V));
         for (int j = 0; j < no; j++) outs[i].push_back(j % 3 ? r.below(50) : r.below(V));
         vesta_sample_row &row = rows[i];
-        memset(&row, 0, sizeof row);
-        row.params = &p;
-        row.rng_seed = r.next();
-        row.rng_offset = r.below(1000);
+        reference_row(row, p, r);
         row.prompt_ids = prompts[i].data();
         row.num_prompt = np;
         row.output_ids = outs[i].data();
@@ -453,15 +486,8 @@ static void test_sampling() {
         k.num_stop = (int)ids.size() - k.stop_off;
         biasv.resize(ids.size());
     }
-    dbuf<float> dl(logits), dbias(biasv), work((size_t)R * V);
-    dbuf<int32_t> dids(ids), counts((size_t)R * V);
-    CK(cudaMemset(counts.p, 0, counts.n * 4));
-    dbuf<vk_sample_row> dparams(kr);
-    dbuf<vk_sample_out> dout(R);
-    CK(vk_sample(dl.p, R, V, dparams.p, dids.p, dbias.p, work.p, counts.p, dout.p, 0));
-    auto got = dout.down();
-    auto cnt = counts.down();
-    bool counts_zero = std::all_of(cnt.begin(), cnt.end(), [](int32_t c) { return c == 0; });
+    bool counts_zero = false;
+    auto got = gpu_sample(logits, R, V, kr, ids, biasv, counts_zero);
     vesta_error err;
     vesta_sampler_scratch *s = vesta_sampler_scratch_create(V, &err);
     int tok_bad = 0, lp_bad = 0;
@@ -477,13 +503,7 @@ static void test_sampling() {
             tok_bad++;
             printf("  row %d: gpu %d cpu %d (T=%.2f)\n", i, got[i].token, want.token, sp[i].temperature);
         }
-        if (sp[i].logprobs >= 0) {
-            worst_lp = std::max(worst_lp, (double)fabsf(got[i].logprob - want.logprob));
-            for (int j = 0; j < want.num_top; j++) {
-                lp_bad += got[i].top_ids[j] != want.top_ids[j];
-                worst_lp = std::max(worst_lp, (double)fabsf(got[i].top_logprobs[j] - want.top_logprobs[j]));
-            }
-        }
+        if (sp[i].logprobs >= 0) compare_logprobs(got[i], want, lp_bad, worst_lp);
     }
     vesta_sampler_scratch_release(s);
     printf("sampling V=%d rows=%d: %d token mismatches (0 expected; top-k/top-p rows within 1e-5 of a mass "
@@ -589,10 +609,7 @@ static void test_sampling_select() {
             if (r.below(3) == 0) p.logprobs = 5;
         }
         vesta_sample_row &row = rows[i];
-        memset(&row, 0, sizeof row);
-        row.params = &p;
-        row.rng_seed = r.next();
-        row.rng_offset = r.below(1000);
+        reference_row(row, p, r);
         row.output_ids = outs[i].data();
         row.num_output = (int)outs[i].size();
         vk_sample_row &k = kr[i];
@@ -603,15 +620,8 @@ static void test_sampling_select() {
     }
     ids.push_back(0);
     std::vector<float> biasv(ids.size(), 0.f);
-    dbuf<float> dl(logits), dbias(biasv), work((size_t)R * V);
-    dbuf<int32_t> dids(ids), counts((size_t)R * V);
-    CK(cudaMemset(counts.p, 0, counts.n * 4));
-    dbuf<vk_sample_row> dparams(kr);
-    dbuf<vk_sample_out> dout(R);
-    CK(vk_sample(dl.p, R, V, dparams.p, dids.p, dbias.p, work.p, counts.p, dout.p, 0));
-    auto got = dout.down();
-    auto cnt = counts.down();
-    bool counts_zero = std::all_of(cnt.begin(), cnt.end(), [](int32_t c) { return c == 0; });
+    bool counts_zero = false;
+    auto got = gpu_sample(logits, R, V, kr, ids, biasv, counts_zero);
     vesta_error err;
     vesta_sampler_scratch *s = vesta_sampler_scratch_create(V, &err);
     int tok_bad = 0, near = 0, near_diff = 0, lp_bad = 0, distinct = 0;
@@ -636,13 +646,7 @@ static void test_sampling_select() {
             }
         }
         if (i % 4 == 0) near += sample_near_boundary(l, V, rows[i], s, 1e-5);
-        if (sp[i].logprobs >= 0) {
-            worst_lp = std::max(worst_lp, (double)fabsf(got[i].logprob - want.logprob));
-            for (int j = 0; j < want.num_top; j++) {
-                lp_bad += got[i].top_ids[j] != want.top_ids[j];
-                worst_lp = std::max(worst_lp, (double)fabsf(got[i].top_logprobs[j] - want.top_logprobs[j]));
-            }
-        }
+        if (sp[i].logprobs >= 0) compare_logprobs(got[i], want, lp_bad, worst_lp);
     }
     std::sort(same_tokens.begin(), same_tokens.end());
     distinct = (int)(std::unique(same_tokens.begin(), same_tokens.end()) - same_tokens.begin());
