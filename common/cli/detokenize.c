@@ -6,21 +6,20 @@
 
 #include <jansson.h>
 
-#include "vesta/tokenizer.h"
 #include "jsonl.h"
 #include "tokenizer_cmd.h"
+#include "vesta/tokenizer.h"
 #include "vesta_cli.h"
 
-static const char usage[] =
-    "usage: vesta detokenize --tokenizer PATH [--skip-special-tokens]\n"
-    "  reads {\"ids\": [...]} lines on stdin, writes {\"text\": \"...\"} lines.\n";
+static const char usage[] = "usage: vesta detokenize --tokenizer PATH [--skip-special-tokens]\n"
+                            "  reads {\"ids\": [...]} lines on stdin, writes {\"text\": \"...\"} lines.\n";
 
 /* ctx: the bool --skip-special-tokens sets. */
-static void process_line(void *ctx, const vesta_tokenizer *tok, const char *line, size_t len) {
+static void process_line(void *ctx, const vesta_tokenizer *tok, const char *line, size_t len)
+{
     bool skip = *(const bool *)ctx;
     json_t *in = vesta_cli_parse_object(line, len, "an object with an array field \"ids\"");
-    if (!in)
-        return;
+    if (!in) return;
     json_t *arr = json_object_get(in, "ids");
     if (!json_is_array(arr)) {
         vesta_cli_emit_error("expected an object with an array field \"ids\"");
@@ -63,10 +62,11 @@ static void process_line(void *ctx, const vesta_tokenizer *tok, const char *line
     vesta_cli_emit(out);
 }
 
-int vesta_cmd_detokenize(int argc, char **argv) {
+int vesta_cmd_detokenize(int argc, char **argv)
+{
     bool skip = false;
     const vesta_cli_switch switches[] = {{"--skip-special-tokens", &skip, true}};
-    vesta_cli_tokenizer_cmd cmd = {"detokenize", usage, switches,
-                                   sizeof switches / sizeof *switches, process_line, &skip};
+    vesta_cli_tokenizer_cmd cmd = {"detokenize", usage, switches, sizeof switches / sizeof *switches,
+                                   process_line, &skip};
     return vesta_cli_tokenizer_cmd_run(&cmd, argc, argv);
 }

@@ -11,13 +11,15 @@ typedef struct line_ctx {
     const vesta_tokenizer *tok;
 } line_ctx;
 
-static void each_line(void *ctx, const char *line, size_t len) {
+static void each_line(void *ctx, const char *line, size_t len)
+{
     const line_ctx *c = ctx;
     c->cmd->line(c->cmd->ctx, c->tok, line, len);
 }
 
 /* Sets the switch named arg and returns true, or returns false when arg names none. */
-static bool apply_switch(const vesta_cli_tokenizer_cmd *cmd, const char *arg) {
+static bool apply_switch(const vesta_cli_tokenizer_cmd *cmd, const char *arg)
+{
     for (size_t k = 0; k < cmd->num_switches; k++) {
         if (!strcmp(arg, cmd->switches[k].name)) {
             *cmd->switches[k].target = cmd->switches[k].value;
@@ -27,11 +29,14 @@ static bool apply_switch(const vesta_cli_tokenizer_cmd *cmd, const char *arg) {
     return false;
 }
 
-int vesta_cli_tokenizer_cmd_run(const vesta_cli_tokenizer_cmd *cmd, int argc, char **argv) {
+int vesta_cli_tokenizer_cmd_run(const vesta_cli_tokenizer_cmd *cmd, int argc, char **argv)
+{
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) path = argv[++i];
-        else if (apply_switch(cmd, argv[i])) continue;
+        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc)
+            path = argv[++i];
+        else if (apply_switch(cmd, argv[i]))
+            continue;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             fputs(cmd->usage, stderr);
             return 0;

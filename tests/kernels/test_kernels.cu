@@ -13,9 +13,8 @@ using namespace ref;
 
 static uint64_t g_seed = 1234;
 
-
-
-static std::vector<float> to_f(vk_dtype dt, const std::vector<uint16_t> &s) {
+static std::vector<float> to_f(vk_dtype dt, const std::vector<uint16_t> &s)
+{
     std::vector<float> f(s.size());
     for (size_t i = 0; i < s.size(); i++) f[i] = s2f(dt, s[i]);
     return f;
@@ -24,7 +23,8 @@ static std::vector<float> to_f(vk_dtype dt, const std::vector<uint16_t> &s) {
  * kernel and the reference round at the same points (they differ only by fp32 reduction order). */
 static double ulp_tol(vk_dtype dt) { return dt == VK_BF16 ? 1.6e-2 : 2e-3; }
 
-static void test_embedding(vk_dtype dt) {
+static void test_embedding(vk_dtype dt)
+{
     rng r(g_seed);
     int vocab = 1003, hidden = 264, n = 77;
     auto table = rand_storage(dt, (size_t)vocab * hidden, r, 1.f);
@@ -44,7 +44,8 @@ static void test_embedding(vk_dtype dt) {
     CHECK(bad == 0, "embedding %s", dtn(dt));
 }
 
-static void test_rmsnorm(vk_dtype dt) {
+static void test_rmsnorm(vk_dtype dt)
+{
     int sizes[] = {8, 576, 4096, 4104, 5120};
     for (int h : sizes) {
         rng r(g_seed + h);
@@ -66,7 +67,8 @@ static void test_rmsnorm(vk_dtype dt) {
     }
 }
 
-static void test_gather_silu(vk_dtype dt) {
+static void test_gather_silu(vk_dtype dt)
+{
     rng r(g_seed + 7);
     int n = 19, F = 1432;
     auto gu = rand_storage(dt, (size_t)n * 2 * F, r, 4.f);
@@ -95,7 +97,8 @@ static void test_gather_silu(vk_dtype dt) {
     CHECK(bad == 0, "gather_rows");
 }
 
-static void test_rope(vk_dtype dt) {
+static void test_rope(vk_dtype dt)
+{
     /* inv_freq: llama3 scaling against a double-precision evaluation of HF's formula. */
     vk_rope_config rc = {128, 500000.f, 2, 8.f, 1.f, 4.f, 8192};
     float inv[64];
@@ -103,8 +106,10 @@ static void test_rope(vk_dtype dt) {
     double worst = 0;
     for (int i = 0; i < 64; i++) {
         double f = 1.0 / pow(500000.0, 2.0 * i / 128), wl = 2 * M_PI / f, lo = 8192 / 1.0, hi = 8192 / 4.0, g;
-        if (wl < hi) g = f;
-        else if (wl > lo) g = f / 8;
+        if (wl < hi)
+            g = f;
+        else if (wl > lo)
+            g = f / 8;
         else {
             double sm = (8192 / wl - 1) / (4 - 1);
             g = (1 - sm) * f / 8 + sm * f;
@@ -135,10 +140,12 @@ static void test_rope(vk_dtype dt) {
         std::vector<float> invf(D / 2);
         vk_rope_inv_freq(&rc, invf.data());
         for (int use_bias = 0; use_bias < 2; use_bias++) {
-            dbuf<uint16_t> dqkv(qkv), dbias(bias), kc((size_t)nblocks * bs * KVH * D), vc((size_t)nblocks * bs * KVH * D);
+            dbuf<uint16_t> dqkv(qkv), dbias(bias), kc((size_t)nblocks * bs * KVH * D),
+                vc((size_t)nblocks * bs * KVH * D);
             dbuf<int32_t> dpos(pos), dslot(slot);
             dbuf<float> dinv(invf);
-            CK(vk_rope_kv_write(dt, dqkv.p, use_bias ? dbias.p : nullptr, dpos.p, dslot.p, dinv.p, kc.p, vc.p, n, H, KVH, D, 0));
+            CK(vk_rope_kv_write(dt, dqkv.p, use_bias ? dbias.p : nullptr, dpos.p, dslot.p, dinv.p, kc.p, vc.p, n, H,
+                                KVH, D, 0));
             auto oq = to_f(dt, dqkv.down()), ok = to_f(dt, kc.down()), ov = to_f(dt, vc.down());
             std::vector<float> gq, wq, gk, wk;
             for (int t = 0; t < n; t++) {
@@ -159,10 +166,14 @@ static void test_rope(vk_dtype dt) {
                             want = in(i);
                         }
                         float got;
-                        if (h < H) got = oq[(size_t)t * W + h * D + i];
-                        else if (slot[t] < 0) continue;
-                        else if (h < H + KVH) got = ok[((size_t)slot[t] * KVH + (h - H)) * D + i];
-                        else got = ov[((size_t)slot[t] * KVH + (h - H - KVH)) * D + i];
+                        if (h < H)
+                            got = oq[(size_t)t * W + h * D + i];
+                        else if (slot[t] < 0)
+                            continue;
+                        else if (h < H + KVH)
+                            got = ok[((size_t)slot[t] * KVH + (h - H)) * D + i];
+                        else
+                            got = ov[((size_t)slot[t] * KVH + (h - H - KVH)) * D + i];
                         (h < H ? gq : gk).push_back(got);
                         (h < H ? wq : wk).push_back(want);
                     }
@@ -178,7 +189,8 @@ static void test_rope(vk_dtype dt) {
 
 /* A batch of sequences (query_len, context_len) over a fragmented, shuffled block pool. */
 static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const std::vector<std::pair<int, int>> &seqs,
-                               const char *label) {
+                               const char *label)
+{
     rng r(g_seed + H * 131 + D + seqs.size());
     int ns = (int)seqs.size();
     int max_ctx = 0, total_blocks = 0, ntok = 0;
@@ -277,12 +289,14 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
         err e = compare(gots[k], want);
         const std::string &vn = names[k];
         printf("attention %s %s %s H=%d KVH=%d D=%d bs=%d seqs=%d tokens=%d tiles=%d: rel %.2e max %.2e "
-               "(tol %.1e)\n", label, dtn(dt), vn.c_str(), H, KVH, D, bs, ns, ntok, nt, e.rel, e.maxabs, tol);
+               "(tol %.1e)\n",
+               label, dtn(dt), vn.c_str(), H, KVH, D, bs, ns, ntok, nt, e.rel, e.maxabs, tol);
         CHECK(e.rel < tol, "attention %s %s", label, vn.c_str());
     }
 }
 
-static void test_attention(vk_dtype dt) {
+static void test_attention(vk_dtype dt)
+{
     /* decode only: short, exactly one partition, just over, long (split-K over 10 partitions) */
     run_attention_case(dt, 32, 8, 128, 16, {{1, 1}, {1, 17}, {1, 512}, {1, 513}, {1, 5000}, {1, 300}}, "decode");
     run_attention_case(dt, 9, 3, 64, 16, {{1, 7}, {1, 1100}, {1, 64}}, "decode-gqa3");
@@ -302,7 +316,8 @@ static void test_attention(vk_dtype dt) {
     run_attention_case(dt, 9, 3, 64, 16, {{5, 3000}, {1, 900}, {70, 2000}}, "split-gqa3");
 }
 
-static void test_gemv(vk_dtype dt) {
+static void test_gemv(vk_dtype dt)
+{
     int shapes[][2] = {{4096, 6144}, {576, 1536}, {14336, 4096}, {264, 1003}};
     for (auto &sh : shapes) {
         int in = sh[0], out = sh[1];
@@ -323,14 +338,15 @@ static void test_gemv(vk_dtype dt) {
                 }
             err e = compare(to_f(dt, dy.down()), want), ef = compare(dyf.down(), want);
             if (n == 1 || n == VK_GEMV_MAX_N)
-                printf("gemv %s n=%d in=%d out=%d: rel %.2e (storage out, tol %.1e), %.2e (fp32 out, tol 1e-5)\n", dtn(dt),
-                       n, in, out, e.rel, ulp_tol(dt) / 4, ef.rel);
+                printf("gemv %s n=%d in=%d out=%d: rel %.2e (storage out, tol %.1e), %.2e (fp32 out, tol 1e-5)\n",
+                       dtn(dt), n, in, out, e.rel, ulp_tol(dt) / 4, ef.rel);
             CHECK(e.rel < ulp_tol(dt) / 4 && ef.rel < 1e-5, "gemv");
         }
     }
 }
 
-static void test_copy_blocks() {
+static void test_copy_blocks()
+{
     rng r(g_seed + 99);
     int nc = 4, nb = 12;
     size_t bb = 16 * 8 * 128 * 2;
@@ -358,11 +374,12 @@ static void test_copy_blocks() {
     CHECK(bad == 0, "copy_blocks");
 }
 
-static bool sample_near_boundary(const float *logits, int V, const vesta_sample_row &row,
-                                 vesta_sampler_scratch *s, double tol);
+static bool sample_near_boundary(const float *logits, int V, const vesta_sample_row &row, vesta_sampler_scratch *s,
+                                 double tol);
 
 /* A reference row with parameters p and a random draw (seed, offset) from r; no ids yet. */
-static void reference_row(vesta_sample_row &row, const vesta_sampling_params &p, rng &r) {
+static void reference_row(vesta_sample_row &row, const vesta_sampling_params &p, rng &r)
+{
     memset(&row, 0, sizeof row);
     row.params = &p;
     row.rng_seed = r.next();
@@ -370,7 +387,8 @@ static void reference_row(vesta_sample_row &row, const vesta_sampling_params &p,
 }
 
 /* The kernel's row for the reference's parameters and draw (pools left to the caller). */
-static void kernel_row(vk_sample_row &k, const vesta_sampling_params &p, const vesta_sample_row &row) {
+static void kernel_row(vk_sample_row &k, const vesta_sampling_params &p, const vesta_sample_row &row)
+{
     memset(&k, 0, sizeof k);
     k.temperature = p.temperature;
     k.top_p = p.top_p;
@@ -389,7 +407,8 @@ static void kernel_row(vk_sample_row &k, const vesta_sampling_params &p, const v
  * whether the kernel left the scratch counts zero again. */
 static std::vector<vk_sample_out> gpu_sample(const std::vector<float> &logits, int R, int V,
                                              const std::vector<vk_sample_row> &kr, const std::vector<int32_t> &ids,
-                                             const std::vector<float> &biasv, bool &counts_zero) {
+                                             const std::vector<float> &biasv, bool &counts_zero)
+{
     dbuf<float> dl(logits), dbias(biasv), work((size_t)R * V);
     dbuf<int32_t> dids(ids), counts((size_t)R * V);
     CK(cudaMemset(counts.p, 0, counts.n * 4));
@@ -404,7 +423,8 @@ static std::vector<vk_sample_out> gpu_sample(const std::vector<float> &logits, i
 
 /* One row's logprobs against the reference's: counts top ids that differ into id_bad and keeps the
  * largest absolute logprob error in worst. */
-static void compare_logprobs(const vk_sample_out &got, const vesta_sample_result &want, int &id_bad, double &worst) {
+static void compare_logprobs(const vk_sample_out &got, const vesta_sample_result &want, int &id_bad, double &worst)
+{
     worst = std::max(worst, (double)fabsf(got.logprob - want.logprob));
     for (int j = 0; j < want.num_top; j++) {
         id_bad += got.top_ids[j] != want.top_ids[j];
@@ -413,7 +433,8 @@ static void compare_logprobs(const vk_sample_out &got, const vesta_sample_result
 }
 
 /* GPU sampler vs the CPU reference sampler (worker/sampler), row by row. */
-static void test_sampling() {
+static void test_sampling()
+{
     rng r(g_seed + 5);
     const int V = 32003, R = 40;
     std::vector<float> logits((size_t)R * V);
@@ -517,8 +538,9 @@ static void test_sampling() {
  * sorted by probability, ties by id, when top-k or top-p is on; else by id), or its top-p cut
  * (tail mass of the sorted candidates against 1 - top_p) lies within tol. There fp32 masses (GPU)
  * and fp64 masses (reference) may pick neighbouring tokens. */
-static bool sample_near_boundary(const float *logits, int V, const vesta_sample_row &row,
-                                 vesta_sampler_scratch *s, double tol) {
+static bool sample_near_boundary(const float *logits, int V, const vesta_sample_row &row, vesta_sampler_scratch *s,
+                                 double tol)
+{
     const vesta_sampling_params &p = *row.params;
     if (p.temperature < 1e-5f) return false;
     std::vector<float> probs(V);
@@ -562,7 +584,8 @@ static bool sample_near_boundary(const float *logits, int V, const vesta_sample_
  * logits; k from 1 to past the vocabulary, p from 1e-3 to 1, temperatures, penalties, many seeds
  * (the last 64 rows: one row's logits and parameters with 64 seeds). Tokens must be equal except
  * where sample_near_boundary (tol 1e-5 of the mass) says the draw is ambiguous. */
-static void test_sampling_select() {
+static void test_sampling_select()
+{
     rng r(g_seed + 11);
     const int V = 50021, R = 384, SAME = 64;
     std::vector<float> logits((size_t)R * V);
@@ -571,9 +594,9 @@ static void test_sampling_select() {
         int kind = i % 5;
         for (int j = 0; j < V; j++) {
             float x = r.sym(8.f);
-            if (kind == 1) x = roundf(x * 2.f) * 0.5f;             /* ties everywhere */
-            if (kind == 3) x = r.sym(0.05f);                       /* flat */
-            if (kind == 4 && r.below(5) == 0) x = -INFINITY;       /* masked */
+            if (kind == 1) x = roundf(x * 2.f) * 0.5f;       /* ties everywhere */
+            if (kind == 3) x = r.sym(0.05f);                 /* flat */
+            if (kind == 4 && r.below(5) == 0) x = -INFINITY; /* masked */
             l[j] = x;
         }
         if (kind == 2)
@@ -659,17 +682,21 @@ static void test_sampling_select() {
           "sampling select");
 }
 
-static void test_rng() {
+static void test_rng()
+{
     int bad = 0;
     for (uint64_t i = 0; i < 1000; i++) bad += vk_rng_uniform(i * 7919, i) != vesta_rng_uniform(i * 7919, i);
     printf("rng: %d mismatches with vesta_rng_uniform\n", bad);
     CHECK(bad == 0, "rng");
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     std::string what = argc > 1 ? argv[1] : "all";
-    if (argc > 2) g_seed = strtoull(argv[2], nullptr, 10);
-    else g_seed = (uint64_t)time(nullptr); /* fresh inputs every run; the seed is printed */
+    if (argc > 2)
+        g_seed = strtoull(argv[2], nullptr, 10);
+    else
+        g_seed = (uint64_t)time(nullptr); /* fresh inputs every run; the seed is printed */
     printf("seed %llu\n", (unsigned long long)g_seed);
     if (what == "rng" || what == "all") test_rng();
     if (what == "rng") return ref::failures() ? 1 : 0; /* host-only: runs without a GPU */

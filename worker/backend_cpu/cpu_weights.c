@@ -30,13 +30,11 @@ static void fill_dummy(weight_loader *l, int64_t rows, int64_t cols, bool is_nor
     uint64_t s = l->seed ^ (0xD1B54A32D192ED03ull * ++l->counter);
     size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
     if (cols == 0) {
-        for (size_t i = 0; i < n; i++)
-            dst[i] = is_norm ? 1.0f : 0.0f;
+        for (size_t i = 0; i < n; i++) dst[i] = is_norm ? 1.0f : 0.0f;
         return;
     }
     float a = 1.0f / sqrtf((float)cols);
-    for (size_t i = 0; i < n; i++)
-        dst[i] = a * (2.0f * (float)(splitmix64(&s) >> 40) / (float)(1 << 24) - 1.0f);
+    for (size_t i = 0; i < n; i++) dst[i] = a * (2.0f * (float)(splitmix64(&s) >> 40) / (float)(1 << 24) - 1.0f);
 }
 
 /* Rows or columns [b, e) of a tensor. */
@@ -54,8 +52,7 @@ static vesta_status load_dummy_slice(weight_loader *l, int64_t rows, int64_t col
     }
     int64_t C = cols ? cols : 1;
     float *full = malloc(sizeof(float) * (size_t)rows * (size_t)C);
-    if (!full)
-        return vesta_error_set(err, VESTA_ERR_NOMEM, "dummy weights: out of memory");
+    if (!full) return vesta_error_set(err, VESTA_ERR_NOMEM, "dummy weights: out of memory");
     fill_dummy(l, rows, cols, is_norm, full);
     if (sl.kind == VESTA_TP_SLICE_ROWS)
         memcpy(dst, full + sl.begin * C, sizeof(float) * (size_t)((sl.end - sl.begin) * C));
@@ -70,19 +67,17 @@ static vesta_status load_dummy_slice(weight_loader *l, int64_t rows, int64_t col
 static vesta_status load(weight_loader *l, const char *name, int64_t rows, int64_t cols, bool is_norm,
                          vesta_tp_slice sl, float *dst, vesta_error *err)
 {
-    if (l->dummy)
-        return load_dummy_slice(l, rows, cols, is_norm, sl, dst, err);
+    if (l->dummy) return load_dummy_slice(l, rows, cols, is_norm, sl, dst, err);
     const vesta_tensor_info *t = vesta_model_file_find(l->mf, name);
-    if (!t)
-        return vesta_error_set(err, VESTA_ERR_NOT_FOUND, "%s: tensor %s is missing", l->path, name);
+    if (!t) return vesta_error_set(err, VESTA_ERR_NOT_FOUND, "%s: tensor %s is missing", l->path, name);
     bool ok = cols == 0 ? (t->ndim == 1 && t->shape[0] == rows)
                         : (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols);
     if (!ok) {
         if (cols == 0)
-            return vesta_error_set(err, VESTA_ERR_FORMAT, "%s: tensor %s: expected shape [%lld]", l->path,
-                                   name, (long long)rows);
-        return vesta_error_set(err, VESTA_ERR_FORMAT, "%s: tensor %s: expected shape [%lld, %lld]", l->path,
-                               name, (long long)rows, (long long)cols);
+            return vesta_error_set(err, VESTA_ERR_FORMAT, "%s: tensor %s: expected shape [%lld]", l->path, name,
+                                   (long long)rows);
+        return vesta_error_set(err, VESTA_ERR_FORMAT, "%s: tensor %s: expected shape [%lld, %lld]", l->path, name,
+                               (long long)rows, (long long)cols);
     }
     vesta_status st;
     if (sl.kind == VESTA_TP_SLICE_COLS)
@@ -91,8 +86,7 @@ static vesta_status load(weight_loader *l, const char *name, int64_t rows, int64
         st = vesta_model_file_read_rows(l->mf, name, VESTA_DTYPE_F32, sl.begin, sl.end, dst, err);
     else
         st = vesta_model_file_read_rows(l->mf, name, VESTA_DTYPE_F32, 0, rows, dst, err);
-    if (st != VESTA_OK)
-        vesta_error_prefix(err, "loading %s", name);
+    if (st != VESTA_OK) vesta_error_prefix(err, "loading %s", name);
     return st;
 }
 
@@ -149,11 +143,10 @@ static vesta_status load_layer(weight_loader *l, const vesta_model_config *full,
     const bool whole = sh->size == 1;
     char name[160];
     vesta_status st;
-#define LOAD(suffix, rows, cols, norm, sl, dst)                                          \
-    do {                                                                                 \
-        snprintf(name, sizeof name, "model.layers.%d.%s", i, suffix);                    \
-        if ((st = load(l, name, rows, cols, norm, whole ? VESTA_TP_WHOLE : (sl), dst, err)) != VESTA_OK) \
-            return st;                                                                   \
+#define LOAD(suffix, rows, cols, norm, sl, dst)                                                                        \
+    do {                                                                                                               \
+        snprintf(name, sizeof name, "model.layers.%d.%s", i, suffix);                                                  \
+        if ((st = load(l, name, rows, cols, norm, whole ? VESTA_TP_WHOLE : (sl), dst, err)) != VESTA_OK) return st;    \
     } while (0)
     LOAD("input_layernorm.weight", H, 0, true, VESTA_TP_WHOLE, L->attn_norm);
     LOAD("self_attn.q_proj.weight", FQ, H, false, qs, L->wqkv);
@@ -174,15 +167,14 @@ static vesta_status load_layer(weight_loader *l, const vesta_model_config *full,
 }
 
 /* The vocabulary slice: rows [vocab0, vocab0 + vocab_valid) of embed / lm_head, zero padding after. */
-static vesta_status load_vocab(weight_loader *l, const char *name, const vesta_model_config *full,
-                               const cpu_shard *sh, float *dst, vesta_error *err)
+static vesta_status load_vocab(weight_loader *l, const char *name, const vesta_model_config *full, const cpu_shard *sh,
+                               float *dst, vesta_error *err)
 {
     const int64_t H = full->hidden_size;
     vesta_tp_slice sl = sh->size == 1 ? VESTA_TP_WHOLE : rows_of(sh->vocab0, sh->vocab0 + sh->vocab_valid);
     if (sh->vocab_valid > 0) {
         vesta_status st = load(l, name, full->vocab_size, H, false, sl, dst, err);
-        if (st != VESTA_OK)
-            return st;
+        if (st != VESTA_OK) return st;
     } else if (l->dummy) {
         l->counter++; /* keep the dummy streams of later tensors the same on every rank */
     }
@@ -192,15 +184,14 @@ static vesta_status load_vocab(weight_loader *l, const char *name, const vesta_m
 }
 
 vesta_status cpu_weights_load(cpu_weights *w, const vesta_model_file *mf, const vesta_model_config *full,
-                              const vesta_model_config *c, const cpu_shard *sh,
-                              const vesta_backend_options *opts, vesta_error *err)
+                              const vesta_model_config *c, const cpu_shard *sh, const vesta_backend_options *opts,
+                              vesta_error *err)
 {
     memset(w, 0, sizeof *w);
-    weight_loader l = {.mf = mf, .path = vesta_model_file_path(mf), .dummy = opts->load_dummy,
-                       .seed = opts->dummy_seed};
+    weight_loader l = {
+        .mf = mf, .path = vesta_model_file_path(mf), .dummy = opts->load_dummy, .seed = opts->dummy_seed};
     w->layers = calloc((size_t)c->num_layers, sizeof *w->layers);
-    if (!w->layers)
-        return vesta_error_set(err, VESTA_ERR_NOMEM, "%s: out of memory", l.path);
+    if (!w->layers) return vesta_error_set(err, VESTA_ERR_NOMEM, "%s: out of memory", l.path);
     arena_cursor count = {0};
     layout(w, c, sh, &count);
     size_t n = count.used, bytes;
@@ -219,21 +210,16 @@ vesta_status cpu_weights_load(cpu_weights *w, const vesta_model_file *mf, const 
     layout(w, c, sh, &cur);
     int64_t H = c->hidden_size;
     vesta_status st = load_vocab(&l, "model.embed_tokens.weight", full, sh, w->embed, err);
-    if (st == VESTA_OK)
-        st = load(&l, "model.norm.weight", H, 0, true, VESTA_TP_WHOLE, w->final_norm, err);
-    if (st == VESTA_OK && !c->tie_word_embeddings)
-        st = load_vocab(&l, "lm_head.weight", full, sh, w->lm_head, err);
-    for (int i = 0; st == VESTA_OK && i < c->num_layers; i++)
-        st = load_layer(&l, full, c, sh, i, &w->layers[i], err);
-    if (st != VESTA_OK)
-        cpu_weights_free(w);
+    if (st == VESTA_OK) st = load(&l, "model.norm.weight", H, 0, true, VESTA_TP_WHOLE, w->final_norm, err);
+    if (st == VESTA_OK && !c->tie_word_embeddings) st = load_vocab(&l, "lm_head.weight", full, sh, w->lm_head, err);
+    for (int i = 0; st == VESTA_OK && i < c->num_layers; i++) st = load_layer(&l, full, c, sh, i, &w->layers[i], err);
+    if (st != VESTA_OK) cpu_weights_free(w);
     return st;
 }
 
 void cpu_weights_free(cpu_weights *w)
 {
-    if (!w)
-        return;
+    if (!w) return;
     free(w->arena);
     free(w->layers);
     memset(w, 0, sizeof *w);

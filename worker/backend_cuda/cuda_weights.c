@@ -41,10 +41,10 @@ static size_t layout(cuda_backend *be, char *base, bool tied, bool bias)
 {
     size_t off = 0;
     const size_t e = 2;
-#define TAKE(ptr, n)                                                                               \
-    do {                                                                                           \
-        if (base) (ptr) = base + off;                                                              \
-        off += align_up((size_t)(n) * e);                                                          \
+#define TAKE(ptr, n)                                                                                                   \
+    do {                                                                                                               \
+        if (base) (ptr) = base + off;                                                                                  \
+        off += align_up((size_t)(n)*e);                                                                                \
     } while (0)
     TAKE(be->embed, (size_t)be->Ve * be->Hd);
     TAKE(be->final_norm, be->Hd);
@@ -57,8 +57,10 @@ static size_t layout(cuda_backend *be, char *base, bool tied, bool bias)
         cuda_layer *y = &be->layers[l];
         TAKE(y->ln1, be->Hd);
         TAKE(y->wqkv, (size_t)be->W * be->Hd);
-        if (bias) TAKE(y->bqkv, be->W);
-        else if (base) y->bqkv = NULL;
+        if (bias)
+            TAKE(y->bqkv, be->W);
+        else if (base)
+            y->bqkv = NULL;
         TAKE(y->wo, (size_t)be->Hd * be->H * be->D);
         TAKE(y->ln2, be->Hd);
         TAKE(y->wgu, (size_t)2 * be->F * be->Hd);
@@ -71,7 +73,7 @@ static size_t layout(cuda_backend *be, char *base, bool tied, bool bias)
 /* A column slice: all rows of columns [c0, c1), read straight from the file (only those spans)
  * into a staging buffer (a host buffer of its own when larger than one stage), then copied. */
 static vesta_status load_cols(loader *ld, const char *name, int64_t rows, vesta_tp_slice sl, void *dst,
-                             vesta_error *err)
+                              vesta_error *err)
 {
     cuda_backend *be = ld->be;
     size_t bytes = (size_t)rows * (size_t)(sl.end - sl.begin) * 2;
@@ -83,8 +85,8 @@ static vesta_status load_cols(loader *ld, const char *name, int64_t rows, vesta_
     } else if (!(host = malloc(bytes))) {
         return vesta_error_set(err, VESTA_ERR_NOMEM, "loading %s: %zu MiB of host staging", name, bytes >> 20);
     }
-    vesta_status st = vesta_model_file_read_cols(ld->mf, name, VESTA_DTYPE_BF16, sl.begin, sl.end,
-                                                 host ? host : ld->stage[b], err);
+    vesta_status st =
+        vesta_model_file_read_cols(ld->mf, name, VESTA_DTYPE_BF16, sl.begin, sl.end, host ? host : ld->stage[b], err);
     if (st != VESTA_OK) {
         free(host);
         vesta_error_prefix(err, "loading %s", name);
@@ -110,15 +112,13 @@ static vesta_status load_tensor(loader *ld, const char *name, int64_t rows, int6
     cuda_backend *be = ld->be;
     const char *path = vesta_model_file_path(ld->mf);
     const vesta_tensor_info *t = vesta_model_file_find(ld->mf, name);
-    if (!t)
-        return vesta_error_set(err, VESTA_ERR_NOT_FOUND, "%s: tensor %s is missing", path, name);
+    if (!t) return vesta_error_set(err, VESTA_ERR_NOT_FOUND, "%s: tensor %s is missing", path, name);
     bool ok = cols == 0 ? (t->ndim == 1 && t->shape[0] == rows)
                         : (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols);
     if (!ok)
         return vesta_error_set(err, VESTA_ERR_FORMAT, "%s: tensor %s: expected shape [%lld%s%lld]", path, name,
                                (long long)rows, cols ? ", " : "", (long long)(cols ? cols : 0));
-    if (sl.kind == VESTA_TP_SLICE_COLS)
-        return load_cols(ld, name, rows, sl, dst, err);
+    if (sl.kind == VESTA_TP_SLICE_COLS) return load_cols(ld, name, rows, sl, dst, err);
     const bool by_rows = sl.kind == VESTA_TP_SLICE_ROWS;
     const int64_t r0 = by_rows ? sl.begin : 0, r1 = by_rows ? sl.end : rows;
     size_t row_bytes = (size_t)(cols ? cols : 1) * 2;
@@ -147,7 +147,7 @@ fail:
 /* Dummy weights (vLLM's --load-format dummy): matrices uniform in +-1/sqrt(in), norms 1, biases 0,
  * so activations stay in a realistic range. */
 static vesta_status fill_dummy(loader *ld, int64_t rows, int64_t cols, int kind, vesta_tp_slice sl, void *dst,
-                              vesta_error *err)
+                               vesta_error *err)
 {
     cuda_backend *be = ld->be;
     size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
@@ -195,8 +195,7 @@ fail:
 static vesta_status piece(loader *ld, const char *name, int64_t rows, int64_t cols, int kind, vesta_tp_slice sl,
                           void *dst, vesta_error *err)
 {
-    if (ld->be->opts.load_dummy)
-        return fill_dummy(ld, rows, cols, kind, sl, dst, err);
+    if (ld->be->opts.load_dummy) return fill_dummy(ld, rows, cols, kind, sl, dst, err);
     return load_tensor(ld, name, rows, cols, sl, dst, err);
 }
 
@@ -210,8 +209,7 @@ static vesta_status vocab_piece(loader *ld, const char *name, int rows, void *ds
     if (sh->vocab_valid > 0 || ld->be->opts.load_dummy) { /* dummy: keep the random streams aligned */
         vesta_tp_slice sl = part(VESTA_TP_SLICE_ROWS, sh->vocab0, sh->vocab0 + sh->vocab_valid, be->V);
         vesta_status st = piece(ld, name, be->V, Hd, 0, sl, dst, err);
-        if (st != VESTA_OK)
-            return st;
+        if (st != VESTA_OK) return st;
     }
     if (rows > sh->vocab_valid)
         CU(cudaMemsetAsync((char *)dst + (size_t)sh->vocab_valid * (size_t)Hd * 2, 0,
@@ -228,8 +226,7 @@ vesta_status cuda_weights_load(cuda_backend *be, const vesta_model_file *mf, ves
     clock_gettime(CLOCK_MONOTONIC, &t0);
     bool tied = c->tie_word_embeddings, bias = c->attention_bias;
     be->layers = calloc((size_t)be->L, sizeof *be->layers);
-    if (!be->layers)
-        return vesta_error_set(err, VESTA_ERR_NOMEM, "cuda backend: out of host memory");
+    if (!be->layers) return vesta_error_set(err, VESTA_ERR_NOMEM, "cuda backend: out of host memory");
     be->wbytes = layout(be, NULL, tied, bias);
     loader ld = {.be = be, .mf = mf};
     vesta_status st = VESTA_OK;
@@ -260,10 +257,10 @@ vesta_status cuda_weights_load(cuda_backend *be, const vesta_model_file *mf, ves
         cuda_layer *y = &be->layers[l];
         char name[160];
         char *qkv = y->wqkv, *gu = y->wgu, *b = y->bqkv;
-#define P(suffix, rows, cols, kind, sl, dst)                                                       \
-    do {                                                                                           \
-        snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                              \
-        if ((st = piece(&ld, name, rows, cols, kind, sl, dst, err)) != VESTA_OK) goto out;         \
+#define P(suffix, rows, cols, kind, sl, dst)                                                                           \
+    do {                                                                                                               \
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);                                                  \
+        if ((st = piece(&ld, name, rows, cols, kind, sl, dst, err)) != VESTA_OK) goto out;                             \
     } while (0)
         P("input_layernorm.weight", Hd, 0, 1, VESTA_TP_WHOLE, y->ln1);
         P("self_attn.q_proj.weight", FQ, Hd, 0, qs, qkv);
