@@ -5,7 +5,8 @@
 #                                       binaries link into .gpu/debs (both git-ignored)
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
-#                                       serve, tune, tp2 (two GPUs) or all (kernels e2e bench)
+#                                       serve, tune, small, profile, tp2 (two GPUs) or all
+#                                       (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -97,6 +98,17 @@ gen() {
 cmp_ref() { python3 bench/gpu/compare_e2e.py "$@" 2>&1 | tee -a "$W/e2e.log" | head -1; }
 
 stage_e2e() {
+    stage_small
+    stage_e2e_8b
+}
+
+# The small real model is 38 MB: with the binaries, the runtime libraries and the repository it
+# exceeds one call's 64 MiB, so it may come in two pieces over two calls to the same warm
+# machine (.gpu/smollm2-4l.part1 in the first, .part2 in the second; ignored files stay there).
+stage_small() {
+    if [ ! -f "$SMALL" ] && [ -f "${SMALL%.gguf}.part1" ] && [ -f "${SMALL%.gguf}.part2" ]; then
+        cat "${SMALL%.gguf}.part1" "${SMALL%.gguf}.part2" >"$SMALL"
+    fi
     if [ ! -f "$SMALL" ]; then
         echo "== e2e: $SMALL not carried: small real model skipped =="
     else
@@ -106,11 +118,16 @@ stage_e2e() {
     gen "$SMALL" "$W/small_prompts.jsonl" small
     summary+=("$(cmp_ref "$G" "$W/small.jsonl" --label 'small real model vs HF (fp32 CPU golden)')")
     # 30 blocks of 16 tokens hold the longest sequence (332 tokens) but not all eight at once
-    gen "$SMALL" "$W/small_prompts.jsonl" small_preempt --num-gpu-blocks-override 30
+    gen "$SMALL" "$W/small_prompts.jsonl" small_preempt --num-gpu-blocks-override 30 --max-model-len 480
     summary+=("$(cmp_ref --same "$W/small.jsonl" "$W/small_preempt.jsonl" --label 'small real model: preemption vs default')")
     gen "$SMALL" "$W/small_prompts.jsonl" small_pc_off --no-enable-prefix-caching
     summary+=("$(cmp_ref --same "$W/small.jsonl" "$W/small_pc_off.jsonl" --label 'small real model: prefix caching off vs on')")
+    gen "$SMALL" "$W/small_prompts.jsonl" small_eager --enforce-eager
+    summary+=("$(cmp_ref "$G" "$W/small_eager.jsonl" --label 'small real model --enforce-eager vs HF')")
     fi
+}
+
+stage_e2e_8b() {
     echo "== e2e: Llama-3-8B shape, random weights =="
     [ -f "$M8/hf_ref.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
     local P="$M8/prompts.jsonl" R="$M8/hf_ref.json"
@@ -237,6 +254,23 @@ stage_tune() {
     done
 }
 
+# Where the device time goes (VESTA_PROFILE=1: an event after every operation of an eager step;
+# --enforce-eager runs the same kernels as the graphs): B1 and B2.
+stage_profile() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    echo "== B1, eager, profiled =="
+    VESTA_PROFILE=1 vb b1_profile throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024 \
+        --enforce-eager
+    awk '/^-- vesta bench b1_profile/ {f = 1} /^-- vesta bench b1_eager/ {f = 0} f && /cuda: profile/' "$W/bench.log" |
+        tee "$W/profile_b1.txt"
+    echo "== B1, eager, not profiled (the events' own cost) =="
+    vb b1_eager throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024 --enforce-eager
+    echo "== B2, eager, profiled =="
+    VESTA_PROFILE=1 vb b2_profile latency --input-len 128 --output-len 512 --num-iters 1 --num-iters-warmup 1 \
+        --temperature 0 --enforce-eager
+    awk '/^-- vesta bench b2_profile/ {f = 1} f && /cuda: profile/' "$W/bench.log" | tee "$W/profile_b2.txt"
+}
+
 # Two or more GPUs: TP=2 against TP=1 on the 8B shape with dummy weights (the same random model at
 # every N: the weights are made whole, then sliced), single-stream decode and B1 at each.
 stage_tp2() {
@@ -257,9 +291,18 @@ stage_tp2() {
         timeout 200 "$V" bench latency --model "$M8D" --load-format dummy --input-len 128 --output-len 256 --num-iters 2 \
             --num-iters-warmup 1 --temperature 0 --tensor-parallel-size $n 2>&1 | grep -v "^cuda:" | tail -2
     done
-    echo "== B1 at TP=2 =="
-    timeout 240 "$V" bench throughput --model "$M8D" --load-format dummy --num-prompts 512 --input-len 512 --output-len 256 \
-        --max-model-len 1024 --tensor-parallel-size 2 2>&1 | grep -v "^cuda:" | tail -3
+    for n in 1 2; do
+        echo "== B1 at TP=$n =="
+        timeout 240 "$V" bench throughput --model "$M8D" --load-format dummy --num-prompts 512 --input-len 512 \
+            --output-len 256 --max-model-len 1024 --tensor-parallel-size $n 2>&1 | grep -v "^cuda:" | tail -3
+    done
+    [ -n "${VESTA_TP_HF:-}" ] || return
+    echo "== TP=2 against Hugging Face on the saved 8B-shaped checkpoint =="
+    [ -f "$M8/hf_ref.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
+    gen "$M8" "$M8/prompts.jsonl" llama_tp2 --max-model-len 1536 --tensor-parallel-size 2
+    summary+=("$(cmp_ref "$M8/hf_ref.json" "$W/llama_tp2.jsonl" --label 'llama8b TP=2 vs HF bf16')")
+    gen "$M8" "$M8/prompts.jsonl" llama_tp2_eager --max-model-len 1536 --tensor-parallel-size 2 --enforce-eager
+    summary+=("$(cmp_ref "$M8/hf_ref.json" "$W/llama_tp2_eager.jsonl" --label 'llama8b TP=2 --enforce-eager vs HF')")
 }
 
 case "${1:-}" in
@@ -271,11 +314,13 @@ run)
         case "$s" in
         kernels) stage_kernels ;;
         e2e) stage_e2e ;;
+        small) stage_small ;;
         bench) stage_bench ;;
         peer) stage_peer ;;
         serve) stage_serve ;;
         tp2) stage_tp2 ;;
         tune) stage_tune ;;
+        profile) stage_profile ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
         esac

@@ -274,6 +274,9 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
         for (int i = 0; g >= 0 && i < nsm; i++)
             if (b->sample_token_index[i] != i) g = -1;
     }
+    be->prof_off = g >= 0; /* a graph replays without the profile's events */
+    be->prof_n = 0;
+    cuda_profile_mark(be, -1);
     int rows = g >= 0 ? be->graph_bs[g] : ns; /* padded sequence count */
     int ntok = g >= 0 ? rows : nt;
     memcpy(be->hm.tokens, b->token_ids, 4 * (size_t)nt);
@@ -329,6 +332,7 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
         UP(bias_pool, pool);
     }
 #undef UP
+    cuda_profile_mark(be, CUDA_PROF_UPLOAD);
     if (g >= 0) {
         CU(cudaGraphLaunch(be->graphs[g], s));
     } else {
@@ -349,12 +353,14 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
     if (nsm) {
         CU(vk_sample(be->logits, nsm, be->V, be->m.sample_params, be->m.ids_pool, be->m.bias_pool, be->swork,
                      be->scounts, be->m.sample_out, s));
+        cuda_profile_mark(be, CUDA_PROF_SAMPLE);
         CU(cudaMemcpyAsync(be->hm.sample_out, be->m.sample_out, sizeof(vk_sample_out) * (size_t)nsm,
                            cudaMemcpyDeviceToHost, s));
     }
     if (logits_out && nsm)
         CU(cudaMemcpyAsync(be->hlogits, be->logits, sizeof(float) * (size_t)nsm * be->V, cudaMemcpyDeviceToHost, s));
     if ((st = cuda_stream_wait(be, err)) != VESTA_OK) goto fail_quiet;
+    cuda_profile_collect(be, !all_decode);
     if (logits_out && nsm) memcpy(logits_out, be->hlogits, sizeof(float) * (size_t)nsm * be->V);
     for (int i = 0; i < nsm; i++) {
         const vk_sample_out *o = &be->hm.sample_out[i];
@@ -396,6 +402,8 @@ static void cuda_destroy(vesta_backend *base)
     for (int i = 0; i < be->num_graphs; i++) cudaGraphExecDestroy(be->graphs[i]);
     vesta_tp_comm_release(be->comm); /* aborts a failed one rather than waiting for peers */
     if (be->step_done) cudaEventDestroy(be->step_done);
+    cuda_profile_report(be);
+    cuda_profile_dispose(be);
     cuda_gemm_dispose(be);
     if (be->blas) cublasDestroy(be->blas);
     cudaFree(be->kv);
@@ -645,6 +653,7 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     CB(cublasSetMathMode(be->blas, CUBLAS_DEFAULT_MATH));
     if (cuda_gemm_init(be, err) != VESTA_OK) goto fail_quiet;
     be->gemm_tune = env_int("VESTA_GEMM_TUNE", 1, 0, 2);
+    if (cuda_profile_init(be, err) != VESTA_OK) goto fail_quiet;
 
     /* RoPE frequencies, computed on the host the way HF does. */
     if (!(c->rope_theta > 0.0f)) {

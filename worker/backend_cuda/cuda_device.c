@@ -5,8 +5,7 @@
 
 #include "backend_cuda.h"
 
-vesta_status vesta_backend_cuda_device_query(int device, size_t *total_bytes, char *name, size_t cap,
-                                             vesta_error *err)
+vesta_status vesta_backend_cuda_device_query(int device, size_t *total_bytes, char *name, size_t cap, vesta_error *err)
 {
     int n = 0;
     cudaError_t ce = cudaGetDeviceCount(&n);

@@ -7,6 +7,7 @@
 #include "cuda_internal.h"
 
 #define K(call) CU(call)
+#define MARK(cat) cuda_profile_mark(be, CUDA_PROF_##cat)
 
 static vesta_status gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y, bool f32out,
                          vesta_error *err)
@@ -55,19 +56,30 @@ static vesta_status layer_forward(cuda_backend *be, int l, int n, vk_attention_a
     const int Hd = be->Hd, qd = be->H * be->D;
     cudaStream_t s = be->stream;
     K(vk_add_rmsnorm(VK_BF16, be->h, be->x, l ? be->tmp : NULL, y->ln1, n, Hd, eps, s));
+    MARK(NORM);
     if (gemm(be, be->h, n, Hd, y->wqkv, be->W, be->qkv, false, err)) return VESTA_ERR_BACKEND;
+    MARK(QKV);
     a->k_cache = kcache(be, l, 0);
     a->v_cache = kcache(be, l, 1);
     K(vk_rope_kv_write(VK_BF16, be->qkv, y->bqkv, be->m.positions, be->m.slots, be->inv_freq, (void *)a->k_cache,
                        (void *)a->v_cache, n, be->H, be->KVH, be->D, s));
+    MARK(ROPE);
     K(vk_attention(a, s));
+    MARK(ATTN);
     if (gemm(be, be->attn, n, qd, y->wo, Hd, be->tmp, false, err)) return VESTA_ERR_BACKEND;
+    MARK(O);
     if (be->comm && all_reduce(be, be->tmp, (size_t)n * Hd, err)) return VESTA_ERR_BACKEND; /* row-split o_proj */
+    if (be->comm) MARK(COMM);
     K(vk_add_rmsnorm(VK_BF16, be->h, be->x, be->tmp, y->ln2, n, Hd, eps, s));
+    MARK(NORM);
     if (gemm(be, be->h, n, Hd, y->wgu, 2 * be->F, be->gu, false, err)) return VESTA_ERR_BACKEND;
+    MARK(GU);
     K(vk_silu_and_mul(VK_BF16, be->act, be->gu, n, be->F, s));
+    MARK(SILU);
     if (gemm(be, be->act, n, be->F, y->wdown, Hd, be->tmp, false, err)) return VESTA_ERR_BACKEND;
+    MARK(DOWN);
     if (be->comm && all_reduce(be, be->tmp, (size_t)n * Hd, err)) return VESTA_ERR_BACKEND; /* row-split down */
+    if (be->comm) MARK(COMM);
     return VESTA_OK;
 fail:
     return VESTA_ERR_BACKEND;
@@ -107,6 +119,7 @@ vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, in
      * row Ve - 1: the sum over ranks is the embedding */
     K(vk_embedding(VK_BF16, be->x, be->embed, be->m.tokens, ntok, Hd, be->Ve, s));
     if (be->comm && all_reduce(be, be->x, (size_t)ntok * Hd, err)) return VESTA_ERR_BACKEND;
+    MARK(EMBED);
     vk_attention_args a;
     attention_args(be, &a, nseq, max_ctx, has_decode, ntiles);
     for (int l = 0; l < be->L; l++)
@@ -120,6 +133,7 @@ vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, in
         } else if (gemm(be, be->sh, nsamples, Hd, be->lm_head, be->V, be->logits, true, err)) {
             return VESTA_ERR_BACKEND;
         }
+        MARK(HEAD);
     }
     return VESTA_OK;
 fail:
@@ -178,6 +192,7 @@ static vesta_status capture_one(cuda_backend *be, int bs, int max_ctx, vesta_err
     cudaGraph_t g = NULL;
     cudaGraphExec_t ex = NULL;
     if (fake_decode_meta(be, bs, err)) return VESTA_ERR_BACKEND;
+    be->prof_off = true; /* graphs replay without events (cuda_profile.c) */
     /* warm-up: sets kernel attributes, lets cuBLAS pick its kernels outside the
      * capture */
     if (cuda_forward(be, bs, bs, bs, max_ctx, true, 0, err)) return VESTA_ERR_BACKEND;

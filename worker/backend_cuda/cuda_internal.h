@@ -53,6 +53,24 @@ typedef struct cuda_meta {
 #define CUDA_MAX_GRAPHS 40
 #define CUDA_MAX_ALGOS 512
 
+/* Operation classes of the step profile (cuda_profile.c). */
+typedef enum cuda_prof_class {
+    CUDA_PROF_EMBED,
+    CUDA_PROF_NORM,
+    CUDA_PROF_QKV,
+    CUDA_PROF_ROPE,
+    CUDA_PROF_ATTN,
+    CUDA_PROF_O,
+    CUDA_PROF_GU,
+    CUDA_PROF_SILU,
+    CUDA_PROF_DOWN,
+    CUDA_PROF_COMM,
+    CUDA_PROF_HEAD,
+    CUDA_PROF_SAMPLE,
+    CUDA_PROF_UPLOAD,
+    CUDA_PROF_COUNT
+} cuda_prof_class;
+
 /* A product shape tuned at start-up (cuda_gemm.c): n rows of `in` against an
  * [out][in] weight. */
 typedef struct cuda_gemm_algo {
@@ -81,6 +99,14 @@ typedef struct cuda_backend {
     cuda_gemm_algo algos[CUDA_MAX_ALGOS];
     int num_algos;
     int gemm_tune;
+
+    /* VESTA_PROFILE (cuda_profile.c): events after each operation of an eager step */
+    bool prof, prof_off; /* prof_off: this step is not recorded (graph replay, capture) */
+    int prof_n;
+    cudaEvent_t *prof_ev;
+    signed char *prof_cat;
+    double prof_ms[2][CUDA_PROF_COUNT]; /* [has prefill][class] */
+    long prof_steps[2];
 
     /* shapes */
     int Hd, H, KVH, D, F, V, L, W;        /* W = (H + 2 KVH) D */
@@ -155,6 +181,14 @@ void cuda_gemm_dispose(cuda_backend *be);
 vesta_status cuda_gemm_tune(cuda_backend *be, const int *ns, int count, vesta_error *err);
 vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y, bool f32out,
                        vesta_error *err);
+/* The step profile (VESTA_PROFILE=1). init: reads the variable, creates the events; mark: an
+ * event after an operation of class cat (-1: the step's start); collect: after the step's
+ * stream wait, adds its times; report: prints the totals (stderr); dispose: NULL-safe. */
+vesta_status cuda_profile_init(cuda_backend *be, vesta_error *err);
+void cuda_profile_mark(cuda_backend *be, int cat);
+void cuda_profile_collect(cuda_backend *be, bool has_prefill);
+void cuda_profile_report(cuda_backend *be);
+void cuda_profile_dispose(cuda_backend *be);
 /* The decode batch sizes graphs are captured for (ascending; returns the count,
  * at most CUDA_MAX_GRAPHS). */
 int cuda_decode_buckets(const cuda_backend *be, int *sizes);
