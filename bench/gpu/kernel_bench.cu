@@ -180,7 +180,7 @@ int main(int argc, char **argv) {
     /* Attention: decode batches and one 2048-token prefill, Llama-3-8B heads, block size 16. */
     /* dv: decode kernel (0 production, 1-5, or VK_DECODE_V5_VARIANT_BASE + a version 5 variant);
      * kvh: KV heads (the query heads are 4 x kvh); shuffle: fragmented block tables (else in order) */
-    auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv, int KVH = 8, bool shuffle = true) {
+    auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv, int KVH = 8, bool shuffle = true, int pv = 2) {
         int H = 4 * KVH, W = (H + 2 * KVH) * D;
         int bs = 16, mbps = (ctx + bs - 1) / bs, nblocks = ns * mbps;
         size_t cache = (size_t)nblocks * bs * KVH * D;
@@ -229,7 +229,7 @@ int main(int argc, char **argv) {
         a.prefill_tiles = dt;
         a.num_prefill_tiles = nt;
         a.scratch = scratch;
-        float ms = time_ms([&] { CK(vk_attention_v(&a, dv, 2, 0)); });
+        float ms = time_ms([&] { CK(vk_attention_v(&a, dv, pv, 0)); });
         double kv_bytes = 2.0 * ns * ctx * KVH * D * 2;
         double flops = qlen == 1 ? 4.0 * ns * ctx * H * D : 4.0 * ns * H * D * ((double)qlen * (qlen + 1) / 2);
         char name[160];
@@ -237,7 +237,7 @@ int main(int argc, char **argv) {
             snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s", label, dv, ns, qlen, ctx,
                      KVH == 8 ? "" : KVH == 1 ? " kvh=1 (4 KB contiguous per block)" : " kvh=?", shuffle ? "" : " in-order");
         else
-            snprintf(name, sizeof name, "attention %s seqs=%d q=%d ctx=%d", label, ns, qlen, ctx);
+            snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d", label, pv, ns, qlen, ctx);
         report(name, ms, kv_bytes + 2.0 * ntok * H * D * 2, flops);
         for (void *p : {kc, vc, q, out, (void *)dbt, (void *)dqs, (void *)dcl, (void *)dt, scratch}) cudaFree(p);
     };
@@ -304,8 +304,11 @@ int main(int argc, char **argv) {
             paged_read(256, 640, splits, u);
             paged_read(512, 640, splits, u);
         }
+    /* prefill (decode version unused: no decode rows): one 2048-token prompt, four, and a step
+     * of B1's prefill (32 prompts of 512 tokens) */
     attn(1, 2048, 2048, "prefill", 2);
     attn(4, 2048, 2048, "prefill", 2);
+    attn(32, 512, 512, "prefill", 2);
     /* Sampling: 256 rows over the Llama-3 vocabulary, greedy with logprobs, and temperature 1. */
     {
         int R = 256;
