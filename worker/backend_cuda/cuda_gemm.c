@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "cuda_internal.h"
+#include "gemm_cache.h"
 
 #define TUNE_CANDIDATES 8
 #define TUNE_REPS 3
@@ -73,30 +74,37 @@ fail:
     return VESTA_ERR_BACKEND;
 }
 
-/* Median of TUNE_REPS timed runs (after one untimed) of one product; a NULL:
- * cuBLAS's default. */
+/* One tuning pass: the timing events and the cache (NULL: none). */
+typedef struct tune_ctx {
+    cudaEvent_t e0, e1;
+    vesta_gemm_cache *cache;
+    int from_cache, timed;
+    bool dirty;
+} tune_ctx;
+
+/* Median of TUNE_REPS timed runs (after one untimed) of one product; a NULL: cuBLAS's default. */
 static float time_one(cuda_backend *be, const cuda_gemm_algo *a, const void *x, int n, int in, const void *w, int out,
-                      void *y, bool f32, cudaEvent_t e0, cudaEvent_t e1)
+                      void *y, bool f32, const tune_ctx *t)
 {
     vesta_error err[1] = {{0}};
     float ms[TUNE_REPS];
     for (int r = -1; r < TUNE_REPS; r++) {
-        if (r >= 0 && cudaEventRecord(e0, be->stream) != cudaSuccess) return -1.0f;
+        if (r >= 0 && cudaEventRecord(t->e0, be->stream) != cudaSuccess) return -1.0f;
         vesta_status st = a ? gemm_lt(be, a, x, w, y, err) : gemm_default(be, x, n, in, w, out, y, f32, err);
         if (st != VESTA_OK) {
             cudaStreamSynchronize(be->stream);
             return -1.0f;
         }
         if (r < 0) continue;
-        if (cudaEventRecord(e1, be->stream) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
-            cudaEventElapsedTime(&ms[r], e0, e1) != cudaSuccess)
+        if (cudaEventRecord(t->e1, be->stream) != cudaSuccess || cudaEventSynchronize(t->e1) != cudaSuccess ||
+            cudaEventElapsedTime(&ms[r], t->e0, t->e1) != cudaSuccess)
             return -1.0f;
     }
     for (int i = 1; i < TUNE_REPS; i++) /* insertion sort of three */
         for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) {
-            float t = ms[j];
+            float tmp = ms[j];
             ms[j] = ms[j - 1];
-            ms[j - 1] = t;
+            ms[j - 1] = tmp;
         }
     return ms[TUNE_REPS / 2];
 }
@@ -109,31 +117,46 @@ static void algo_dispose(cuda_gemm_algo *a)
     memset(a, 0, sizeof *a);
 }
 
-/* Times the default and cuBLASLt's first candidates for one shape; records the
- * winner. Sets *def_ms / *best_ms. A shape whose layouts or heuristic fail
- * keeps the default (no entry is an error: the default path is always valid).
- */
-static vesta_status tune_shape(cuda_backend *be, int n, int in, const void *x, const void *w, int out, void *y,
-                               bool f32, cudaEvent_t e0, cudaEvent_t e1, float *def_ms, float *best_ms,
-                               vesta_error *err)
+static bool layouts_create(cuda_gemm_algo *a)
 {
-    if (be->num_algos >= CUDA_MAX_ALGOS || algo_find(be, n, in, out, f32)) return VESTA_OK;
-    cuda_gemm_algo *a = &be->algos[be->num_algos];
-    memset(a, 0, sizeof *a);
-    a->n = n, a->in = in, a->out = out, a->f32 = f32;
-    float d = time_one(be, NULL, x, n, in, w, out, y, f32, e0, e1);
+    return cublasLtMatrixLayoutCreate(&a->la, CUDA_R_16BF, a->in, a->out, a->in) == CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatrixLayoutCreate(&a->lb, CUDA_R_16BF, a->in, a->n, a->in) == CUBLAS_STATUS_SUCCESS &&
+           cublasLtMatrixLayoutCreate(&a->lc, a->f32 ? CUDA_R_32F : CUDA_R_16BF, a->out, a->n, a->out) ==
+               CUBLAS_STATUS_SUCCESS;
+}
+
+/* The cache's pick for a's shape, if it has one that cuBLASLt still accepts here. */
+static bool from_cache(cuda_backend *be, cuda_gemm_algo *a, const tune_ctx *t)
+{
+    const vesta_gemm_cache_entry *e = t->cache ? vesta_gemm_cache_find(t->cache, a->n, a->in, a->out, a->f32) : NULL;
+    if (!e) return false;
+    if (!e->use_lt) return true; /* cuBLAS's default was kept */
+    _Static_assert(sizeof a->algo == sizeof e->algo, "cublasLtMatmulAlgo_t is 64 bytes");
+    memcpy(&a->algo, e->algo, sizeof e->algo);
+    cublasLtMatmulHeuristicResult_t r;
+    if (!layouts_create(a) ||
+        cublasLtMatmulAlgoCheck(be->lt, a->f32 ? be->lt_desc_f32 : be->lt_desc, a->la, a->lb, a->lc, a->lc, &a->algo,
+                                &r) != CUBLAS_STATUS_SUCCESS ||
+        r.state != CUBLAS_STATUS_SUCCESS || r.workspaceSize > be->blas_ws_bytes)
+        return false;
+    a->use_lt = true;
+    return true;
+}
+
+/* Times the default and cuBLASLt's first candidates for a's shape; keeps the winner in a. */
+static vesta_status time_shape(cuda_backend *be, cuda_gemm_algo *a, const void *x, const void *w, void *y,
+                               const tune_ctx *t, float *def_ms, float *best_ms, vesta_error *err)
+{
+    const int n = a->n, in = a->in, out = a->out;
+    const bool f32 = a->f32;
+    float d = time_one(be, NULL, x, n, in, w, out, y, f32, t);
     if (d < 0)
-        return vesta_error_set(err, VESTA_ERR_BACKEND,
-                               "cuda: GEMM tuning: default product %d x %d x %d "
-                               "failed",
-                               n, in, out);
-    *def_ms += d;
+        return vesta_error_set(err, VESTA_ERR_BACKEND, "cuda: GEMM tuning: default product %d x %d x %d failed", n, in,
+                               out);
     float best = d;
     cublasLtMatmulHeuristicResult_t cand[TUNE_CANDIDATES];
     int found = 0;
-    if (cublasLtMatrixLayoutCreate(&a->la, CUDA_R_16BF, in, out, in) != CUBLAS_STATUS_SUCCESS ||
-        cublasLtMatrixLayoutCreate(&a->lb, CUDA_R_16BF, in, n, in) != CUBLAS_STATUS_SUCCESS ||
-        cublasLtMatrixLayoutCreate(&a->lc, f32 ? CUDA_R_32F : CUDA_R_16BF, out, n, out) != CUBLAS_STATUS_SUCCESS ||
+    if (!layouts_create(a) ||
         cublasLtMatmulAlgoGetHeuristic(be->lt, f32 ? be->lt_desc_f32 : be->lt_desc, a->la, a->lb, a->lc, a->lc,
                                        be->lt_pref, TUNE_CANDIDATES, cand, &found) != CUBLAS_STATUS_SUCCESS)
         found = 0;
@@ -141,39 +164,63 @@ static vesta_status tune_shape(cuda_backend *be, int n, int in, const void *x, c
     for (int i = 0; i < found; i++) {
         if (cand[i].state != CUBLAS_STATUS_SUCCESS || cand[i].workspaceSize > be->blas_ws_bytes) continue;
         a->algo = cand[i].algo;
-        float t = time_one(be, a, x, n, in, w, out, y, f32, e0, e1);
-        if (t > 0 && t < best * (pick < 0 ? TUNE_WIN : 1.0f)) best = t, pick = i;
+        float ms = time_one(be, a, x, n, in, w, out, y, f32, t);
+        if (ms > 0 && ms < best * (pick < 0 ? TUNE_WIN : 1.0f)) best = ms, pick = i;
     }
+    *def_ms += d;
     *best_ms += best;
-    if (pick < 0) { /* the default stays; the entry only records that the shape
-                       was tuned */
+    if (pick >= 0) {
+        a->algo = cand[pick].algo;
+        a->use_lt = true;
+    }
+    return VESTA_OK;
+}
+
+/* One product shape: from the cache, else timed (and then added to the cache). */
+static vesta_status tune_shape(cuda_backend *be, int n, int in, const void *x, const void *w, int out, void *y,
+                               bool f32, tune_ctx *t, float *def_ms, float *best_ms, vesta_error *err)
+{
+    if (be->num_algos >= CUDA_MAX_ALGOS || algo_find(be, n, in, out, f32)) return VESTA_OK;
+    cuda_gemm_algo *a = &be->algos[be->num_algos];
+    *a = (cuda_gemm_algo){.n = n, .in = in, .out = out, .f32 = f32};
+    if (from_cache(be, a, t)) {
+        t->from_cache++;
+    } else {
+        algo_dispose(a);
+        *a = (cuda_gemm_algo){.n = n, .in = in, .out = out, .f32 = f32};
+        if (time_shape(be, a, x, w, y, t, def_ms, best_ms, err) != VESTA_OK) {
+            algo_dispose(a);
+            return VESTA_ERR_BACKEND;
+        }
+        t->timed++;
+        vesta_gemm_cache_entry e = {.n = n, .in = in, .out = out, .f32 = f32, .use_lt = a->use_lt};
+        if (a->use_lt) memcpy(e.algo, &a->algo, sizeof e.algo);
+        if (t->cache && vesta_gemm_cache_put(t->cache, &e)) t->dirty = true;
+    }
+    if (!a->use_lt) { /* the default: the entry only records that the shape is settled */
         cuda_gemm_algo keep = {.n = n, .in = in, .out = out, .f32 = f32};
         algo_dispose(a);
         *a = keep;
-    } else {
-        a->algo = cand[pick].algo;
-        a->use_lt = true;
     }
     be->num_algos++;
     return VESTA_OK;
 }
 
-/* Every weight shape of a step at n rows (the four layer products of layer 0
- * and the LM head). */
-static vesta_status tune_n(cuda_backend *be, int n, cudaEvent_t e0, cudaEvent_t e1, float *def_ms, float *best_ms,
-                           vesta_error *err)
+/* Every weight shape of a step at n rows (the four layer products of layer 0 and the LM head);
+ * *def_ms / *best_ms: a step's products with the defaults / the picks, over the timed shapes. */
+static vesta_status tune_n(cuda_backend *be, int n, tune_ctx *t, float *def_ms, float *best_ms, vesta_error *err)
 {
     const cuda_layer *y = &be->layers[0];
     const int Hd = be->Hd, qd = be->H * be->D;
     float d = 0, b = 0;
-    vesta_status st = tune_shape(be, n, Hd, be->h, y->wqkv, be->W, be->qkv, false, e0, e1, &d, &b, err);
-    if (!st) st = tune_shape(be, n, qd, be->attn, y->wo, Hd, be->tmp, false, e0, e1, &d, &b, err);
-    if (!st) st = tune_shape(be, n, Hd, be->h, y->wgu, 2 * be->F, be->gu, false, e0, e1, &d, &b, err);
-    if (!st) st = tune_shape(be, n, be->F, be->act, y->wdown, Hd, be->tmp, false, e0, e1, &d, &b, err);
+    vesta_status st = tune_shape(be, n, Hd, be->h, y->wqkv, be->W, be->qkv, false, t, &d, &b, err);
+    if (!st) st = tune_shape(be, n, qd, be->attn, y->wo, Hd, be->tmp, false, t, &d, &b, err);
+    if (!st) st = tune_shape(be, n, Hd, be->h, y->wgu, 2 * be->F, be->gu, false, t, &d, &b, err);
+    if (!st) st = tune_shape(be, n, be->F, be->act, y->wdown, Hd, be->tmp, false, t, &d, &b, err);
     float hd = 0, hb = 0; /* LM head: once per step, not per layer */
     if (!st && n <= be->max_seqs)
         st = tune_shape(be, n, Hd, be->sh, be->lm_head, be->comm ? be->Vr : be->V, be->comm ? be->lslice : be->logits,
-                        true, e0, e1, &hd, &hb, err);
+                        true, t, &hd, &hb, err);
     *def_ms = d * be->L + hd;
     *best_ms = b * be->L + hb;
     return st;
@@ -216,44 +263,74 @@ static double now_s(void)
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+/* The cache for this GPU and cuBLAS (NULL when turned off or unreadable: then every shape is
+ * timed; a malformed file is reported and replaced). */
+static vesta_gemm_cache *cache_open(cuda_backend *be, char *path, size_t cap)
+{
+    struct cudaDeviceProp prop;
+    char device[VESTA_GEMM_CACHE_DEVICE];
+    if (!vesta_gemm_cache_default_path(path, cap) || cudaGetDeviceProperties(&prop, be->dev) != cudaSuccess)
+        return NULL;
+    snprintf(device, sizeof device, "%.80s, %d SMs, sm_%d%d", prop.name, prop.multiProcessorCount, prop.major,
+             prop.minor);
+    vesta_gemm_cache *c = malloc(sizeof *c);
+    if (!c) return NULL;
+    vesta_error e = {0};
+    if (vesta_gemm_cache_load(c, path, device, (uint64_t)cublasLtGetVersion(), &e) != VESTA_OK) {
+        fprintf(stderr, "cuda: GEMM tuning cache ignored (it will be rewritten): %s\n", e.msg);
+        vesta_gemm_cache_init(c, device, (uint64_t)cublasLtGetVersion());
+    }
+    return c;
+}
+
 vesta_status cuda_gemm_tune(cuda_backend *be, const int *ns, int count, vesta_error *err)
 {
-    cudaEvent_t e0 = NULL, e1 = NULL;
+    char path[4096];
+    tune_ctx t = {0};
     double t0 = now_s();
     float tot_d = 0, tot_b = 0;
-    int tuned = 0;
+    int sizes = 0;
+    t.cache = cache_open(be, path, sizeof path);
     /* defined inputs: the products are timed on the activation buffers */
     CU(cudaMemsetAsync(be->aarena, 0, be->abytes, be->stream));
-    CU(cudaEventCreate(&e0));
-    CU(cudaEventCreate(&e1));
+    CU(cudaEventCreate(&t.e0));
+    CU(cudaEventCreate(&t.e1));
     for (int i = 0; i < count; i++) {
         bool seen = false;
         for (int j = 0; j < i && !seen; j++) seen = ns[j] == ns[i];
         if (seen || ns[i] <= VK_GEMV_MAX_N || ns[i] > be->max_tokens) continue;
         float d = 0, b = 0;
-        if (tune_n(be, ns[i], e0, e1, &d, &b, err) != VESTA_OK) goto fail_quiet;
-        tot_d += d, tot_b += b, tuned++;
-        if (be->gemm_tune > 1)
+        int timed = t.timed;
+        if (tune_n(be, ns[i], &t, &d, &b, err) != VESTA_OK) goto fail_quiet;
+        tot_d += d, tot_b += b, sizes++;
+        if (be->gemm_tune > 1 && t.timed > timed)
             fprintf(stderr,
-                    "cuda: GEMM tuning n=%d: step's products %.3f ms with cuBLAS's "
-                    "default, %.3f ms tuned\n",
+                    "cuda: GEMM tuning n=%d: the step's timed products %.3f ms with cuBLAS's default, %.3f ms "
+                    "tuned\n",
                     ns[i], d, b);
     }
     CU(cudaMemsetAsync(be->aarena, 0, be->abytes, be->stream));
     CU(cudaStreamSynchronize(be->stream));
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
     int lt = 0;
     for (int i = 0; i < be->num_algos; i++) lt += be->algos[i].use_lt;
     fprintf(stderr,
-            "cuda: GEMM tuning: %d step sizes, %d of %d shapes use a cuBLASLt "
-            "pick; their products "
-            "%.2f ms -> %.2f ms summed over the sizes; %.2f s\n",
-            tuned, lt, be->num_algos, tot_d, tot_b, now_s() - t0);
+            "cuda: GEMM tuning: %d step sizes, %d shapes (%d from the cache%s%s, %d timed: %.2f -> %.2f ms), "
+            "%d use a cuBLASLt pick; %.2f s\n",
+            sizes, be->num_algos, t.from_cache, t.cache ? " " : ": none", t.cache ? path : "", t.timed, tot_d, tot_b,
+            lt, now_s() - t0);
+    if (t.cache && t.dirty) {
+        vesta_error e = {0};
+        if (vesta_gemm_cache_save(t.cache, path, &e) != VESTA_OK)
+            fprintf(stderr, "cuda: GEMM tuning cache not saved: %s\n", e.msg);
+    }
+    free(t.cache);
+    cudaEventDestroy(t.e0);
+    cudaEventDestroy(t.e1);
     return VESTA_OK;
 fail:
 fail_quiet:
-    if (e0) cudaEventDestroy(e0);
-    if (e1) cudaEventDestroy(e1);
+    free(t.cache);
+    if (t.e0) cudaEventDestroy(t.e0);
+    if (t.e1) cudaEventDestroy(t.e1);
     return VESTA_ERR_BACKEND;
 }
