@@ -5,7 +5,7 @@
 #                                       binaries link into .gpu/debs (both git-ignored)
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
-#                                       serve, tune, small, profile, tp2 (two GPUs) or all
+#                                       serve, tune, small, profile, cache, tp2 (two GPUs) or all
 #                                       (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -257,6 +257,24 @@ stage_tune() {
     done
 }
 
+# The GEMM tuning cache: a first run times the products and writes the cache, later runs take
+# the same picks from it (same greedy tokens, no timing).
+stage_cache() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    python3 -c "import json, random; r = random.Random(1); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(320)]" >"$W/gc_prompts.jsonl"
+    rm -f "$W/gemm.bin"
+    local run
+    for run in 1 2 3; do
+        VESTA_GEMM_CACHE="$W/gemm.bin" timeout 200 "$V" generate --backend cuda --model "$M8D" --load-format dummy \
+            --input "$W/gc_prompts.jsonl" --output "$W/gc_$run.jsonl" --temperature 0 --max-tokens 32 --ignore-eos \
+            --logprobs 5 --no-progress --max-model-len 1024 >>"$W/gc.log" 2>&1
+        echo "generate run $run: rc $? $(grep -h 'GEMM tuning:' "$W/gc.log" | tail -1)"
+    done
+    ls -l "$W/gemm.bin"
+    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/gc_1.jsonl" "$W/gc_2.jsonl" --label 'tuning cache: run 2 (cache) vs run 1 (timed)')")
+    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/gc_2.jsonl" "$W/gc_3.jsonl" --label 'tuning cache: run 3 vs run 2 (both from the cache)')")
+}
+
 # Where the device time goes (VESTA_PROFILE=1: an event after every operation of an eager step;
 # --enforce-eager runs the same kernels as the graphs): B1 and B2.
 stage_profile() {
@@ -324,6 +342,7 @@ run)
         tp2) stage_tp2 ;;
         tune) stage_tune ;;
         profile) stage_profile ;;
+        cache) stage_cache ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
         esac
