@@ -104,19 +104,26 @@ static void m_duplicate(uint8_t *b, size_t *n) { (void)n, memcpy(b + 152 + 80, b
 
 static void test_malformed(void)
 {
-    refused("magic", m_magic, "magic");
-    refused("version", m_version, "version");
-    refused("count over the cap", m_count_big, "count");
-    refused("truncated", m_count_len, "count");
-    refused("short header", m_header_short, "header");
-    refused("trailing bytes", m_trailing, "count");
-    refused("device", m_device_nul, "device");
-    refused("device padding", m_device_pad, "device: bytes after");
-    refused("zero n", m_shape_zero, "entry 0");
-    refused("negative in", m_shape_neg, "entry 1");
-    refused("flag", m_flag, "entry 0: flags");
-    refused("padding", m_pad, "entry 0: flags");
-    refused("duplicate", m_duplicate, "listed twice");
+    static const struct {
+        const char *what;
+        void (*mutate)(uint8_t *buf, size_t *len);
+        const char *field; /* what the error message must name */
+    } cases[] = {
+        {"magic", m_magic, "magic"},
+        {"version", m_version, "version"},
+        {"count over the cap", m_count_big, "count"},
+        {"truncated", m_count_len, "count"},
+        {"short header", m_header_short, "header"},
+        {"trailing bytes", m_trailing, "count"},
+        {"device", m_device_nul, "device"},
+        {"device padding", m_device_pad, "device: bytes after"},
+        {"zero n", m_shape_zero, "entry 0"},
+        {"negative in", m_shape_neg, "entry 1"},
+        {"flag", m_flag, "entry 0: flags"},
+        {"padding", m_pad, "entry 0: flags"},
+        {"duplicate", m_duplicate, "listed twice"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) refused(cases[i].what, cases[i].mutate, cases[i].field);
 }
 
 static void test_load_names_file(const char *dir)
