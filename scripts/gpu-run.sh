@@ -5,7 +5,7 @@
 #                                       binaries link into .gpu/debs (both git-ignored)
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
-#                                       serve, tune, small, profile, cache, tp2 (two GPUs) or all
+#                                       serve, tune, small, e2e8b, profile, cache, tp2 (two GPUs) or all
 #                                       (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -336,6 +336,7 @@ run)
         kernels) stage_kernels ;;
         e2e) stage_e2e ;;
         small) stage_small ;;
+        e2e8b) stage_e2e_8b ;;
         bench) stage_bench ;;
         peer) stage_peer ;;
         serve) stage_serve ;;
