@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cli_num.h"
 #ifdef VESTA_HAVE_BENCH_SERVE
 #include "bench_serve.h"
 #endif
@@ -129,10 +130,10 @@ static int parse(bench_args *a, int argc, char **argv)
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end = NULL;
         const char *s = optarg;
-        long long v = s ? strtoll(s, &end, 10) : 0;
-        bool intok = s && end != s && *end == '\0' && v >= 0 && v <= (1LL << 30);
+        long long v = 0;
+        double d = 0;
+        bool intok = vesta_cli_parse_int(s, 0, 1LL << 30, &v);
         bool ok = true;
         switch (c) {
         case O_MODEL: a->cfg.model = s; break;
@@ -143,12 +144,10 @@ static int parse(bench_args *a, int argc, char **argv)
         case O_MODEL_LEN: ok = intok && v >= 1; a->cfg.max_model_len = (int)v; break;
         case O_PC_ON: a->cfg.enable_prefix_caching = true; break;
         case O_PC_OFF: a->cfg.enable_prefix_caching = false; break;
-        case O_UTIL: {
-            double d = strtod(s, &end);
-            ok = end != s && *end == '\0' && d > 0 && d <= 1;
+        case O_UTIL:
+            ok = vesta_cli_parse_double(s, &d) && d > 0 && d <= 1;
             a->cfg.backend_opts.gpu_memory_utilization = d;
             break;
-        }
         case O_NBLOCKS: ok = intok && v >= 1; a->cfg.num_gpu_blocks_override = (int)v; break;
         case O_EAGER: a->cfg.backend_opts.enforce_eager = true; break;
         case O_TP: ok = intok && v >= 1 && v <= 64; a->cfg.backend_opts.tp_size = (int)v; break;
@@ -163,12 +162,10 @@ static int parse(bench_args *a, int argc, char **argv)
         case O_ITERS: ok = intok && v >= 1; a->iters = (int)v; break;
         case O_WARMUP: ok = intok; a->warmup = (int)v; break;
         case O_PREFIX: ok = intok && v >= 1; a->prefix_len = (int)v; break;
-        case O_TEMP: {
-            double d = strtod(s, &end);
-            ok = end != s && *end == '\0' && d >= 0;
+        case O_TEMP:
+            ok = vesta_cli_parse_double(s, &d) && d >= 0;
             a->temperature = d;
             break;
-        }
         case O_JSON: a->json_out = s; break;
         case O_HELP: usage(stdout); return -1;
         default:

@@ -14,6 +14,7 @@
  * token; E2EL = last byte - send. Duration = first send to last completion. Throughputs over
  * successful requests. Percentiles interpolate linearly (numpy's default). */
 #include "bench_serve.h"
+#include "cli_num.h"
 #include "sse_stream.h"
 
 #include <curl/curl.h>
@@ -146,28 +147,6 @@ static void usage(FILE *f)
 "accepted for vLLM command lines: --dataset-name random, --backend openai|vllm\n");
 }
 
-static bool parse_int(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_double(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
-}
-
 static bool parse_metrics(serve_args *a, const char *s)
 {
     memset(a->want, 0, sizeof a->want);
@@ -200,7 +179,7 @@ static bool parse_percentiles(serve_args *a, const char *s)
             return false;
         memcpy(tmp, p, len);
         tmp[len] = '\0';
-        if (!parse_double(tmp, &v) || v <= 0 || v > 100)
+        if (!vesta_cli_parse_double(tmp, &v) || v <= 0 || v > 100)
             return false;
         a->percentiles[a->n_percentiles++] = v;
         p += len;
@@ -238,24 +217,24 @@ static int parse(serve_args *a, int argc, char **argv)
         switch (c) {
         case O_BASE_URL: a->base_url = s; break;
         case O_HOST: a->host = s; break;
-        case O_PORT: ok = parse_int(s, 1, 65535, &v); a->port = (int)v; break;
+        case O_PORT: ok = vesta_cli_parse_int(s, 1, 65535, &v); a->port = (int)v; break;
         case O_ENDPOINT: ok = s[0] == '/'; a->endpoint = s; break;
         case O_MODEL: a->model = s; break;
         case O_TOKENIZER: a->tokenizer = s; break;
-        case O_VOCAB: ok = parse_int(s, 1, INT32_MAX, &v); a->vocab_size = v; break;
-        case O_NUMP: ok = parse_int(s, 1, 1 << 24, &v); a->num_prompts = (int)v; break;
+        case O_VOCAB: ok = vesta_cli_parse_int(s, 1, INT32_MAX, &v); a->vocab_size = v; break;
+        case O_NUMP: ok = vesta_cli_parse_int(s, 1, 1 << 24, &v); a->num_prompts = (int)v; break;
         case O_RATE:
             if (strcmp(s, "inf") == 0) a->request_rate = INFINITY;
-            else ok = parse_double(s, &a->request_rate) && a->request_rate > 0;
+            else ok = vesta_cli_parse_double(s, &a->request_rate) && a->request_rate > 0;
             break;
-        case O_BURST: ok = parse_double(s, &a->burstiness) && a->burstiness > 0; break;
-        case O_MAXC: ok = parse_int(s, 1, 1 << 24, &v); a->max_concurrency = (int)v; break;
-        case O_IN: ok = parse_int(s, 1, 1 << 24, &v); a->input_len = (int)v; break;
-        case O_OUT: ok = parse_int(s, 1, 1 << 24, &v); a->output_len = (int)v; break;
+        case O_BURST: ok = vesta_cli_parse_double(s, &a->burstiness) && a->burstiness > 0; break;
+        case O_MAXC: ok = vesta_cli_parse_int(s, 1, 1 << 24, &v); a->max_concurrency = (int)v; break;
+        case O_IN: ok = vesta_cli_parse_int(s, 1, 1 << 24, &v); a->input_len = (int)v; break;
+        case O_OUT: ok = vesta_cli_parse_int(s, 1, 1 << 24, &v); a->output_len = (int)v; break;
         case O_IGNORE_EOS: a->ignore_eos = true; break;
-        case O_SEED: ok = parse_int(s, 0, INT64_MAX, &v); a->seed = (uint64_t)v; break;
-        case O_TEMP: ok = parse_double(s, &a->temperature) && a->temperature >= 0; break;
-        case O_TIMEOUT: ok = parse_double(s, &d) && d > 0; a->timeout_s = d; break;
+        case O_SEED: ok = vesta_cli_parse_int(s, 0, INT64_MAX, &v); a->seed = (uint64_t)v; break;
+        case O_TEMP: ok = vesta_cli_parse_double(s, &a->temperature) && a->temperature >= 0; break;
+        case O_TIMEOUT: ok = vesta_cli_parse_double(s, &d) && d > 0; a->timeout_s = d; break;
         case O_SAVE: a->save_result = true; break;
         case O_RDIR: a->result_dir = s; break;
         case O_RFILE: a->result_filename = s; a->save_result = true; break;

@@ -9,6 +9,7 @@
  *                 "stop_reason": id|null, "num_tokens": k, "logprobs": [...]}]}
  * or {"index": i, "error": "..."} for a line that could not be run. */
 #include "generate.h"
+#include "cli_num.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -202,28 +203,6 @@ static void usage(FILE *f)
 "  --no-progress                   no progress bar even on a terminal\n");
 }
 
-static bool parse_long(const char *s, long long lo, long long hi, long long *v)
-{
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (errno || end == s || *end != '\0' || x < lo || x > hi)
-        return false;
-    *v = x;
-    return true;
-}
-
-static bool parse_double(const char *s, double *v)
-{
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (errno || end == s || *end != '\0' || !isfinite(x))
-        return false;
-    *v = x;
-    return true;
-}
-
 static bool parse_stop_ids(const char *s, vesta_sampling_params *sp)
 {
     sp->num_stop_token_ids = 0;
@@ -231,7 +210,7 @@ static bool parse_stop_ids(const char *s, vesta_sampling_params *sp)
     bool ok = copy != NULL;
     for (char *tok = ok ? strtok_r(copy, ",", &save) : NULL; tok; tok = strtok_r(NULL, ",", &save)) {
         long long v;
-        if (sp->num_stop_token_ids == VESTA_MAX_STOP_TOKEN_IDS || !parse_long(tok, 0, INT32_MAX, &v)) {
+        if (sp->num_stop_token_ids == VESTA_MAX_STOP_TOKEN_IDS || !vesta_cli_parse_int(tok, 0, INT32_MAX, &v)) {
             ok = false;
             break;
         }
@@ -260,47 +239,47 @@ static int parse_args(gen_ctx *g, int argc, char **argv)
         case OPT_INPUT: g->input = a; break;
         case OPT_OUTPUT: g->output = a; break;
         case OPT_BACKEND: g->cfg.backend = a; break;
-        case OPT_BLOCK_SIZE: ok = parse_long(a, 1, 1024, &iv); g->cfg.block_size = (int)iv; break;
-        case OPT_MAX_NUM_SEQS: ok = parse_long(a, 1, 1 << 20, &iv); g->cfg.max_num_seqs = (int)iv; break;
-        case OPT_MAX_BATCHED: ok = parse_long(a, 1, 1 << 24, &iv); g->cfg.max_num_batched_tokens = (int)iv; break;
-        case OPT_MAX_MODEL_LEN: ok = parse_long(a, 1, 1 << 24, &iv); g->cfg.max_model_len = (int)iv; break;
+        case OPT_BLOCK_SIZE: ok = vesta_cli_parse_int(a, 1, 1024, &iv); g->cfg.block_size = (int)iv; break;
+        case OPT_MAX_NUM_SEQS: ok = vesta_cli_parse_int(a, 1, 1 << 20, &iv); g->cfg.max_num_seqs = (int)iv; break;
+        case OPT_MAX_BATCHED: ok = vesta_cli_parse_int(a, 1, 1 << 24, &iv); g->cfg.max_num_batched_tokens = (int)iv; break;
+        case OPT_MAX_MODEL_LEN: ok = vesta_cli_parse_int(a, 1, 1 << 24, &iv); g->cfg.max_model_len = (int)iv; break;
         case OPT_PREFIX_ON: g->cfg.enable_prefix_caching = true; break;
         case OPT_PREFIX_OFF: g->cfg.enable_prefix_caching = false; break;
         case OPT_GPU_UTIL:
-            ok = parse_double(a, &dv) && dv > 0 && dv <= 1;
+            ok = vesta_cli_parse_double(a, &dv) && dv > 0 && dv <= 1;
             g->cfg.backend_opts.gpu_memory_utilization = dv;
             break;
-        case OPT_NUM_BLOCKS: ok = parse_long(a, 1, 1 << 28, &iv); g->cfg.num_gpu_blocks_override = (int)iv; break;
+        case OPT_NUM_BLOCKS: ok = vesta_cli_parse_int(a, 1, 1 << 28, &iv); g->cfg.num_gpu_blocks_override = (int)iv; break;
         case OPT_EAGER: g->cfg.backend_opts.enforce_eager = true; break;
         case OPT_LOAD_FORMAT:
             ok = strcmp(a, "auto") == 0 || strcmp(a, "dummy") == 0;
             g->cfg.backend_opts.load_dummy = strcmp(a, "dummy") == 0;
             break;
         case OPT_SEED:
-            ok = parse_long(a, 0, INT64_MAX, &iv);
+            ok = vesta_cli_parse_int(a, 0, INT64_MAX, &iv);
             g->cfg.seed = (uint64_t)iv;
             g->cfg.backend_opts.dummy_seed = (uint64_t)iv;
             break;
         case OPT_KV_SPACE:
-            ok = parse_double(a, &dv) && dv > 0 && dv < 1 << 20;
+            ok = vesta_cli_parse_double(a, &dv) && dv > 0 && dv < 1 << 20;
             g->cfg.backend_opts.cpu_kv_cache_bytes = (size_t)(dv * 1024 * 1024 * 1024);
             break;
-        case OPT_THREADS: ok = parse_long(a, 0, 4096, &iv); g->cfg.backend_opts.num_threads = (int)iv; break;
-        case OPT_TP: ok = parse_long(a, 1, 64, &iv); g->cfg.backend_opts.tp_size = (int)iv; break;
-        case OPT_TEMPERATURE: ok = parse_double(a, &dv); g->sp.temperature = (float)dv; break;
-        case OPT_TOP_P: ok = parse_double(a, &dv); g->sp.top_p = (float)dv; break;
-        case OPT_TOP_K: ok = parse_long(a, -1, INT32_MAX, &iv); g->sp.top_k = (int)iv; break;
-        case OPT_MIN_P: ok = parse_double(a, &dv); g->sp.min_p = (float)dv; break;
-        case OPT_MAX_TOKENS: ok = parse_long(a, 1, INT32_MAX, &iv); g->sp.max_tokens = (int)iv; break;
-        case OPT_MIN_TOKENS: ok = parse_long(a, 0, INT32_MAX, &iv); g->sp.min_tokens = (int)iv; break;
+        case OPT_THREADS: ok = vesta_cli_parse_int(a, 0, 4096, &iv); g->cfg.backend_opts.num_threads = (int)iv; break;
+        case OPT_TP: ok = vesta_cli_parse_int(a, 1, 64, &iv); g->cfg.backend_opts.tp_size = (int)iv; break;
+        case OPT_TEMPERATURE: ok = vesta_cli_parse_double(a, &dv); g->sp.temperature = (float)dv; break;
+        case OPT_TOP_P: ok = vesta_cli_parse_double(a, &dv); g->sp.top_p = (float)dv; break;
+        case OPT_TOP_K: ok = vesta_cli_parse_int(a, -1, INT32_MAX, &iv); g->sp.top_k = (int)iv; break;
+        case OPT_MIN_P: ok = vesta_cli_parse_double(a, &dv); g->sp.min_p = (float)dv; break;
+        case OPT_MAX_TOKENS: ok = vesta_cli_parse_int(a, 1, INT32_MAX, &iv); g->sp.max_tokens = (int)iv; break;
+        case OPT_MIN_TOKENS: ok = vesta_cli_parse_int(a, 0, INT32_MAX, &iv); g->sp.min_tokens = (int)iv; break;
         case OPT_IGNORE_EOS: g->sp.ignore_eos = true; break;
-        case OPT_PRESENCE: ok = parse_double(a, &dv); g->sp.presence_penalty = (float)dv; break;
-        case OPT_FREQUENCY: ok = parse_double(a, &dv); g->sp.frequency_penalty = (float)dv; break;
-        case OPT_REPETITION: ok = parse_double(a, &dv); g->sp.repetition_penalty = (float)dv; break;
-        case OPT_N: ok = parse_long(a, 1, 1 << 16, &iv); g->sp.n = (int)iv; break;
-        case OPT_LOGPROBS: ok = parse_long(a, 0, VESTA_MAX_LOGPROBS, &iv); g->sp.logprobs = (int)iv; break;
+        case OPT_PRESENCE: ok = vesta_cli_parse_double(a, &dv); g->sp.presence_penalty = (float)dv; break;
+        case OPT_FREQUENCY: ok = vesta_cli_parse_double(a, &dv); g->sp.frequency_penalty = (float)dv; break;
+        case OPT_REPETITION: ok = vesta_cli_parse_double(a, &dv); g->sp.repetition_penalty = (float)dv; break;
+        case OPT_N: ok = vesta_cli_parse_int(a, 1, 1 << 16, &iv); g->sp.n = (int)iv; break;
+        case OPT_LOGPROBS: ok = vesta_cli_parse_int(a, 0, VESTA_MAX_LOGPROBS, &iv); g->sp.logprobs = (int)iv; break;
         case OPT_STOP_IDS: ok = parse_stop_ids(a, &g->sp); break;
-        case OPT_SAMPLING_SEED: ok = parse_long(a, 0, INT64_MAX, &iv); g->sp.seed = iv; break;
+        case OPT_SAMPLING_SEED: ok = vesta_cli_parse_int(a, 0, INT64_MAX, &iv); g->sp.seed = iv; break;
         case OPT_NO_PROGRESS: g->progress = false; break;
         case OPT_HELP: usage(stdout); return -1;
         default:
