@@ -177,8 +177,8 @@ static vesta_status decode_schema(dec *d, const proto_schema *s, const msgpack_o
 static vesta_status decode_field(dec *d, const proto_field *f, const msgpack_object *o,
                                  void *base, const char *path)
 {
-    int64_t iv;
-    double dv;
+    int64_t iv = 0; /* set by get_ranged on success; the initialiser quiets GCC's maybe-uninitialized */
+    double dv = 0;
     uint32_t n;
     vesta_status st;
     if (o->type == MSGPACK_OBJECT_NIL && (f->flags & PF_NIL_EMPTY))

@@ -108,6 +108,11 @@ typedef struct vesta_backend_options {
 
 void vesta_backend_options_init(vesta_backend_options *o);
 
+/* The checks every copy_blocks implementation starts with: n >= 0 and, when n > 0, both lists
+ * given. VESTA_ERR_INVALID_ARG otherwise. (Block ids are checked by each backend against its
+ * own cache.) */
+vesta_status vesta_backend_check_copy_args(const int32_t *src, const int32_t *dst, int n, vesta_error *err);
+
 /* Creates the named backend ("cpu", "cuda") for an opened model file. */
 vesta_backend *vesta_backend_create(const char *name, const vesta_model_file *mf,
                                     const vesta_backend_options *opts, vesta_error *err);

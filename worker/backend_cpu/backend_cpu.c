@@ -57,8 +57,7 @@ static vesta_status cpu_copy_blocks(vesta_backend *base, const int32_t *src, con
                                     vesta_error *err)
 {
     cpu_backend *be = cpu_of(base);
-    if (n < 0 || (n > 0 && (!src || !dst)))
-        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "copy_blocks: bad arguments (n = %d)", n);
+    if (vesta_backend_check_copy_args(src, dst, n, err) != VESTA_OK) return VESTA_ERR_INVALID_ARG;
     if (n > 0 && !be->kv.data)
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "copy_blocks before kv_alloc");
     for (int i = 0; i < n; i++)

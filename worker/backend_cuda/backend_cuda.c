@@ -130,8 +130,7 @@ static vesta_status cuda_copy_blocks(vesta_backend *base, const int32_t *src, co
                                      vesta_error *err)
 {
     cuda_backend *be = cu_of(base);
-    if (n < 0 || (n > 0 && (!src || !dst)))
-        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "copy_blocks: bad arguments (n = %d)", n);
+    if (vesta_backend_check_copy_args(src, dst, n, err) != VESTA_OK) return VESTA_ERR_INVALID_ARG;
     if (n == 0) return VESTA_OK;
     if (!be->kv) return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "copy_blocks before kv_alloc");
     if (n > be->max_tokens)

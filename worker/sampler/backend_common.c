@@ -25,6 +25,12 @@ void vesta_backend_options_init(vesta_backend_options *o)
 
 void vesta_backend_destroy(vesta_backend *be)
 {
-    if (be != NULL && be->ops != NULL && be->ops->destroy != NULL)
-        be->ops->destroy(be);
+    if (be != NULL && be->ops != NULL && be->ops->destroy != NULL) be->ops->destroy(be);
+}
+
+vesta_status vesta_backend_check_copy_args(const int32_t *src, const int32_t *dst, int n, vesta_error *err)
+{
+    if (n < 0 || (n > 0 && (!src || !dst)))
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "copy_blocks: bad arguments (n = %d)", n);
+    return VESTA_OK;
 }

@@ -97,8 +97,7 @@ static vesta_status tp_copy_blocks(vesta_backend *be, const int32_t *src, const 
                                    vesta_error *err)
 {
     tp_backend *t = tp_of(be);
-    if (n < 0 || (n > 0 && (!src || !dst)))
-        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "copy_blocks: bad arguments (n = %d)", n);
+    if (vesta_backend_check_copy_args(src, dst, n, err) != VESTA_OK) return VESTA_ERR_INVALID_ARG;
     size_t bytes = sizeof(int32_t) * (1 + 2 * (size_t)n);
     if (bytes > t->msg_cap) {
         int32_t *m = realloc(t->msg, bytes);
