@@ -72,31 +72,6 @@ static bool dvec_push(dvec *d, double x)
     return true;
 }
 
-typedef struct bytes {
-    char *p;
-    size_t n, cap;
-} bytes;
-
-static bool bytes_append(bytes *b, const char *s, size_t n)
-{
-    if (n > SIZE_MAX - b->n - 1)
-        return false;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap = cap > SIZE_MAX / 2 ? b->n + n + 1 : cap * 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return false;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return true;
-}
-
 /* ---- options ---- */
 
 typedef struct serve_args {
@@ -320,7 +295,7 @@ typedef struct request {
     long long chunks;
     vesta_sse_stream sse; /* a line longer than VESTA_SSE_LINE_MAX fails the request */
     double t_feed;        /* arrival time of the bytes being fed, for the chunk timings */
-    bytes text;
+    vesta_text_buf text;
     char head[ERR_HEAD_MAX + 1]; /* the first bytes of the body, for error messages */
     size_t head_len;
     bool saw_done, sent, finished, ok;
@@ -370,7 +345,7 @@ static bool handle_data(void *ud, const char *s, size_t n)
             if (go) {
                 r->t_last = t;
                 r->chunks++;
-                if (c.text && !bytes_append(&r->text, c.text, c.text_len))
+                if (c.text && !vesta_text_buf_append(&r->text, c.text, c.text_len))
                     go = false;
             }
             if (!go)
@@ -535,14 +510,14 @@ static void request_release(request *r, CURLM *m)
 static size_t to_bytes(char *p, size_t size, size_t nmemb, void *ud)
 {
     size_t n = size * nmemb;
-    return bytes_append(ud, p, n) ? n : 0;
+    return vesta_text_buf_append(ud, p, n) ? n : 0;
 }
 
 /* GET base/v1/models. Returns the parsed answer or NULL with a message printed. */
 static json_t *get_models(const char *base, const char *api_key)
 {
     char *url = NULL, *auth = NULL;
-    bytes body = {0};
+    vesta_text_buf body = {0};
     json_t *o = NULL;
     CURL *h = curl_easy_init();
     struct curl_slist *hdr = NULL;
@@ -579,7 +554,7 @@ out:
         curl_easy_cleanup(h);
     free(url);
     free(auth);
-    free(body.p);
+    vesta_text_buf_dispose(&body);
     return o;
 }
 
@@ -1040,7 +1015,7 @@ static void run_release(run *R)
             request *r = &R->reqs[i];
             free(r->body);
             vesta_sse_stream_dispose(&r->sse);
-            free(r->text.p);
+            vesta_text_buf_dispose(&r->text);
             free(r->itl.v);
             free(r->error);
             curl_slist_free_all(r->headers);

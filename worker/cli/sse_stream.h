@@ -23,9 +23,20 @@ typedef enum vesta_sse_status {
     VESTA_SSE_STATUS_NO_MEMORY,
 } vesta_sse_status;
 
+/* A growable byte string, NUL-terminated once anything was appended (p NULL before): the SSE
+ * line buffer, and bench serve's response bodies and generated texts. Zero-initialised = empty. */
+typedef struct vesta_text_buf {
+    char *p;
+    size_t n, cap;
+} vesta_text_buf;
+
+/* Appends n bytes; false (b unchanged) when out of memory or the size would overflow. */
+bool vesta_text_buf_append(vesta_text_buf *b, const char *s, size_t n);
+void vesta_text_buf_dispose(vesta_text_buf *b); /* back to empty */
+
 typedef struct vesta_sse_stream {
-    char *line; /* the unfinished line so far, NUL-terminated when non-NULL */
-    size_t len, cap, line_max;
+    vesta_text_buf line; /* the unfinished line so far */
+    size_t line_max;
     vesta_sse_status status; /* sticky: the first failure */
 } vesta_sse_stream;
 
@@ -44,8 +55,8 @@ void vesta_sse_stream_dispose(vesta_sse_stream *s);
  * `data:` line they complete. Returns VESTA_SSE_STATUS_OK, or the failure that stopped it
  * (callback refusal, over-long line, out of memory); bytes after that point are not consumed,
  * the failure is kept and every later feed returns it without reading anything. */
-vesta_sse_status vesta_sse_stream_feed(vesta_sse_stream *s, const char *bytes, size_t n,
-                                       vesta_sse_data_fn on_data, void *ud);
+vesta_sse_status vesta_sse_stream_feed(vesta_sse_stream *s, const char *bytes, size_t n, vesta_sse_data_fn on_data,
+                                       void *ud);
 
 typedef enum vesta_sse_chunk_kind {
     VESTA_SSE_CHUNK_DATA = 0,    /* a JSON object: see has_choice, text, usage_tokens */
@@ -56,13 +67,13 @@ typedef enum vesta_sse_chunk_kind {
 
 typedef struct vesta_sse_chunk {
     vesta_sse_chunk_kind kind;
-    bool has_choice;          /* DATA: "choices" is a non-empty array (a completion chunk) */
-    const char *text;         /* DATA: choices[0].text when a string (may hold U+0000), else NULL */
+    bool has_choice;  /* DATA: "choices" is a non-empty array (a completion chunk) */
+    const char *text; /* DATA: choices[0].text when a string (may hold U+0000), else NULL */
     size_t text_len;
-    long long usage_tokens;   /* DATA: usage.completion_tokens when a non-negative integer, else -1 */
-    const char *error;        /* ERROR_EVENT: error.message when a string, else NULL */
-    json_error_t json_error;  /* BAD_JSON: jansson's position and text */
-    json_t *json;             /* owns text and error */
+    long long usage_tokens;  /* DATA: usage.completion_tokens when a non-negative integer, else -1 */
+    const char *error;       /* ERROR_EVENT: error.message when a string, else NULL */
+    json_error_t json_error; /* BAD_JSON: jansson's position and text */
+    json_t *json;            /* owns text and error */
 } vesta_sse_chunk;
 
 /* Interprets one `data:` payload into *c and returns c->kind. Never fails otherwise (a payload
