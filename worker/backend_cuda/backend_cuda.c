@@ -1,6 +1,5 @@
-/* The CUDA backend object: creation (device, weights, memory plan), the KV
- * cache, execute (metadata upload, graph or eager forward, GPU sampling) and
- * block copies. */
+/* The CUDA backend object: creation (device, weights, memory plan), the KV cache, execute
+ * (metadata upload, graph or eager forward, GPU sampling) and block copies. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +13,8 @@
 
 static cuda_backend *cu_of(vesta_backend *b) { return (cuda_backend *)b; }
 
-/* A tensor-parallel rank other than 0: it runs every step's forward pass (and
- * its collectives) but samples nothing; its batches come without sample_rows.
- */
+/* A tensor-parallel rank other than 0: it runs every step's forward pass (and its collectives)
+ * but samples nothing; its batches come without sample_rows. */
 static bool follower(const cuda_backend *be) { return be->comm && be->shard.rank != 0; }
 
 void cuda_tp_local_ids(const cuda_backend *be, int32_t *ids, int n)
@@ -152,8 +150,7 @@ fail:
     return VESTA_ERR_BACKEND;
 }
 
-/* Every index the kernels will follow is checked here: a bad batch is an error,
- * never a fault. */
+/* Every index the kernels will follow is checked here: a bad batch is an error, never a fault. */
 static vesta_status validate(cuda_backend *be, const vesta_batch *b, vesta_error *err)
 {
     if (!be->kv) return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "execute before kv_alloc");
@@ -202,8 +199,7 @@ static vesta_status validate(cuda_backend *be, const vesta_batch *b, vesta_error
     return VESTA_OK;
 }
 
-/* Sampling rows and their token pools into the host mirrors; returns the pool
- * length or -1. */
+/* Sampling rows and their token pools into the host mirrors; returns the pool length or -1. */
 static long fill_samples(cuda_backend *be, const vesta_batch *b)
 {
     size_t n = 0;
@@ -306,9 +302,8 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
         if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
     }
     long pool = follower(be) ? 0 : fill_samples(be, b);
-    /* Under TP the other ranks run this step's forward pass (and wait in its
-     * collectives) whatever rank 0 thinks of its sampling rows: run it, then fail
-     * the step. */
+    /* Under TP the other ranks run this step's forward pass (and wait in its collectives) whatever
+     * rank 0 thinks of its sampling rows: run it, then fail the step. */
     const bool pool_bad = pool < 0;
     if (pool_bad && !be->comm)
         return vesta_error_set(err, VESTA_ERR_LIMIT, "execute: penalty token lists exceed the planned %zu ids",
@@ -383,9 +378,8 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
     return VESTA_OK;
 fail:
 fail_quiet:
-    /* leave the stream idle so the next step starts clean (a sticky error fails
-     * it too); under TP a failed step has aborted the communicator, so the stream
-     * cannot be stuck on a peer */
+    /* leave the stream idle so the next step starts clean (a sticky error fails it too); under
+     * TP a failed step has aborted the communicator, so the stream cannot be stuck on a peer */
     if (!be->comm || cuda_stream_wait(be, &(vesta_error){0}) != VESTA_OK) cudaStreamSynchronize(be->stream);
     if (err && err->code == VESTA_OK) vesta_error_set(err, VESTA_ERR_BACKEND, "cuda: step failed");
     return VESTA_ERR_BACKEND;
@@ -462,17 +456,16 @@ static vesta_status check_config(const vesta_model_config *c, const vesta_backen
 
 static size_t al(size_t n) { return (n + 255) / 256 * 256; }
 
-/* Arena layout: each plan_* function runs twice, first with base NULL to count
- * the bytes, then with the allocated base to place every buffer. */
+/* Arena layout: each plan_* function runs twice, first with base NULL to count the bytes, then
+ * with the allocated base to place every buffer. */
 #define A(ptr, bytes)                                                                                                  \
     do {                                                                                                               \
         if (base) *(void **)&(ptr) = base + off;                                                                       \
         off += al(bytes);                                                                                              \
     } while (0)
 
-/* The per-step metadata (token ids, positions, slots, block tables, sampling
- * rows): the same layout on the device (be->m) and in its pinned host mirror
- * (be->hm). */
+/* The per-step metadata (token ids, positions, slots, block tables, sampling rows): the same
+ * layout on the device (be->m) and in its pinned host mirror (be->hm). */
 static size_t plan_meta(const cuda_backend *be, cuda_meta *m, char *base, size_t off)
 {
     const size_t T = (size_t)be->max_tokens, S = (size_t)be->max_seqs;
@@ -526,9 +519,8 @@ static size_t plan_host(cuda_backend *be, char *base)
 }
 #undef A
 
-/* VESTA_GEMM_TUNE=0|1|2: the products tuned at start-up off / on (the default)
- * / on with a line per step size (docs/cuda-backend.md); read once at creation.
- * A malformed value keeps the default. */
+/* VESTA_GEMM_TUNE=0|1|2: the products tuned at start-up off / on (the default) / on with a line per
+ * step size (docs/cuda-backend.md); read once at creation. A malformed value keeps the default. */
 static int env_int(const char *name, int def, int lo, int hi)
 {
     const char *v = getenv(name);
@@ -541,8 +533,8 @@ static int env_int(const char *name, int def, int lo, int hi)
     return (int)x;
 }
 
-/* The step sizes whose products are tuned: every decode-graph batch size and
- * the largest step (full chunked-prefill steps). */
+/* The step sizes whose products are tuned: every decode-graph batch size and the largest step (full
+ * chunked-prefill steps). */
 static vesta_status tune_products(cuda_backend *be, vesta_error *err)
 {
     int ns[CUDA_MAX_GRAPHS + 1];
@@ -551,8 +543,8 @@ static vesta_status tune_products(cuda_backend *be, vesta_error *err)
     return cuda_gemm_tune(be, ns, n, err);
 }
 
-/* nccl_id == NULL: the whole model on one GPU. Otherwise rank opts->tp_rank's
- * shard, joined to the replica's NCCL communicator. */
+/* nccl_id == NULL: the whole model on one GPU. Otherwise rank opts->tp_rank's shard, joined to the
+ * replica's NCCL communicator. */
 static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_options *opts, const char *nccl_id,
                              int timeout_ms, vesta_error *err)
 {
@@ -580,8 +572,7 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
         return NULL;
     }
     if (vesta_tp_shard_plan(full, opts->tp_rank, opts->tp_size, &shard, &local, err) != VESTA_OK) return NULL;
-    /* the shard's shapes must suit the kernels (e.g. intermediate / N a multiple
-     * of 8) */
+    /* the shard's shapes must suit the kernels (e.g. intermediate / N a multiple of 8) */
     const vesta_model_config *c = &local;
     if (check_config(c, opts, err) != VESTA_OK) return NULL;
     int ndev = 0;
@@ -631,9 +622,8 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     CU(cudaStreamCreateWithFlags(&be->stream, cudaStreamNonBlocking));
     if (nccl_id) {
 #ifdef VESTA_HAVE_NCCL
-        /* joined before the weights load: a rank that fails to load is then a dead
-         * peer to the others (their first step or KV allocation fails) instead of a
-         * rank never joining */
+        /* joined before the weights load: a rank that fails to load is then a dead peer to the
+         * others (their first step or KV allocation fails) instead of a rank never joining */
         if (!(be->comm = vesta_tp_comm_nccl_create_timeout(nccl_id, opts->tp_rank, opts->tp_size, be->dev, be->stream,
                                                            timeout_ms, err)))
             goto fail_quiet;

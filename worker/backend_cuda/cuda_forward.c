@@ -1,6 +1,5 @@
-/* The forward pass: the same sequence of launches for eager steps and for the
- * captured decode graphs (so the two cannot drift). Inputs are the device
- * metadata buffers (cuda_meta). */
+/* The forward pass: the same sequence of launches for eager steps and for the captured decode
+ * graphs (so the two cannot drift). Inputs are the device metadata buffers (cuda_meta). */
 #include <stdio.h>
 #include <string.h>
 
@@ -15,16 +14,15 @@ static vesta_status gemm(cuda_backend *be, const void *x, int n, int in, const v
     return cuda_gemm(be, x, n, in, w, out, y, f32out, err);
 }
 
-/* Tensor parallelism: the sum over ranks of a bf16 [n] buffer, in place, on the
- * compute stream (captured into decode graphs like any kernel). */
+/* Tensor parallelism: the sum over ranks of a bf16 [n] buffer, in place, on the compute stream
+ * (captured into decode graphs like any kernel). */
 static vesta_status all_reduce(cuda_backend *be, void *buf, size_t n, vesta_error *err)
 {
     return vesta_tp_comm_all_reduce_sum_dtype(be->comm, buf, n, VESTA_TP_BF16, err);
 }
 
-/* Vocabulary-parallel LM head: this rank's slice of the fp32 logits of n rows,
- * every rank's slice gathered ([rank][n][Vr]), then laid out as [n][V] in
- * be->logits with the padding dropped. */
+/* Vocabulary-parallel LM head: this rank's slice of the fp32 logits of n rows, every rank's slice
+ * gathered ([rank][n][Vr]), then laid out as [n][V] in be->logits with the padding dropped. */
 static vesta_status lm_head_tp(cuda_backend *be, int n, vesta_error *err)
 {
     const int V = be->V, Vr = be->Vr;
@@ -115,8 +113,8 @@ vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, in
     cudaStream_t s = be->stream;
     const float eps = be->base.config.rms_norm_eps;
     const int Hd = be->Hd;
-    /* under TP the ids are rows of this rank's slice, other ranks' ids the zero
-     * row Ve - 1: the sum over ranks is the embedding */
+    /* under TP the ids are rows of this rank's slice, other ranks' ids the zero row Ve - 1: the
+     * sum over ranks is the embedding */
     K(vk_embedding(VK_BF16, be->x, be->embed, be->m.tokens, ntok, Hd, be->Ve, s));
     if (be->comm && all_reduce(be, be->x, (size_t)ntok * Hd, err)) return VESTA_ERR_BACKEND;
     MARK(EMBED);
@@ -140,8 +138,7 @@ fail:
     return VESTA_ERR_BACKEND;
 }
 
-/* Batch-size buckets for decode graphs (vLLM captures 1, 2, 4, 8, 16, 24, ...).
- */
+/* Batch-size buckets for decode graphs (vLLM captures 1, 2, 4, 8, 16, 24, ...). */
 static int next_bucket(int b)
 {
     if (b < 8) return b * 2;
@@ -157,9 +154,9 @@ int cuda_graph_for(const cuda_backend *be, int nseq)
     return -1;
 }
 
-/* Fills the device metadata with a harmless decode batch of bs sequences: token
- * 0 at position 0, no KV write (slot -1), context 1 reading block 0. Real
- * decode steps of fewer sequences than the bucket pad the same way. */
+/* Fills the device metadata with a harmless decode batch of bs sequences: token 0 at position 0,
+ * no KV write (slot -1), context 1 reading block 0. Real decode steps of fewer sequences than the
+ * bucket pad the same way. */
 static vesta_status fake_decode_meta(cuda_backend *be, int bs, vesta_error *err)
 {
     for (int i = 0; i < bs; i++) {
@@ -193,8 +190,7 @@ static vesta_status capture_one(cuda_backend *be, int bs, int max_ctx, vesta_err
     cudaGraphExec_t ex = NULL;
     if (fake_decode_meta(be, bs, err)) return VESTA_ERR_BACKEND;
     be->prof_off = true; /* graphs replay without events (cuda_profile.c) */
-    /* warm-up: sets kernel attributes, lets cuBLAS pick its kernels outside the
-     * capture */
+    /* warm-up: sets kernel attributes, lets cuBLAS pick its kernels outside the capture */
     if (cuda_forward(be, bs, bs, bs, max_ctx, true, 0, err)) return VESTA_ERR_BACKEND;
     if (cuda_stream_wait(be, err)) return VESTA_ERR_BACKEND; /* under TP: bounded (a peer may die) */
     CU(cudaStreamBeginCapture(be->stream, cudaStreamCaptureModeThreadLocal));

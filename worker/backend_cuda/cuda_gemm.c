@@ -1,16 +1,19 @@
-/* Matrix products of the forward pass: y[n][out] = x[n][in] . w[out][in]^T,
- * bf16 inputs, fp32 accumulation, bf16 or fp32 output.
+/* Matrix products of the forward pass: y[n][out] = x[n][in] . w[out][in]^T, bf16 inputs, fp32
+ * accumulation, bf16 or fp32 output.
  *
- * cuBLAS's default choice (cublasGemmEx, its heuristic's first pick) is close
- * to the ceiling for prefill-sized n but not for the n of decode steps, where a
- * layer's product has too few output tiles to fill 132 SMs (o_proj at n = 512:
- * 64 tiles of 128 x 256) and the heuristic's pick can leave half the GPU idle.
- * So, once at start-up, for each n a decode graph is captured at and for the
- * largest (chunked-prefill) step, the backend times cuBLASLt's first candidates
- * for every weight shape against the default and keeps the fastest; other n use
- * the default. The choice only changes which kernel computes the product (every
- * candidate is a correct cuBLAS kernel), and it is made before the KV cache is
- * sized: no allocation. */
+ * cuBLAS's default choice (cublasGemmEx, its heuristic's first pick) is close to the ceiling for
+ * prefill-sized n but not for the n of decode steps, where a layer's product has too few output
+ * tiles to fill 132 SMs (o_proj at n = 512: 64 tiles of 128 x 256) and the heuristic's pick can
+ * leave half the GPU idle. So, once at start-up, for each n a decode graph is captured at and for
+ * the largest (chunked-prefill) step, the backend times cuBLASLt's first candidates for every
+ * weight shape against the default and keeps the fastest; other n use the default. The choice
+ * only changes which kernel computes the product (every candidate is a correct cuBLAS kernel),
+ * and it is made before the KV cache is sized: no allocation.
+ *
+ * Timings differ a little from run to run, and so would the picks near a tie -- and with them the
+ * results' last bits. The picks are therefore kept in a cache file (gemm_cache.h) per GPU model
+ * and cuBLAS version: a restart reuses them (re-checked with cublasLtMatmulAlgoCheck) and times
+ * only the shapes it has not seen. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,14 +62,13 @@ fail:
 vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y, bool f32out,
                        vesta_error *err)
 {
-    if (n <= VK_GEMV_MAX_N) { /* weight streaming: a custom kernel beats cuBLAS at
-                                 n <= 4 */
+    if (n <= VK_GEMV_MAX_N) { /* weight streaming: a custom kernel beats cuBLAS at n <= 4 */
         CU(vk_gemv(VK_BF16, f32out, y, x, w, n, in, out, be->stream));
         return VESTA_OK;
     }
-    /* vk_gemm_skinny (n <= 64) is not used here: on the H100 it streamed the
-     * weights more slowly than cuBLAS at every n (bench_gemm_skinny, GPU run 10:
-     * whole step 7.9-12.8 ms against 6.9-7.1 ms; docs/benchmarks.md). */
+    /* vk_gemm_skinny (n <= 64) is not used here: on the H100 it streamed the weights more slowly
+     * than cuBLAS at every n (bench_gemm_skinny, GPU run 10: whole step 7.9-12.8 ms against
+     * 6.9-7.1 ms; docs/benchmarks.md). */
     const cuda_gemm_algo *a = algo_find(be, n, in, out, f32out);
     if (a && a->use_lt) return gemm_lt(be, a, x, w, y, err);
     return gemm_default(be, x, n, in, w, out, y, f32out, err);

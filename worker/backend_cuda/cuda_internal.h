@@ -15,8 +15,7 @@
 #include "shard.h"
 #include "vesta_kernels.h"
 
-/* Checks a CUDA runtime call; on failure fills err and jumps to `fail` in the
- * caller. */
+/* Checks a CUDA runtime call; on failure fills err and jumps to `fail` in the caller. */
 #define CU(call)                                                                                                       \
     do {                                                                                                               \
         cudaError_t e_ = (call);                                                                                       \
@@ -40,8 +39,7 @@ typedef struct cuda_layer {
     void *ln1, *wqkv, *bqkv, *wo, *ln2, *wgu, *wdown;
 } cuda_layer;
 
-/* Device buffers for one step's inputs (fixed addresses: decode graphs read
- * them at replay). */
+/* Device buffers for one step's inputs (fixed addresses: decode graphs read them at replay). */
 typedef struct cuda_meta {
     int32_t *tokens, *positions, *slots, *query_start, *context_lens, *block_tables, *tiles, *sample_idx;
     vk_sample_row *sample_params;
@@ -71,8 +69,7 @@ typedef enum cuda_prof_class {
     CUDA_PROF_COUNT
 } cuda_prof_class;
 
-/* A product shape tuned at start-up (cuda_gemm.c): n rows of `in` against an
- * [out][in] weight. */
+/* A product shape tuned at start-up (cuda_gemm.c): n rows of `in` against an [out][in] weight. */
 typedef struct cuda_gemm_algo {
     int n, in, out;
     bool f32;    /* fp32 output (the LM head) */
@@ -91,8 +88,7 @@ typedef struct cuda_backend {
     void *blas_ws;
     size_t blas_ws_bytes;
 
-    /* products tuned at start-up (cuda_gemm.c); gemm_tune: 0 off, 1 on, 2 on and
-     * logged per n */
+    /* products tuned at start-up (cuda_gemm.c); gemm_tune: 0 off, 1 on, 2 on and logged per n */
     cublasLtHandle_t lt;
     cublasLtMatmulDesc_t lt_desc, lt_desc_f32;
     cublasLtMatmulPreference_t lt_pref;
@@ -149,9 +145,8 @@ typedef struct cuda_backend {
     int graph_bs[CUDA_MAX_GRAPHS];
     cudaGraphExec_t graphs[CUDA_MAX_GRAPHS];
 
-    /* Tensor parallelism (docs/tensor-parallel.md). comm == NULL: the whole
-     * model, no collective. Otherwise H, KVH, F, W above are this rank's shard
-     * (shard.h), V stays the full vocabulary. */
+    /* Tensor parallelism (docs/tensor-parallel.md). comm == NULL: the whole model, no collective.
+     * Otherwise H, KVH, F, W above are this rank's shard (shard.h), V stays the full vocabulary. */
     vesta_tp_comm *comm; /* NCCL, on `stream`; owned */
     vesta_tp_shard shard;
     int Vr;                /* rows of the LM-head slice: V, or ceil(V / size) under TP */
@@ -165,17 +160,16 @@ typedef struct cuda_backend {
 } cuda_backend;
 
 vesta_status cuda_weights_load(cuda_backend *be, const vesta_model_file *mf, vesta_error *err);
-/* Waits for everything enqueued on be->stream; under TP bounded by the
- * communicator's timeout (a dead peer fails the step, never hangs it). */
+/* Waits for everything enqueued on be->stream; under TP bounded by the communicator's timeout
+ * (a dead peer fails the step, never hangs it). */
 vesta_status cuda_stream_wait(cuda_backend *be, vesta_error *err);
-/* Under TP: token ids (in place) to rows of this rank's embedding slice, ids of
- * other ranks' slices to the zero row Vr. */
+/* Under TP: token ids (in place) to rows of this rank's embedding slice, ids of other ranks'
+ * slices to the zero row Vr. */
 void cuda_tp_local_ids(const cuda_backend *be, int32_t *ids, int n);
-/* The products (cuda_gemm.c). init/dispose: the cuBLASLt handle and descriptors
- * (dispose is safe on a partly initialised backend). tune: times the candidates
- * for each n of ns[] (after the weights and activations exist; overwrites the
- * activations). cuda_gemm: one product on the backend's stream, tuned pick or
- * cuBLAS's default. */
+/* The products (cuda_gemm.c). init/dispose: the cuBLASLt handle and descriptors (dispose is safe on
+ * a partly initialised backend). tune: times the candidates for each n of ns[] (after the weights
+ * and activations exist; overwrites the activations). cuda_gemm: one product on the backend's
+ * stream, tuned pick or cuBLAS's default. */
 vesta_status cuda_gemm_init(cuda_backend *be, vesta_error *err);
 void cuda_gemm_dispose(cuda_backend *be);
 vesta_status cuda_gemm_tune(cuda_backend *be, const int *ns, int count, vesta_error *err);
@@ -189,8 +183,8 @@ void cuda_profile_mark(cuda_backend *be, int cat);
 void cuda_profile_collect(cuda_backend *be, bool has_prefill);
 void cuda_profile_report(cuda_backend *be);
 void cuda_profile_dispose(cuda_backend *be);
-/* The decode batch sizes graphs are captured for (ascending; returns the count,
- * at most CUDA_MAX_GRAPHS). */
+/* The decode batch sizes graphs are captured for (ascending; returns the count, at most
+ * CUDA_MAX_GRAPHS). */
 int cuda_decode_buckets(const cuda_backend *be, int *sizes);
 vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, int max_ctx, bool has_decode, int ntiles,
                           vesta_error *err);
