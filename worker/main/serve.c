@@ -113,7 +113,9 @@ static int sibling(const char *name, char *out, size_t cap)
     if (!slash)
         return -1;
     *slash = '\0';
-    snprintf(out, cap, "%s/%s", self, name);
+    int len = snprintf(out, cap, "%s/%s", self, name);
+    if (len < 0 || (size_t)len >= cap)
+        return -1; /* a truncated path would name another file */
     return access(out, X_OK);
 }
 
