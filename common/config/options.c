@@ -82,6 +82,8 @@ static const vesta_option options[] = {
      W | S, "CPU threads per worker; 0 = all cores", false},
     {"engine", "enforce_eager", "--enforce-eager", VESTA_OPT_BOOL, OFF(enforce_eager), 0, 0, "false",
      NULL, W | S, "no CUDA graphs", false},
+    {"engine", "batch_invariant", "--batch-invariant", VESTA_OPT_BOOL, OFF(batch_invariant), 0, 0, "false",
+     NULL, W | S, "a sequence's results do not depend on its batch (greedy tokens bit-identical); slower", false},
     {"engine", "tensor_parallel_size", "--tensor-parallel-size", VESTA_OPT_INT, OFF(tensor_parallel_size), 1, 64,
      "1", NULL, W | S, "ranks of one sharded replica; each worker starts N-1 rank processes (cpu backend)", false},
     {"engine", "load_format", "--load-format", VESTA_OPT_ENUM, OFF(load_format), 0, 0, "auto", "auto|dummy",

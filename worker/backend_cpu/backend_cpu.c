@@ -107,7 +107,7 @@ static vesta_status sample_rows(cpu_backend *be, const vesta_batch *b, int first
 static vesta_status lm_head_tp(cpu_backend *be, int n, float *out, vesta_error *err)
 {
     const int H = be->base.config.hidden_size, V = be->base.config.vocab_size, VR = be->shard.vocab_rows;
-    cpu_matmul(be->a.lm_x, n, H, be->w.lm_head, VR, be->a.logits, VR, 0.0f, be->a.nthreads);
+    cpu_product(&be->a, be->a.lm_x, n, H, be->w.lm_head, VR, be->a.logits, VR, 0.0f);
     const size_t part = (size_t)n * (size_t)VR;
     float *g = be->gathered;
     vesta_status st = vesta_tp_comm_all_gather(be->comm, be->a.logits, part, g, err);
@@ -149,7 +149,7 @@ static vesta_status cpu_execute(vesta_backend *base, const vesta_batch *b, vesta
                 continue; /* only rank 0 samples */
             logits = logits_out ? logits : be->full_logits;
         } else {
-            cpu_matmul(be->a.lm_x, n, H, be->w.lm_head, V, logits, V, 0.0f, be->a.nthreads);
+            cpu_product(&be->a, be->a.lm_x, n, H, be->w.lm_head, V, logits, V, 0.0f);
         }
         if ((st = sample_rows(be, b, first, n, logits, results, err)) != VESTA_OK)
             return st;

@@ -188,13 +188,22 @@ static void attend_tile(const cpu_backend *be, const vesta_batch *b, int layer, 
         }
 }
 
-/* Splits the sequences with at least CPU_ATTN_TILE_MIN query tokens into tiles; returns how many. */
-static int plan_tiles(const vesta_batch *b, int32_t *tiles)
+/* Whether sequence s's query tokens are done by the tiles: runs of at least CPU_ATTN_TILE_MIN,
+ * except in batch-invariant mode, where every token takes the one-token path (the tiles' BLAS
+ * products and online softmax sum in another order, so a prompt token's output would differ from
+ * the same token's in a decode step or in a shorter chunk). */
+static bool tiled(const cpu_backend *be, const vesta_batch *b, int s)
+{
+    return !be->a.invariant && b->query_start[s + 1] - b->query_start[s] >= CPU_ATTN_TILE_MIN;
+}
+
+/* Splits the sequences done by the tiles into tiles; returns how many. */
+static int plan_tiles(const cpu_backend *be, const vesta_batch *b, int32_t *tiles)
 {
     int n = 0;
     for (int s = 0; s < b->num_seqs; s++) {
         const int q0 = b->query_start[s], q1 = b->query_start[s + 1];
-        if (q1 - q0 < CPU_ATTN_TILE_MIN)
+        if (!tiled(be, b, s))
             continue;
         for (int t = q0; t < q1; t += CPU_ATTN_TILE) {
             tiles[2 * n] = t;
@@ -213,7 +222,7 @@ void cpu_attention(cpu_backend *be, const vesta_batch *b, int layer)
     const int nh = c->num_heads, group = c->num_heads / c->num_kv_heads, D = c->head_dim;
     const int window = c->sliding_window, nkv = c->num_kv_heads;
     const int T = b->num_tokens;
-    const int n_tiles = plan_tiles(b, a->tiles);
+    const int n_tiles = plan_tiles(be, b, a->tiles);
 #pragma omp parallel for collapse(2) num_threads(a->nthreads) schedule(dynamic, 1) if (n_tiles * nkv > 1)
     for (int k = 0; k < n_tiles; k++)
         for (int kvh = 0; kvh < nkv; kvh++) {
@@ -227,7 +236,7 @@ void cpu_attention(cpu_backend *be, const vesta_batch *b, int layer)
     for (int t = 0; t < T; t++) {
         for (int h = 0; h < nh; h++) {
             const int s = a->tok_seq[t], pos = b->positions[t];
-            if (b->query_start[s + 1] - b->query_start[s] >= CPU_ATTN_TILE_MIN)
+            if (tiled(be, b, s))
                 continue; /* done by the tiles */
             /* HF's sliding window: key j is visible when pos - j < window. */
             const int lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;

@@ -113,25 +113,25 @@ static vesta_status layer_forward(cpu_backend *be, const vesta_batch *b, int l, 
             memcpy(a->qkv + (size_t)t * (size_t)be->qkv_dim, L->bqkv, (size_t)be->qkv_dim * sizeof(float));
         beta = 1.0f;
     }
-    cpu_matmul(a->xn, T, H, L->wqkv, be->qkv_dim, a->qkv, be->qkv_dim, beta, nt);
+    cpu_product(a, a->xn, T, H, L->wqkv, be->qkv_dim, a->qkv, be->qkv_dim, beta);
     rope_apply(be, T);
     cpu_attention(be, b, l);
     vesta_status st;
     if (!be->comm) {
-        cpu_matmul(a->attn, T, be->q_dim, L->wo, H, a->x, H, 1.0f, nt); /* residual add via beta = 1 */
+        cpu_product(a, a->attn, T, be->q_dim, L->wo, H, a->x, H, 1.0f); /* residual add via beta = 1 */
     } else { /* xn is free again: it holds this rank's partial o_proj */
-        cpu_matmul(a->attn, T, be->q_dim, L->wo, H, a->xn, H, 0.0f, nt);
+        cpu_product(a, a->attn, T, be->q_dim, L->wo, H, a->xn, H, 0.0f);
         if ((st = residual_reduce(be, a->xn, T, err)) != VESTA_OK)
             return st;
     }
 
     rmsnorm_rows(be, a->x, L->mlp_norm, a->xn, T);
-    cpu_matmul(a->xn, T, H, L->wgu, 2 * I, a->gu, 2 * I, 0.0f, nt);
+    cpu_product(a, a->xn, T, H, L->wgu, 2 * I, a->gu, 2 * I, 0.0f);
     silu_mul(be, T);
     if (!be->comm) {
-        cpu_matmul(a->act, T, I, L->wdown, H, a->x, H, 1.0f, nt);
+        cpu_product(a, a->act, T, I, L->wdown, H, a->x, H, 1.0f);
     } else {
-        cpu_matmul(a->act, T, I, L->wdown, H, a->xn, H, 0.0f, nt);
+        cpu_product(a, a->act, T, I, L->wdown, H, a->xn, H, 0.0f);
         if ((st = residual_reduce(be, a->xn, T, err)) != VESTA_OK)
             return st;
     }

@@ -69,7 +69,8 @@ typedef struct bench_args {
 
 enum {
     O_MODEL = 1000, O_BACKEND, O_BLOCK, O_SEQS, O_BATCHED, O_MODEL_LEN, O_PC_ON, O_PC_OFF, O_UTIL, O_NBLOCKS,
-    O_EAGER, O_LOADFMT, O_SEED, O_NUMP, O_IN, O_OUT, O_ITERS, O_WARMUP, O_PREFIX, O_TEMP, O_JSON, O_HELP, O_TP
+    O_EAGER, O_LOADFMT, O_SEED, O_NUMP, O_IN, O_OUT, O_ITERS, O_WARMUP, O_PREFIX, O_TEMP, O_JSON, O_HELP, O_TP,
+    O_INVARIANT
 };
 static const struct option opts[] = {
     {"model", required_argument, 0, O_MODEL}, {"backend", required_argument, 0, O_BACKEND},
@@ -84,7 +85,8 @@ static const struct option opts[] = {
     {"output-len", required_argument, 0, O_OUT}, {"num-iters", required_argument, 0, O_ITERS},
     {"num-iters-warmup", required_argument, 0, O_WARMUP}, {"prefix-len", required_argument, 0, O_PREFIX},
     {"temperature", required_argument, 0, O_TEMP}, {"output-json", required_argument, 0, O_JSON},
-    {"tensor-parallel-size", required_argument, 0, O_TP}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+    {"tensor-parallel-size", required_argument, 0, O_TP}, {"batch-invariant", no_argument, 0, O_INVARIANT},
+    {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
 
 static void usage(FILE *f)
 {
@@ -97,7 +99,9 @@ static void usage(FILE *f)
 "  --temperature F (1.0; 0 = greedy)  --seed N (0)  --output-json FILE\n"
 "engine: --backend cpu|cuda (cuda)  --load-format auto|dummy  --max-num-seqs N  --max-model-len N\n"
 "  --max-num-batched-tokens N  --block-size N  --gpu-memory-utilization F  --enforce-eager\n"
-"  --[no-]enable-prefix-caching  --num-gpu-blocks-override N  --tensor-parallel-size N\n");
+"  --[no-]enable-prefix-caching  --num-gpu-blocks-override N  --tensor-parallel-size N\n"
+"  --batch-invariant   a sequence's results do not depend on its batch (greedy tokens\n"
+"                      bit-identical); slower\n");
 }
 
 static int parse(bench_args *a, int argc, char **argv)
@@ -150,6 +154,7 @@ static int parse(bench_args *a, int argc, char **argv)
             break;
         case O_NBLOCKS: ok = intok && v >= 1; a->cfg.num_gpu_blocks_override = (int)v; break;
         case O_EAGER: a->cfg.backend_opts.enforce_eager = true; break;
+        case O_INVARIANT: a->cfg.backend_opts.batch_invariant = true; break;
         case O_TP: ok = intok && v >= 1 && v <= 64; a->cfg.backend_opts.tp_size = (int)v; break;
         case O_LOADFMT:
             ok = strcmp(s, "auto") == 0 || strcmp(s, "dummy") == 0;

@@ -129,7 +129,7 @@ enum {
     OPT_NUM_BLOCKS, OPT_EAGER, OPT_LOAD_FORMAT, OPT_SEED, OPT_KV_SPACE, OPT_THREADS,
     OPT_TEMPERATURE, OPT_TOP_P, OPT_TOP_K, OPT_MIN_P, OPT_MAX_TOKENS, OPT_MIN_TOKENS,
     OPT_IGNORE_EOS, OPT_PRESENCE, OPT_FREQUENCY, OPT_REPETITION, OPT_N, OPT_LOGPROBS,
-    OPT_STOP_IDS, OPT_SAMPLING_SEED, OPT_NO_PROGRESS, OPT_HELP, OPT_TP,
+    OPT_STOP_IDS, OPT_SAMPLING_SEED, OPT_NO_PROGRESS, OPT_HELP, OPT_TP, OPT_BATCH_INVARIANT,
 };
 
 static const struct option options[] = {
@@ -167,6 +167,7 @@ static const struct option options[] = {
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"help", no_argument, NULL, OPT_HELP},
     {"tensor-parallel-size", required_argument, NULL, OPT_TP}, /* same order as the enum */
+    {"batch-invariant", no_argument, NULL, OPT_BATCH_INVARIANT},
     {NULL, 0, NULL, 0},
 };
 
@@ -193,6 +194,8 @@ static void usage(FILE *f)
 "  --num-threads N                 CPU threads (all cores)\n"
 "  --tensor-parallel-size N        ranks of one sharded replica (1): N processes; cuda: GPUs 0..N-1\n"
 "  --enforce-eager                 no CUDA graphs\n"
+"  --batch-invariant               a sequence's results do not depend on its batch (greedy tokens\n"
+"                                  bit-identical); slower; not with --tensor-parallel-size > 1\n"
 "  --load-format auto|dummy        dummy: random weights of the model's shapes (auto)\n"
 "  --seed N                        seeds the per-request seeds of unseeded requests (0)\n"
 "sampling (defaults for every line):\n"
@@ -251,6 +254,7 @@ static int parse_args(gen_ctx *g, int argc, char **argv)
             break;
         case OPT_NUM_BLOCKS: ok = vesta_cli_parse_int(a, 1, 1 << 28, &iv); g->cfg.num_gpu_blocks_override = (int)iv; break;
         case OPT_EAGER: g->cfg.backend_opts.enforce_eager = true; break;
+        case OPT_BATCH_INVARIANT: g->cfg.backend_opts.batch_invariant = true; break;
         case OPT_LOAD_FORMAT:
             ok = strcmp(a, "auto") == 0 || strcmp(a, "dummy") == 0;
             g->cfg.backend_opts.load_dummy = strcmp(a, "dummy") == 0;

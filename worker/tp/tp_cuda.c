@@ -23,7 +23,9 @@ static vesta_status check(const vesta_model_file *mf, const vesta_backend_option
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tp: model file or options is NULL");
     if (opts->tp_size < 1 || opts->tp_rank < 0 || opts->tp_rank >= opts->tp_size)
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tp: rank %d of %d", opts->tp_rank, opts->tp_size);
-    vesta_status st = vesta_tp_shard_check(vesta_model_file_config(mf), opts->tp_size, err);
+    vesta_status st = vesta_tp_check_batch_invariant(opts, err);
+    if (st == VESTA_OK)
+        st = vesta_tp_shard_check(vesta_model_file_config(mf), opts->tp_size, err);
     if (st != VESTA_OK)
         return st;
     int ndev = 0;

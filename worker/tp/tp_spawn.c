@@ -104,6 +104,16 @@ vesta_status vesta_tp_spawn_rank(const char *exe, const char *model, const vesta
     return VESTA_OK;
 }
 
+vesta_status vesta_tp_check_batch_invariant(const vesta_backend_options *opts, vesta_error *err)
+{
+    if (opts && opts->batch_invariant && opts->tp_size > 1)
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG,
+                               "--batch-invariant cannot be used with --tensor-parallel-size %d: the "
+                               "all-reduce's summation order depends on the batch; use --tensor-parallel-size 1",
+                               opts->tp_size);
+    return VESTA_OK;
+}
+
 vesta_backend *vesta_tp_cpu_replica_start(const vesta_model_file *mf, const vesta_backend_options *given,
                                           int timeout_ms, vesta_error *err)
 {
@@ -111,7 +121,8 @@ vesta_backend *vesta_tp_cpu_replica_start(const vesta_model_file *mf, const vest
         vesta_error_set(err, VESTA_ERR_INVALID_ARG, "tp: a replica is started by rank 0 with tp_size >= 2");
         return NULL;
     }
-    if (vesta_backend_cpu_check_tp(vesta_model_file_config(mf), given->tp_size, err) != VESTA_OK)
+    if (vesta_tp_check_batch_invariant(given, err) != VESTA_OK ||
+        vesta_backend_cpu_check_tp(vesta_model_file_config(mf), given->tp_size, err) != VESTA_OK)
         return NULL;
     /* "All cores" means all cores for the replica: N ranks each with every core would fight. */
     vesta_backend_options o = *given, *opts = &o;
