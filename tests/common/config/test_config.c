@@ -52,6 +52,9 @@ static void test_defaults(void)
     CHECK(strcmp(c.routing_policy, "prefix-affinity") == 0);
     CHECK(strcmp(c.zmq_bind, "tcp://127.0.0.1:5557") == 0);
     CHECK(c.workers == 1 && strcmp(c.backend, "cpu") == 0);
+    CHECK(!c.batch_invariant);
+    const vesta_option *bi = vesta_config_find_flag("--batch-invariant");
+    CHECK(bi && bi->type == VESTA_OPT_BOOL && (bi->scopes & VESTA_OPT_WORKER) && (bi->scopes & VESTA_OPT_SERVE));
 }
 
 static void test_valid_yaml(void)
@@ -71,6 +74,7 @@ static void test_valid_yaml(void)
                     "  gpu_memory_utilization: 0.5\n"
                     "  enable_prefix_caching: false\n"
                     "  block_size: 32\n"
+                    "  batch_invariant: true\n"
                     "workers:\n"
                     "  count: 3\n"
                     "  backend: sim\n";
@@ -81,6 +85,7 @@ static void test_valid_yaml(void)
     CHECK(strcmp(c.model, "/m/x.gguf") == 0);
     CHECK(c.served_model_name.count == 1 && strcmp(c.served_model_name.items[0], "smol") == 0);
     CHECK(c.gpu_memory_utilization == 0.5 && !c.enable_prefix_caching && c.block_size == 32);
+    CHECK(c.batch_invariant && !c.enforce_eager);
     CHECK(c.workers == 3 && strcmp(c.backend, "sim") == 0);
     CHECK(c.max_num_seqs == 0); /* untouched default */
 

@@ -4,7 +4,10 @@
     prefilled over several steps) and with a KV cache so small that requests are preempted;
   - the prefix cache is actually hit (num_cached_tokens) when prompts share a prefix;
   - n > 1 with a seed reproduces whatever else is in the batch;
-  - bad lines give error lines in place and the other lines still run.
+  - with --batch-invariant, tokens and logprobs are bit-identical whatever the batch: alone
+    (--max-num-seqs 1), in small chunks, and after preemption (recomputation);
+  - bad lines give error lines in place and the other lines still run;
+  - --batch-invariant with --tensor-parallel-size 2 is refused with an error naming both.
 Usage: check_generate.py VESTA_BINARY"""
 import json
 import os
@@ -34,6 +37,36 @@ def run(vesta, model, lines, *flags):
             sys.exit(f"FAIL: {' '.join(cmd)} exited {p.returncode}:\n{p.stderr}")
         with open(out) as f:
             return [json.loads(x) for x in f], p.stderr
+
+
+def tokens_logprobs(results):
+    """Each output's tokens and logprobs, the floats exactly as written (17 significant digits)."""
+    return [[(o["token_ids"], o.get("logprobs")) for o in r["outputs"]] for r in results]
+
+
+def check_batch_invariant(vesta, model, prompts, greedy, failures):
+    """--batch-invariant: the same bits in every batch shape (with the default flags, greedy
+    tokens agree but the logprobs' last bits depend on the batch)."""
+    flags = [*greedy, "--logprobs", "1", "--batch-invariant"]
+    base, _ = run(vesta, model, prompts, *flags)
+    if not all(o.get("logprobs") for r in base for o in r["outputs"]):
+        failures.append(f"batch-invariant: no logprobs in {base}")
+        return
+    variants = {
+        "12 KV blocks (preemption)": (prompts, ["--num-gpu-blocks-override", "12"]),
+        "chunks of 16 tokens, 3 sequences": (prompts, ["--max-num-batched-tokens", "16", "--max-num-seqs", "3"]),
+        # One sequence at a time (the n = 3 line needs 3): every decode step is one row.
+        "one sequence at a time": (prompts[:2], ["--max-num-seqs", "1"]),
+    }
+    for name, (lines, extra) in variants.items():
+        res, log = run(vesta, model, lines, *flags, *extra)
+        want = tokens_logprobs(base[:len(lines)])
+        got = tokens_logprobs(res)
+        if got != want:
+            diff = [i for i, (a, b) in enumerate(zip(got, want)) if a != b]
+            failures.append(f"batch-invariant, {name}: tokens or logprobs differ on lines {diff}")
+        if "KV blocks" in name and " 0 preemptions" in log:
+            failures.append(f"batch-invariant, {name}: expected preemptions, log says: {log.strip()}")
 
 
 def tokens(results):
@@ -75,6 +108,19 @@ def main():
             failures.append(f"{name}: expected preemptions, log says: {log.strip()}")
         if name.startswith("chunks") and sum(r["num_cached_tokens"] for r in res) < 16 * 4:
             failures.append(f"{name}: prompts sharing a prefix got few prefix-cache hits")
+    # Tensor parallelism cannot be batch-invariant: refused at engine start, naming both options.
+    with tempfile.TemporaryDirectory() as d:
+        inp = os.path.join(d, "in.jsonl")
+        with open(inp, "w") as f:
+            f.write(json.dumps(prompts[0]) + "\n")
+        p = subprocess.run([vesta, "generate", "--model", model, "--input", inp, "--output",
+                            os.path.join(d, "out.jsonl"), "--no-progress", "--batch-invariant",
+                            "--tensor-parallel-size", "2"], stderr=subprocess.PIPE, text=True)
+        if p.returncode == 0 or p.returncode < 0 or "--batch-invariant" not in p.stderr \
+                or "--tensor-parallel-size" not in p.stderr:
+            failures.append(f"--batch-invariant --tensor-parallel-size 2: exit {p.returncode}, {p.stderr!r}")
+    # Four prompts and the n = 3 line: enough for 12 KV blocks to preempt, quick on 2 cores.
+    check_batch_invariant(vesta, model, prompts[:4] + [sampled], greedy, failures)
     # Bad lines in the middle: an error line each, the rest runs; the n = 3 line alone.
     lines = [prompts[0], "{not json", {"prompt_token_ids": [10 ** 8]}, {"prompt_token_ids": []},
              {"prompt": SHARED, "max_tokens": 0}, prompts[1], sampled]
