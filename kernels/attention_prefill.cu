@@ -197,11 +197,12 @@ extern "C" int vk_prefill_tiles_max(int num_tokens, int num_seqs) {
     return num_tokens / PF_BM + num_seqs + 1;
 }
 
-extern "C" int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int32_t *tiles, int cap) {
+extern "C" int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int with_decode, int32_t *tiles,
+                                      int cap) {
     int n = 0;
     for (int i = 0; i < num_seqs; i++) {
         int len = query_start[i + 1] - query_start[i];
-        if (len <= 1) continue;
+        if (len < 1 || (len == 1 && !with_decode)) continue;
         for (int m = 0; m < len; m += PF_BM) {
             if (n >= cap) return -1;
             tiles[2 * n] = i;
@@ -219,6 +220,8 @@ extern "C" size_t vk_attention_scratch_bytes(int num_seqs, int H, int D, int max
 extern "C" cudaError_t vk_attention_v(const vk_attention_args *a, int decode_version, int prefill_version, cudaStream_t s) {
     if (a->KVH <= 0 || a->H <= 0 || a->block_size <= 0) return cudaErrorInvalidValue;
     cudaError_t e = cudaSuccess;
+    if (a->batch_invariant) /* every row through the prefill kernel (vesta_kernels.h) */
+        return prefill_version == 2 ? vk_attention_prefill_v2(a, s) : cudaErrorInvalidValue;
     if (a->has_decode && (e = decode_version == 1   ? vk_attention_decode_v1(a, s)
                               : decode_version == 2 ? vk_attention_decode_v2(a, s)
                               : decode_version == 3 ? vk_attention_decode_v3(a, s)

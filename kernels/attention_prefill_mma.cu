@@ -72,8 +72,11 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
     typedef p2_layout<D> L;
     extern __shared__ __align__(128) unsigned char smem[];
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-    const int seq = a.prefill_tiles[blockIdx.x * 2], m0 = a.prefill_tiles[blockIdx.x * 2 + 1];
-    const int head = blockIdx.y, split = blockIdx.z, kvh = head / (a.H / a.KVH);
+    /* batch-invariant launches put a tile's heads side by side (one row per block for decode
+     * rows: the heads of a KV group then read its keys while they are in L2) */
+    const int tile = a.batch_invariant ? blockIdx.x / a.H : blockIdx.x;
+    const int head = a.batch_invariant ? blockIdx.x % a.H : blockIdx.y, split = blockIdx.z, kvh = head / (a.H / a.KVH);
+    const int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
     const int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
     const int ctx = a.context_lens[seq], pos0 = ctx - qlen;
     const int rows = min(P2_BM, qlen - m0);
@@ -125,6 +128,11 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
         cp_async_wait1();
         __syncthreads();
         const T *sk = (const T *)(smem + (size_t)buf * 2 * L::tile), *sv = (const T *)(smem + (size_t)buf * 2 * L::tile + L::tile);
+        if (16 * w >= rows) { /* no query rows in this warp (a short last tile, a decode row): it only loads */
+            __syncthreads();
+            buf ^= 1;
+            continue;
+        }
 
         float s[P2_BN / 8][4];
 #pragma unroll
@@ -219,7 +227,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
                 *(uint32_t *)(out + i * 8 + 2 * t4) = pack2<T>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
         } else {
             /* partials in the decode combine's format: unnormalized O, max (natural log), sum */
-            float *part = (float *)a.scratch + (((size_t)blockIdx.x * P2_BM + (r)) * a.H + head) * (size_t)nsplit * (D + 2) +
+            float *part = (float *)a.scratch + (((size_t)tile * P2_BM + (r)) * a.H + head) * (size_t)nsplit * (D + 2) +
                           (size_t)split * (D + 2);
 #pragma unroll
             for (int i = 0; i < D / 8; i++) {
@@ -263,7 +271,8 @@ static int choose_splits(const vk_attention_args *a, int *chunk) {
     int blocks = a->num_prefill_tiles * a->H, want = 264;
     int max_ctx = a->max_context_len > 0 ? a->max_context_len : 1;
     int nsplit = 1;
-    if (blocks < want && max_ctx > 4 * P2_BN) {
+    /* batch-invariant: no split, which would change a row's summation order with the batch */
+    if (!a->batch_invariant && blocks < want && max_ctx > 4 * P2_BN) {
         nsplit = (want + blocks - 1) / blocks;
         int cap = max_ctx / (2 * P2_BN); /* at least two key tiles per split */
         if (nsplit > cap) nsplit = cap;
@@ -288,7 +297,8 @@ static cudaError_t launch_p2(const vk_attention_args *a, cudaStream_t s) {
     vk_attention_args b = *a;
     /* the decode kernel's partials live at the start of scratch; prefill partials after them */
     b.scratch = (char *)a->scratch + vk_attention_decode_scratch_bytes(a->num_seqs, a->H, D, a->max_context_len);
-    prefill_mma_kernel<T, D><<<dim3(a->num_prefill_tiles, a->H, nsplit), P2_THREADS, smem, s>>>(b, nsplit, chunk);
+    dim3 grid = a->batch_invariant ? dim3(a->num_prefill_tiles * a->H, 1, 1) : dim3(a->num_prefill_tiles, a->H, nsplit);
+    prefill_mma_kernel<T, D><<<grid, P2_THREADS, smem, s>>>(b, nsplit, chunk);
     if ((e = cudaGetLastError()) != cudaSuccess || nsplit == 1) return e;
     prefill_combine_kernel<T, D><<<dim3(a->num_prefill_tiles * P2_BM, a->H), D, 0, s>>>(b, nsplit);
     return cudaGetLastError();

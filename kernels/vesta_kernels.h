@@ -70,7 +70,14 @@ cudaError_t vk_rope_kv_write(vk_dtype dt, void *qkv, const void *bias, const int
  * the last (query_len) positions, causally masked.
  * Decode rows (query_len == 1) go through the split-K decode kernel; longer queries through the
  * tiled prefill kernel, whose tile list (prefill_tiles, num_prefill_tiles; device memory) comes
- * from vk_prefill_tiles_build. scratch: vk_attention_scratch_bytes(num_seqs, H, D, max_context). */
+ * from vk_prefill_tiles_build. scratch: vk_attention_scratch_bytes(num_seqs, H, D, max_context).
+ *
+ * batch_invariant: every row, decode rows included, goes through the prefill kernel without a
+ * key split (the tile list must then hold the single-query sequences too: with_decode). A row's
+ * bits then depend only on its query, its keys and values, and its position: the same token gives
+ * the same output as a decode row, inside a prompt, in any chunk and in any batch (the kernel
+ * walks the keys in the same 64-key tiles from position 0 and sums each row alone). Decode rows
+ * cost more this way (one query row per block instead of a head group per split). */
 typedef struct vk_attention_args {
     vk_dtype dt;
     void *out;
@@ -86,15 +93,16 @@ typedef struct vk_attention_args {
     const int32_t *prefill_tiles; /* [num_prefill_tiles][2] = (seq, first query row of the tile) */
     int num_prefill_tiles;
     void *scratch;
+    int batch_invariant;
 } vk_attention_args;
 
 #define VK_PREFILL_TILE_M 64
 #define VK_DECODE_PARTITION 512
 
 size_t vk_attention_scratch_bytes(int num_seqs, int H, int D, int max_context_len);
-/* Host: fills tiles (capacity cap pairs) for sequences with query_len > 1; returns the count, or
- * -1 if cap is too small. */
-int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int32_t *tiles, int cap);
+/* Host: fills tiles (capacity cap pairs) for sequences with query_len > 1 (with_decode: with
+ * query_len >= 1, for batch_invariant); returns the count, or -1 if cap is too small. */
+int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int with_decode, int32_t *tiles, int cap);
 int vk_prefill_tiles_max(int num_tokens, int num_seqs);
 cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s);
 /* The same with a chosen prefill kernel: 2 = mma.sync flash kernel with split-K (production,

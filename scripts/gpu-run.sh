@@ -5,7 +5,8 @@
 #                                       binaries link into .gpu/debs (both git-ignored)
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
-#                                       serve, tune, small, e2e8b, profile, cache, tp2 (two GPUs) or all
+#                                       serve, tune, small, e2e8b, profile, cache, invariant, invariant-real,
+#                                       invariant-bench, tp2 (two GPUs) or all
 #                                       (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -292,6 +293,72 @@ stage_profile() {
     awk '/^-- vesta bench b2_profile/ {f = 1} f && /cuda: profile/' "$W/bench.log" | tee "$W/profile_b2.txt"
 }
 
+# Batch-invariant mode (--batch-invariant): the same greedy tokens, bit for bit, whatever the
+# batch, the chunking, preemption or graphs vs eager. Stage invariant: the kernel test and 320
+# prompts of the 8B shape (dummy weights: near-ties everywhere); invariant-real: the small real
+# model (where carried) and the saved 8B checkpoint, against HF too; invariant-bench: what it costs
+# (B1, B2 beside the default, same call).
+stage_invariant() {
+    echo "== batch-invariant attention (kernel test) =="
+    timeout 120 "$B/bin/test_kernels" invariant 2>&1 | tee "$OUT/invariant_kernels.log" | grep -v "^seed\|^device"
+    summary+=("batch-invariant attention kernel test: $(tail -1 "$OUT/invariant_kernels.log")")
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    python3 -c "import json, random; r = random.Random(1); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(320)]" >"$W/bi_prompts.jsonl"
+    local v
+    for v in "ref:" "small_batches:--max-num-seqs 37 --max-num-batched-tokens 512" \
+        "preempt:--num-gpu-blocks-override 400" "eager:--enforce-eager"; do
+        local name=${v%%:*} flags=${v#*:}
+        # shellcheck disable=SC2086
+        timeout 240 "$V" generate --backend cuda --model "$M8D" --load-format dummy --input "$W/bi_prompts.jsonl" \
+            --output "$W/bi_$name.jsonl" --temperature 0 --max-tokens 32 --ignore-eos --logprobs 5 --no-progress \
+            --max-model-len 1024 --batch-invariant $flags >>"$W/bi.log" 2>&1
+        echo "generate --batch-invariant $name ($flags): rc $? $(grep -h 'preemptions' "$W/bi.log" | tail -1)"
+        [ "$name" = ref ] && continue
+        summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/bi_ref.jsonl" "$W/bi_$name.jsonl" \
+            --label "8B dummy, 320 prompts, --batch-invariant: $name vs default" | tee -a "$W/bi.log")")
+    done
+    grep -h "batch-invariant" "$W/bi.log" | sort | uniq -c
+}
+
+stage_invariant_real() {
+    if [ -f "$SMALL" ] || [ -f "${SMALL%.gguf}.part2" ]; then
+        [ -f "$SMALL" ] || cat "${SMALL%.gguf}.part1" "${SMALL%.gguf}.part2" >"$SMALL"
+        local G=bench/gpu/golden/smollm2_4l_hf.json
+        python3 -c "import json; [print(json.dumps({'prompt_token_ids': p['prompt_token_ids']})) for p in json.load(open('$G'))['prompts']]" >"$W/small_prompts.jsonl"
+        gen "$SMALL" "$W/small_prompts.jsonl" small_bi --batch-invariant
+        summary+=("$(cmp_ref "$G" "$W/small_bi.jsonl" --label 'small real model --batch-invariant vs HF')")
+        gen "$SMALL" "$W/small_prompts.jsonl" small_bi_preempt --batch-invariant --num-gpu-blocks-override 30 \
+            --max-model-len 480
+        summary+=("$(cmp_ref --same "$W/small_bi.jsonl" "$W/small_bi_preempt.jsonl" --label 'small real model --batch-invariant: preemption vs default')")
+        gen "$SMALL" "$W/small_prompts.jsonl" small_bi_seq1 --batch-invariant --max-num-seqs 1
+        summary+=("$(cmp_ref --same "$W/small_bi.jsonl" "$W/small_bi_seq1.jsonl" --label 'small real model --batch-invariant: one sequence at a time vs default')")
+    fi
+    echo "== batch-invariant: the saved 8B-shaped checkpoint =="
+    [ -f "$M8/hf_ref.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
+    local P="$M8/prompts.jsonl" R="$M8/hf_ref.json"
+    gen "$M8" "$P" llama_bi --max-model-len 1536 --batch-invariant
+    summary+=("$(cmp_ref "$R" "$W/llama_bi.jsonl" --label 'llama8b --batch-invariant vs HF bf16')")
+    gen "$M8" "$P" llama_bi_preempt --max-model-len 1536 --num-gpu-blocks-override 100 --batch-invariant
+    summary+=("$(cmp_ref --same "$W/llama_bi.jsonl" "$W/llama_bi_preempt.jsonl" --label 'llama8b --batch-invariant: preemption vs default')")
+    gen "$M8" "$P" llama_bi_chunk --max-model-len 1536 --max-num-batched-tokens 128 --batch-invariant
+    summary+=("$(cmp_ref --same "$W/llama_bi.jsonl" "$W/llama_bi_chunk.jsonl" --label 'llama8b --batch-invariant: 128-token chunks vs default')")
+}
+
+stage_invariant_bench() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local VESTA_BENCH_DUMMY=1 v
+    for v in "default:" "invariant:--batch-invariant"; do
+        local name=${v%%:*} flags=${v#*:}
+        echo "== B1 / B2, $name =="
+        # shellcheck disable=SC2086
+        vb "b1_$name" throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024 $flags
+        summary+=("B1 $name: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+        # shellcheck disable=SC2086
+        vb "b2_$name" latency --input-len 128 --output-len 512 --num-iters 2 --num-iters-warmup 1 --temperature 0 $flags
+        summary+=("B2 $name: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+    done
+}
+
 # Two or more GPUs: TP=2 against TP=1 on the 8B shape with dummy weights (the same random model at
 # every N: the weights are made whole, then sliced), single-stream decode and B1 at each.
 stage_tp2() {
@@ -337,6 +404,9 @@ run)
         e2e) stage_e2e ;;
         small) stage_small ;;
         e2e8b) stage_e2e_8b ;;
+        invariant) stage_invariant ;;
+        invariant-real) stage_invariant_real ;;
+        invariant-bench) stage_invariant_bench ;;
         bench) stage_bench ;;
         peer) stage_peer ;;
         serve) stage_serve ;;

@@ -195,7 +195,7 @@ int main(int argc, char **argv) {
             for (size_t i = bt.size() - 1; i > 0; i--) std::swap(bt[i], bt[r.below((int)i + 1)]); /* fragmented */
         for (int i = 0; i <= ns; i++) qs[i] = i * qlen;
         std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
-        int nt = vk_prefill_tiles_build(qs.data(), ns, tiles.data(), (int)tiles.size() / 2);
+        int nt = vk_prefill_tiles_build(qs.data(), ns, 0, tiles.data(), (int)tiles.size() / 2);
         int32_t *dbt, *dqs, *dcl, *dt;
         CK(cudaMalloc(&dbt, bt.size() * 4));
         CK(cudaMalloc(&dqs, qs.size() * 4));

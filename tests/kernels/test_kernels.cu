@@ -219,7 +219,7 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     int qstride = (H + 2 * KVH) * D;
     auto q = rand_storage(dt, (size_t)ntok * qstride, r, 1.f);
     std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
-    int nt = vk_prefill_tiles_build(qs.data(), ns, tiles.data(), (int)tiles.size() / 2);
+    int nt = vk_prefill_tiles_build(qs.data(), ns, 0, tiles.data(), (int)tiles.size() / 2);
     dbuf<uint16_t> dk(kc), dv(vc), dq(q), dout((size_t)ntok * H * D);
     dbuf<int32_t> dbt(bt), dqs(qs), dcl(cl), dtiles(tiles);
     dbuf<char> scratch(vk_attention_scratch_bytes(ns, H, D, max_ctx));
@@ -264,6 +264,20 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
         CK(cudaDeviceSynchronize());
         gots.push_back(to_f(dt, dout.down()));
         names.push_back("v5 variant " + std::to_string(v));
+    }
+    { /* batch-invariant mode: every row through the prefill kernel, no key split */
+        std::vector<int32_t> itiles(2 * vk_prefill_tiles_max(ntok, ns));
+        int nit = vk_prefill_tiles_build(qs.data(), ns, 1, itiles.data(), (int)itiles.size() / 2);
+        dbuf<int32_t> ditiles(itiles);
+        vk_attention_args ai = a;
+        ai.prefill_tiles = ditiles.p;
+        ai.num_prefill_tiles = nit;
+        ai.batch_invariant = 1;
+        CK(cudaMemset(dout.p, 0xff, dout.n * 2));
+        CK(vk_attention(&ai, 0));
+        CK(cudaDeviceSynchronize());
+        gots.push_back(to_f(dt, dout.down()));
+        names.push_back("batch-invariant");
     }
     auto fk = to_f(dt, kc), fv = to_f(dt, vc), fq = to_f(dt, q);
     std::vector<float> want((size_t)ntok * H * D);
@@ -314,6 +328,71 @@ static void test_attention(vk_dtype dt)
     /* few query rows over a long cached context: the prefill kernel splits the key range */
     run_attention_case(dt, 32, 8, 128, 16, {{32, 4128}}, "prefix-hit-split");
     run_attention_case(dt, 9, 3, 64, 16, {{5, 3000}, {1, 900}, {70, 2000}}, "split-gqa3");
+}
+
+/* Batch invariance (vesta_kernels.h, batch_invariant): attention rows of one L-token document
+ * computed as one whole prompt are compared bit for bit with the same rows computed as decode
+ * rows, as chunks starting at unaligned positions and beside other sequences. */
+static void test_attention_invariant(vk_dtype dt)
+{
+    const int H = 32, KVH = 8, D = 128, bs = 16, L = 777, nblk = (L + bs - 1) / bs, pool = nblk + 5;
+    const int qstride = (H + 2 * KVH) * D;
+    rng r(g_seed + 4242);
+    std::vector<int32_t> perm(pool);
+    for (int i = 0; i < pool; i++) perm[i] = i;
+    for (int i = pool - 1; i > 0; i--) std::swap(perm[i], perm[r.below(i + 1)]);
+    auto kc = rand_storage(dt, (size_t)pool * bs * KVH * D, r, 1.f), vc = rand_storage(dt, kc.size(), r, 1.f);
+    auto q = rand_storage(dt, (size_t)L * qstride, r, 1.f);
+    dbuf<uint16_t> dk(kc), dv(vc);
+    /* parts: (first query position, query rows) of each sequence; all read the same document */
+    auto run = [&](const std::vector<std::pair<int, int>> &parts) {
+        const int ns = (int)parts.size();
+        std::vector<int32_t> qs(ns + 1, 0), cl(ns), bt((size_t)ns * nblk);
+        std::vector<uint16_t> qq;
+        int max_ctx = 1;
+        bool has_decode = false;
+        for (int i = 0; i < ns; i++) {
+            const int p0 = parts[i].first, len = parts[i].second;
+            qs[i + 1] = qs[i] + len;
+            cl[i] = p0 + len;
+            max_ctx = std::max(max_ctx, cl[i]);
+            has_decode |= len == 1;
+            std::copy(perm.begin(), perm.begin() + nblk, bt.begin() + (size_t)i * nblk);
+            qq.insert(qq.end(), q.begin() + (size_t)p0 * qstride, q.begin() + (size_t)(p0 + len) * qstride);
+        }
+        const int ntok = qs[ns];
+        std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
+        const int nt = vk_prefill_tiles_build(qs.data(), ns, 1, tiles.data(), (int)tiles.size() / 2);
+        dbuf<uint16_t> dq(qq), dout((size_t)ntok * H * D);
+        dbuf<int32_t> dbt(bt), dqs(qs), dcl(cl), dtiles(tiles);
+        dbuf<char> scratch(vk_attention_scratch_bytes(ns, H, D, max_ctx));
+        vk_attention_args a = {};
+        a.dt = dt, a.out = dout.p, a.q = dq.p, a.q_stride = qstride, a.k_cache = dk.p, a.v_cache = dv.p;
+        a.query_start = dqs.p, a.context_lens = dcl.p, a.block_tables = dbt.p, a.num_seqs = ns;
+        a.max_blocks_per_seq = nblk, a.H = H, a.KVH = KVH, a.D = D, a.block_size = bs;
+        a.scale = 1.0f / sqrtf((float)D), a.max_context_len = max_ctx, a.has_decode = has_decode;
+        a.prefill_tiles = dtiles.p, a.num_prefill_tiles = nt, a.scratch = scratch.p, a.batch_invariant = 1;
+        CK(vk_attention(&a, 0));
+        CK(cudaDeviceSynchronize());
+        return dout.down();
+    };
+    const auto whole = run({{0, L}});
+    const std::vector<std::vector<std::pair<int, int>>> batches = {
+        {{0, 1}, {1, 1}, {63, 1}, {64, 1}, {65, 1}, {400, 1}, {L - 1, 1}}, /* decode rows */
+        {{100, 37}, {5, 1}, {640, 137}},                                  /* chunks beside a decode row */
+        {{0, 64}, {64, 64}, {128, 300}, {428, L - 428}},                   /* the prompt in chunks */
+    };
+    const size_t row = (size_t)H * D;
+    for (size_t bi = 0; bi < batches.size(); bi++) {
+        const auto got = run(batches[bi]);
+        int bad = 0, rows = 0, t = 0;
+        for (auto &part : batches[bi])
+            for (int j = 0; j < part.second; j++, t++, rows++)
+                bad += memcmp(&got[(size_t)t * row], &whole[(size_t)(part.first + j) * row], row * 2) != 0;
+        printf("attention batch-invariant %s: batch %zu: %d of %d rows differ from the whole prompt's (0 expected)\n",
+               dtn(dt), bi, bad, rows);
+        CHECK(bad == 0, "attention batch invariance, batch %zu", bi);
+    }
 }
 
 static void test_gemv(vk_dtype dt)
@@ -714,6 +793,7 @@ int main(int argc, char **argv)
         if (what == "silu" || what == "all") test_gather_silu(dt);
         if (what == "rope" || what == "all") test_rope(dt);
         if (what == "attention" || what == "all") test_attention(dt);
+        if (what == "attention" || what == "invariant" || what == "all") test_attention_invariant(dt);
         if (what == "gemv" || what == "all") test_gemv(dt);
     }
     if (what == "copy_blocks" || what == "all") test_copy_blocks();

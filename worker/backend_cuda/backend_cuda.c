@@ -297,8 +297,11 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
     for (int i = 0; i < nsm; i++) be->hm.sample_idx[i] = b->sample_token_index[i];
     for (int i = nsm; i < nsamp_rows; i++) be->hm.sample_idx[i] = i;
     int ntiles = 0;
-    if (!all_decode) {
-        ntiles = vk_prefill_tiles_build(b->query_start, ns, be->hm.tiles, be->tiles_cap);
+    if (be->batch_invariant) { /* every row through the prefill kernel, graph padding included */
+        ntiles = vk_prefill_tiles_build(be->hm.query_start, rows, 1, be->hm.tiles, be->tiles_cap);
+        if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
+    } else if (!all_decode) {
+        ntiles = vk_prefill_tiles_build(b->query_start, ns, 0, be->hm.tiles, be->tiles_cap);
         if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
     }
     long pool = follower(be) ? 0 : fill_samples(be, b);
@@ -397,6 +400,7 @@ static void cuda_destroy(vesta_backend *base)
     if (be->step_done) cudaEventDestroy(be->step_done);
     cuda_profile_report(be);
     cuda_profile_dispose(be);
+    cuda_gemm_invariant_dispose(be);
     cuda_gemm_dispose(be);
     if (be->blas) cublasDestroy(be->blas);
     cudaFree(be->kv);
@@ -555,6 +559,12 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     const vesta_model_config *full = vesta_model_file_config(mf);
     vesta_model_config local;
     vesta_tp_shard shard;
+    if (opts->batch_invariant && opts->tp_size > 1) {
+        /* the all-reduce's summation order follows the message size, i.e. the step's rows */
+        vesta_error_set(err, VESTA_ERR_UNSUPPORTED,
+                        "cuda backend: --batch-invariant needs --tensor-parallel-size 1 (got %d)", opts->tp_size);
+        return NULL;
+    }
     if (!nccl_id && opts->tp_size != 1) {
         vesta_error_set(err, VESTA_ERR_UNSUPPORTED,
                         "cuda backend: tp_size %d needs a tensor-parallel replica "
@@ -642,6 +652,7 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     CB(cublasSetMathMode(be->blas, CUBLAS_DEFAULT_MATH));
     if (cuda_gemm_init(be, err) != VESTA_OK) goto fail_quiet;
     be->gemm_tune = env_int("VESTA_GEMM_TUNE", 1, 0, 2);
+    be->batch_invariant = opts->batch_invariant;
     if (cuda_profile_init(be, err) != VESTA_OK) goto fail_quiet;
 
     /* RoPE frequencies, computed on the host the way HF does. */
@@ -681,7 +692,11 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     be->hpin_bytes = plan_host(be, NULL);
     CU(cudaMallocHost(&be->hpin, be->hpin_bytes));
     plan_host(be, be->hpin);
-    if (be->gemm_tune && tune_products(be, err) != VESTA_OK) goto fail_quiet;
+    if (be->batch_invariant) {
+        if (cuda_gemm_invariant_init(be, err) != VESTA_OK) goto fail_quiet;
+    } else if (be->gemm_tune && tune_products(be, err) != VESTA_OK) {
+        goto fail_quiet;
+    }
     fprintf(stderr, "cuda: %s, %d SMs, %.1f GiB; weights %.2f GiB (%s) in %.2f s\n", prop.name,
             prop.multiProcessorCount, prop.totalGlobalMem / GIB, be->wbytes / GIB,
             opts->load_dummy ? "dummy" : vesta_model_file_path(mf), be->load_seconds);

@@ -105,6 +105,7 @@ static void attention_args(cuda_backend *be, vk_attention_args *a, int nseq, int
     a->prefill_tiles = be->m.tiles;
     a->num_prefill_tiles = ntiles;
     a->scratch = be->attn_scratch;
+    a->batch_invariant = be->batch_invariant;
 }
 
 vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, int max_ctx, bool has_decode, int ntiles,
@@ -169,6 +170,7 @@ static vesta_status fake_decode_meta(cuda_backend *be, int bs, vesta_error *err)
     }
     be->hm.query_start[bs] = bs;
     memset(be->hm.block_tables, 0, sizeof(int32_t) * (size_t)bs * be->max_blocks);
+    const int ntiles = be->batch_invariant ? vk_prefill_tiles_build(be->hm.query_start, bs, 1, be->hm.tiles, be->tiles_cap) : 0;
     cudaStream_t s = be->stream;
     CU(cudaMemcpyAsync(be->m.tokens, be->hm.tokens, 4 * (size_t)bs, cudaMemcpyHostToDevice, s));
     CU(cudaMemcpyAsync(be->m.positions, be->hm.positions, 4 * (size_t)bs, cudaMemcpyHostToDevice, s));
@@ -178,6 +180,7 @@ static vesta_status fake_decode_meta(cuda_backend *be, int bs, vesta_error *err)
     CU(cudaMemcpyAsync(be->m.sample_idx, be->hm.sample_idx, 4 * (size_t)bs, cudaMemcpyHostToDevice, s));
     CU(cudaMemcpyAsync(be->m.block_tables, be->hm.block_tables, 4 * (size_t)bs * be->max_blocks, cudaMemcpyHostToDevice,
                        s));
+    if (ntiles > 0) CU(cudaMemcpyAsync(be->m.tiles, be->hm.tiles, 8 * (size_t)ntiles, cudaMemcpyHostToDevice, s));
     CU(cudaStreamSynchronize(s));
     return VESTA_OK;
 fail:
@@ -191,10 +194,11 @@ static vesta_status capture_one(cuda_backend *be, int bs, int max_ctx, vesta_err
     if (fake_decode_meta(be, bs, err)) return VESTA_ERR_BACKEND;
     be->prof_off = true; /* graphs replay without events (cuda_profile.c) */
     /* warm-up: sets kernel attributes, lets cuBLAS pick its kernels outside the capture */
-    if (cuda_forward(be, bs, bs, bs, max_ctx, true, 0, err)) return VESTA_ERR_BACKEND;
+    const int ntiles = be->batch_invariant ? bs : 0; /* one tile per sequence (fake_decode_meta) */
+    if (cuda_forward(be, bs, bs, bs, max_ctx, true, ntiles, err)) return VESTA_ERR_BACKEND;
     if (cuda_stream_wait(be, err)) return VESTA_ERR_BACKEND; /* under TP: bounded (a peer may die) */
     CU(cudaStreamBeginCapture(be->stream, cudaStreamCaptureModeThreadLocal));
-    vesta_status st = cuda_forward(be, bs, bs, bs, max_ctx, true, 0, err);
+    vesta_status st = cuda_forward(be, bs, bs, bs, max_ctx, true, ntiles, err);
     cudaError_t ce = cudaStreamEndCapture(be->stream, &g);
     if (st != VESTA_OK) {
         if (g) cudaGraphDestroy(g);

@@ -48,8 +48,8 @@ fail:
     return VESTA_ERR_BACKEND;
 }
 
-static vesta_status gemm_lt(cuda_backend *be, const cuda_gemm_algo *a, const void *x, const void *w, void *y,
-                            vesta_error *err)
+vesta_status cuda_gemm_lt(cuda_backend *be, const cuda_gemm_algo *a, const void *x, const void *w, void *y,
+                          vesta_error *err)
 {
     const float alpha = 1.0f, beta = 0.0f;
     CB(cublasLtMatmul(be->lt, a->f32 ? be->lt_desc_f32 : be->lt_desc, &alpha, w, a->la, x, a->lb, &beta, y, a->lc, y,
@@ -62,6 +62,7 @@ fail:
 vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y, bool f32out,
                        vesta_error *err)
 {
+    if (be->batch_invariant) return cuda_gemm_invariant_run(be, x, n, in, w, out, y, f32out, err);
     if (n <= VK_GEMV_MAX_N) { /* weight streaming: a custom kernel beats cuBLAS at n <= 4 */
         CU(vk_gemv(VK_BF16, f32out, y, x, w, n, in, out, be->stream));
         return VESTA_OK;
@@ -70,7 +71,7 @@ vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const voi
      * than cuBLAS at every n (bench_gemm_skinny, GPU run 10: whole step 7.9-12.8 ms against
      * 6.9-7.1 ms; docs/benchmarks.md). */
     const cuda_gemm_algo *a = algo_find(be, n, in, out, f32out);
-    if (a && a->use_lt) return gemm_lt(be, a, x, w, y, err);
+    if (a && a->use_lt) return cuda_gemm_lt(be, a, x, w, y, err);
     return gemm_default(be, x, n, in, w, out, y, f32out, err);
 fail:
     return VESTA_ERR_BACKEND;
@@ -92,7 +93,7 @@ static float time_one(cuda_backend *be, const cuda_gemm_algo *a, const void *x, 
     float ms[TUNE_REPS];
     for (int r = -1; r < TUNE_REPS; r++) {
         if (r >= 0 && cudaEventRecord(t->e0, be->stream) != cudaSuccess) return -1.0f;
-        vesta_status st = a ? gemm_lt(be, a, x, w, y, err) : gemm_default(be, x, n, in, w, out, y, f32, err);
+        vesta_status st = a ? cuda_gemm_lt(be, a, x, w, y, err) : gemm_default(be, x, n, in, w, out, y, f32, err);
         if (st != VESTA_OK) {
             cudaStreamSynchronize(be->stream);
             return -1.0f;
@@ -111,7 +112,7 @@ static float time_one(cuda_backend *be, const cuda_gemm_algo *a, const void *x, 
     return ms[TUNE_REPS / 2];
 }
 
-static void algo_dispose(cuda_gemm_algo *a)
+void cuda_gemm_algo_dispose(cuda_gemm_algo *a)
 {
     if (a->la) cublasLtMatrixLayoutDestroy(a->la);
     if (a->lb) cublasLtMatrixLayoutDestroy(a->lb);
@@ -119,7 +120,7 @@ static void algo_dispose(cuda_gemm_algo *a)
     memset(a, 0, sizeof *a);
 }
 
-static bool layouts_create(cuda_gemm_algo *a)
+bool cuda_gemm_layouts_create(cuda_gemm_algo *a)
 {
     return cublasLtMatrixLayoutCreate(&a->la, CUDA_R_16BF, a->in, a->out, a->in) == CUBLAS_STATUS_SUCCESS &&
            cublasLtMatrixLayoutCreate(&a->lb, CUDA_R_16BF, a->in, a->n, a->in) == CUBLAS_STATUS_SUCCESS &&
@@ -136,7 +137,7 @@ static bool from_cache(cuda_backend *be, cuda_gemm_algo *a, const tune_ctx *t)
     _Static_assert(sizeof a->algo == sizeof e->algo, "cublasLtMatmulAlgo_t is 64 bytes");
     memcpy(&a->algo, e->algo, sizeof e->algo);
     cublasLtMatmulHeuristicResult_t r;
-    if (!layouts_create(a) ||
+    if (!cuda_gemm_layouts_create(a) ||
         cublasLtMatmulAlgoCheck(be->lt, a->f32 ? be->lt_desc_f32 : be->lt_desc, a->la, a->lb, a->lc, a->lc, &a->algo,
                                 &r) != CUBLAS_STATUS_SUCCESS ||
         r.state != CUBLAS_STATUS_SUCCESS || r.workspaceSize > be->blas_ws_bytes)
@@ -158,7 +159,7 @@ static vesta_status time_shape(cuda_backend *be, cuda_gemm_algo *a, const void *
     float best = d;
     cublasLtMatmulHeuristicResult_t cand[TUNE_CANDIDATES];
     int found = 0;
-    if (!layouts_create(a) ||
+    if (!cuda_gemm_layouts_create(a) ||
         cublasLtMatmulAlgoGetHeuristic(be->lt, f32 ? be->lt_desc_f32 : be->lt_desc, a->la, a->lb, a->lc, a->lc,
                                        be->lt_pref, TUNE_CANDIDATES, cand, &found) != CUBLAS_STATUS_SUCCESS)
         found = 0;
@@ -188,10 +189,10 @@ static vesta_status tune_shape(cuda_backend *be, int n, int in, const void *x, c
     if (from_cache(be, a, t)) {
         t->from_cache++;
     } else {
-        algo_dispose(a);
+        cuda_gemm_algo_dispose(a);
         *a = (cuda_gemm_algo){.n = n, .in = in, .out = out, .f32 = f32};
         if (time_shape(be, a, x, w, y, t, def_ms, best_ms, err) != VESTA_OK) {
-            algo_dispose(a);
+            cuda_gemm_algo_dispose(a);
             return VESTA_ERR_BACKEND;
         }
         t->timed++;
@@ -201,7 +202,7 @@ static vesta_status tune_shape(cuda_backend *be, int n, int in, const void *x, c
     }
     if (!a->use_lt) { /* the default: the entry only records that the shape is settled */
         cuda_gemm_algo keep = {.n = n, .in = in, .out = out, .f32 = f32};
-        algo_dispose(a);
+        cuda_gemm_algo_dispose(a);
         *a = keep;
     }
     be->num_algos++;
@@ -249,7 +250,7 @@ fail:
 
 void cuda_gemm_dispose(cuda_backend *be)
 {
-    for (int i = 0; i < be->num_algos; i++) algo_dispose(&be->algos[i]);
+    for (int i = 0; i < be->num_algos; i++) cuda_gemm_algo_dispose(&be->algos[i]);
     be->num_algos = 0;
     if (be->lt_pref) cublasLtMatmulPreferenceDestroy(be->lt_pref);
     if (be->lt_desc) cublasLtMatmulDescDestroy(be->lt_desc);

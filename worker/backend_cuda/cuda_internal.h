@@ -50,6 +50,7 @@ typedef struct cuda_meta {
 
 #define CUDA_MAX_GRAPHS 40
 #define CUDA_MAX_ALGOS 512
+#define CUDA_INV_SHAPES 5 /* q|k|v, o, gate|up, down, LM head */
 
 /* Operation classes of the step profile (cuda_profile.c). */
 typedef enum cuda_prof_class {
@@ -95,6 +96,11 @@ typedef struct cuda_backend {
     cuda_gemm_algo algos[CUDA_MAX_ALGOS];
     int num_algos;
     int gemm_tune;
+    /* batch-invariant mode (opts.batch_invariant, cuda_gemm_invariant.c): one cuBLASLt kernel per
+     * weight shape for every n, checked at start-up to give a row the same bits at any n */
+    bool batch_invariant;
+    cuda_gemm_algo inv[CUDA_INV_SHAPES];
+    int num_inv;
 
     /* VESTA_PROFILE (cuda_profile.c): events after each operation of an eager step */
     bool prof, prof_off; /* prof_off: this step is not recorded (graph replay, capture) */
@@ -175,6 +181,22 @@ void cuda_gemm_dispose(cuda_backend *be);
 vesta_status cuda_gemm_tune(cuda_backend *be, const int *ns, int count, vesta_error *err);
 vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y, bool f32out,
                        vesta_error *err);
+/* Shared by the tuned and the batch-invariant products: layouts for a's shape (n, in, out, f32;
+ * false on a cuBLASLt failure, the layouts made so far left for dispose), a's product with its
+ * algo, and dispose (layouts destroyed, a zeroed). */
+bool cuda_gemm_layouts_create(cuda_gemm_algo *a);
+vesta_status cuda_gemm_lt(cuda_backend *be, const cuda_gemm_algo *a, const void *x, const void *w, void *y,
+                          vesta_error *err);
+void cuda_gemm_algo_dispose(cuda_gemm_algo *a);
+/* Batch-invariant products (cuda_gemm_invariant.c). init: for each weight shape, the first
+ * cuBLASLt candidate without a K split whose rows come out bit-identical at every n tried (and
+ * at every row offset); an error when no candidate is. Overwrites the activations. run: the
+ * product with that shape's kernel (VESTA_ERR_BACKEND if the shape has none). dispose: NULL-safe
+ * on a partly initialised backend. */
+vesta_status cuda_gemm_invariant_init(cuda_backend *be, vesta_error *err);
+vesta_status cuda_gemm_invariant_run(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y,
+                                     bool f32out, vesta_error *err);
+void cuda_gemm_invariant_dispose(cuda_backend *be);
 /* The step profile (VESTA_PROFILE=1). init: reads the variable, creates the events; mark: an
  * event after an operation of class cat (-1: the step's start); collect: after the step's
  * stream wait, adds its times; report: prints the totals (stderr); dispose: NULL-safe. */
