@@ -193,17 +193,27 @@ cudaError_t vk_attention_prefill(const vk_attention_args *a, cudaStream_t s) {
     return cudaErrorInvalidValue;
 }
 
+/* Query tokens per tile are at least VK_PREFILL_TILE_M / VK_PREFILL_MAX_GROUP (batch-invariant
+ * tiles share their rows among a KV group's heads). */
 extern "C" int vk_prefill_tiles_max(int num_tokens, int num_seqs) {
-    return num_tokens / PF_BM + num_seqs + 1;
+    return num_tokens / (PF_BM / VK_PREFILL_MAX_GROUP) + num_seqs + 1;
 }
 
-extern "C" int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int with_decode, int32_t *tiles,
-                                      int cap) {
+extern "C" int vk_prefill_tile_tokens(int batch_invariant, int H, int KVH) {
+    if (!batch_invariant) return PF_BM;
+    if (KVH <= 0 || H % KVH || H / KVH > VK_PREFILL_MAX_GROUP) return -1;
+    return PF_BM / (H / KVH);
+}
+
+extern "C" int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int batch_invariant, int H, int KVH,
+                                      int32_t *tiles, int cap) {
+    const int tt = vk_prefill_tile_tokens(batch_invariant, H, KVH);
+    if (tt <= 0) return -1;
     int n = 0;
     for (int i = 0; i < num_seqs; i++) {
         int len = query_start[i + 1] - query_start[i];
-        if (len < 1 || (len == 1 && !with_decode)) continue;
-        for (int m = 0; m < len; m += PF_BM) {
+        if (len < 1 || (len == 1 && !batch_invariant)) continue;
+        for (int m = 0; m < len; m += tt) {
             if (n >= cap) return -1;
             tiles[2 * n] = i;
             tiles[2 * n + 1] = m;

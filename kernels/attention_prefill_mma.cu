@@ -72,15 +72,23 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
     typedef p2_layout<D> L;
     extern __shared__ __align__(128) unsigned char smem[];
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-    /* batch-invariant launches put a tile's heads side by side (one row per block for decode
-     * rows: the heads of a KV group then read its keys while they are in L2) */
-    const int tile = a.batch_invariant ? blockIdx.x / a.H : blockIdx.x;
-    const int head = a.batch_invariant ? blockIdx.x % a.H : blockIdx.y, split = blockIdx.z, kvh = head / (a.H / a.KVH);
+    /* Row r of the block is query token m0 + r / G of the tile's sequence, head head0 + r % G.
+     * Default: G = 1, one head per block (grid y). Batch-invariant: the G = H / KVH heads of one
+     * KV group share the block (grid x = tile * KVH + group), so a decode row's keys are read once
+     * per group, not once per head. */
+    const int G = a.batch_invariant ? a.H / a.KVH : 1;
+    const int tile = a.batch_invariant ? blockIdx.x / a.KVH : blockIdx.x;
+    const int head0 = a.batch_invariant ? (blockIdx.x % a.KVH) * G : blockIdx.y, split = blockIdx.z;
+    const int kvh = head0 / (a.H / a.KVH);
     const int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
     const int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
     const int ctx = a.context_lens[seq], pos0 = ctx - qlen;
-    const int rows = min(P2_BM, qlen - m0);
-    const int kv_end = min(ctx, pos0 + m0 + rows);
+    const int ntq = min(P2_BM / G, qlen - m0); /* query tokens of this tile */
+    const int rows = ntq * G;
+    const int kv_end = min(ctx, pos0 + m0 + ntq);
+    /* this thread's two rows (16w + g and + 8): token offset in the tile and head */
+    const int rt[2] = {(16 * w + g) / G, (16 * w + g + 8) / G};
+    const int rh[2] = {head0 + (16 * w + g) % G, head0 + (16 * w + g + 8) % G};
     const int kv_lo = split * chunk, kv_hi = min(kv_end, kv_lo + chunk);
     const float sl2 = a.scale * 1.4426950408889634f;
 
@@ -88,8 +96,9 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
     uint32_t qa[D / 16][4];
     {
         const int r0 = 16 * w + g, r1 = r0 + 8;
-        const T *q = (const T *)a.q + head * D;
-        const T *p0 = q + (size_t)(q0 + m0 + r0) * a.q_stride, *p1 = q + (size_t)(q0 + m0 + r1) * a.q_stride;
+        const T *q = (const T *)a.q;
+        const T *p0 = q + (size_t)(q0 + m0 + rt[0]) * a.q_stride + rh[0] * D;
+        const T *p1 = q + (size_t)(q0 + m0 + rt[1]) * a.q_stride + rh[1] * D;
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             int c = kk * 16 + 2 * t4;
@@ -157,7 +166,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int r = 16 * w + g + (e >> 1) * 8, key = n0 + nt * 8 + 2 * t4 + (e & 1);
-                bool ok = r < rows && key < kv_hi && key <= pos0 + m0 + r;
+                bool ok = r < rows && key < kv_hi && key <= pos0 + m0 + rt[e >> 1];
                 s[nt][e] = ok ? s[nt][e] * sl2 : -INFINITY;
                 mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
             }
@@ -218,16 +227,16 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
     for (int h = 0; h < 2; h++) {
         int r = 16 * w + g + h * 8;
         if (r >= rows) continue;
-        size_t tok = (size_t)(q0 + m0 + r);
+        size_t tok = (size_t)(q0 + m0 + rt[h]);
         if (nsplit == 1) {
             float inv = lrow[h] > 0.f ? 1.f / lrow[h] : 0.f;
-            T *out = (T *)a.out + (tok * a.H + head) * D;
+            T *out = (T *)a.out + (tok * a.H + rh[h]) * D;
 #pragma unroll
             for (int i = 0; i < D / 8; i++)
                 *(uint32_t *)(out + i * 8 + 2 * t4) = pack2<T>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
         } else {
             /* partials in the decode combine's format: unnormalized O, max (natural log), sum */
-            float *part = (float *)a.scratch + (((size_t)tile * P2_BM + (r)) * a.H + head) * (size_t)nsplit * (D + 2) +
+            float *part = (float *)a.scratch + (((size_t)tile * P2_BM + (r)) * a.H + rh[h]) * (size_t)nsplit * (D + 2) +
                           (size_t)split * (D + 2);
 #pragma unroll
             for (int i = 0; i < D / 8; i++) {
@@ -297,7 +306,7 @@ static cudaError_t launch_p2(const vk_attention_args *a, cudaStream_t s) {
     vk_attention_args b = *a;
     /* the decode kernel's partials live at the start of scratch; prefill partials after them */
     b.scratch = (char *)a->scratch + vk_attention_decode_scratch_bytes(a->num_seqs, a->H, D, a->max_context_len);
-    dim3 grid = a->batch_invariant ? dim3(a->num_prefill_tiles * a->H, 1, 1) : dim3(a->num_prefill_tiles, a->H, nsplit);
+    dim3 grid = a->batch_invariant ? dim3(a->num_prefill_tiles * a->KVH, 1, 1) : dim3(a->num_prefill_tiles, a->H, nsplit);
     prefill_mma_kernel<T, D><<<grid, P2_THREADS, smem, s>>>(b, nsplit, chunk);
     if ((e = cudaGetLastError()) != cudaSuccess || nsplit == 1) return e;
     prefill_combine_kernel<T, D><<<dim3(a->num_prefill_tiles * P2_BM, a->H), D, 0, s>>>(b, nsplit);
@@ -306,7 +315,7 @@ static cudaError_t launch_p2(const vk_attention_args *a, cudaStream_t s) {
 
 cudaError_t vk_attention_prefill_v2(const vk_attention_args *a, cudaStream_t s) {
     if (a->num_prefill_tiles <= 0) return cudaSuccess;
-    if (a->H % a->KVH) return cudaErrorInvalidValue;
+    if (a->H % a->KVH || (a->batch_invariant && a->H / a->KVH > VK_PREFILL_MAX_GROUP)) return cudaErrorInvalidValue;
     if (a->D == 128) VK_DISPATCH(a->dt, return (launch_p2<T, 128>(a, s)));
     if (a->D == 64) VK_DISPATCH(a->dt, return (launch_p2<T, 64>(a, s)));
     return cudaErrorInvalidValue;

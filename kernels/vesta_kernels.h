@@ -73,11 +73,12 @@ cudaError_t vk_rope_kv_write(vk_dtype dt, void *qkv, const void *bias, const int
  * from vk_prefill_tiles_build. scratch: vk_attention_scratch_bytes(num_seqs, H, D, max_context).
  *
  * batch_invariant: every row, decode rows included, goes through the prefill kernel without a
- * key split (the tile list must then hold the single-query sequences too: with_decode). A row's
- * bits then depend only on its query, its keys and values, and its position: the same token gives
- * the same output as a decode row, inside a prompt, in any chunk and in any batch (the kernel
- * walks the keys in the same 64-key tiles from position 0 and sums each row alone). Decode rows
- * cost more this way (one query row per block instead of a head group per split). */
+ * key split, a block taking the heads of one KV group for VK_PREFILL_TILE_M / group tokens (the
+ * tile list must be built with batch_invariant too). A row's bits then depend only on its query,
+ * its keys and values, and its position: the same token gives the same output as a decode row,
+ * inside a prompt, in any chunk and in any batch (the kernel walks the keys in the same 64-key
+ * tiles from position 0 and sums each row alone). Decode rows cost more this way (no split of
+ * long contexts; a decode block fills group of its 64 rows). */
 typedef struct vk_attention_args {
     vk_dtype dt;
     void *out;
@@ -97,13 +98,21 @@ typedef struct vk_attention_args {
 } vk_attention_args;
 
 #define VK_PREFILL_TILE_M 64
+#define VK_PREFILL_MAX_GROUP 8
 #define VK_DECODE_PARTITION 512
 
 size_t vk_attention_scratch_bytes(int num_seqs, int H, int D, int max_context_len);
-/* Host: fills tiles (capacity cap pairs) for sequences with query_len > 1 (with_decode: with
- * query_len >= 1, for batch_invariant); returns the count, or -1 if cap is too small. */
-int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int with_decode, int32_t *tiles, int cap);
+/* Host: fills tiles (capacity cap pairs) of vk_prefill_tile_tokens query tokens each for the
+ * sequences with query_len > 1 (batch_invariant: >= 1); returns the count, or -1 if cap is too
+ * small or the shape has no batch-invariant tiling. vk_prefill_tiles_max: a cap that always
+ * suffices for num_tokens tokens of num_seqs sequences. */
+int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int batch_invariant, int H, int KVH, int32_t *tiles,
+                           int cap);
 int vk_prefill_tiles_max(int num_tokens, int num_seqs);
+/* Query tokens per tile: VK_PREFILL_TILE_M; batch-invariant: VK_PREFILL_TILE_M / (H / KVH), the
+ * rows of a tile being (token, head) pairs of one KV group; -1 for groups above
+ * VK_PREFILL_MAX_GROUP. */
+int vk_prefill_tile_tokens(int batch_invariant, int H, int KVH);
 cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s);
 /* The same with a chosen prefill kernel: 2 = mma.sync flash kernel with split-K (production,
  * what vk_attention runs), 1 = the first WMMA version (kept for comparison in tests/benches). */

@@ -6,6 +6,7 @@
 #include <cublas_v2.h>
 
 #include <algorithm>
+#include <array>
 #include <functional>
 #include <string>
 
@@ -178,7 +179,8 @@ int main(int argc, char **argv) {
         for (void *p : {res, x, w, out, gu, act, qkv, kc, vc, (void *)dpos, (void *)dslot, (void *)dinv, (void *)ids, table}) cudaFree(p);
     }
     /* Attention: decode batches and one 2048-token prefill, Llama-3-8B heads, block size 16. */
-    /* dv: decode kernel (0 production, 1-5, or VK_DECODE_V5_VARIANT_BASE + a version 5 variant);
+    /* dv: decode kernel (0 production, 1-5, or VK_DECODE_V5_VARIANT_BASE + a version 5 variant;
+     * -1: batch-invariant mode, every row through the prefill kernel);
      * kvh: KV heads (the query heads are 4 x kvh); shuffle: fragmented block tables (else in order) */
     auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv, int KVH = 8, bool shuffle = true, int pv = 2) {
         int H = 4 * KVH, W = (H + 2 * KVH) * D;
@@ -195,7 +197,8 @@ int main(int argc, char **argv) {
             for (size_t i = bt.size() - 1; i > 0; i--) std::swap(bt[i], bt[r.below((int)i + 1)]); /* fragmented */
         for (int i = 0; i <= ns; i++) qs[i] = i * qlen;
         std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
-        int nt = vk_prefill_tiles_build(qs.data(), ns, 0, tiles.data(), (int)tiles.size() / 2);
+        const bool inv = dv < 0;
+        int nt = vk_prefill_tiles_build(qs.data(), ns, inv, H, KVH, tiles.data(), (int)tiles.size() / 2);
         int32_t *dbt, *dqs, *dcl, *dt;
         CK(cudaMalloc(&dbt, bt.size() * 4));
         CK(cudaMalloc(&dqs, qs.size() * 4));
@@ -229,11 +232,14 @@ int main(int argc, char **argv) {
         a.prefill_tiles = dt;
         a.num_prefill_tiles = nt;
         a.scratch = scratch;
-        float ms = time_ms([&] { CK(vk_attention_v(&a, dv, pv, 0)); });
+        a.batch_invariant = inv;
+        float ms = time_ms([&] { CK(vk_attention_v(&a, inv ? 0 : dv, pv, 0)); });
         double kv_bytes = 2.0 * ns * ctx * KVH * D * 2;
         double flops = qlen == 1 ? 4.0 * ns * ctx * H * D : 4.0 * ns * H * D * ((double)qlen * (qlen + 1) / 2);
         char name[160];
-        if (qlen == 1)
+        if (inv)
+            snprintf(name, sizeof name, "attention %s-invariant seqs=%d q=%d ctx=%d", label, ns, qlen, ctx);
+        else if (qlen == 1)
             snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s", label, dv, ns, qlen, ctx,
                      KVH == 8 ? "" : KVH == 1 ? " kvh=1 (4 KB contiguous per block)" : " kvh=?", shuffle ? "" : " in-order");
         else
@@ -309,6 +315,12 @@ int main(int argc, char **argv) {
     attn(1, 2048, 2048, "prefill", 2);
     attn(4, 2048, 2048, "prefill", 2);
     attn(32, 512, 512, "prefill", 2);
+    /* batch-invariant mode (--batch-invariant): decode rows and prompts through the prefill
+     * kernel, a KV group's heads per block, no key split -- beside the production rows above */
+    for (auto c : std::vector<std::array<int, 3>>{{256, 1, 640}, {512, 1, 640}, {64, 1, 4096}, {1, 1, 640}, {1, 1, 32768}})
+        attn(c[0], c[1], c[2], "decode", -1);
+    attn(1, 2048, 2048, "prefill", -1);
+    attn(32, 512, 512, "prefill", -1);
     /* Sampling: 256 rows over the Llama-3 vocabulary, greedy with logprobs, and temperature 1. */
     {
         int R = 256;

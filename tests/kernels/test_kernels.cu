@@ -219,7 +219,7 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     int qstride = (H + 2 * KVH) * D;
     auto q = rand_storage(dt, (size_t)ntok * qstride, r, 1.f);
     std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
-    int nt = vk_prefill_tiles_build(qs.data(), ns, 0, tiles.data(), (int)tiles.size() / 2);
+    int nt = vk_prefill_tiles_build(qs.data(), ns, 0, H, KVH, tiles.data(), (int)tiles.size() / 2);
     dbuf<uint16_t> dk(kc), dv(vc), dq(q), dout((size_t)ntok * H * D);
     dbuf<int32_t> dbt(bt), dqs(qs), dcl(cl), dtiles(tiles);
     dbuf<char> scratch(vk_attention_scratch_bytes(ns, H, D, max_ctx));
@@ -267,7 +267,7 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     }
     { /* batch-invariant mode: every row through the prefill kernel, no key split */
         std::vector<int32_t> itiles(2 * vk_prefill_tiles_max(ntok, ns));
-        int nit = vk_prefill_tiles_build(qs.data(), ns, 1, itiles.data(), (int)itiles.size() / 2);
+        int nit = vk_prefill_tiles_build(qs.data(), ns, 1, H, KVH, itiles.data(), (int)itiles.size() / 2);
         dbuf<int32_t> ditiles(itiles);
         vk_attention_args ai = a;
         ai.prefill_tiles = ditiles.p;
@@ -333,9 +333,9 @@ static void test_attention(vk_dtype dt)
 /* Batch invariance (vesta_kernels.h, batch_invariant): attention rows of one L-token document
  * computed as one whole prompt are compared bit for bit with the same rows computed as decode
  * rows, as chunks starting at unaligned positions and beside other sequences. */
-static void test_attention_invariant(vk_dtype dt)
+static void run_attention_invariant(vk_dtype dt, int H, int KVH, int D)
 {
-    const int H = 32, KVH = 8, D = 128, bs = 16, L = 777, nblk = (L + bs - 1) / bs, pool = nblk + 5;
+    const int bs = 16, L = 777, nblk = (L + bs - 1) / bs, pool = nblk + 5;
     const int qstride = (H + 2 * KVH) * D;
     rng r(g_seed + 4242);
     std::vector<int32_t> perm(pool);
@@ -362,7 +362,7 @@ static void test_attention_invariant(vk_dtype dt)
         }
         const int ntok = qs[ns];
         std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
-        const int nt = vk_prefill_tiles_build(qs.data(), ns, 1, tiles.data(), (int)tiles.size() / 2);
+        const int nt = vk_prefill_tiles_build(qs.data(), ns, 1, H, KVH, tiles.data(), (int)tiles.size() / 2);
         dbuf<uint16_t> dq(qq), dout((size_t)ntok * H * D);
         dbuf<int32_t> dbt(bt), dqs(qs), dcl(cl), dtiles(tiles);
         dbuf<char> scratch(vk_attention_scratch_bytes(ns, H, D, max_ctx));
@@ -389,10 +389,18 @@ static void test_attention_invariant(vk_dtype dt)
         for (auto &part : batches[bi])
             for (int j = 0; j < part.second; j++, t++, rows++)
                 bad += memcmp(&got[(size_t)t * row], &whole[(size_t)(part.first + j) * row], row * 2) != 0;
-        printf("attention batch-invariant %s: batch %zu: %d of %d rows differ from the whole prompt's (0 expected)\n",
-               dtn(dt), bi, bad, rows);
+        printf("attention batch-invariant %s H=%d KVH=%d D=%d: batch %zu: %d of %d rows differ from the whole "
+               "prompt's (0 expected)\n",
+               dtn(dt), H, KVH, D, bi, bad, rows);
         CHECK(bad == 0, "attention batch invariance, batch %zu", bi);
     }
+}
+
+static void test_attention_invariant(vk_dtype dt)
+{
+    run_attention_invariant(dt, 32, 8, 128); /* Llama-3-8B: groups of 4, 16 tokens per tile */
+    run_attention_invariant(dt, 9, 3, 64);   /* SmolLM2-135M: groups of 3, 21 tokens per tile */
+    run_attention_invariant(dt, 8, 8, 128);  /* no GQA: 64 tokens per tile */
 }
 
 static void test_gemv(vk_dtype dt)
@@ -793,7 +801,7 @@ int main(int argc, char **argv)
         if (what == "silu" || what == "all") test_gather_silu(dt);
         if (what == "rope" || what == "all") test_rope(dt);
         if (what == "attention" || what == "all") test_attention(dt);
-        if (what == "attention" || what == "invariant" || what == "all") test_attention_invariant(dt);
+        if (what == "invariant" || what == "all") test_attention_invariant(dt);
         if (what == "gemv" || what == "all") test_gemv(dt);
     }
     if (what == "copy_blocks" || what == "all") test_copy_blocks();
