@@ -51,6 +51,7 @@ typedef struct cuda_meta {
 #define CUDA_MAX_GRAPHS 40
 #define CUDA_MAX_ALGOS 512
 #define CUDA_INV_SHAPES 5 /* q|k|v, o, gate|up, down, LM head */
+#define CUDA_INV_BANDS 6  /* n <= 1, 4, 16, 64, 256, any (cuda_gemm_invariant.c) */
 
 /* Operation classes of the step profile (cuda_profile.c). */
 typedef enum cuda_prof_class {
@@ -96,10 +97,10 @@ typedef struct cuda_backend {
     cuda_gemm_algo algos[CUDA_MAX_ALGOS];
     int num_algos;
     int gemm_tune;
-    /* batch-invariant mode (opts.batch_invariant, cuda_gemm_invariant.c): one cuBLASLt kernel per
-     * weight shape for every n, checked at start-up to give a row the same bits at any n */
+    /* batch-invariant mode (opts.batch_invariant, cuda_gemm_invariant.c): per weight shape, kernels
+     * for bands of n checked at start-up to give a row the same bits at any n */
     bool batch_invariant;
-    cuda_gemm_algo inv[CUDA_INV_SHAPES];
+    cuda_gemm_algo inv[CUDA_INV_SHAPES][CUDA_INV_BANDS];
     int num_inv;
 
     /* VESTA_PROFILE (cuda_profile.c): events after each operation of an eager step */
@@ -190,9 +191,9 @@ vesta_status cuda_gemm_lt(cuda_backend *be, const cuda_gemm_algo *a, const void 
 void cuda_gemm_algo_dispose(cuda_gemm_algo *a);
 /* Batch-invariant products (cuda_gemm_invariant.c). init: for each weight shape, the first
  * cuBLASLt candidate without a K split whose rows come out bit-identical at every n tried (and
- * at every row offset); an error when no candidate is. Overwrites the activations. run: the
- * product with that shape's kernel (VESTA_ERR_BACKEND if the shape has none). dispose: NULL-safe
- * on a partly initialised backend. */
+ * at every row offset), and for bands of small n kernels giving the same bits; an error when no
+ * candidate is invariant. Overwrites the activations. run: the product with the kernel of n's
+ * band (VESTA_ERR_BACKEND if the shape has none). dispose: safe on a partly initialised backend. */
 vesta_status cuda_gemm_invariant_init(cuda_backend *be, vesta_error *err);
 vesta_status cuda_gemm_invariant_run(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y,
                                      bool f32out, vesta_error *err);
