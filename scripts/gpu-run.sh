@@ -297,7 +297,7 @@ stage_profile() {
 # batch, the chunking, preemption or graphs vs eager. Stage invariant: the kernel test and 320
 # prompts of the 8B shape (dummy weights: near-ties everywhere); invariant-real: the small real
 # model (where carried) and the saved 8B checkpoint, against HF too; invariant-bench: what it costs
-# (B1, B2 beside the default, same call).
+# (B1-B4 beside the default, same call).
 stage_invariant() {
     echo "== batch-invariant attention (kernel test) =="
     timeout 120 "$B/bin/test_kernels" invariant 2>&1 | tee "$OUT/invariant_kernels.log" | grep -v "^seed\|^device"
@@ -356,6 +356,12 @@ stage_invariant_bench() {
         # shellcheck disable=SC2086
         vb "b2_$name" latency --input-len 128 --output-len 512 --num-iters 2 --num-iters-warmup 1 --temperature 0 $flags
         summary+=("B2 $name: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+        # shellcheck disable=SC2086
+        vb "b3_$name" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 --temperature 0 $flags
+        summary+=("B3 $name: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+        # shellcheck disable=SC2086
+        vb "b4_$name" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0 $flags
+        summary+=("B4 $name: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
     done
 }
 
