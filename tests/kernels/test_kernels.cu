@@ -777,6 +777,44 @@ static void test_rng()
     CHECK(bad == 0, "rng");
 }
 
+/* The prefill tile lists (host only): every query token of every sequence in exactly one tile of
+ * at most vk_prefill_tile_tokens tokens, tiles in order; decode sequences only in batch-invariant
+ * lists; refusals for groups above VK_PREFILL_MAX_GROUP and for a short cap. */
+static void test_tiles()
+{
+    rng r(g_seed + 7);
+    int bad = 0, lists = 0;
+    const int shapes[][2] = {{32, 8}, {9, 3}, {8, 8}, {64, 8}, {14, 2}}; /* H, KVH: groups 4, 3, 1, 8, 7 */
+    for (auto &sh : shapes)
+        for (int inv = 0; inv < 2; inv++)
+            for (int trial = 0; trial < 50; trial++, lists++) {
+                const int ns = 1 + r.below(40);
+                std::vector<int32_t> qs(ns + 1, 0);
+                for (int i = 0; i < ns; i++) qs[i + 1] = qs[i] + (r.below(3) ? 1 : 1 + r.below(300));
+                const int tt = inv ? VK_PREFILL_TILE_M / (sh[0] / sh[1]) : VK_PREFILL_TILE_M;
+                CHECK(vk_prefill_tile_tokens(inv, sh[0], sh[1]) == tt, "tile tokens H=%d KVH=%d inv=%d", sh[0],
+                      sh[1], inv);
+                std::vector<int32_t> want;
+                for (int i = 0; i < ns; i++) {
+                    const int len = qs[i + 1] - qs[i];
+                    if (len == 1 && !inv) continue;
+                    for (int m = 0; m < len; m += tt) want.insert(want.end(), {i, m});
+                }
+                const int cap = vk_prefill_tiles_max(qs[ns], ns);
+                std::vector<int32_t> got(2 * (size_t)cap);
+                const int n = vk_prefill_tiles_build(qs.data(), ns, inv, sh[0], sh[1], got.data(), cap);
+                got.resize(n < 0 ? 0 : 2 * (size_t)n);
+                bad += got != want;
+                if (n > 0) /* one pair short of what it needs */
+                    bad += vk_prefill_tiles_build(qs.data(), ns, inv, sh[0], sh[1], got.data(), n - 1) != -1;
+            }
+    std::vector<int32_t> qs = {0, 5}, t(64);
+    const int over = vk_prefill_tiles_build(qs.data(), 1, 1, 16, 1, t.data(), 32); /* group 16 */
+    printf("prefill tiles: %d of %d lists differ from the expected tiling; group 16: %d (-1 expected)\n", bad, lists,
+           over);
+    CHECK(bad == 0 && over == -1 && vk_prefill_tile_tokens(1, 16, 1) == -1, "prefill tiles");
+}
+
 int main(int argc, char **argv)
 {
     std::string what = argc > 1 ? argv[1] : "all";
@@ -786,7 +824,8 @@ int main(int argc, char **argv)
         g_seed = (uint64_t)time(nullptr); /* fresh inputs every run; the seed is printed */
     printf("seed %llu\n", (unsigned long long)g_seed);
     if (what == "rng" || what == "all") test_rng();
-    if (what == "rng") return ref::failures() ? 1 : 0; /* host-only: runs without a GPU */
+    if (what == "tiles" || what == "all") test_tiles();
+    if (what == "rng" || what == "tiles") return ref::failures() ? 1 : 0; /* host-only: run without a GPU */
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         printf("no CUDA device: skipped\n");
