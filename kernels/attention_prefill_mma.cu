@@ -66,9 +66,32 @@ template <int D> struct p2_layout {
     static constexpr size_t total = 4 * tile; /* K and V, two buffers each */
 };
 
-template <typename T, int D>
+/* Batch-invariant mode sums each row's keys in fixed chunks of VK_INVARIANT_CHUNK keys (absolute
+ * positions): a fresh online-softmax state per chunk, the chunk states folded into a total in
+ * chunk order. The fold happens either inside the kernel (one block walks all chunks) or in
+ * inv_combine_kernel (one block per chunk, for grids too small to fill the GPU); both run exactly
+ * this code on exactly these values, so a row's bits do not depend on which one ran. The cases
+ * of the fold: an empty chunk changes nothing, the first state is copied, later ones fold. */
+enum { INV_FOLD_NONE, INV_FOLD_COPY, INV_FOLD_MIX };
+__device__ __forceinline__ int inv_fold_factors(float mt, float mc, float *fa, float *fb, float *mn) {
+    if (mc == -INFINITY) return INV_FOLD_NONE;
+    if (mt == -INFINITY) {
+        *mn = mc;
+        return INV_FOLD_COPY;
+    }
+    *mn = fmaxf(mt, mc);
+    *fa = exp2f(mt - *mn);
+    *fb = exp2f(mc - *mn);
+    return INV_FOLD_MIX;
+}
+__device__ __forceinline__ float inv_fold(int mode, float t, float c, float fa, float fb) {
+    return mode == INV_FOLD_COPY ? c : mode == INV_FOLD_MIX ? __fadd_rn(__fmul_rn(t, fa), __fmul_rn(c, fb)) : t;
+}
+__device__ __forceinline__ float inv_normalize(float o, float l) { return l > 0.f ? __fdiv_rn(o, l) : 0.f; }
+
+template <typename T, int D, bool INV>
 __global__ void __launch_bounds__(P2_THREADS)
-prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
+prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_rows) {
     typedef p2_layout<D> L;
     extern __shared__ __align__(128) unsigned char smem[];
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
@@ -76,9 +99,9 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
      * Default: G = 1, one head per block (grid y). Batch-invariant: the G = H / KVH heads of one
      * KV group share the block (grid x = tile * KVH + group), so a decode row's keys are read once
      * per group, not once per head. */
-    const int G = a.batch_invariant ? a.H / a.KVH : 1;
-    const int tile = a.batch_invariant ? blockIdx.x / a.KVH : blockIdx.x;
-    const int head0 = a.batch_invariant ? (blockIdx.x % a.KVH) * G : blockIdx.y, split = blockIdx.z;
+    const int G = INV ? a.H / a.KVH : 1;
+    const int tile = INV ? blockIdx.x / a.KVH : blockIdx.x;
+    const int head0 = INV ? (blockIdx.x % a.KVH) * G : blockIdx.y, split = blockIdx.z;
     const int kvh = head0 / (a.H / a.KVH);
     const int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
     const int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
@@ -112,6 +135,36 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
 #pragma unroll
     for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
     float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+    /* INV, one block over several chunks: the folded total (max, sum in registers, O in shared
+     * memory past the K/V buffers: [total_rows][D], each lane its own elements; total_rows is 64,
+     * or the group size G for decode-only launches) */
+    if (INV && rows > total_rows) __trap(); /* a caller's decode_only was wrong: fail the step */
+    float mt[2] = {-INFINITY, -INFINITY}, lt[2] = {0.f, 0.f};
+    float *ot = reinterpret_cast<float *>(smem + L::total);
+    auto fold_chunk = [&]() {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 1);
+            lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 2);
+            float fa = 0.f, fb = 0.f, mn = mt[h];
+            const int mode = inv_fold_factors(mt[h], mrow[h], &fa, &fb, &mn);
+            const int r = 16 * w + g + h * 8;
+            float *row = ot + r * D + 2 * t4;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+                if (r < rows) {
+                    row[i * 8] = inv_fold(mode, row[i * 8], o[i][2 * h], fa, fb);
+                    row[i * 8 + 1] = inv_fold(mode, row[i * 8 + 1], o[i][2 * h + 1], fa, fb);
+                }
+                o[i][2 * h] = o[i][2 * h + 1] = 0.f;
+            }
+            lt[h] = inv_fold(mode, lt[h], lrow[h], fa, fb);
+            mt[h] = mn;
+            mrow[h] = -INFINITY;
+            lrow[h] = 0.f;
+        }
+    };
+    bool folded = false;
 
     const int32_t *bt = a.block_tables + (size_t)seq * a.max_blocks_per_seq;
     const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
@@ -141,6 +194,10 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
             __syncthreads();
             buf ^= 1;
             continue;
+        }
+        if (INV && n0 > kv_lo && n0 % VK_INVARIANT_CHUNK == 0) { /* a chunk ends: into the total */
+            fold_chunk();
+            folded = true;
         }
 
         float s[P2_BN / 8][4];
@@ -218,34 +275,71 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk) {
         buf ^= 1;
     }
 
+    if (INV) {
+        if (16 * w < rows) {
+            if (folded) fold_chunk(); /* the last chunk; the total is then in ot, mt, lt */
+            else
+                for (int h = 0; h < 2; h++) {
+                    lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 1);
+                    lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 2);
+                }
+        }
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-        lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 1);
-        lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 2);
-    }
+        for (int h = 0; h < 2; h++) {
+            const int r = 16 * w + g + h * 8;
+            if (r >= rows) continue;
+            const float *row = ot + r * D + 2 * t4;
+            if (nsplit == 1) {
+                const float l = folded ? lt[h] : lrow[h];
+                T *out = (T *)a.out + ((size_t)(q0 + m0 + rt[h]) * a.H + rh[h]) * D;
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-        int r = 16 * w + g + h * 8;
-        if (r >= rows) continue;
-        size_t tok = (size_t)(q0 + m0 + rt[h]);
-        if (nsplit == 1) {
-            float inv = lrow[h] > 0.f ? 1.f / lrow[h] : 0.f;
-            T *out = (T *)a.out + (tok * a.H + rh[h]) * D;
+                for (int i = 0; i < D / 8; i++) {
+                    const float x0 = folded ? row[i * 8] : o[i][2 * h], x1 = folded ? row[i * 8 + 1] : o[i][2 * h + 1];
+                    *(uint32_t *)(out + i * 8 + 2 * t4) = pack2<T>(inv_normalize(x0, l), inv_normalize(x1, l));
+                }
+            } else { /* this chunk's state, raw (log2-domain max), for inv_combine_kernel */
+                float *part = (float *)a.scratch + (((size_t)blockIdx.x * P2_BM + r) * nsplit + split) * (D + 2);
 #pragma unroll
-            for (int i = 0; i < D / 8; i++)
-                *(uint32_t *)(out + i * 8 + 2 * t4) = pack2<T>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
-        } else {
-            /* partials in the decode combine's format: unnormalized O, max (natural log), sum */
-            float *part = (float *)a.scratch + (((size_t)tile * P2_BM + (r)) * a.H + rh[h]) * (size_t)nsplit * (D + 2) +
-                          (size_t)split * (D + 2);
-#pragma unroll
-            for (int i = 0; i < D / 8; i++) {
-                part[i * 8 + 2 * t4] = o[i][2 * h];
-                part[i * 8 + 2 * t4 + 1] = o[i][2 * h + 1];
+                for (int i = 0; i < D / 8; i++) {
+                    part[i * 8 + 2 * t4] = o[i][2 * h];
+                    part[i * 8 + 2 * t4 + 1] = o[i][2 * h + 1];
+                }
+                if (t4 == 0) {
+                    part[D] = mrow[h];
+                    part[D + 1] = lrow[h];
+                }
             }
-            if (t4 == 0) {
-                part[D] = mrow[h] == -INFINITY ? -INFINITY : mrow[h] * 0.6931471805599453f;
-                part[D + 1] = lrow[h];
+        }
+    } else {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 1);
+            lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 2);
+        }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int r = 16 * w + g + h * 8;
+            if (r >= rows) continue;
+            size_t tok = (size_t)(q0 + m0 + rt[h]);
+            if (nsplit == 1) {
+                float inv = lrow[h] > 0.f ? 1.f / lrow[h] : 0.f;
+                T *out = (T *)a.out + (tok * a.H + rh[h]) * D;
+#pragma unroll
+                for (int i = 0; i < D / 8; i++)
+                    *(uint32_t *)(out + i * 8 + 2 * t4) = pack2<T>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
+            } else {
+                /* partials in the decode combine's format: unnormalized O, max (natural log), sum */
+                float *part = (float *)a.scratch + (((size_t)tile * P2_BM + (r)) * a.H + rh[h]) * (size_t)nsplit * (D + 2) +
+                              (size_t)split * (D + 2);
+#pragma unroll
+                for (int i = 0; i < D / 8; i++) {
+                    part[i * 8 + 2 * t4] = o[i][2 * h];
+                    part[i * 8 + 2 * t4 + 1] = o[i][2 * h + 1];
+                }
+                if (t4 == 0) {
+                    part[D] = mrow[h] == -INFINITY ? -INFINITY : mrow[h] * 0.6931471805599453f;
+                    part[D + 1] = lrow[h];
+                }
             }
         }
     }
@@ -275,6 +369,30 @@ __global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit) {
     }
 }
 
+/* Batch-invariant chunks computed by separate blocks, folded in chunk order: one block per
+ * (attention block, row), a thread per element. */
+template <typename T, int D>
+__global__ void inv_combine_kernel(const vk_attention_args a, int nsplit) {
+    const int blk = blockIdx.x / P2_BM, r = blockIdx.x % P2_BM;
+    const int G = a.H / a.KVH, tile = blk / a.KVH, head = (blk % a.KVH) * G + r % G;
+    const int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
+    const int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
+    if (m0 + r / G >= qlen || r / G >= P2_BM / G) return;
+    const float *part = (const float *)a.scratch + ((size_t)blockIdx.x * nsplit) * (D + 2);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float mt = -INFINITY, lt = 0.f, ot = 0.f;
+        for (int z = 0; z < nsplit; z++) {
+            const float *p = part + (size_t)z * (D + 2);
+            float fa = 0.f, fb = 0.f, mn = mt;
+            const int mode = inv_fold_factors(mt, p[D], &fa, &fb, &mn);
+            ot = inv_fold(mode, ot, p[d], fa, fb);
+            lt = inv_fold(mode, lt, p[D + 1], fa, fb);
+            mt = mn;
+        }
+        ((T *)a.out)[((size_t)(q0 + m0 + r / G) * a.H + head) * D + d] = from_f<T>(inv_normalize(ot, lt));
+    }
+}
+
 /* Splits the key range when tiles x heads would leave the GPU idle: aim at about two waves. */
 static int choose_splits(const vk_attention_args *a, int *chunk) {
     int blocks = a->num_prefill_tiles * a->H, want = 264;
@@ -297,17 +415,44 @@ size_t vk_attention_prefill_scratch_bytes(int H, int D) {
     return sizeof(float) * (size_t)VK_PREFILL_SPLIT_ROWS * H * (D + 2);
 }
 
+/* Batch-invariant launch: one block per (tile, KV group); the chunks of a row in separate blocks
+ * (folded by inv_combine_kernel) when the grid is small and the partials fit the scratch, else
+ * folded inside the block (O's total in shared memory when a row can span several chunks). */
+template <typename T, int D>
+static cudaError_t launch_inv(const vk_attention_args *a, void *scratch, cudaStream_t s) {
+    const int total_rows = a->decode_only ? a->H / a->KVH : P2_BM;
+    const size_t total = (size_t)total_rows * D * sizeof(float), smem = p2_layout<D>::total;
+    cudaError_t e = cudaFuncSetAttribute(prefill_mma_kernel<T, D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)(smem + (size_t)P2_BM * D * sizeof(float)));
+    if (e != cudaSuccess) return e;
+    const int max_ctx = a->max_context_len > 0 ? a->max_context_len : 1;
+    const int chunks = (max_ctx + VK_INVARIANT_CHUNK - 1) / VK_INVARIANT_CHUNK, blocks = a->num_prefill_tiles * a->KVH;
+    const bool par = chunks > 1 && blocks < 264 &&
+                     (size_t)blocks * P2_BM * chunks <= (size_t)VK_PREFILL_SPLIT_ROWS * a->H; /* the scratch */
+    vk_attention_args b = *a;
+    b.scratch = scratch;
+    const int nsplit = par ? chunks : 1;
+    prefill_mma_kernel<T, D, true><<<dim3(blocks, 1, nsplit), P2_THREADS, smem + (chunks > 1 && !par ? total : 0), s>>>(
+        b, nsplit, par ? VK_INVARIANT_CHUNK : 1 << 30, total_rows);
+    if ((e = cudaGetLastError()) != cudaSuccess || !par) return e;
+    inv_combine_kernel<T, D><<<blocks * P2_BM, D, 0, s>>>(b, nsplit);
+    return cudaGetLastError();
+}
+
 template <typename T, int D>
 static cudaError_t launch_p2(const vk_attention_args *a, cudaStream_t s) {
+    /* the decode kernel's partials live at the start of scratch; prefill partials after them */
+    void *scratch = (char *)a->scratch + vk_attention_decode_scratch_bytes(a->num_seqs, a->H, D, a->max_context_len);
+    if (a->batch_invariant) return launch_inv<T, D>(a, scratch, s);
     size_t smem = p2_layout<D>::total;
-    cudaError_t e = cudaFuncSetAttribute(prefill_mma_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    cudaError_t e = cudaFuncSetAttribute(prefill_mma_kernel<T, D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)smem);
     if (e != cudaSuccess) return e;
     int chunk, nsplit = choose_splits(a, &chunk);
     vk_attention_args b = *a;
-    /* the decode kernel's partials live at the start of scratch; prefill partials after them */
-    b.scratch = (char *)a->scratch + vk_attention_decode_scratch_bytes(a->num_seqs, a->H, D, a->max_context_len);
-    dim3 grid = a->batch_invariant ? dim3(a->num_prefill_tiles * a->KVH, 1, 1) : dim3(a->num_prefill_tiles, a->H, nsplit);
-    prefill_mma_kernel<T, D><<<grid, P2_THREADS, smem, s>>>(b, nsplit, chunk);
+    b.scratch = scratch;
+    prefill_mma_kernel<T, D, false><<<dim3(a->num_prefill_tiles, a->H, nsplit), P2_THREADS, smem, s>>>(b, nsplit, chunk,
+                                                                                                      P2_BM);
     if ((e = cudaGetLastError()) != cudaSuccess || nsplit == 1) return e;
     prefill_combine_kernel<T, D><<<dim3(a->num_prefill_tiles * P2_BM, a->H), D, 0, s>>>(b, nsplit);
     return cudaGetLastError();

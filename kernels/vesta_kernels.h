@@ -77,8 +77,10 @@ cudaError_t vk_rope_kv_write(vk_dtype dt, void *qkv, const void *bias, const int
  * tile list must be built with batch_invariant too). A row's bits then depend only on its query,
  * its keys and values, and its position: the same token gives the same output as a decode row,
  * inside a prompt, in any chunk and in any batch (the kernel walks the keys in the same 64-key
- * tiles from position 0 and sums each row alone). Decode rows cost more this way (no split of
- * long contexts; a decode block fills group of its 64 rows). */
+ * tiles from position 0 and sums each row alone). Keys are summed in chunks of VK_INVARIANT_CHUNK
+ * (a fresh softmax state per chunk, the chunk states folded in order), so that a few long rows
+ * can still be split over blocks: the fold runs inside the block or in a combine kernel, on the
+ * same values with the same code, whichever the grid size picks. */
 typedef struct vk_attention_args {
     vk_dtype dt;
     void *out;
@@ -95,10 +97,13 @@ typedef struct vk_attention_args {
     int num_prefill_tiles;
     void *scratch;
     int batch_invariant;
+    int decode_only; /* every sequence has query_len 1 (batch_invariant: less shared memory) */
 } vk_attention_args;
 
 #define VK_PREFILL_TILE_M 64
 #define VK_PREFILL_MAX_GROUP 8
+/* batch_invariant: keys are summed in chunks of this many (absolute positions), folded in order */
+#define VK_INVARIANT_CHUNK 512
 #define VK_DECODE_PARTITION 512
 
 size_t vk_attention_scratch_bytes(int num_seqs, int H, int D, int max_context_len);

@@ -233,6 +233,7 @@ int main(int argc, char **argv) {
         a.num_prefill_tiles = nt;
         a.scratch = scratch;
         a.batch_invariant = inv;
+        a.decode_only = qlen == 1;
         float ms = time_ms([&] { CK(vk_attention_v(&a, inv ? 0 : dv, pv, 0)); });
         double kv_bytes = 2.0 * ns * ctx * KVH * D * 2;
         double flops = qlen == 1 ? 4.0 * ns * ctx * H * D : 4.0 * ns * H * D * ((double)qlen * (qlen + 1) / 2);

@@ -333,9 +333,9 @@ static void test_attention(vk_dtype dt)
 /* Batch invariance (vesta_kernels.h, batch_invariant): attention rows of one L-token document
  * computed as one whole prompt are compared bit for bit with the same rows computed as decode
  * rows, as chunks starting at unaligned positions and beside other sequences. */
-static void run_attention_invariant(vk_dtype dt, int H, int KVH, int D)
+static void run_attention_invariant(vk_dtype dt, int H, int KVH, int D, int L)
 {
-    const int bs = 16, L = 777, nblk = (L + bs - 1) / bs, pool = nblk + 5;
+    const int bs = 16, nblk = (L + bs - 1) / bs, pool = nblk + 5;
     const int qstride = (H + 2 * KVH) * D;
     rng r(g_seed + 4242);
     std::vector<int32_t> perm(pool);
@@ -372,13 +372,17 @@ static void run_attention_invariant(vk_dtype dt, int H, int KVH, int D)
         a.max_blocks_per_seq = nblk, a.H = H, a.KVH = KVH, a.D = D, a.block_size = bs;
         a.scale = 1.0f / sqrtf((float)D), a.max_context_len = max_ctx, a.has_decode = has_decode;
         a.prefill_tiles = dtiles.p, a.num_prefill_tiles = nt, a.scratch = scratch.p, a.batch_invariant = 1;
+        a.decode_only = ntok == ns; /* batch 0: decode rows only (the smaller fold buffer) */
         CK(vk_attention(&a, 0));
         CK(cudaDeviceSynchronize());
         return dout.down();
     };
     const auto whole = run({{0, L}});
+    std::vector<std::pair<int, int>> many; /* enough decode rows that each block folds its own chunks */
+    for (int i = 0; i < 300 / KVH + 1; i++) many.push_back({(i * 53 + L / 2) % L, 1});
     const std::vector<std::vector<std::pair<int, int>>> batches = {
         {{0, 1}, {1, 1}, {63, 1}, {64, 1}, {65, 1}, {400, 1}, {L - 1, 1}}, /* decode rows */
+        many,
         {{100, 37}, {5, 1}, {640, 137}},                                  /* chunks beside a decode row */
         {{0, 64}, {64, 64}, {128, 300}, {428, L - 428}},                   /* the prompt in chunks */
     };
@@ -389,18 +393,21 @@ static void run_attention_invariant(vk_dtype dt, int H, int KVH, int D)
         for (auto &part : batches[bi])
             for (int j = 0; j < part.second; j++, t++, rows++)
                 bad += memcmp(&got[(size_t)t * row], &whole[(size_t)(part.first + j) * row], row * 2) != 0;
-        printf("attention batch-invariant %s H=%d KVH=%d D=%d: batch %zu: %d of %d rows differ from the whole "
-               "prompt's (0 expected)\n",
-               dtn(dt), H, KVH, D, bi, bad, rows);
+        printf("attention batch-invariant %s H=%d KVH=%d D=%d L=%d: batch %zu: %d of %d rows differ from the "
+               "whole prompt's (0 expected)\n",
+               dtn(dt), H, KVH, D, L, bi, bad, rows);
         CHECK(bad == 0, "attention batch invariance, batch %zu", bi);
     }
 }
 
 static void test_attention_invariant(vk_dtype dt)
 {
-    run_attention_invariant(dt, 32, 8, 128); /* Llama-3-8B: groups of 4, 16 tokens per tile */
-    run_attention_invariant(dt, 9, 3, 64);   /* SmolLM2-135M: groups of 3, 21 tokens per tile */
-    run_attention_invariant(dt, 8, 8, 128);  /* no GQA: 64 tokens per tile */
+    /* The whole prompt folds its chunks inside the blocks (a large grid); the decode rows and the
+     * chunks beside them split theirs over blocks (a small grid) and fold in the combine kernel. */
+    run_attention_invariant(dt, 32, 8, 128, 777);  /* Llama-3-8B: groups of 4, 16 tokens per tile */
+    run_attention_invariant(dt, 9, 3, 64, 777);    /* SmolLM2-135M: groups of 3, 21 tokens per tile */
+    run_attention_invariant(dt, 8, 8, 128, 777);   /* no GQA: 64 tokens per tile */
+    run_attention_invariant(dt, 32, 8, 128, 2100); /* 5 chunks of VK_INVARIANT_CHUNK */
 }
 
 static void test_gemv(vk_dtype dt)

@@ -121,6 +121,7 @@ vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, in
     MARK(EMBED);
     vk_attention_args a;
     attention_args(be, &a, nseq, max_ctx, has_decode, ntiles);
+    a.decode_only = ntok == nseq; /* every sequence one query token */
     for (int l = 0; l < be->L; l++)
         if (layer_forward(be, l, ntok, &a, eps, err)) return VESTA_ERR_BACKEND;
     if (nsamples > 0) {
