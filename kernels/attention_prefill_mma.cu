@@ -398,8 +398,7 @@ static int choose_splits(const vk_attention_args *a, int *chunk) {
     int blocks = a->num_prefill_tiles * a->H, want = 264;
     int max_ctx = a->max_context_len > 0 ? a->max_context_len : 1;
     int nsplit = 1;
-    /* batch-invariant: no split, which would change a row's summation order with the batch */
-    if (!a->batch_invariant && blocks < want && max_ctx > 4 * P2_BN) {
+    if (blocks < want && max_ctx > 4 * P2_BN) { /* default mode only: launch_inv has its own chunks */
         nsplit = (want + blocks - 1) / blocks;
         int cap = max_ctx / (2 * P2_BN); /* at least two key tiles per split */
         if (nsplit > cap) nsplit = cap;

@@ -72,8 +72,8 @@ cudaError_t vk_rope_kv_write(vk_dtype dt, void *qkv, const void *bias, const int
  * tiled prefill kernel, whose tile list (prefill_tiles, num_prefill_tiles; device memory) comes
  * from vk_prefill_tiles_build. scratch: vk_attention_scratch_bytes(num_seqs, H, D, max_context).
  *
- * batch_invariant: every row, decode rows included, goes through the prefill kernel without a
- * key split, a block taking the heads of one KV group for VK_PREFILL_TILE_M / group tokens (the
+ * batch_invariant: every row, decode rows included, goes through the prefill kernel without the
+ * default mode's key split (whose ranges follow the batch), a block taking the heads of one KV group for VK_PREFILL_TILE_M / group tokens (the
  * tile list must be built with batch_invariant too). A row's bits then depend only on its query,
  * its keys and values, and its position: the same token gives the same output as a decode row,
  * inside a prompt, in any chunk and in any batch (the kernel walks the keys in the same 64-key

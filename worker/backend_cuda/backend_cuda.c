@@ -559,12 +559,7 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     const vesta_model_config *full = vesta_model_file_config(mf);
     vesta_model_config local;
     vesta_tp_shard shard;
-    if (opts->batch_invariant && opts->tp_size > 1) {
-        /* the all-reduce's summation order follows the message size, i.e. the step's rows */
-        vesta_error_set(err, VESTA_ERR_UNSUPPORTED,
-                        "cuda backend: --batch-invariant needs --tensor-parallel-size 1 (got %d)", opts->tp_size);
-        return NULL;
-    }
+    if (vesta_tp_check_batch_invariant(opts, err) != VESTA_OK) return NULL; /* as the replica checks */
     if (!nccl_id && opts->tp_size != 1) {
         vesta_error_set(err, VESTA_ERR_UNSUPPORTED,
                         "cuda backend: tp_size %d needs a tensor-parallel replica "

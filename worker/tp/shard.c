@@ -51,3 +51,13 @@ vesta_status vesta_tp_shard_plan(const vesta_model_config *full, int rank, int n
     sh->vocab_valid = valid < 0 ? 0 : (valid > sh->vocab_rows ? sh->vocab_rows : valid);
     return VESTA_OK;
 }
+
+vesta_status vesta_tp_check_batch_invariant(const vesta_backend_options *opts, vesta_error *err)
+{
+    if (opts && opts->batch_invariant && opts->tp_size > 1)
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG,
+                               "--batch-invariant cannot be used with --tensor-parallel-size %d: the "
+                               "all-reduce's summation order depends on the batch; use --tensor-parallel-size 1",
+                               opts->tp_size);
+    return VESTA_OK;
+}

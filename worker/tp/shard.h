@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "vesta/backend.h"
 #include "vesta/error.h"
 #include "vesta/model.h"
 
@@ -40,6 +41,11 @@ static const vesta_tp_slice VESTA_TP_WHOLE = {VESTA_TP_SLICE_ALL, 0, 0};
  * n divides the query heads and the intermediate size, and n and the KV heads divide one another.
  * The message names the dimension that does not split. */
 vesta_status vesta_tp_shard_check(const vesta_model_config *c, int n, vesta_error *err);
+
+/* Refuses batch-invariant mode with more than one rank: the all-reduce adds the ranks' partial
+ * sums in an order that depends on the message size (the batch), so no sequence's results could
+ * be independent of its batch. Fails naming --batch-invariant and --tensor-parallel-size. */
+vesta_status vesta_tp_check_batch_invariant(const vesta_backend_options *opts, vesta_error *err);
 
 /* Rank `rank`'s slice of a model of configuration full split over n ranks (checked with
  * vesta_tp_shard_check first; fails the same way), and the shard's own configuration in *local:

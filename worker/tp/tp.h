@@ -55,11 +55,6 @@ vesta_backend *vesta_tp_cpu_leader_open(const vesta_model_file *mf, const vesta_
 vesta_status vesta_tp_cpu_follower_main(const vesta_model_file *mf, const vesta_backend_options *opts,
                                         const char *shm_name, int timeout_ms, vesta_error *err);
 
-/* Refuses batch-invariant mode with more than one rank: the all-reduce adds the ranks' partial
- * sums in an order that depends on the message size (the batch), so no sequence's results could
- * be independent of its batch. Fails naming --batch-invariant and --tensor-parallel-size. */
-vesta_status vesta_tp_check_batch_invariant(const vesta_backend_options *opts, vesta_error *err);
-
 /* Rank 0 of a CPU replica that starts the other ranks itself: spawns ranks 1..tp_size-1 as
  * `vesta-tp-rank` processes (found through VESTA_TP_RANK_EXE, else next to this executable) with
  * NCCL_NVLS_ENABLE=0 in their environment, joins them and returns the "tp" backend.

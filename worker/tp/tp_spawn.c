@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "backend_cpu.h"
+#include "shard.h"
 #include "tp.h"
 
 extern char **environ;
@@ -101,16 +102,6 @@ vesta_status vesta_tp_spawn_rank(const char *exe, const char *model, const vesta
     if (rc != 0)
         return vesta_error_set(err, VESTA_ERR_IO, "tp: starting rank %d (%s): %s", rank, exe, strerror(rc));
     *pid = p;
-    return VESTA_OK;
-}
-
-vesta_status vesta_tp_check_batch_invariant(const vesta_backend_options *opts, vesta_error *err)
-{
-    if (opts && opts->batch_invariant && opts->tp_size > 1)
-        return vesta_error_set(err, VESTA_ERR_INVALID_ARG,
-                               "--batch-invariant cannot be used with --tensor-parallel-size %d: the "
-                               "all-reduce's summation order depends on the batch; use --tensor-parallel-size 1",
-                               opts->tp_size);
     return VESTA_OK;
 }
 
