@@ -10,6 +10,10 @@ cudaError_t vk_attention_decode_v3(const vk_attention_args *a, cudaStream_t s); 
  * < VK_DECODE_V5_VARIANTS, else cudaErrorInvalidValue) */
 cudaError_t vk_attention_decode_v5(const vk_attention_args *a, cudaStream_t s);
 cudaError_t vk_attention_decode_v5x(const vk_attention_args *a, int variant, cudaStream_t s);
+/* version 5's arithmetic with persistent warps that each stream their own K/V chunks across work
+ * items (no block barrier, no cross-warp merge); _v7x: configuration variant (< VK_DECODE_V7_VARIANTS) */
+cudaError_t vk_attention_decode_v7(const vk_attention_args *a, cudaStream_t s);
+cudaError_t vk_attention_decode_v7x(const vk_attention_args *a, int variant, cudaStream_t s);
 /* Keys per decode split for a batch (both decode versions); the split-K merge of their partials. */
 int vk_decode_partition(int num_seqs, int KVH, int max_ctx);
 cudaError_t vk_decode_combine(const vk_attention_args *a, int max_splits, int part, cudaStream_t s);

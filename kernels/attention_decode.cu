@@ -283,17 +283,20 @@ cudaError_t vk_attention_decode_v2(const vk_attention_args *a, cudaStream_t s) {
     return cudaErrorInvalidValue;
 }
 
-/* Production: version 5 (attention_decode_v5.cu: both products on tensor cores over a cp.async
- * K/V pipeline) for every batch. GPU run 12 on the H100, per layer: 256 x 640 keys 0.277 ms
- * (2.44 TB/s) against version 3's 0.394 (v2 0.498, v4 0.457); 512 x 640 0.532 against 0.772;
- * one sequence of 640 keys 0.016 ms as version 2 (the small-batch choice until then), of 4,096
- * 0.019 against 0.027, of 32K 0.071 against 0.103 -- bench/gpu/results/run12-decode-v5. A pure
- * function of the arguments, so a captured graph keeps its choice. */
+/* Production: version 7 (attention_decode_v7.cu: version 5's tensor-core arithmetic in persistent
+ * warps) for batches whose (sequence, KV head) pairs fill the GPU (vk_decode_partition's full
+ * partition), version 5 (attention_decode_v5.cu: blocks of 4 warps over a shared cp.async pipeline,
+ * key ranges split to reach 2 blocks per SM) below that. Version 5 on the H100 (run 12), per layer:
+ * 256 x 640 keys 0.277 ms (2.44 TB/s) against version 3's 0.394; one sequence of 4,096 keys 0.019
+ * against 0.027, of 32K 0.071 against 0.103 -- bench/gpu/results/run12-decode-v5; version 7 against
+ * version 5: docs/benchmarks.md (run 35). A pure function of the arguments, so a captured graph
+ * keeps its choice. */
 cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
-    cudaError_t e = vk_attention_decode_v5(a, s);
+    const bool full = vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len) == VK_DECODE_PARTITION;
+    cudaError_t e = full ? vk_attention_decode_v7(a, s) : vk_attention_decode_v5(a, s);
     if (e != cudaErrorInvalidValue) return e;
-    /* shapes version 5 does not take (head_dim other than 64 / 128): the CUDA-core kernels */
-    if (vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len) < VK_DECODE_PARTITION) return vk_attention_decode_v2(a, s);
+    /* shapes versions 5 and 7 do not take (head_dim other than 64 / 128): the CUDA-core kernels */
+    if (!full) return vk_attention_decode_v2(a, s);
     return vk_attention_decode_v3(a, s);
 }
 

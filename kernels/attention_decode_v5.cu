@@ -47,56 +47,11 @@
  * tensor-core math needs no more warps, the cp.async stages keep the bytes in flight). The
  * variants (decode_version VK_DECODE_V5_VARIANT_BASE + i in vk_attention_v, for kernel_bench and
  * the tests) trade tile size, stages and warps: see launch_v5_variant. */
-#include "attention.cuh"
+#include "attention_mma.cuh"
 
 using namespace vk;
 
 namespace {
-
-__device__ __forceinline__ void v5_cp16(void *smem, const void *gmem, int src_bytes) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    /* src_bytes 0: the 16 bytes are zero-filled and nothing is read */
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void v5_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void v5_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
-
-__device__ __forceinline__ void v5_ldsm_x4(uint32_t r[4], const void *smem) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s)
-                 : "memory");
-}
-__device__ __forceinline__ void v5_ldsm_x4_trans(uint32_t r[4], const void *smem) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s)
-                 : "memory");
-}
-
-/* c += a b for one m16n8k16 tile; a: 4 registers (rows g / g + 8, k 2t.. / 2t + 8..), b: 2. */
-template <typename T> __device__ __forceinline__ void v5_mma(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1);
-template <> __device__ __forceinline__ void v5_mma<__nv_bfloat16>(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-template <> __device__ __forceinline__ void v5_mma<__half>(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-/* Two floats rounded to the storage type, packed low | high (an A-fragment register). */
-template <typename T> __device__ __forceinline__ uint32_t v5_pack2(float lo, float hi) {
-    T a = from_f<T>(lo), b = from_f<T>(hi);
-    uint16_t ua = *reinterpret_cast<uint16_t *>(&a), ub = *reinterpret_cast<uint16_t *>(&b);
-    return (uint32_t)ua | ((uint32_t)ub << 16);
-}
-
-constexpr float V5_LOG2E = 1.4426950408889634f, V5_LN2 = 0.6931471805599453f;
 
 template <int D, int TK, int S> struct v5_layout {
     static constexpr int LD = D + 8;                           /* padded row, elements */
@@ -138,17 +93,8 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
     const int nb = end > start ? (end - 1) / bs - b0 + 1 : 0;
     for (int i = tid; i < nb; i += THREADS) sbt[i] = __ldg(bt + b0 + i);
 
-    /* Q's A fragments: row gr = query head kvh * G + gr (zero for gr >= G); rows gr + 8 are
-     * always zero (G <= 8), so their registers are the constant 0. */
     uint32_t qa[D / 16][2];
-    {
-        const T *qp = (const T *)a.q + (size_t)q0 * a.q_stride + ((size_t)kvh * G + gr) * D + 2 * t4;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            qa[kk][0] = gr < G ? *reinterpret_cast<const uint32_t *>(qp + kk * 16) : 0u;
-            qa[kk][1] = gr < G ? *reinterpret_cast<const uint32_t *>(qp + kk * 16 + 8) : 0u;
-        }
-    }
+    mma_load_q<T, D>(qa, (const T *)a.q + (size_t)q0 * a.q_stride, kvh * G, G, lane);
     __syncthreads(); /* sbt */
 
     const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
@@ -171,8 +117,8 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
                 pv = vc + off;
                 n = 16;
             }
-            v5_cp16(dk + row * L::LD + col, pk, n);
-            v5_cp16(dv + row * L::LD + col, pv, n);
+            mma_cp16(dk + row * L::LD + col, pk, n);
+            mma_cp16(dv + row * L::LD + col, pv, n);
         }
     };
 
@@ -180,76 +126,30 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
 #pragma unroll
     for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
     float mrow = -INFINITY, lrow = 0.f; /* row gr, log2 domain; lrow: this lane's partial sum */
-    const float sl2 = a.scale * V5_LOG2E;
-    const int mi = lane >> 3, r8 = lane & 7; /* ldmatrix: which 8x8 matrix this lane addresses, which row */
+    const float sl2 = a.scale * MMA_LOG2E;
 
     const int ntiles = (end - start + TK - 1) / TK;
 #pragma unroll
     for (int i = 0; i < S - 1; i++) {
         if (i < ntiles) issue(i);
-        v5_commit(); /* empty groups keep the count uniform: wait_group S - 2 always means tile i */
+        mma_commit(); /* empty groups keep the count uniform: wait_group S - 2 always means tile i */
     }
     for (int i = 0; i < ntiles; i++) {
-        v5_wait<S - 2>(); /* this thread's copies of tile i have landed */
+        mma_wait<S - 2>(); /* this thread's copies of tile i have landed */
         __syncthreads();  /* everyone's have; and every warp is done with tile i - 1's stage */
         if (i + S - 1 < ntiles) issue(i + S - 1);
-        v5_commit();
+        mma_commit();
         const T *tk = sk + (i % S) * TK * L::LD, *tv = sv + (i % S) * TK * L::LD;
 #pragma unroll
         for (int cc = 0; cc < CH / WARPS; cc++) {
             const int kb = (w + cc * WARPS) * 16; /* this chunk's first key within the tile */
-            /* S = Q K^T: s[0] keys kb + 0..7, s[1] keys kb + 8..15; element e: row gr (e < 2) or
-             * gr + 8, key 2 t4 + (e & 1). One ldmatrix.x4 gives matrices (keys +0..7 | +8..15) x
-             * (dims +0..7 | +8..15): b[0], b[1] the first key group's fragment, b[2], b[3] the second. */
-            float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                uint32_t b[4];
-                v5_ldsm_x4(b, tk + (kb + (mi >> 1) * 8 + r8) * L::LD + kk * 16 + (mi & 1) * 8);
-                v5_mma<T>(s[0], qa[kk][0], 0u, qa[kk][1], 0u, b[0], b[1]);
-                v5_mma<T>(s[1], qa[kk][0], 0u, qa[kk][1], 0u, b[2], b[3]);
-            }
-            /* online softmax of row gr over these 16 keys: the row's 16 scores live in the quad's
-             * 4 lanes (4 each), reduced with 2 shuffles */
-            const int key0 = start + i * TK + kb + 2 * t4;
-            float x[4];
-            x[0] = key0 < end ? s[0][0] * sl2 : -INFINITY;
-            x[1] = key0 + 1 < end ? s[0][1] * sl2 : -INFINITY;
-            x[2] = key0 + 8 < end ? s[1][0] * sl2 : -INFINITY;
-            x[3] = key0 + 9 < end ? s[1][1] * sl2 : -INFINITY;
-            float mx = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float mn = fmaxf(mrow, mx);
-            const float mu = mn == -INFINITY ? 0.f : mn; /* no valid key yet: every p is 0 */
-            const float alpha = mrow == -INFINITY ? (mn == -INFINITY ? 1.f : 0.f) : exp2f(mrow - mn);
-            mrow = mn;
-            float p[4];
-#pragma unroll
-            for (int e = 0; e < 4; e++) p[e] = exp2f(x[e] - mu);
-            lrow = lrow * alpha + (p[0] + p[1]) + (p[2] + p[3]);
-            /* P as the A operand (row gr: keys 2 t4.. and 2 t4 + 8..; rows gr + 8 zero) */
-            const uint32_t pa0 = v5_pack2<T>(p[0], p[1]), pa2 = v5_pack2<T>(p[2], p[3]);
-#pragma unroll
-            for (int d = 0; d < D / 8; d++) {
-                o[d][0] *= alpha;
-                o[d][1] *= alpha;
-            }
-            /* O += P V: ldmatrix.trans matrices (keys +0..7 | +8..15) x (dims +0..7 | +8..15) in
-             * the order that gives b[0], b[1] for dims dn * 16 + 0..7 and b[2], b[3] for + 8..15 */
-#pragma unroll
-            for (int dn = 0; dn < D / 16; dn++) {
-                uint32_t b[4];
-                v5_ldsm_x4_trans(b, tv + (kb + (mi & 1) * 8 + r8) * L::LD + dn * 16 + (mi >> 1) * 8);
-                v5_mma<T>(o[2 * dn], pa0, 0u, pa2, 0u, b[0], b[1]);
-                v5_mma<T>(o[2 * dn + 1], pa0, 0u, pa2, 0u, b[2], b[3]);
-            }
+            mma_decode_chunk<T, D, L::LD>(qa, tk + kb * L::LD, tv + kb * L::LD, start + i * TK + kb, end, sl2, lane, o, mrow, lrow);
         }
     }
 
     /* Merge the warps through shared memory that aliases the stages (all copies done, all warps
      * past their last tile). */
-    v5_wait<0>();
+    mma_wait<0>();
     __syncthreads();
     lrow += __shfl_xor_sync(0xffffffffu, lrow, 1);
     lrow += __shfl_xor_sync(0xffffffffu, lrow, 2);
@@ -287,7 +187,7 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
             float *pp = (float *)a.scratch + (((size_t)seq * a.H + head) * max_splits + split) * (D + 2);
             pp[d] = r;
             if (d == 0) {
-                pp[D] = M == -INFINITY ? -INFINITY : M * V5_LN2;
+                pp[D] = M == -INFINITY ? -INFINITY : M * MMA_LN2;
                 pp[D + 1] = Ls;
             }
         }

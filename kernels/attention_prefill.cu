@@ -237,6 +237,9 @@ extern "C" cudaError_t vk_attention_v(const vk_attention_args *a, int decode_ver
                               : decode_version == 3 ? vk_attention_decode_v3(a, s)
                               : decode_version == 4 ? cudaErrorInvalidValue /* v4: removed, see docs/benchmarks.md */
                               : decode_version == 5 ? vk_attention_decode_v5(a, s)
+                              : decode_version == 7 ? vk_attention_decode_v7(a, s)
+                              : decode_version >= VK_DECODE_V7_VARIANT_BASE
+                                  ? vk_attention_decode_v7x(a, decode_version - VK_DECODE_V7_VARIANT_BASE, s)
                               : decode_version >= VK_DECODE_V5_VARIANT_BASE
                                   ? vk_attention_decode_v5x(a, decode_version - VK_DECODE_V5_VARIANT_BASE, s)
                                   : vk_attention_decode(a, s)) != cudaSuccess)

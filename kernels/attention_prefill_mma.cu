@@ -12,53 +12,13 @@
  * to scratch and vk_attention merges them (split-K).
  * Version 1 (attention_prefill.cu, WMMA with the S and P tiles in shared memory) is kept as the
  * reference alternative: the kernel tests run both. */
-#include "attention.cuh"
+#include "attention_mma.cuh"
 
 using namespace vk;
 
 #define P2_THREADS 128
 #define P2_BM 64
 #define P2_BN 64
-
-template <typename T> __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
-template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <> __device__ __forceinline__ void mma16816<__half>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-    T a = from_f<T>(lo), b = from_f<T>(hi);
-    uint16_t ua = *reinterpret_cast<uint16_t *>(&a), ub = *reinterpret_cast<uint16_t *>(&b);
-    return (uint32_t)ua | ((uint32_t)ub << 16);
-}
-
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    int n = valid ? 16 : 0; /* 0: fill with zeros */
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *smem) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-}
 
 template <int D> struct p2_layout {
     static constexpr int LD = D + 8; /* padded rows: conflict-free fragment loads */
@@ -176,18 +136,18 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
             int idx = tid + i * P2_THREADS, r = idx / DV, c = (idx % DV) * 8, tk = n0 + r;
             bool ok = tk < kv_hi;
             size_t off = ok ? (((size_t)bt[tk / a.block_size] * a.block_size + tk % a.block_size) * a.KVH + kvh) * D + c : 0;
-            cp_async16(sk + r * L::LD + c, kc + off, ok);
-            cp_async16(sv + r * L::LD + c, vc + off, ok);
+            mma_cp16(sk + r * L::LD + c, kc + off, ok ? 16 : 0);
+            mma_cp16(sv + r * L::LD + c, vc + off, ok ? 16 : 0);
         }
     };
 
     int buf = 0;
     if (kv_lo < kv_hi) load_tile(0, kv_lo);
-    cp_async_commit();
+    mma_commit();
     for (int n0 = kv_lo; n0 < kv_hi; n0 += P2_BN) {
         if (n0 + P2_BN < kv_hi) load_tile(buf ^ 1, n0 + P2_BN);
-        cp_async_commit();
-        cp_async_wait1();
+        mma_commit();
+        mma_wait<1>();
         __syncthreads();
         const T *sk = (const T *)(smem + (size_t)buf * 2 * L::tile), *sv = (const T *)(smem + (size_t)buf * 2 * L::tile + L::tile);
         if (16 * w >= rows) { /* no query rows in this warp (a short last tile, a decode row): it only loads */
@@ -211,9 +171,9 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
                  * x (dims +0..7 | +8..15); lane (g, t) gets K[key g][dim 2t, 2t+1] = b0 / b1 */
                 uint32_t b[4];
                 int mi = lane >> 3, r = lane & 7;
-                ldmatrix_x4(b, sk + (nt * 8 + (mi >> 1) * 8 + r) * L::LD + kk * 16 + (mi & 1) * 8);
-                mma16816<T>(s[nt], qa[kk], b[0], b[1]);
-                mma16816<T>(s[nt + 1], qa[kk], b[2], b[3]);
+                mma_ldsm_x4(b, sk + (nt * 8 + (mi >> 1) * 8 + r) * L::LD + kk * 16 + (mi & 1) * 8);
+                mma_16816<T>(s[nt], qa[kk], b[0], b[1]);
+                mma_16816<T>(s[nt + 1], qa[kk], b[2], b[3]);
             }
 
         /* mask, scale (log2 domain), row maxima over the quad */
@@ -245,8 +205,8 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
             float p2 = exp2f(s[nt][2] - mu[1]), p3 = exp2f(s[nt][3] - mu[1]);
             ls[0] += p0 + p1;
             ls[1] += p2 + p3;
-            pa[nt / 2][(nt & 1) * 2 + 0] = pack2<T>(p0, p1);
-            pa[nt / 2][(nt & 1) * 2 + 1] = pack2<T>(p2, p3);
+            pa[nt / 2][(nt & 1) * 2 + 0] = mma_pack2<T>(p0, p1);
+            pa[nt / 2][(nt & 1) * 2 + 1] = mma_pack2<T>(p2, p3);
         }
         lrow[0] = lrow[0] * alpha[0] + ls[0]; /* per-lane partial sums: reduced at the end */
         lrow[1] = lrow[1] * alpha[1] + ls[1];
@@ -266,9 +226,9 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
             for (int dn = 0; dn < D / 16; dn++) {
                 uint32_t b[4];
                 int mi = lane >> 3, r = lane & 7;
-                ldmatrix_x4_trans(b, sv + (kc2 * 16 + (mi & 1) * 8 + r) * L::LD + dn * 16 + (mi >> 1) * 8);
-                mma16816<T>(o[2 * dn], A, b[0], b[1]);
-                mma16816<T>(o[2 * dn + 1], A, b[2], b[3]);
+                mma_ldsm_x4_trans(b, sv + (kc2 * 16 + (mi & 1) * 8 + r) * L::LD + dn * 16 + (mi >> 1) * 8);
+                mma_16816<T>(o[2 * dn], A, b[0], b[1]);
+                mma_16816<T>(o[2 * dn + 1], A, b[2], b[3]);
             }
         }
         __syncthreads(); /* everyone is done with this buffer before it is refilled */
@@ -295,7 +255,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
 #pragma unroll
                 for (int i = 0; i < D / 8; i++) {
                     const float x0 = folded ? row[i * 8] : o[i][2 * h], x1 = folded ? row[i * 8 + 1] : o[i][2 * h + 1];
-                    *(uint32_t *)(out + i * 8 + 2 * t4) = pack2<T>(inv_normalize(x0, l), inv_normalize(x1, l));
+                    *(uint32_t *)(out + i * 8 + 2 * t4) = mma_pack2<T>(inv_normalize(x0, l), inv_normalize(x1, l));
                 }
             } else { /* this chunk's state, raw (log2-domain max), for inv_combine_kernel */
                 float *part = (float *)a.scratch + (((size_t)blockIdx.x * P2_BM + r) * nsplit + split) * (D + 2);
@@ -326,7 +286,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
                 T *out = (T *)a.out + (tok * a.H + rh[h]) * D;
 #pragma unroll
                 for (int i = 0; i < D / 8; i++)
-                    *(uint32_t *)(out + i * 8 + 2 * t4) = pack2<T>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
+                    *(uint32_t *)(out + i * 8 + 2 * t4) = mma_pack2<T>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
             } else {
                 /* partials in the decode combine's format: unnormalized O, max (natural log), sum */
                 float *part = (float *)a.scratch + (((size_t)tile * P2_BM + (r)) * a.H + rh[h]) * (size_t)nsplit * (D + 2) +

@@ -128,10 +128,14 @@ cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cud
  * (cudaErrorInvalidValue), 5 = K/V tiles streamed into shared memory by a cp.async pipeline with
  * both products on the tensor cores (mma.sync; no per-key shuffle reductions),
  * VK_DECODE_V5_VARIANT_BASE + i (i < VK_DECODE_V5_VARIANTS) = version 5's configuration variant i
- * (tile keys, stages, warps; 0 is version 5 itself; larger i: cudaErrorInvalidValue), for the
- * bench and the tests; every decode version is tested against the reference. */
+ * (tile keys, stages, warps; 0 is version 5 itself; larger i: cudaErrorInvalidValue), 7 = version 5's
+ * arithmetic in persistent warps, each streaming its own K/V chunks across work items,
+ * VK_DECODE_V7_VARIANT_BASE + i = its configuration variant i, for the bench and the tests; every
+ * decode version is tested against the reference. */
 #define VK_DECODE_V5_VARIANT_BASE 50
 #define VK_DECODE_V5_VARIANTS 6
+#define VK_DECODE_V7_VARIANT_BASE 70
+#define VK_DECODE_V7_VARIANTS 4
 cudaError_t vk_attention_v(const vk_attention_args *a, int decode_version, int prefill_version, cudaStream_t s);
 
 /* y[n][out] = x[n][in] . w[out][in]^T for n <= VK_GEMV_MAX_N (decode steps of a few sequences),

@@ -5,7 +5,7 @@
 #                                       binaries link into .gpu/debs (both git-ignored)
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
-#                                       serve, tune, small, e2e8b, profile, cache, invariant, invariant-real,
+#                                       serve, tune, small, e2e8b, profile, cache, decode, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs) or all
 #                                       (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
@@ -365,6 +365,34 @@ stage_invariant_bench() {
     done
 }
 
+# Decode-attention versions side by side (VESTA_DECODE_ATTENTION; 0 = production: version 7 for
+# batches that fill the GPU): 320 prompts' greedy tokens by the top-5 rule with version 5 forced
+# and with production, then B1 with each, twice, interleaved, in the same call.
+stage_decode() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    python3 -c "import json, random; r = random.Random(1); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(320)]" >"$W/dec_prompts.jsonl"
+    local v
+    for v in v5:5 prod:0; do
+        IFS=: read -r name ver <<<"$v"
+        VESTA_DECODE_ATTENTION=$ver timeout 200 "$V" generate --backend cuda --model "$M8D" --load-format dummy \
+            --input "$W/dec_prompts.jsonl" --output "$W/dec_$name.jsonl" --temperature 0 --max-tokens 32 --ignore-eos \
+            --logprobs 5 --no-progress --max-model-len 1024 >>"$W/dec.log" 2>&1
+        echo "generate $name (VESTA_DECODE_ATTENTION=$ver): rc $?"
+    done
+    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/dec_v5.jsonl" "$W/dec_prod.jsonl" \
+        --label "320 prompts x 32 greedy tokens, production (v7) vs v5" | tee -a "$W/dec.log")")
+    local VESTA_BENCH_DUMMY=1 i
+    for i in 1 2; do
+        for v in v5:5 prod:0; do
+            IFS=: read -r name ver <<<"$v"
+            echo "== B1 $name (VESTA_DECODE_ATTENTION=$ver), round $i =="
+            VESTA_DECODE_ATTENTION=$ver vb "b1_${name}_$i" throughput --num-prompts 512 --input-len 512 \
+                --output-len 256 --max-model-len 1024
+            summary+=("B1 $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+        done
+    done
+}
+
 # Two or more GPUs: TP=2 against TP=1 on the 8B shape with dummy weights (the same random model at
 # every N: the weights are made whole, then sliced), single-stream decode and B1 at each.
 stage_tp2() {
@@ -420,6 +448,7 @@ run)
         tune) stage_tune ;;
         profile) stage_profile ;;
         cache) stage_cache ;;
+        decode) stage_decode ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
         esac

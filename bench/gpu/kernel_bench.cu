@@ -248,7 +248,7 @@ int main(int argc, char **argv) {
         report(name, ms, kv_bytes + 2.0 * ntok * H * D * 2, flops);
         for (void *p : {kc, vc, q, out, (void *)dbt, (void *)dqs, (void *)dcl, (void *)dt, scratch}) cudaFree(p);
     };
-    for (int dv : {0, 1, 2, 3, 5}) { /* production (0) and each decode kernel (4 was removed) */
+    for (int dv : {0, 1, 2, 3, 5, 7}) { /* production (0) and each decode kernel (4 and 6 were removed) */
         attn(256, 1, 640, "decode", dv);
         attn(512, 1, 640, "decode", dv);
         attn(256, 1, 1024, "decode", dv);
@@ -268,6 +268,14 @@ int main(int argc, char **argv) {
         attn(512, 1, 640, "decode", VK_DECODE_V5_VARIANT_BASE + v);
         attn(64, 1, 4096, "decode", VK_DECODE_V5_VARIANT_BASE + v);
         attn(1, 1, 32768, "decode", VK_DECODE_V5_VARIANT_BASE + v);
+    }
+    /* version 7's configurations (chunk keys, stages, warps: attention_decode_v7.cu), rows named
+     * decode-v7N with N = VK_DECODE_V7_VARIANT_BASE + variant */
+    for (int v = 1; v < VK_DECODE_V7_VARIANTS; v++) {
+        attn(256, 1, 640, "decode", VK_DECODE_V7_VARIANT_BASE + v);
+        attn(512, 1, 640, "decode", VK_DECODE_V7_VARIANT_BASE + v);
+        attn(256, 1, 1024, "decode", VK_DECODE_V7_VARIANT_BASE + v);
+        attn(64, 1, 4096, "decode", VK_DECODE_V7_VARIANT_BASE + v);
     }
     /* the calibration rows (no arithmetic): paged reads as the decode kernels do them, and a
      * contiguous read of the same bytes */

@@ -247,9 +247,10 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     a.scratch = scratch.p;
     std::vector<std::vector<float>> gots;
     std::vector<std::string> names;
-    /* 1: both first kernels; 2: one-pass decode + mma prefill; 3, 5: decode v3 / v5 + mma prefill
-     * (version 4 was removed); 3 and 5 only where there are decode rows (else the same kernels as 2) */
-    for (int version : {1, 2, 3, 5}) {
+    /* 1: both first kernels; 2: one-pass decode + mma prefill; 3, 5, 7: decode v3 / v5 / v7 + mma
+     * prefill (versions 4 and 6 were removed); 3, 5 and 7 only where there are decode rows (else the
+     * same kernels as 2) */
+    for (int version : {1, 2, 3, 5, 7}) {
         if (version >= 3 && !has_decode) continue;
         CK(cudaMemset(dout.p, 0xff, dout.n * 2)); /* poison */
         CK(vk_attention_v(&a, version, version == 1 ? 1 : 2, 0));
@@ -264,6 +265,13 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
         CK(cudaDeviceSynchronize());
         gots.push_back(to_f(dt, dout.down()));
         names.push_back("v5 variant " + std::to_string(v));
+    }
+    for (int v = 1; has_decode && v < VK_DECODE_V7_VARIANTS; v++) {
+        CK(cudaMemset(dout.p, 0xff, dout.n * 2));
+        CK(vk_attention_v(&a, VK_DECODE_V7_VARIANT_BASE + v, 2, 0));
+        CK(cudaDeviceSynchronize());
+        gots.push_back(to_f(dt, dout.down()));
+        names.push_back("v7 variant " + std::to_string(v));
     }
     { /* batch-invariant mode: every row through the prefill kernel, no key split */
         std::vector<int32_t> itiles(2 * vk_prefill_tiles_max(ntok, ns));
@@ -319,6 +327,11 @@ static void test_attention(vk_dtype dt)
     std::vector<std::pair<int, int>> full; /* 40 x 8 KV heads fill an H100: full partitions */
     for (int i = 0; i < 40; i++) full.push_back({1, 1 + (i * 997) % 1500});
     run_attention_case(dt, 32, 8, 128, 16, full, "decode-full-batch");
+    /* more (sequence, KV head) items than version 7's warps: several items per warp, ranges split
+     * past 1,024 keys, prefill rows among them (items the warps skip) */
+    std::vector<std::pair<int, int>> many;
+    for (int i = 0; i < 300; i++) many.push_back(i % 97 == 5 ? std::make_pair(9, 40 + i) : std::make_pair(1, 1 + (i * 613) % 2300));
+    run_attention_case(dt, 32, 8, 128, 16, many, "decode-many");
     /* prefill from empty, odd lengths; chunked prefill / prefix hits (context > query) */
     run_attention_case(dt, 32, 8, 128, 16, {{63, 63}, {65, 65}, {2, 2}, {200, 200}}, "prefill");
     run_attention_case(dt, 32, 8, 128, 16, {{100, 1124}, {64, 80}, {3, 515}}, "chunked");

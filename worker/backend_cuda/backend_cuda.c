@@ -537,6 +537,19 @@ static int env_int(const char *name, int def, int lo, int hi)
     return (int)x;
 }
 
+/* VESTA_DECODE_ATTENTION=0|1|2|3|5|7: the decode-attention kernel (vesta_kernels.h; 0, the default,
+ * is production's choice per batch) -- for side-by-side benchmarks of the versions, as vLLM's
+ * VLLM_ATTENTION_BACKEND picks an attention backend. Other values keep the default. */
+static int env_decode_attention(void)
+{
+    int v = env_int("VESTA_DECODE_ATTENTION", 0, 0, 7);
+    if (v == 4 || v == 6) {
+        fprintf(stderr, "cuda: ignoring VESTA_DECODE_ATTENTION=%d (versions 4 and 6 were removed)\n", v);
+        return 0;
+    }
+    return v;
+}
+
 /* The step sizes whose products are tuned: every decode-graph batch size and the largest step (full
  * chunked-prefill steps). */
 static vesta_status tune_products(cuda_backend *be, vesta_error *err)
@@ -647,6 +660,7 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     CB(cublasSetMathMode(be->blas, CUBLAS_DEFAULT_MATH));
     if (cuda_gemm_init(be, err) != VESTA_OK) goto fail_quiet;
     be->gemm_tune = env_int("VESTA_GEMM_TUNE", 1, 0, 2);
+    be->decode_attention = env_decode_attention();
     be->batch_invariant = opts->batch_invariant;
     if (cuda_profile_init(be, err) != VESTA_OK) goto fail_quiet;
 

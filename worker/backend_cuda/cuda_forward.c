@@ -62,7 +62,7 @@ static vesta_status layer_forward(cuda_backend *be, int l, int n, vk_attention_a
     K(vk_rope_kv_write(VK_BF16, be->qkv, y->bqkv, be->m.positions, be->m.slots, be->inv_freq, (void *)a->k_cache,
                        (void *)a->v_cache, n, be->H, be->KVH, be->D, s));
     MARK(ROPE);
-    K(vk_attention(a, s));
+    K(vk_attention_v(a, be->decode_attention, 2, s));
     MARK(ATTN);
     if (gemm(be, be->attn, n, qd, y->wo, Hd, be->tmp, false, err)) return VESTA_ERR_BACKEND;
     MARK(O);

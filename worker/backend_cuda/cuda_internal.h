@@ -97,6 +97,8 @@ typedef struct cuda_backend {
     cuda_gemm_algo algos[CUDA_MAX_ALGOS];
     int num_algos;
     int gemm_tune;
+    /* VESTA_DECODE_ATTENTION: the decode-attention kernel version (vk_attention_v; 0 = production) */
+    int decode_attention;
     /* batch-invariant mode (opts.batch_invariant, cuda_gemm_invariant.c): per weight shape, kernels
      * for bands of n checked at start-up to give a row the same bits at any n */
     bool batch_invariant;

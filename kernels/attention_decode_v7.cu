@@ -1,0 +1,246 @@
+/* Paged-attention decode, version 7: version 5's tensor-core arithmetic (attention_mma.cuh), with
+ * every WARP a persistent, independent worker that streams its own K/V chunks.
+ *
+ * Why: version 5 reads 2.43-2.61 TB/s where the same paged reads with no arithmetic reach
+ * 2.94-3.04 (kernel_bench), and halving its instructions (version 6, run 32) changed nothing.
+ * What version 5 still has that a plain read does not is block-level structure around a short
+ * life: a block of 4 warps lives for one (sequence, KV head, split) of 5-10 tiles, and each block
+ * starts with a dependent chain (block table, then query, then the first tiles, ~2 µs with no
+ * bytes of its own in flight), ends with a cross-warp merge through shared memory, and every tile
+ * waits at a block-wide barrier for the slowest warp. Here:
+ * - a warp takes whole work items (one KV head of one sequence over one key range, all G query
+ *   heads of the group as the 16 A rows) and needs no other warp: no block barrier, no merge;
+ * - the warp's cp.async ring runs ACROSS items: while it computes the last chunks of one item,
+ *   the first chunks of its next item are already in flight, and the next item's descriptor
+ *   (query_start, context length) and each next chunk's block-table entries are loaded one step
+ *   ahead into registers, so no load waits on another at an item boundary;
+ * - the grid is persistent (at most MINB blocks per SM) and items are dealt round-robin: warp gw
+ *   takes items gw, gw + warps, ... Items of a batch are of similar size; and each warp can pull
+ *   several times its fair share of the bandwidth (S - 1 chunks in flight), so a warp that ends
+ *   early leaves its bandwidth to the others rather than idle.
+ *
+ * Items are ordered KV head fastest, so the warps of one block read the 8 heads' 256-byte rows of
+ * the same 16-token blocks at about the same time (the cache keeps a block's heads adjacent).
+ * Key ranges: a sequence splits only where its context exceeds V7_PARTITION keys (1,024: one item
+ * per (sequence, KV head) for contexts up to that, so B1's steps need no combine kernel); the
+ * ranges and the partials' format are version 5's (vk_decode_combine merges them). The grid
+ * depends only on num_seqs, KVH and the max context bound, so the launch can be graph-captured.
+ *
+ * Per warp and stage: TK keys of K and of V, rows padded to D + 8 elements (conflict-free
+ * ldmatrix, as in version 5), plus 6 ints of chunk metadata (every lane writes the same values and
+ * reads back its own write, so the metadata needs no synchronization). Default configuration: 16-key
+ * chunks, 3 stages, 4 warps, 2 blocks per SM: 8 warps x 3 x 8.5 KB = 209 KB of shared memory per
+ * SM, 8 x 2 x 8 KB = 128 KB in flight per SM (version 5's figure). The variants
+ * (VK_DECODE_V7_VARIANT_BASE + i) trade chunk size, stages and warps. */
+#include "attention_mma.cuh"
+
+using namespace vk;
+
+#define V7_PARTITION 1024
+
+namespace {
+
+template <int D, int TK, int S> struct v7_layout {
+    static constexpr int LD = D + 8;                    /* padded row, elements */
+    static constexpr size_t tile = (size_t)TK * LD * 2; /* bytes of one K (or V) chunk */
+    static constexpr size_t ring = 2 * S * tile;        /* one warp's K and V stages */
+};
+
+enum { V7_FIRST = 1, V7_LAST = 2 };
+struct v7_meta {
+    int key, end, item, q0, nsplit, flags; /* the chunk's first key, its item's range end, ... */
+};
+
+/* The item a warp is issuing: (split, sequence, KV head) and its key range. */
+struct v7_item {
+    int idx, seq, kvh, split, start, end, q0, nsplit;
+};
+
+template <typename T, int D, int TK, int S, int WARPS, int MINB>
+__global__ void __launch_bounds__(WARPS * 32, MINB)
+decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total) {
+    typedef v7_layout<D, TK, S> L;
+    constexpr int LANES = D / 8;         /* 16-byte pieces per row */
+    constexpr int PER = TK * LANES / 32; /* pieces of K (and of V) per lane per chunk */
+    static_assert(TK % 16 == 0 && TK <= 32, "chunks of 16 or 32 keys (a lane holds one row's table entry)");
+    static_assert(PER * 32 == TK * LANES, "chunk pieces must split evenly over the lanes");
+    static_assert(S >= 2, "at least double buffering");
+    extern __shared__ __align__(128) unsigned char v7_smem[];
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, t4 = lane & 3;
+    T *sk = reinterpret_cast<T *>(v7_smem + w * L::ring); /* [S][TK][LD] */
+    T *sv = sk + S * TK * L::LD;                          /* [S][TK][LD] */
+    v7_meta *meta = reinterpret_cast<v7_meta *>(v7_smem + WARPS * L::ring) + w * S;
+
+    const int KVH = a.KVH, ns = a.num_seqs, G = a.H / a.KVH, bs = a.block_size;
+    const int nw = gridDim.x * WARPS;
+    const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
+
+    /* Issue side: the item being issued, the next chunk's first key and block-table entry (lane r
+     * holds row r's), the raw loads of the next candidate item. */
+    v7_item it = {total, 0, 0, 0, 0, 0, 0, 1};
+    int key = 0, ent = 0, nq0 = 0, nq1 = 0, nctx = 0;
+    auto load_raw = [&](int idx) {
+        if (idx < total) {
+            const int seq = (idx / KVH) % ns;
+            nq0 = a.query_start[seq];
+            nq1 = a.query_start[seq + 1];
+            nctx = a.context_lens[seq];
+        }
+    };
+    /* Makes `it` the first valid item at or after idx (stepping by nw), from the raw loads of idx;
+     * it.idx = total when none is left. */
+    auto enter = [&](int idx) {
+        for (; idx < total; idx += nw) {
+            const int seq = (idx / KVH) % ns, split = idx / (KVH * ns);
+            const int nsplit = (nctx + part - 1) / part;
+            if (nq1 - nq0 == 1 && split < nsplit) {
+                const int per = (nctx + nsplit - 1) / nsplit;
+                it.idx = idx;
+                it.seq = seq;
+                it.kvh = idx % KVH;
+                it.split = split;
+                it.start = split * per;
+                it.end = min(nctx, it.start + per); /* may be empty: one masked chunk, partial 0 */
+                it.q0 = nq0;
+                it.nsplit = nsplit;
+                key = it.start;
+                load_raw(idx + nw); /* the candidate after it, in flight while this item issues */
+                return;
+            }
+            load_raw(idx + nw);
+        }
+        it.idx = total;
+    };
+    auto load_ent = [&]() {
+        const int k = key + lane;
+        ent = it.idx < total && lane < TK && k < it.end ? a.block_tables[(size_t)it.seq * a.max_blocks_per_seq + k / bs] : 0;
+    };
+    auto issue = [&](int st) {
+        T *dk = sk + st * TK * L::LD, *dv = sv + st * TK * L::LD;
+#pragma unroll
+        for (int j = 0; j < PER; j++) {
+            const int c = lane + j * 32, row = c / LANES, col = (c % LANES) * 8;
+            const int e = __shfl_sync(0xffffffffu, ent, row), k = key + row;
+            const T *pk = kc, *pv = vc; /* any valid address when zero-filling */
+            int n = 0;
+            if (k < it.end) {
+                const size_t off = (((size_t)e * bs + k % bs) * KVH + it.kvh) * D + col;
+                pk = kc + off;
+                pv = vc + off;
+                n = 16;
+            }
+            mma_cp16(dk + row * L::LD + col, pk, n);
+            mma_cp16(dv + row * L::LD + col, pv, n);
+        }
+        meta[st] = v7_meta{key, it.end, it.idx, it.q0, it.nsplit, (key == it.start ? V7_FIRST : 0) | (key + TK >= it.end ? V7_LAST : 0)};
+        key += TK;
+        if (key >= it.end) enter(it.idx + nw);
+        load_ent(); /* the next chunk's entries, used one iteration later */
+    };
+
+    load_raw(blockIdx.x * WARPS + w);
+    enter(blockIdx.x * WARPS + w);
+    load_ent();
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float mrow = -INFINITY, lrow = 0.f; /* row gr, log2 domain; lrow: this lane's partial sum */
+    uint32_t qa[D / 16][2];
+    const float sl2 = a.scale * MMA_LOG2E;
+
+    int issued = 0;
+#pragma unroll
+    for (int i = 0; i < S - 1; i++) {
+        if (it.idx < total) issue(issued++ % S);
+        mma_commit(); /* empty groups keep the count uniform: wait_group S - 2 always means chunk c */
+    }
+    for (int c = 0; c < issued; c++) {
+        const int st = c % S;
+        const v7_meta m = meta[st]; /* this lane's own write */
+        const int kvh = m.item % KVH;
+        if (m.flags & V7_FIRST) /* the loads fly while the chunk's copies land */
+            mma_load_q<T, D>(qa, (const T *)a.q + (size_t)m.q0 * a.q_stride, kvh * G, G, lane);
+        mma_wait<S - 2>(); /* this lane's copies of chunk c have landed */
+        __syncwarp();      /* every lane's have; and every lane is done with chunk c - 1's stage */
+        if (it.idx < total) issue(issued++ % S);
+        mma_commit();
+        const T *tk = sk + st * TK * L::LD, *tv = sv + st * TK * L::LD;
+#pragma unroll
+        for (int sub = 0; sub < TK / 16; sub++)
+            mma_decode_chunk<T, D, L::LD>(qa, tk + sub * 16 * L::LD, tv + sub * 16 * L::LD, m.key + sub * 16, m.end, sl2, lane, o, mrow, lrow);
+        if (!(m.flags & V7_LAST)) continue;
+
+        lrow += __shfl_xor_sync(0xffffffffu, lrow, 1);
+        lrow += __shfl_xor_sync(0xffffffffu, lrow, 2);
+        if (gr < G) {
+            const int head = kvh * G + gr;
+            if (m.nsplit == 1) { /* a non-empty range: lrow >= 1 */
+                T *out = (T *)a.out + ((size_t)m.q0 * a.H + head) * D + 2 * t4;
+#pragma unroll
+                for (int d = 0; d < D / 8; d++) *reinterpret_cast<uint32_t *>(out + d * 8) = mma_pack2<T>(o[d][0] / lrow, o[d][1] / lrow);
+            } else { /* the combine kernel's format: unnormalized O, max (natural logarithm), sum */
+                const int seq = (m.item / KVH) % ns, split = m.item / (KVH * ns);
+                float *pp = (float *)a.scratch + (((size_t)seq * a.H + head) * max_splits + split) * (D + 2);
+#pragma unroll
+                for (int d = 0; d < D / 8; d++) *reinterpret_cast<float2 *>(pp + d * 8 + 2 * t4) = make_float2(o[d][0], o[d][1]);
+                if (t4 == 0) {
+                    pp[D] = mrow == -INFINITY ? -INFINITY : mrow * MMA_LN2;
+                    pp[D + 1] = lrow;
+                }
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+        mrow = -INFINITY;
+        lrow = 0.f;
+    }
+    mma_wait<0>();
+}
+
+template <typename T, int D, int TK, int S, int WARPS, int MINB>
+static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
+    typedef v7_layout<D, TK, S> L;
+    const int part = V7_PARTITION;
+    int max_splits = (a->max_context_len + part - 1) / part;
+    if (max_splits < 1) max_splits = 1;
+    const long total = (long)a->num_seqs * a->KVH * max_splits;
+    if (total <= 0) return cudaSuccess;
+    if (total > INT32_MAX / 2) return cudaErrorInvalidValue;
+    int dev = 0, sms = 132;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        sms = 132;
+    const long want = (total + WARPS - 1) / WARPS;
+    const int blocks = (int)(want < (long)MINB * sms ? want : (long)MINB * sms);
+    const size_t smem = WARPS * (L::ring + S * sizeof(v7_meta));
+    void (*k)(const vk_attention_args, int, int, int) = decode_v7_kernel<T, D, TK, S, WARPS, MINB>;
+    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    k<<<blocks, WARPS * 32, smem, s>>>(*a, max_splits, part, (int)total);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    return max_splits > 1 ? vk_decode_combine(a, max_splits, part, s) : cudaSuccess;
+}
+
+/* Configurations (chunk keys, stages, warps, blocks per SM; shared memory per SM at D 128: warps x
+ * 2 x S x TK x 272 B of 228 KB). Variant 0 is version 7's own. */
+template <typename T, int D> static cudaError_t launch_v7_variant(const vk_attention_args *a, int variant, cudaStream_t s) {
+    switch (variant) {
+    case 0: return launch_v7<T, D, 16, 3, 4, 2>(a, s); /* 8 warps/SM, 128 KB in flight/SM */
+    case 1: return launch_v7<T, D, 16, 4, 6, 1>(a, s); /* 6 warps/SM, 144 KB in flight/SM */
+    case 2: return launch_v7<T, D, 32, 3, 4, 1>(a, s); /* 4 warps/SM, 128 KB in flight/SM */
+    case 3: return launch_v7<T, D, 16, 6, 4, 1>(a, s); /* 4 warps/SM, 160 KB in flight/SM */
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+} // namespace
+
+cudaError_t vk_attention_decode_v7x(const vk_attention_args *a, int variant, cudaStream_t s) {
+    if (a->KVH <= 0 || a->block_size <= 0 || a->H % a->KVH || a->H / a->KVH > 8) return cudaErrorInvalidValue;
+    if (variant < 0 || variant >= VK_DECODE_V7_VARIANTS) return cudaErrorInvalidValue;
+    if (a->D == 128) VK_DISPATCH(a->dt, return (launch_v7_variant<T, 128>(a, variant, s)));
+    if (a->D == 64) VK_DISPATCH(a->dt, return (launch_v7_variant<T, 64>(a, variant, s)));
+    return cudaErrorInvalidValue;
+}
+
+cudaError_t vk_attention_decode_v7(const vk_attention_args *a, cudaStream_t s) { return vk_attention_decode_v7x(a, 0, s); }

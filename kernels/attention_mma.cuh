@@ -1,0 +1,132 @@
+/* Tensor-core building blocks of the attention kernels (decode versions 5 and 7, prefill version 2): cp.async, ldmatrix,
+ * mma.sync m16n8k16 (bf16 / fp16 in, fp32 accumulation) and the online-softmax step over one
+ * 16-key chunk held in shared memory. One copy, so the two kernels cannot drift apart. */
+#pragma once
+#include "attention.cuh"
+
+namespace vk {
+
+__device__ __forceinline__ void mma_cp16(void *smem, const void *gmem, int src_bytes) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    /* src_bytes 0: the 16 bytes are zero-filled and nothing is read */
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void mma_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void mma_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+__device__ __forceinline__ void mma_ldsm_x4(uint32_t r[4], const void *smem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s)
+                 : "memory");
+}
+__device__ __forceinline__ void mma_ldsm_x4_trans(uint32_t r[4], const void *smem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s)
+                 : "memory");
+}
+
+/* c += a b for one m16n8k16 tile; a: 4 registers (rows g / g + 8, k 2t.. / 2t + 8..), b: 2. */
+template <typename T> __device__ __forceinline__ void mma_16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1);
+template <> __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void mma_16816<__half>(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* The same with the A fragment as an array. */
+template <typename T> __device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    mma_16816<T>(c, a[0], a[1], a[2], a[3], b0, b1);
+}
+
+/* Two floats rounded to the storage type, packed low | high (an A-fragment register). */
+template <typename T> __device__ __forceinline__ uint32_t mma_pack2(float lo, float hi) {
+    T a = from_f<T>(lo), b = from_f<T>(hi);
+    uint16_t ua = *reinterpret_cast<uint16_t *>(&a), ub = *reinterpret_cast<uint16_t *>(&b);
+    return (uint32_t)ua | ((uint32_t)ub << 16);
+}
+
+constexpr float MMA_LOG2E = 1.4426950408889634f, MMA_LN2 = 0.6931471805599453f;
+
+/* The query fragments of one decode row: A operand rows gr = query heads head0 + gr (zero for
+ * gr >= G); rows gr + 8 are always zero (G <= 8), so their registers are the constant 0. */
+template <typename T, int D>
+__device__ __forceinline__ void mma_load_q(uint32_t (&qa)[D / 16][2], const T *q_row, int head0, int G, int lane) {
+    const int gr = lane >> 2, t4 = lane & 3;
+    const T *qp = q_row + ((size_t)head0 + gr) * D + 2 * t4;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        qa[kk][0] = gr < G ? *reinterpret_cast<const uint32_t *>(qp + kk * 16) : 0u;
+        qa[kk][1] = gr < G ? *reinterpret_cast<const uint32_t *>(qp + kk * 16 + 8) : 0u;
+    }
+}
+
+/* One 16-key chunk of flash-decoding for the 16 A rows (the GQA group's heads) held by a warp:
+ * S = Q K^T on the tensor cores, an online-softmax step in the exp2 domain (scores scaled by
+ * sl2 = scale x log2 e), O += P V. kt / vt: the chunk's first K / V row in shared memory, rows LD
+ * elements apart; key0: the absolute position of row 0 (rows at or past `end` are masked; their
+ * V rows must be finite, e.g. zero-filled). mrow: row gr's running max (log2 domain), lrow: this
+ * lane's partial sum of row gr (the quad's 4 lanes add up at the end). Fragment layouts: S's
+ * element e is row gr (e < 2) or gr + 8, key 2 t4 + (e & 1) (+ 8 in s[1]); K's B fragments by
+ * ldmatrix (K rows are D-contiguous: the non-transposed ldmatrix gives the col-major fragment),
+ * V's by ldmatrix.trans; P is rounded to the storage type and reused from S's accumulators as the
+ * A operand. */
+template <typename T, int D, int LD>
+__device__ __forceinline__ void mma_decode_chunk(const uint32_t (&qa)[D / 16][2], const T *kt, const T *vt, int key0, int end,
+                                                 float sl2, int lane, float (&o)[D / 8][4], float &mrow, float &lrow) {
+    const int t4 = lane & 3, mi = lane >> 3, r8 = lane & 7; /* ldmatrix: which 8x8 matrix this lane addresses, which row */
+    float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    /* one ldmatrix.x4 gives matrices (keys +0..7 | +8..15) x (dims +0..7 | +8..15): b[0], b[1] the
+     * first key group's fragment, b[2], b[3] the second */
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        uint32_t b[4];
+        mma_ldsm_x4(b, kt + ((mi >> 1) * 8 + r8) * LD + kk * 16 + (mi & 1) * 8);
+        mma_16816<T>(s[0], qa[kk][0], 0u, qa[kk][1], 0u, b[0], b[1]);
+        mma_16816<T>(s[1], qa[kk][0], 0u, qa[kk][1], 0u, b[2], b[3]);
+    }
+    /* the row's 16 scores live in the quad's 4 lanes (4 each): reduced with 2 shuffles */
+    const int k = key0 + 2 * t4;
+    float x[4];
+    x[0] = k < end ? s[0][0] * sl2 : -INFINITY;
+    x[1] = k + 1 < end ? s[0][1] * sl2 : -INFINITY;
+    x[2] = k + 8 < end ? s[1][0] * sl2 : -INFINITY;
+    x[3] = k + 9 < end ? s[1][1] * sl2 : -INFINITY;
+    float mx = fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float mn = fmaxf(mrow, mx);
+    const float mu = mn == -INFINITY ? 0.f : mn; /* no valid key yet: every p is 0 */
+    const float alpha = mrow == -INFINITY ? (mn == -INFINITY ? 1.f : 0.f) : exp2f(mrow - mn);
+    mrow = mn;
+    float p[4];
+#pragma unroll
+    for (int e = 0; e < 4; e++) p[e] = exp2f(x[e] - mu);
+    lrow = lrow * alpha + (p[0] + p[1]) + (p[2] + p[3]);
+    /* P as the A operand (row gr: keys 2 t4.. and 2 t4 + 8..; rows gr + 8 zero) */
+    const uint32_t pa0 = mma_pack2<T>(p[0], p[1]), pa2 = mma_pack2<T>(p[2], p[3]);
+#pragma unroll
+    for (int d = 0; d < D / 8; d++) {
+        o[d][0] *= alpha;
+        o[d][1] *= alpha;
+    }
+    /* O += P V: ldmatrix.trans matrices (keys +0..7 | +8..15) x (dims +0..7 | +8..15) in the order
+     * that gives b[0], b[1] for dims dn * 16 + 0..7 and b[2], b[3] for + 8..15 */
+#pragma unroll
+    for (int dn = 0; dn < D / 16; dn++) {
+        uint32_t b[4];
+        mma_ldsm_x4_trans(b, vt + ((mi & 1) * 8 + r8) * LD + dn * 16 + (mi >> 1) * 8);
+        mma_16816<T>(o[2 * dn], pa0, 0u, pa2, 0u, b[0], b[1]);
+        mma_16816<T>(o[2 * dn + 1], pa0, 0u, pa2, 0u, b[2], b[3]);
+    }
+}
+
+} // namespace vk
