@@ -46,6 +46,57 @@ template <int D, int TK, int S> struct v7_layout {
     static constexpr size_t ring = 2 * S * tile;        /* one warp's K and V stages */
 };
 
+/* Bulk (TMA) copies completing on a shared-memory transaction barrier: sm_90 and later. The PTX
+ * built for older GPUs (the portable compute_80 path) compiles the cp.async variant in their place,
+ * so that module still loads there. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define V7_HAVE_BULK 0
+#else
+#define V7_HAVE_BULK 1
+#endif
+#if V7_HAVE_BULK
+__device__ __forceinline__ unsigned bulk_smem(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void bulk_bar_init(uint64_t *b) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bulk_smem(b)) : "memory");
+}
+__device__ __forceinline__ void bulk_fence_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_fence_proxy() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+/* the one arrival of a phase, announcing the bytes its copies will complete */
+__device__ __forceinline__ void bulk_bar_expect(uint64_t *b, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bulk_smem(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *b) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(bulk_smem(dst)),
+                 "l"(src), "r"(bytes), "r"(bulk_smem(b))
+                 : "memory");
+}
+__device__ __forceinline__ bool bulk_bar_test(uint64_t *b, uint32_t parity) {
+    uint32_t done;
+    asm volatile("{\n"
+                 ".reg .pred p;\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                 "selp.u32 %0, 1, 0, p;\n"
+                 "}\n"
+                 : "=r"(done)
+                 : "r"(bulk_smem(b)), "r"(parity)
+                 : "memory");
+    return done != 0;
+}
+/* until the barrier's phase of this parity has completed (its bytes have landed) */
+__device__ __forceinline__ void bulk_bar_wait(uint64_t *b, uint32_t parity) {
+    while (!bulk_bar_test(b, parity)) {
+    }
+}
+
+#else /* never called: BULK is compiled out below */
+__device__ __forceinline__ void bulk_bar_init(uint64_t *) {}
+__device__ __forceinline__ void bulk_fence_init() {}
+__device__ __forceinline__ void bulk_fence_proxy() {}
+__device__ __forceinline__ void bulk_bar_expect(uint64_t *, uint32_t) {}
+__device__ __forceinline__ void bulk_copy(void *, const void *, uint32_t, uint64_t *) {}
+__device__ __forceinline__ void bulk_bar_wait(uint64_t *, uint32_t) {}
+#endif
+
 enum { V7_FIRST = 1, V7_LAST = 2 };
 struct v7_meta {
     int key, end, item, q0, nsplit, flags; /* the chunk's first key, its item's range end, ... */
@@ -56,9 +107,10 @@ struct v7_item {
     int idx, seq, kvh, split, start, end, q0, nsplit;
 };
 
-template <typename T, int D, int TK, int S, int WARPS, int MINB>
+template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK_ASKED>
 __global__ void __launch_bounds__(WARPS * 32, MINB)
 decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total) {
+    constexpr bool BULK = BULK_ASKED && V7_HAVE_BULK;
     typedef v7_layout<D, TK, S> L;
     constexpr int LANES = D / 8;         /* 16-byte pieces per row */
     constexpr int PER = TK * LANES / 32; /* pieces of K (and of V) per lane per chunk */
@@ -70,6 +122,12 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
     T *sk = reinterpret_cast<T *>(v7_smem + w * L::ring); /* [S][TK][LD] */
     T *sv = sk + S * TK * L::LD;                          /* [S][TK][LD] */
     v7_meta *meta = reinterpret_cast<v7_meta *>(v7_smem + WARPS * L::ring) + w * S;
+    uint64_t *bar = reinterpret_cast<uint64_t *>(v7_smem + WARPS * (L::ring + S * sizeof(v7_meta))) + w * S;
+    if (BULK) { /* one transaction barrier per stage, completed by its chunk's bytes */
+        if (lane < S) bulk_bar_init(bar + lane);
+        bulk_fence_init();
+        __syncwarp();
+    }
 
     const int KVH = a.KVH, ns = a.num_seqs, G = a.H / a.KVH, bs = a.block_size;
     const int nw = gridDim.x * WARPS;
@@ -117,20 +175,44 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
     };
     auto issue = [&](int st) {
         T *dk = sk + st * TK * L::LD, *dv = sv + st * TK * L::LD;
+        if (BULK) {
+            /* a row of K or V is D x 2 contiguous bytes: one bulk copy per row (lanes: rows of K, then
+             * of V), all counted on the stage's barrier; rows past the range are zeroed instead */
+            const int valid = min(TK, max(0, it.end - key));
+            bulk_fence_proxy(); /* the generic reads of this stage's previous chunk come first */
+            if (lane == 0) bulk_bar_expect(bar + st, (uint32_t)(2 * valid * D * 2));
+            __syncwarp();
 #pragma unroll
-        for (int j = 0; j < PER; j++) {
-            const int c = lane + j * 32, row = c / LANES, col = (c % LANES) * 8;
-            const int e = __shfl_sync(0xffffffffu, ent, row), k = key + row;
-            const T *pk = kc, *pv = vc; /* any valid address when zero-filling */
-            int n = 0;
-            if (k < it.end) {
-                const size_t off = (((size_t)e * bs + k % bs) * KVH + it.kvh) * D + col;
-                pk = kc + off;
-                pv = vc + off;
-                n = 16;
+            for (int j = 0; j < (2 * TK + 31) / 32; j++) {
+                const int row = lane + j * 32, r = row % TK;
+                const int e = __shfl_sync(0xffffffffu, ent, r);
+                if (row >= 2 * TK) continue;
+                T *dst = (row < TK ? dk : dv) + r * L::LD;
+                if (r < valid) {
+                    const int k = key + r;
+                    const size_t off = (((size_t)e * bs + k % bs) * KVH + it.kvh) * D;
+                    bulk_copy(dst, (row < TK ? kc : vc) + off, D * 2, bar + st);
+                } else {
+#pragma unroll
+                    for (int c = 0; c < D / 8; c++) reinterpret_cast<uint4 *>(dst)[c] = make_uint4(0, 0, 0, 0);
+                }
             }
-            mma_cp16(dk + row * L::LD + col, pk, n);
-            mma_cp16(dv + row * L::LD + col, pv, n);
+        } else {
+#pragma unroll
+            for (int j = 0; j < PER; j++) {
+                const int c = lane + j * 32, row = c / LANES, col = (c % LANES) * 8;
+                const int e = __shfl_sync(0xffffffffu, ent, row), k = key + row;
+                const T *pk = kc, *pv = vc; /* any valid address when zero-filling */
+                int n = 0;
+                if (k < it.end) {
+                    const size_t off = (((size_t)e * bs + k % bs) * KVH + it.kvh) * D + col;
+                    pk = kc + off;
+                    pv = vc + off;
+                    n = 16;
+                }
+                mma_cp16(dk + row * L::LD + col, pk, n);
+                mma_cp16(dv + row * L::LD + col, pv, n);
+            }
         }
         meta[st] = v7_meta{key, it.end, it.idx, it.q0, it.nsplit, (key == it.start ? V7_FIRST : 0) | (key + TK >= it.end ? V7_LAST : 0)};
         key += TK;
@@ -153,7 +235,7 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
 #pragma unroll
     for (int i = 0; i < S - 1; i++) {
         if (it.idx < total) issue(issued++ % S);
-        mma_commit(); /* empty groups keep the count uniform: wait_group S - 2 always means chunk c */
+        if (!BULK) mma_commit(); /* empty groups keep the count uniform: wait_group S - 2 always means chunk c */
     }
     for (int c = 0; c < issued; c++) {
         const int st = c % S;
@@ -161,10 +243,13 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
         const int kvh = m.item % KVH;
         if (m.flags & V7_FIRST) /* the loads fly while the chunk's copies land */
             mma_load_q<T, D>(qa, (const T *)a.q + (size_t)m.q0 * a.q_stride, kvh * G, G, lane);
-        mma_wait<S - 2>(); /* this lane's copies of chunk c have landed */
-        __syncwarp();      /* every lane's have; and every lane is done with chunk c - 1's stage */
+        if (BULK)
+            bulk_bar_wait(bar + st, (c / S) & 1); /* the stage's (c / S)-th use: that phase's bytes are in */
+        else
+            mma_wait<S - 2>(); /* this lane's copies of chunk c have landed */
+        __syncwarp();          /* every lane's have (and the zeroed rows); every lane is done with chunk c - 1's stage */
         if (it.idx < total) issue(issued++ % S);
-        mma_commit();
+        if (!BULK) mma_commit();
         const T *tk = sk + st * TK * L::LD, *tv = sv + st * TK * L::LD;
 #pragma unroll
         for (int sub = 0; sub < TK / 16; sub++)
@@ -195,10 +280,10 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
         mrow = -INFINITY;
         lrow = 0.f;
     }
-    mma_wait<0>();
+    if (!BULK) mma_wait<0>();
 }
 
-template <typename T, int D, int TK, int S, int WARPS, int MINB>
+template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK>
 static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
     typedef v7_layout<D, TK, S> L;
     const int part = V7_PARTITION;
@@ -212,8 +297,8 @@ static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
         sms = 132;
     const long want = (total + WARPS - 1) / WARPS;
     const int blocks = (int)(want < (long)MINB * sms ? want : (long)MINB * sms);
-    const size_t smem = WARPS * (L::ring + S * sizeof(v7_meta));
-    void (*k)(const vk_attention_args, int, int, int) = decode_v7_kernel<T, D, TK, S, WARPS, MINB>;
+    const size_t smem = WARPS * (L::ring + S * (sizeof(v7_meta) + sizeof(uint64_t)));
+    void (*k)(const vk_attention_args, int, int, int) = decode_v7_kernel<T, D, TK, S, WARPS, MINB, BULK>;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     k<<<blocks, WARPS * 32, smem, s>>>(*a, max_splits, part, (int)total);
@@ -225,10 +310,10 @@ static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
  * 2 x S x TK x 272 B of 228 KB). Variant 0 is version 7's own. */
 template <typename T, int D> static cudaError_t launch_v7_variant(const vk_attention_args *a, int variant, cudaStream_t s) {
     switch (variant) {
-    case 0: return launch_v7<T, D, 16, 3, 4, 2>(a, s); /* 8 warps/SM, 128 KB in flight/SM */
-    case 1: return launch_v7<T, D, 16, 4, 6, 1>(a, s); /* 6 warps/SM, 144 KB in flight/SM */
-    case 2: return launch_v7<T, D, 32, 3, 4, 1>(a, s); /* 4 warps/SM, 128 KB in flight/SM */
-    case 3: return launch_v7<T, D, 16, 6, 4, 1>(a, s); /* 4 warps/SM, 160 KB in flight/SM */
+    case 0: return launch_v7<T, D, 16, 3, 4, 2, false>(a, s); /* 8 warps/SM, 128 KB in flight/SM */
+    case 1: return launch_v7<T, D, 16, 3, 4, 2, true>(a, s);  /* the same with bulk (TMA) row copies */
+    case 2: return launch_v7<T, D, 16, 6, 4, 1, true>(a, s);  /* bulk: 4 warps/SM, 160 KB in flight/SM */
+    case 3: return launch_v7<T, D, 16, 2, 4, 3, true>(a, s);  /* bulk: 12 warps/SM, 96 KB in flight/SM */
     default: return cudaErrorInvalidValue;
     }
 }
