@@ -144,6 +144,9 @@ stage_e2e_8b() {
     gen "$M8" "$P" llama_pc_off --max-model-len 1536 --max-num-seqs 2 --no-enable-prefix-caching
     summary+=("$(cmp_ref --same "$W/llama_pc_on.jsonl" "$W/llama_pc_off.jsonl" --label 'prefix caching on vs off')")
     summary+=("$(cmp_ref "$R" "$W/llama_pc_on.jsonl" --label 'llama8b prefix caching on vs HF')")
+    # decode attention version 7 takes full batches only; forced here on the 8 prompts, against HF
+    VESTA_DECODE_ATTENTION=7 gen "$M8" "$P" llama_v7 --max-model-len 1536
+    summary+=("$(cmp_ref "$R" "$W/llama_v7.jsonl" --label 'llama8b, decode attention v7 forced, vs HF bf16')")
     gen "$M8" "$P" llama_preempt --max-model-len 1536 --num-gpu-blocks-override 100
     summary+=("$(cmp_ref "$R" "$W/llama_preempt.jsonl" --label 'llama8b 100 KV blocks (preemption) vs HF')")
     summary+=("$(cmp_ref --same "$W/llama.jsonl" "$W/llama_preempt.jsonl" --label 'preemption vs default')")
