@@ -234,22 +234,39 @@ stage_serve() {
     bench_serve_stage "$B/bin" "$M8D" "$W/serve" --backend cuda --load-format dummy | tee "$OUT/serve_table.txt"
 }
 
+# The A/B stages' workload: 320 prompts of 16-299 random token ids (fixed seed) into FILE.
+prompts320() { python3 -c "import json, random; r = random.Random(1); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(320)]" >"$1"; }
+# gen320 PROMPTS OUTPUT LOG [engine flags]: the 8B shape with dummy weights, 32 greedy tokens per
+# prompt with their top-5 logprobs (compare_e2e.py --top5 / --same read them); environment
+# assignments before the call apply to it.
+gen320() {
+    local prompts=$1 output=$2 log=$3
+    shift 3
+    timeout 240 "$V" generate --backend cuda --model "$M8D" --load-format dummy --input "$prompts" --output "$output" \
+        --temperature 0 --max-tokens 32 --ignore-eos --logprobs 5 --no-progress --max-model-len 1024 "$@" >>"$log" 2>&1
+}
+
+# ab320 VAR TAG LABEL NAME_A:VALUE_A NAME_B:VALUE_B: the 320 prompts generated with VAR=VALUE_A and
+# with VAR=VALUE_B (into $W/TAG_NAME.jsonl, log $W/TAG.log), compared by the top-5 rule (summary).
+ab320() {
+    local var=$1 tag=$2 label=$3 v name val
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    prompts320 "$W/${tag}_prompts.jsonl"
+    for v in "$4" "$5"; do
+        IFS=: read -r name val <<<"$v"
+        (export "$var=$val" && gen320 "$W/${tag}_prompts.jsonl" "$W/${tag}_$name.jsonl" "$W/$tag.log")
+        echo "generate $name ($var=$val): rc $?"
+    done
+    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/${tag}_${4%%:*}.jsonl" "$W/${tag}_${5%%:*}.jsonl" \
+        --label "$label" | tee -a "$W/$tag.log")")
+}
+
 # Start-up GEMM tuning (VESTA_GEMM_TUNE) against cuBLAS's default picks: greedy outputs of 320
 # prompts by the top-5 rule, then B1 and B4 with each, in the same call.
 stage_tune() {
-    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    python3 -c "import json, random; r = random.Random(1); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(320)]" >"$W/ab_prompts.jsonl"
-    local v
-    for v in plain:0 tuned:2; do
-        IFS=: read -r name tune <<<"$v"
-        VESTA_GEMM_TUNE=$tune timeout 200 "$V" generate --backend cuda --model "$M8D" --load-format dummy \
-            --input "$W/ab_prompts.jsonl" --output "$W/ab_$name.jsonl" --temperature 0 --max-tokens 32 --ignore-eos \
-            --logprobs 5 --no-progress --max-model-len 1024 >>"$W/ab.log" 2>&1
-        echo "generate $name (VESTA_GEMM_TUNE=$tune): rc $?"
-    done
+    ab320 VESTA_GEMM_TUNE ab "320 prompts x 32 greedy tokens, tuned vs plain" plain:0 tuned:2
     grep -h "GEMM tuning" "$W/ab.log" | tail -30
-    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/ab_plain.jsonl" "$W/ab_tuned.jsonl" \
-        --label "320 prompts x 32 greedy tokens, tuned vs plain" | tee -a "$W/ab.log")")
+    local v
     for v in plain:0 tuned:1; do
         IFS=: read -r name tune <<<"$v"
         echo "== B1 / B4 $name (VESTA_GEMM_TUNE=$tune) =="
@@ -265,13 +282,11 @@ stage_tune() {
 # the same picks from it (same greedy tokens, no timing).
 stage_cache() {
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    python3 -c "import json, random; r = random.Random(1); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(320)]" >"$W/gc_prompts.jsonl"
+    prompts320 "$W/gc_prompts.jsonl"
     rm -f "$W/gemm.bin"
     local run
     for run in 1 2 3; do
-        VESTA_GEMM_CACHE="$W/gemm.bin" timeout 200 "$V" generate --backend cuda --model "$M8D" --load-format dummy \
-            --input "$W/gc_prompts.jsonl" --output "$W/gc_$run.jsonl" --temperature 0 --max-tokens 32 --ignore-eos \
-            --logprobs 5 --no-progress --max-model-len 1024 >>"$W/gc.log" 2>&1
+        VESTA_GEMM_CACHE="$W/gemm.bin" gen320 "$W/gc_prompts.jsonl" "$W/gc_$run.jsonl" "$W/gc.log"
         echo "generate run $run: rc $? $(grep -h 'GEMM tuning:' "$W/gc.log" | tail -1)"
     done
     ls -l "$W/gemm.bin"
@@ -306,15 +321,13 @@ stage_invariant() {
     timeout 120 "$B/bin/test_kernels" invariant 2>&1 | tee "$OUT/invariant_kernels.log" | grep -v "^seed\|^device"
     summary+=("batch-invariant attention kernel test: $(tail -1 "$OUT/invariant_kernels.log")")
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    python3 -c "import json, random; r = random.Random(1); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(320)]" >"$W/bi_prompts.jsonl"
+    prompts320 "$W/bi_prompts.jsonl"
     local v
     for v in "ref:" "small_batches:--max-num-seqs 37 --max-num-batched-tokens 512" \
         "preempt:--num-gpu-blocks-override 400" "eager:--enforce-eager"; do
         local name=${v%%:*} flags=${v#*:}
         # shellcheck disable=SC2086
-        timeout 240 "$V" generate --backend cuda --model "$M8D" --load-format dummy --input "$W/bi_prompts.jsonl" \
-            --output "$W/bi_$name.jsonl" --temperature 0 --max-tokens 32 --ignore-eos --logprobs 5 --no-progress \
-            --max-model-len 1024 --batch-invariant $flags >>"$W/bi.log" 2>&1
+        gen320 "$W/bi_prompts.jsonl" "$W/bi_$name.jsonl" "$W/bi.log" --batch-invariant $flags
         echo "generate --batch-invariant $name ($flags): rc $? $(grep -h 'preemptions' "$W/bi.log" | tail -1)"
         [ "$name" = ref ] && continue
         summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/bi_ref.jsonl" "$W/bi_$name.jsonl" \
@@ -372,18 +385,8 @@ stage_invariant_bench() {
 # batches that fill the GPU): 320 prompts' greedy tokens by the top-5 rule with version 5 forced
 # and with production, then B1 with each, twice, interleaved, in the same call.
 stage_decode() {
-    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    python3 -c "import json, random; r = random.Random(1); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(320)]" >"$W/dec_prompts.jsonl"
+    ab320 VESTA_DECODE_ATTENTION dec "320 prompts x 32 greedy tokens, production (v7) vs v5" v5:5 prod:0
     local v
-    for v in v5:5 prod:0; do
-        IFS=: read -r name ver <<<"$v"
-        VESTA_DECODE_ATTENTION=$ver timeout 200 "$V" generate --backend cuda --model "$M8D" --load-format dummy \
-            --input "$W/dec_prompts.jsonl" --output "$W/dec_$name.jsonl" --temperature 0 --max-tokens 32 --ignore-eos \
-            --logprobs 5 --no-progress --max-model-len 1024 >>"$W/dec.log" 2>&1
-        echo "generate $name (VESTA_DECODE_ATTENTION=$ver): rc $?"
-    done
-    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/dec_v5.jsonl" "$W/dec_prod.jsonl" \
-        --label "320 prompts x 32 greedy tokens, production (v7) vs v5" | tee -a "$W/dec.log")")
     local VESTA_BENCH_DUMMY=1 i
     for i in 1 2; do
         for v in v5:5 prod:0; do

@@ -258,21 +258,18 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
         gots.push_back(to_f(dt, dout.down()));
         names.push_back("v" + std::to_string(version));
     }
-    /* decode v5's other configurations (1..: variant 0 is v5 itself), every dtype and shape */
-    for (int v = 1; has_decode && v < VK_DECODE_V5_VARIANTS; v++) {
-        CK(cudaMemset(dout.p, 0xff, dout.n * 2));
-        CK(vk_attention_v(&a, VK_DECODE_V5_VARIANT_BASE + v, 2, 0));
-        CK(cudaDeviceSynchronize());
-        gots.push_back(to_f(dt, dout.down()));
-        names.push_back("v5 variant " + std::to_string(v));
-    }
-    for (int v = 1; has_decode && v < VK_DECODE_V7_VARIANTS; v++) {
-        CK(cudaMemset(dout.p, 0xff, dout.n * 2));
-        CK(vk_attention_v(&a, VK_DECODE_V7_VARIANT_BASE + v, 2, 0));
-        CK(cudaDeviceSynchronize());
-        gots.push_back(to_f(dt, dout.down()));
-        names.push_back("v7 variant " + std::to_string(v));
-    }
+    /* decode v5's and v7's other configurations (1..: variant 0 is the version itself), every dtype
+     * and shape */
+    const struct { int version, base, count; } variants[] = {{5, VK_DECODE_V5_VARIANT_BASE, VK_DECODE_V5_VARIANTS},
+                                                             {7, VK_DECODE_V7_VARIANT_BASE, VK_DECODE_V7_VARIANTS}};
+    for (const auto &vs : variants)
+        for (int v = 1; has_decode && v < vs.count; v++) {
+            CK(cudaMemset(dout.p, 0xff, dout.n * 2));
+            CK(vk_attention_v(&a, vs.base + v, 2, 0));
+            CK(cudaDeviceSynchronize());
+            gots.push_back(to_f(dt, dout.down()));
+            names.push_back("v" + std::to_string(vs.version) + " variant " + std::to_string(v));
+        }
     { /* batch-invariant mode: every row through the prefill kernel, no key split */
         std::vector<int32_t> itiles(2 * vk_prefill_tiles_max(ntok, ns));
         int nit = vk_prefill_tiles_build(qs.data(), ns, 1, H, KVH, itiles.data(), (int)itiles.size() / 2);
