@@ -32,6 +32,8 @@
  * chunks, 3 stages, 4 warps, 2 blocks per SM: 8 warps x 3 x 8.5 KB = 209 KB of shared memory per
  * SM, 8 x 2 x 8 KB = 128 KB in flight per SM (version 5's figure). The variants
  * (VK_DECODE_V7_VARIANT_BASE + i) trade chunk size, stages and warps. */
+#include <type_traits>
+
 #include "attention_mma.cuh"
 
 using namespace vk;
@@ -107,7 +109,96 @@ struct v7_item {
     int idx, seq, kvh, split, start, end, q0, nsplit;
 };
 
-template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK_ASKED>
+/* Where an item's partial result goes: the output row (one range) or the combine kernel's scratch
+ * format (unnormalized O, max as a natural logarithm, sum). */
+template <typename T, int D> struct v7_dest {
+    T *out;    /* nsplit == 1: the head's output row, else NULL */
+    float *pp; /* nsplit > 1: the head's partial */
+    __device__ v7_dest(const vk_attention_args &a, const v7_meta &m, int head, int max_splits) : out(NULL), pp(NULL) {
+        if (m.nsplit == 1) {
+            out = (T *)a.out + ((size_t)m.q0 * a.H + head) * D;
+        } else {
+            const int seq = (m.item / a.KVH) % a.num_seqs, split = m.item / (a.KVH * a.num_seqs);
+            pp = (float *)a.scratch + (((size_t)seq * a.H + head) * max_splits + split) * (D + 2);
+        }
+    }
+    __device__ void stats(float m_log2, float l) {
+        pp[D] = m_log2 == -INFINITY ? -INFINITY : m_log2 * MMA_LN2;
+        pp[D + 1] = l;
+    }
+};
+
+/* A warp's running state over one item, version 5's layout: the group's heads on the mma's rows. */
+template <typename T, int D, int LD> struct v7_rows {
+    float o[D / 8][4], mrow, lrow;
+    __device__ void reset() {
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+        mrow = -INFINITY;
+        lrow = 0.f;
+    }
+    __device__ void chunk(const uint32_t (&q)[D / 16][2], const T *kt, const T *vt, int key0, int end, float sl2, int lane) {
+        mma_decode_chunk<T, D, LD>(q, kt, vt, key0, end, sl2, lane, o, mrow, lrow);
+    }
+    __device__ void finish(const vk_attention_args &a, const v7_meta &m, int kvh, int G, int max_splits, int lane) {
+        const int gr = lane >> 2, t4 = lane & 3;
+        lrow += __shfl_xor_sync(0xffffffffu, lrow, 1);
+        lrow += __shfl_xor_sync(0xffffffffu, lrow, 2);
+        if (gr >= G) return;
+        v7_dest<T, D> dst(a, m, kvh * G + gr, max_splits);
+        if (dst.out) { /* a non-empty range: lrow >= 1 */
+#pragma unroll
+            for (int d = 0; d < D / 8; d++)
+                *reinterpret_cast<uint32_t *>(dst.out + d * 8 + 2 * t4) = mma_pack2<T>(o[d][0] / lrow, o[d][1] / lrow);
+        } else {
+#pragma unroll
+            for (int d = 0; d < D / 8; d++) *reinterpret_cast<float2 *>(dst.pp + d * 8 + 2 * t4) = make_float2(o[d][0], o[d][1]);
+            if (t4 == 0) dst.stats(mrow, lrow);
+        }
+    }
+};
+
+/* The same with both products transposed (mma_decode_chunk_t): dims and keys on the mma's rows,
+ * half the mma and half the O registers. */
+template <typename T, int D, int LD> struct v7_cols {
+    float o[D / 16][4], mrow[2], lrow[2];
+    __device__ void reset() {
+#pragma unroll
+        for (int i = 0; i < D / 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+        mrow[0] = mrow[1] = -INFINITY;
+        lrow[0] = lrow[1] = 0.f;
+    }
+    __device__ void chunk(const uint32_t (&q)[D / 16][2], const T *kt, const T *vt, int key0, int end, float sl2, int lane) {
+        mma_decode_chunk_t<T, D, LD>(q, kt, vt, key0, end, sl2, lane, o, mrow, lrow);
+    }
+    __device__ void finish(const vk_attention_args &a, const v7_meta &m, int kvh, int G, int max_splits, int lane) {
+        const int g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+        for (int h = 0; h < 2; h++) { /* a head's sum over the 8 lanes that share t4 */
+            lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 4);
+            lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 8);
+            lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 16);
+        }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            if (2 * t4 + h >= G) continue;
+            v7_dest<T, D> dst(a, m, kvh * G + 2 * t4 + h, max_splits);
+#pragma unroll
+            for (int dm = 0; dm < D / 16; dm++) {
+                if (dst.out) {
+                    dst.out[dm * 16 + g] = from_f<T>(o[dm][h] / lrow[h]);
+                    dst.out[dm * 16 + g + 8] = from_f<T>(o[dm][h + 2] / lrow[h]);
+                } else {
+                    dst.pp[dm * 16 + g] = o[dm][h];
+                    dst.pp[dm * 16 + g + 8] = o[dm][h + 2];
+                }
+            }
+            if (dst.pp && g == 0) dst.stats(mrow[h], lrow[h]);
+        }
+    }
+};
+
+template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK_ASKED, bool TRANS>
 __global__ void __launch_bounds__(WARPS * 32, MINB)
 decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total) {
     constexpr bool BULK = BULK_ASKED && V7_HAVE_BULK;
@@ -118,7 +209,7 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
     static_assert(PER * 32 == TK * LANES, "chunk pieces must split evenly over the lanes");
     static_assert(S >= 2, "at least double buffering");
     extern __shared__ __align__(128) unsigned char v7_smem[];
-    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, t4 = lane & 3;
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
     T *sk = reinterpret_cast<T *>(v7_smem + w * L::ring); /* [S][TK][LD] */
     T *sv = sk + S * TK * L::LD;                          /* [S][TK][LD] */
     v7_meta *meta = reinterpret_cast<v7_meta *>(v7_smem + WARPS * L::ring) + w * S;
@@ -224,10 +315,8 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
     enter(blockIdx.x * WARPS + w);
     load_ent();
 
-    float o[D / 8][4];
-#pragma unroll
-    for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    float mrow = -INFINITY, lrow = 0.f; /* row gr, log2 domain; lrow: this lane's partial sum */
+    typename std::conditional<TRANS, v7_cols<T, D, L::LD>, v7_rows<T, D, L::LD>>::type acc;
+    acc.reset();
     uint32_t qa[D / 16][2];
     const float sl2 = a.scale * MMA_LOG2E;
 
@@ -253,37 +342,16 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
         const T *tk = sk + st * TK * L::LD, *tv = sv + st * TK * L::LD;
 #pragma unroll
         for (int sub = 0; sub < TK / 16; sub++)
-            mma_decode_chunk<T, D, L::LD>(qa, tk + sub * 16 * L::LD, tv + sub * 16 * L::LD, m.key + sub * 16, m.end, sl2, lane, o, mrow, lrow);
-        if (!(m.flags & V7_LAST)) continue;
-
-        lrow += __shfl_xor_sync(0xffffffffu, lrow, 1);
-        lrow += __shfl_xor_sync(0xffffffffu, lrow, 2);
-        if (gr < G) {
-            const int head = kvh * G + gr;
-            if (m.nsplit == 1) { /* a non-empty range: lrow >= 1 */
-                T *out = (T *)a.out + ((size_t)m.q0 * a.H + head) * D + 2 * t4;
-#pragma unroll
-                for (int d = 0; d < D / 8; d++) *reinterpret_cast<uint32_t *>(out + d * 8) = mma_pack2<T>(o[d][0] / lrow, o[d][1] / lrow);
-            } else { /* the combine kernel's format: unnormalized O, max (natural logarithm), sum */
-                const int seq = (m.item / KVH) % ns, split = m.item / (KVH * ns);
-                float *pp = (float *)a.scratch + (((size_t)seq * a.H + head) * max_splits + split) * (D + 2);
-#pragma unroll
-                for (int d = 0; d < D / 8; d++) *reinterpret_cast<float2 *>(pp + d * 8 + 2 * t4) = make_float2(o[d][0], o[d][1]);
-                if (t4 == 0) {
-                    pp[D] = mrow == -INFINITY ? -INFINITY : mrow * MMA_LN2;
-                    pp[D + 1] = lrow;
-                }
-            }
+            acc.chunk(qa, tk + sub * 16 * L::LD, tv + sub * 16 * L::LD, m.key + sub * 16, m.end, sl2, lane);
+        if (m.flags & V7_LAST) {
+            acc.finish(a, m, kvh, G, max_splits, lane);
+            acc.reset();
         }
-#pragma unroll
-        for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-        mrow = -INFINITY;
-        lrow = 0.f;
     }
     if (!BULK) mma_wait<0>();
 }
 
-template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK>
+template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK, bool TRANS = false>
 static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
     typedef v7_layout<D, TK, S> L;
     const int part = V7_PARTITION;
@@ -298,7 +366,7 @@ static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
     const long want = (total + WARPS - 1) / WARPS;
     const int blocks = (int)(want < (long)MINB * sms ? want : (long)MINB * sms);
     const size_t smem = WARPS * (L::ring + S * (sizeof(v7_meta) + sizeof(uint64_t)));
-    void (*k)(const vk_attention_args, int, int, int) = decode_v7_kernel<T, D, TK, S, WARPS, MINB, BULK>;
+    void (*k)(const vk_attention_args, int, int, int) = decode_v7_kernel<T, D, TK, S, WARPS, MINB, BULK, TRANS>;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     k<<<blocks, WARPS * 32, smem, s>>>(*a, max_splits, part, (int)total);
@@ -312,8 +380,8 @@ template <typename T, int D> static cudaError_t launch_v7_variant(const vk_atten
     switch (variant) {
     case 0: return launch_v7<T, D, 16, 3, 4, 2, false>(a, s); /* 8 warps/SM, 128 KB in flight/SM */
     case 1: return launch_v7<T, D, 16, 3, 4, 2, true>(a, s);  /* the same with bulk (TMA) row copies */
-    case 2: return launch_v7<T, D, 16, 6, 4, 1, true>(a, s);  /* bulk: 4 warps/SM, 160 KB in flight/SM */
-    case 3: return launch_v7<T, D, 16, 2, 4, 3, true>(a, s);  /* bulk: 12 warps/SM, 96 KB in flight/SM */
+    case 2: return launch_v7<T, D, 16, 3, 4, 2, false, true>(a, s); /* products transposed (mma_decode_chunk_t) */
+    case 3: return launch_v7<T, D, 16, 2, 4, 3, false, true>(a, s); /* transposed: 12 warps/SM, 96 KB in flight/SM */
     default: return cudaErrorInvalidValue;
     }
 }

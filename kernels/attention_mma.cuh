@@ -129,4 +129,69 @@ __device__ __forceinline__ void mma_decode_chunk(const uint32_t (&qa)[D / 16][2]
     }
 }
 
+/* movmatrix: the transpose of an 8 x 8 b16 fragment (a lane's pair of row g, cols 2t.. becomes
+ * row 2t.., col g). */
+__device__ __forceinline__ uint32_t mma_trans8(uint32_t x) {
+    uint32_t y;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+    return y;
+}
+
+/* The max over the 8 lanes that share lane & 3. */
+__device__ __forceinline__ float mma_max8(float x) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 4));
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 8));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 16));
+}
+
+/* mma_decode_chunk with both products transposed (first tried as decode version 6 in blocks of
+ * 4 warps, run 32): keys (for S) and dims (for O) on the mma's M side, the G <= 8 query heads on
+ * its N side, so no accumulator row is a structural zero:
+ *   S^T[16 keys x 8 heads] = K[16 x D] . Q^T[D x 8]         (D / 16 mma)
+ *   O^T[D x 8 heads]      += V^T[D x 16 keys] . P^T[16 x 8] (D / 16 mma)
+ * half version 5's mma and half its O registers. qb: Q^T's B fragments, which are exactly
+ * mma_load_q's registers (column g = head g, k = dims 2t.. and 2t + 8..). o[dm]: O^T dims
+ * dm * 16 + g (elements 0, 1) and + 8 (2, 3) x heads 2t, 2t + 1; mrow / lrow[h]: head 2t + h (log2
+ * domain; lrow this lane's partial sum, the 8 lanes sharing t add up at the end). The S^T
+ * accumulators (keys g, g + 8 x heads 2t, 2t + 1) become P^T's B fragments (keys 2t.. x head g)
+ * by one movmatrix per 8 keys. */
+template <typename T, int D, int LD>
+__device__ __forceinline__ void mma_decode_chunk_t(const uint32_t (&qb)[D / 16][2], const T *kt, const T *vt, int key0, int end,
+                                                   float sl2, int lane, float (&o)[D / 16][4], float (&mrow)[2], float (&lrow)[2]) {
+    const int g = lane >> 2, mi = lane >> 3, r8 = lane & 7;
+    float st[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) { /* A = K rows (matrices: keys +0..7 | +8..15 x dims +0..7 | +8..15) */
+        uint32_t ka[4];
+        mma_ldsm_x4(ka, kt + ((mi & 1) * 8 + r8) * LD + kk * 16 + (mi >> 1) * 8);
+        mma_16816<T>(st, ka[0], ka[1], ka[2], ka[3], qb[kk][0], qb[kk][1]);
+    }
+    const int k = key0 + g;
+    const float x[4] = {k < end ? st[0] * sl2 : -INFINITY, k < end ? st[1] * sl2 : -INFINITY,
+                        k + 8 < end ? st[2] * sl2 : -INFINITY, k + 8 < end ? st[3] * sl2 : -INFINITY};
+    float alpha[2], p[4];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const float mn = fmaxf(mrow[h], mma_max8(fmaxf(x[h], x[h + 2])));
+        const float mu = mn == -INFINITY ? 0.f : mn; /* no valid key yet: every p is 0 */
+        alpha[h] = mrow[h] == -INFINITY ? (mn == -INFINITY ? 1.f : 0.f) : exp2f(mrow[h] - mn);
+        mrow[h] = mn;
+        p[h] = exp2f(x[h] - mu);
+        p[h + 2] = exp2f(x[h + 2] - mu);
+        lrow[h] = lrow[h] * alpha[h] + (p[h] + p[h + 2]);
+    }
+    const uint32_t pb0 = mma_trans8(mma_pack2<T>(p[0], p[1])), pb1 = mma_trans8(mma_pack2<T>(p[2], p[3]));
+#pragma unroll
+    for (int dm = 0; dm < D / 16; dm++) {
+        o[dm][0] *= alpha[0];
+        o[dm][1] *= alpha[1];
+        o[dm][2] *= alpha[0];
+        o[dm][3] *= alpha[1];
+        /* A = V^T dims dm * 16.. x keys: ldmatrix.trans of V rows (dims +0..7 | +8..15 x keys +0..7 | +8..15) */
+        uint32_t va[4];
+        mma_ldsm_x4_trans(va, vt + ((mi >> 1) * 8 + r8) * LD + dm * 16 + (mi & 1) * 8);
+        mma_16816<T>(o[dm], va[0], va[1], va[2], va[3], pb0, pb1);
+    }
+}
+
 } // namespace vk

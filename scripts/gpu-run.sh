@@ -5,7 +5,7 @@
 #                                       binaries link into .gpu/debs (both git-ignored)
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
-#                                       serve, tune, small, e2e8b, profile, cache, decode, invariant, invariant-real,
+#                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs) or all
 #                                       (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
@@ -399,6 +399,19 @@ stage_decode() {
     done
 }
 
+# Nsight Compute on kernel_bench: the first VESTA_NCU_COUNT (2) launches of the kernels matching
+# VESTA_NCU_KERNEL (decode_v7_kernel: production decode attention, 256 x 640 keys first) with the
+# throughput, memory, warp-stall, occupancy and scheduler sections, into $OUT/ncu.txt.
+stage_ncu() {
+    local ncu=/usr/local/cuda/bin/ncu
+    [ -x "$ncu" ] || ncu=ncu
+    echo "== ncu: ${VESTA_NCU_KERNEL:-decode_v7_kernel} =="
+    timeout 400 "$ncu" -k "regex:${VESTA_NCU_KERNEL:-decode_v7_kernel}" -c "${VESTA_NCU_COUNT:-2}" \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy \
+        --section LaunchStats --section SchedulerStats "$B/bin/kernel_bench" >"$OUT/ncu.txt" 2>&1
+    summary+=("ncu: rc $? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu.txt") kernel reports in ncu.txt)")
+}
+
 # Two or more GPUs: TP=2 against TP=1 on the 8B shape with dummy weights (the same random model at
 # every N: the weights are made whole, then sliced), single-stream decode and B1 at each.
 stage_tp2() {
@@ -455,6 +468,7 @@ run)
         profile) stage_profile ;;
         cache) stage_cache ;;
         decode) stage_decode ;;
+        ncu) stage_ncu ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
         esac
