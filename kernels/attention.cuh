@@ -14,6 +14,8 @@ cudaError_t vk_attention_decode_v5x(const vk_attention_args *a, int variant, cud
  * items (no block barrier, no cross-warp merge); _v7x: configuration variant (< VK_DECODE_V7_VARIANTS) */
 cudaError_t vk_attention_decode_v7(const vk_attention_args *a, cudaStream_t s);
 cudaError_t vk_attention_decode_v7x(const vk_attention_args *a, int variant, cudaStream_t s);
+/* The current device's SM count (132 when it cannot be read). */
+int vk_sm_count(void);
 /* Keys per decode split for a batch (both decode versions); the split-K merge of their partials. */
 int vk_decode_partition(int num_seqs, int KVH, int max_ctx);
 cudaError_t vk_decode_combine(const vk_attention_args *a, int max_splits, int part, cudaStream_t s);

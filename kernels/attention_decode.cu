@@ -241,14 +241,22 @@ cudaError_t vk_decode_combine(const vk_attention_args *a, int max_splits, int pa
     return cudaErrorInvalidValue;
 }
 
+/* The current device's SM count (132, an H100's, when it cannot be read): what the decode
+ * launchers size their grids and splits by. */
+int vk_sm_count(void) {
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        sms <= 0)
+        return 132;
+    return sms;
+}
+
 /* Keys per split. Large batches: VK_DECODE_PARTITION. Small ones: short enough that
  * sequences x KV heads x splits gives about two blocks per SM, so one sequence's long context is
  * read by the whole GPU (single-stream decode). A pure function of its arguments: the scratch
  * sizing below and every launch agree. */
 int vk_decode_partition(int num_seqs, int KVH, int max_ctx) {
-    int dev = 0, sms = 132;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-        sms = 132;
+    const int sms = vk_sm_count();
     long blocks = (long)num_seqs * KVH, want = 2L * sms;
     if (max_ctx < 1) max_ctx = 1;
     if (blocks >= want) return VK_DECODE_PARTITION;
@@ -305,9 +313,7 @@ cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
  * <= 2 SMs / (n x KVH) + 1, so n x H x splits <= H x (2 SMs + n). Both decode versions use this
  * layout. */
 size_t vk_attention_decode_scratch_bytes(int num_seqs, int H, int D, int max_context_len) {
-    int dev = 0, sms = 132;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-        sms = 132;
+    const int sms = vk_sm_count();
     size_t ctx = max_context_len > 0 ? (size_t)max_context_len : 1;
     size_t e = (size_t)num_seqs * H * ((ctx + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION) +
                (size_t)H * (2 * (size_t)sms + (size_t)num_seqs);

@@ -104,9 +104,10 @@ struct v7_meta {
     int key, end, item, q0, nsplit, flags; /* the chunk's first key, its item's range end, ... */
 };
 
-/* The item a warp is issuing: (split, sequence, KV head) and its key range. */
+/* The item a warp is issuing: its index (split, sequence, KV head; the split is recovered from it
+ * for the partials), sequence, KV head and key range. */
 struct v7_item {
-    int idx, seq, kvh, split, start, end, q0, nsplit;
+    int idx, seq, kvh, start, end, q0, nsplit;
 };
 
 /* Where an item's partial result goes: the output row (one range) or the combine kernel's scratch
@@ -226,7 +227,7 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
 
     /* Issue side: the item being issued, the next chunk's first key and block-table entry (lane r
      * holds row r's), the raw loads of the next candidate item. */
-    v7_item it = {total, 0, 0, 0, 0, 0, 0, 1};
+    v7_item it = {total, 0, 0, 0, 0, 0, 1};
     int key = 0, ent = 0, nq0 = 0, nq1 = 0, nctx = 0;
     auto load_raw = [&](int idx) {
         if (idx < total) {
@@ -247,7 +248,6 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
                 it.idx = idx;
                 it.seq = seq;
                 it.kvh = idx % KVH;
-                it.split = split;
                 it.start = split * per;
                 it.end = min(nctx, it.start + per); /* may be empty: one masked chunk, partial 0 */
                 it.q0 = nq0;
@@ -360,9 +360,7 @@ static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
     const long total = (long)a->num_seqs * a->KVH * max_splits;
     if (total <= 0) return cudaSuccess;
     if (total > INT32_MAX / 2) return cudaErrorInvalidValue;
-    int dev = 0, sms = 132;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-        sms = 132;
+    const int sms = vk_sm_count();
     const long want = (total + WARPS - 1) / WARPS;
     const int blocks = (int)(want < (long)MINB * sms ? want : (long)MINB * sms);
     const size_t smem = WARPS * (L::ring + S * (sizeof(v7_meta) + sizeof(uint64_t)));
