@@ -187,7 +187,7 @@ static cudaError_t launch_prefill(const vk_attention_args *a, cudaStream_t s) {
 
 cudaError_t vk_attention_prefill(const vk_attention_args *a, cudaStream_t s) {
     if (a->num_prefill_tiles <= 0) return cudaSuccess;
-    if (a->H % a->KVH) return cudaErrorInvalidValue;
+    if (a->H % a->KVH || a->group_heads) return cudaErrorInvalidValue; /* one head per tile only */
     if (a->D == 128) VK_DISPATCH(a->dt, return (launch_prefill<T, 128>(a, s)));
     if (a->D == 64) VK_DISPATCH(a->dt, return (launch_prefill<T, 64>(a, s)));
     return cudaErrorInvalidValue;
@@ -199,15 +199,17 @@ extern "C" int vk_prefill_tiles_max(int num_tokens, int num_seqs) {
     return num_tokens / (PF_BM / VK_PREFILL_MAX_GROUP) + num_seqs + 1;
 }
 
-extern "C" int vk_prefill_tile_tokens(int batch_invariant, int H, int KVH) {
-    if (!batch_invariant) return PF_BM;
+extern "C" int vk_prefill_tile_tokens(int mode, int H, int KVH) {
+    if (mode == VK_TILES_HEAD) return PF_BM;
+    if (mode != VK_TILES_INVARIANT && mode != VK_TILES_GROUP) return -1;
     if (KVH <= 0 || H % KVH || H / KVH > VK_PREFILL_MAX_GROUP) return -1;
     return PF_BM / (H / KVH);
 }
 
-extern "C" int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int batch_invariant, int H, int KVH,
+extern "C" int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int mode, int H, int KVH,
                                       int32_t *tiles, int cap) {
-    const int tt = vk_prefill_tile_tokens(batch_invariant, H, KVH);
+    const int tt = vk_prefill_tile_tokens(mode, H, KVH);
+    const bool batch_invariant = mode == VK_TILES_INVARIANT;
     if (tt <= 0) return -1;
     int n = 0;
     for (int i = 0; i < num_seqs; i++) {

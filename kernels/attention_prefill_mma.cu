@@ -49,19 +49,20 @@ __device__ __forceinline__ float inv_fold(int mode, float t, float c, float fa, 
 }
 __device__ __forceinline__ float inv_normalize(float o, float l) { return l > 0.f ? __fdiv_rn(o, l) : 0.f; }
 
-template <typename T, int D, bool INV>
+template <typename T, int D, bool INV, bool GRP>
 __global__ void __launch_bounds__(P2_THREADS)
 prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_rows) {
+    pdl_allow_dependents(); /* o_proj (vk_gemm_stream) may start loading its weights */
     typedef p2_layout<D> L;
     extern __shared__ __align__(128) unsigned char smem[];
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
     /* Row r of the block is query token m0 + r / G of the tile's sequence, head head0 + r % G.
-     * Default: G = 1, one head per block (grid y). Batch-invariant: the G = H / KVH heads of one
-     * KV group share the block (grid x = tile * KVH + group), so a decode row's keys are read once
-     * per group, not once per head. */
-    const int G = INV ? a.H / a.KVH : 1;
-    const int tile = INV ? blockIdx.x / a.KVH : blockIdx.x;
-    const int head0 = INV ? (blockIdx.x % a.KVH) * G : blockIdx.y, split = blockIdx.z;
+     * One head per block (grid y): G = 1. Grouped (GRP: batch-invariant mode, or group_heads): the
+     * G = H / KVH heads of one KV group share the block (grid x = tile * KVH + group), so the keys
+     * are read once per group, not once per head, and a short query fills the tile's rows. */
+    const int G = GRP ? a.H / a.KVH : 1;
+    const int tile = GRP ? blockIdx.x / a.KVH : blockIdx.x;
+    const int head0 = GRP ? (blockIdx.x % a.KVH) * G : blockIdx.y, split = blockIdx.z;
     const int kvh = head0 / (a.H / a.KVH);
     const int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
     const int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
@@ -288,8 +289,9 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
                 for (int i = 0; i < D / 8; i++)
                     *(uint32_t *)(out + i * 8 + 2 * t4) = mma_pack2<T>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
             } else {
-                /* partials in the decode combine's format: unnormalized O, max (natural log), sum */
-                float *part = (float *)a.scratch + (((size_t)tile * P2_BM + (r)) * a.H + rh[h]) * (size_t)nsplit * (D + 2) +
+                /* partials in the decode combine's format: unnormalized O, max (natural log), sum;
+                 * indexed by (tile, token in the tile, head) */
+                float *part = (float *)a.scratch + (((size_t)tile * P2_BM + rt[h]) * a.H + rh[h]) * (size_t)nsplit * (D + 2) +
                               (size_t)split * (D + 2);
 #pragma unroll
                 for (int i = 0; i < D / 8; i++) {
@@ -306,24 +308,25 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
 }
 
 template <typename T, int D>
-__global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit) {
+__global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, int tile_tokens) {
+    pdl_allow_dependents(); /* o_proj (vk_gemm_stream) may start loading its weights */
     int tile = blockIdx.x / P2_BM, r = blockIdx.x % P2_BM, head = blockIdx.y;
     int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
     int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
-    if (m0 + r >= qlen) return;
+    if (r >= tile_tokens || m0 + r >= qlen) return;
     const float *part = (const float *)a.scratch + (((size_t)blockIdx.x) * a.H + head) * (size_t)nsplit * (D + 2);
     float m = -INFINITY;
     for (int i = 0; i < nsplit; i++) m = fmaxf(m, part[i * (D + 2) + D]);
-    float total = 0.f;
-    for (int i = 0; i < nsplit; i++) {
-        float mi = part[i * (D + 2) + D];
-        if (mi != -INFINITY) total += part[i * (D + 2) + D + 1] * __expf(mi - m);
-    }
+    /* one more pass over the splits for the sum and the output together: two memory round trips
+     * in all (a launch of its own follows every split prefill layer) */
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float acc = 0.f;
+        float acc = 0.f, total = 0.f;
         for (int i = 0; i < nsplit; i++) {
-            float mi = part[i * (D + 2) + D];
-            if (mi != -INFINITY) acc += part[i * (D + 2) + d] * __expf(mi - m);
+            const float mi = part[i * (D + 2) + D], li = part[i * (D + 2) + D + 1], oi = part[i * (D + 2) + d];
+            if (mi == -INFINITY) continue;
+            const float e = __expf(mi - m);
+            total += li * e;
+            acc += oi * e;
         }
         ((T *)a.out)[((size_t)(q0 + m0 + r) * a.H + head) * D + d] = from_f<T>(total > 0.f ? acc / total : 0.f);
     }
@@ -355,7 +358,10 @@ __global__ void inv_combine_kernel(const vk_attention_args a, int nsplit) {
 
 /* Splits the key range when tiles x heads would leave the GPU idle: aim at about two waves. */
 static int choose_splits(const vk_attention_args *a, int *chunk) {
-    int blocks = a->num_prefill_tiles * a->H, want = 264;
+    /* want: two blocks per SM (128 threads at ~220 registers). Rounding the split down to stay in
+     * one wave measured no faster on B4's 32 queries over 4,128 keys (run 50: 46 us against 42-44
+     * rounding up), so it rounds up. */
+    int blocks = a->num_prefill_tiles * (a->group_heads ? a->KVH : a->H), want = 2 * vk_sm_count();
     int max_ctx = a->max_context_len > 0 ? a->max_context_len : 1;
     int nsplit = 1;
     if (blocks < want && max_ctx > 4 * P2_BN) { /* default mode only: launch_inv has its own chunks */
@@ -381,7 +387,7 @@ template <typename T, int D>
 static cudaError_t launch_inv(const vk_attention_args *a, void *scratch, cudaStream_t s) {
     const int total_rows = a->decode_only ? a->H / a->KVH : P2_BM;
     const size_t total = (size_t)total_rows * D * sizeof(float), smem = p2_layout<D>::total;
-    cudaError_t e = cudaFuncSetAttribute(prefill_mma_kernel<T, D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(prefill_mma_kernel<T, D, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)(smem + (size_t)P2_BM * D * sizeof(float)));
     if (e != cudaSuccess) return e;
     const int max_ctx = a->max_context_len > 0 ? a->max_context_len : 1;
@@ -391,7 +397,7 @@ static cudaError_t launch_inv(const vk_attention_args *a, void *scratch, cudaStr
     vk_attention_args b = *a;
     b.scratch = scratch;
     const int nsplit = par ? chunks : 1;
-    prefill_mma_kernel<T, D, true><<<dim3(blocks, 1, nsplit), P2_THREADS, smem + (chunks > 1 && !par ? total : 0), s>>>(
+    prefill_mma_kernel<T, D, true, true><<<dim3(blocks, 1, nsplit), P2_THREADS, smem + (chunks > 1 && !par ? total : 0), s>>>(
         b, nsplit, par ? VK_INVARIANT_CHUNK : 1 << 30, total_rows);
     if ((e = cudaGetLastError()) != cudaSuccess || !par) return e;
     inv_combine_kernel<T, D><<<blocks * P2_BM, D, 0, s>>>(b, nsplit);
@@ -404,22 +410,25 @@ static cudaError_t launch_p2(const vk_attention_args *a, cudaStream_t s) {
     void *scratch = (char *)a->scratch + vk_attention_decode_scratch_bytes(a->num_seqs, a->H, D, a->max_context_len);
     if (a->batch_invariant) return launch_inv<T, D>(a, scratch, s);
     size_t smem = p2_layout<D>::total;
-    cudaError_t e = cudaFuncSetAttribute(prefill_mma_kernel<T, D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)smem);
+    const bool grp = a->group_heads != 0;
+    auto kern = grp ? prefill_mma_kernel<T, D, false, true> : prefill_mma_kernel<T, D, false, false>;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     int chunk, nsplit = choose_splits(a, &chunk);
     vk_attention_args b = *a;
     b.scratch = scratch;
-    prefill_mma_kernel<T, D, false><<<dim3(a->num_prefill_tiles, a->H, nsplit), P2_THREADS, smem, s>>>(b, nsplit, chunk,
-                                                                                                      P2_BM);
+    const dim3 grid = grp ? dim3(a->num_prefill_tiles * a->KVH, 1, nsplit) : dim3(a->num_prefill_tiles, a->H, nsplit);
+    kern<<<grid, P2_THREADS, smem, s>>>(b, nsplit, chunk, P2_BM);
     if ((e = cudaGetLastError()) != cudaSuccess || nsplit == 1) return e;
-    prefill_combine_kernel<T, D><<<dim3(a->num_prefill_tiles * P2_BM, a->H), D, 0, s>>>(b, nsplit);
+    const int tt = grp ? P2_BM / (a->H / a->KVH) : P2_BM;
+    prefill_combine_kernel<T, D><<<dim3(a->num_prefill_tiles * P2_BM, a->H), D, 0, s>>>(b, nsplit, tt);
     return cudaGetLastError();
 }
 
 cudaError_t vk_attention_prefill_v2(const vk_attention_args *a, cudaStream_t s) {
     if (a->num_prefill_tiles <= 0) return cudaSuccess;
-    if (a->H % a->KVH || (a->batch_invariant && a->H / a->KVH > VK_PREFILL_MAX_GROUP)) return cudaErrorInvalidValue;
+    if (a->H % a->KVH || ((a->batch_invariant || a->group_heads) && a->H / a->KVH > VK_PREFILL_MAX_GROUP))
+        return cudaErrorInvalidValue;
     if (a->D == 128) VK_DISPATCH(a->dt, return (launch_p2<T, 128>(a, s)));
     if (a->D == 64) VK_DISPATCH(a->dt, return (launch_p2<T, 64>(a, s)));
     return cudaErrorInvalidValue;

@@ -74,6 +74,30 @@ __device__ __forceinline__ float block_max(float v, float *sh) {
     return r;
 }
 
+/* Programmatic dependent launch (Hopper): lets the next kernel in the stream, when it was
+ * launched as a programmatic dependent (vk_gemm_stream with pdl), start now on free SM slots; it
+ * still waits for this whole grid (griddepcontrol.wait) before reading what this kernel writes.
+ * A no-op for any other successor and before sm_90. */
+__device__ __forceinline__ void pdl_allow_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+/* In a kernel launched as a programmatic dependent: waits until the previous kernel in the stream
+ * has finished and its writes are visible. Everything before it may only read what no earlier
+ * kernel writes (weights). A no-op for an ordinary launch. */
+__device__ __forceinline__ void pdl_wait_previous() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+/* Host: whether the current device runs programmatic dependent launch (Hopper and later). */
+inline bool pdl_supported() {
+    int dev = 0, major = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+}
+
 } // namespace vk
 
 #define VK_DISPATCH(dt, ...)                                                                       \

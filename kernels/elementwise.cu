@@ -28,6 +28,7 @@ extern "C" cudaError_t vk_embedding(vk_dtype dt, void *out, const void *table, c
 template <typename T, int PER>
 __global__ void add_rmsnorm_kernel(T *out, T *residual, const T *x, const T *w, int hidden, float eps) {
     __shared__ float sh[32];
+    pdl_allow_dependents(); /* the next product may start loading its weights */
     size_t base = (size_t)blockIdx.x * hidden;
     float v[PER][8];
     float ss = 0.f;
@@ -98,6 +99,7 @@ extern "C" cudaError_t vk_gather_rows(void *out, const void *in, const int32_t *
 
 template <typename T>
 __global__ void silu_and_mul_kernel(T *out, const T *gu, int F) {
+    pdl_allow_dependents();
     size_t row = blockIdx.y;
     int i = (blockIdx.x * blockDim.x + threadIdx.x) * 8;
     if (i >= F) return;

@@ -18,10 +18,15 @@ __global__ void __launch_bounds__(256) gemv_kernel(O *y, const T *x, const T *w,
     for (int n = 0; n < N; n++) acc[n] = 0.f;
     constexpr int U = 8; /* 8 x 16 bytes in flight per lane: short rows (in = 4096) are latency-bound */
     int i = lane;
-    for (; i + 32 * (U - 1) < vecs; i += 32 * U) {
-        uint4 wv[U];
+    uint4 wv[U];
+    auto load = [&](int at) {
 #pragma unroll
-        for (int u = 0; u < U; u++) wv[u] = __ldcs(wr + i + 32 * u); /* streamed once: do not keep */
+        for (int u = 0; u < U; u++) wv[u] = __ldcs(wr + at + 32 * u); /* streamed once: do not keep */
+    };
+    if (i + 32 * (U - 1) < vecs) load(i); /* weights never depend on the previous kernel */
+    pdl_allow_dependents();
+    pdl_wait_previous(); /* x does (launched with pdl: the previous kernel may still be running) */
+    for (; i + 32 * (U - 1) < vecs; i += 32 * U) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const T *we = reinterpret_cast<const T *>(&wv[u]);
@@ -33,6 +38,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(O *y, const T *x, const T *w,
                 for (int j = 0; j < 8; j++) acc[n] += to_f<T>(we[j]) * to_f<T>(xe[j]);
             }
         }
+        if (i + 32 * U + 32 * (U - 1) < vecs) load(i + 32 * U);
     }
     for (; i < vecs; i += 32) {
         uint4 wv = __ldcs(wr + i);
@@ -55,24 +61,37 @@ __global__ void __launch_bounds__(256) gemv_kernel(O *y, const T *x, const T *w,
     }
 }
 
+template <typename T, typename O, int N>
+static cudaError_t launch_gemv_n(void *y, const void *x, const void *w, int in, int out, int pdl, cudaStream_t s) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)((out + 7) / 8), 1, 1);
+    cfg.blockDim = dim3(256, 1, 1);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, gemv_kernel<T, O, N>, (O *)y, (const T *)x, (const T *)w, in, out);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
 template <typename T, typename O>
-static cudaError_t launch_gemv(void *y, const void *x, const void *w, int n, int in, int out, cudaStream_t s) {
-    dim3 grid((out + 7) / 8);
+static cudaError_t launch_gemv(void *y, const void *x, const void *w, int n, int in, int out, int pdl, cudaStream_t s) {
     switch (n) {
-    case 1: gemv_kernel<T, O, 1><<<grid, 256, 0, s>>>((O *)y, (const T *)x, (const T *)w, in, out); break;
-    case 2: gemv_kernel<T, O, 2><<<grid, 256, 0, s>>>((O *)y, (const T *)x, (const T *)w, in, out); break;
-    case 3: gemv_kernel<T, O, 3><<<grid, 256, 0, s>>>((O *)y, (const T *)x, (const T *)w, in, out); break;
-    case 4: gemv_kernel<T, O, 4><<<grid, 256, 0, s>>>((O *)y, (const T *)x, (const T *)w, in, out); break;
+    case 1: return launch_gemv_n<T, O, 1>(y, x, w, in, out, pdl, s);
+    case 2: return launch_gemv_n<T, O, 2>(y, x, w, in, out, pdl, s);
+    case 3: return launch_gemv_n<T, O, 3>(y, x, w, in, out, pdl, s);
+    case 4: return launch_gemv_n<T, O, 4>(y, x, w, in, out, pdl, s);
     default: return cudaErrorInvalidValue;
     }
-    return cudaGetLastError();
 }
 
 extern "C" cudaError_t vk_gemv(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
-                               int out, cudaStream_t s) {
+                               int out, int pdl, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
     if (n > VK_GEMV_MAX_N || in % 8 || out <= 0) return cudaErrorInvalidValue;
-    if (f32_out) VK_DISPATCH(dt, return (launch_gemv<T, float>(y, x, w, n, in, out, s)));
-    VK_DISPATCH(dt, return (launch_gemv<T, T>(y, x, w, n, in, out, s)));
+    if (f32_out) VK_DISPATCH(dt, return (launch_gemv<T, float>(y, x, w, n, in, out, pdl && pdl_supported(), s)));
+    VK_DISPATCH(dt, return (launch_gemv<T, T>(y, x, w, n, in, out, pdl && pdl_supported(), s)));
     return cudaErrorInvalidValue;
 }

@@ -45,35 +45,59 @@ __global__ void rope_kv_kernel(T *qkv, const T *bias, const int32_t *positions, 
         cs[half + i] = rnd<T>(sinf(ang));
     }
     __syncthreads();
-    /* q and k heads: one thread per rotation pair. */
-    int pairs = (H + KVH) * half;
-    for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
-        int head = p / half, i = p % half;
-        int base = head * D;
-        float x1 = to_f<T>(row[base + i]), x2 = to_f<T>(row[base + i + half]);
-        if (bias) {
-            x1 = rnd<T>(x1 + to_f<T>(bias[base + i]));
-            x2 = rnd<T>(x2 + to_f<T>(bias[base + i + half]));
+    /* q and k heads: one thread per rotation pair, RK pairs at a time, every load of a batch
+     * issued before any store (the rows are written in place, so a load after a store would wait
+     * for it: at a few tokens per step the kernel is a chain of memory round trips). */
+    constexpr int RK = 8;
+    const int pairs = (H + KVH) * half;
+    for (int p0 = threadIdx.x; p0 < pairs; p0 += RK * blockDim.x) {
+        float x1[RK], x2[RK];
+#pragma unroll
+        for (int u = 0; u < RK; u++) {
+            const int p = p0 + u * blockDim.x, base = p / half * D + p % half;
+            if (p >= pairs) break;
+            x1[u] = to_f<T>(row[base]);
+            x2[u] = to_f<T>(row[base + half]);
+            if (bias) {
+                x1[u] = rnd<T>(x1[u] + to_f<T>(bias[base]));
+                x2[u] = rnd<T>(x2[u] + to_f<T>(bias[base + half]));
+            }
         }
-        float c = cs[i], sn = cs[half + i];
-        float o1 = rnd<T>(rnd<T>(x1 * c) + rnd<T>(-x2 * sn));
-        float o2 = rnd<T>(rnd<T>(x2 * c) + rnd<T>(x1 * sn));
-        if (head < H) {
-            row[base + i] = from_f<T>(o1);
-            row[base + i + half] = from_f<T>(o2);
-        } else if (slot >= 0) {
-            T *k = kc + ((size_t)slot * KVH + (head - H)) * D;
-            k[i] = from_f<T>(o1);
-            k[i + half] = from_f<T>(o2);
+#pragma unroll
+        for (int u = 0; u < RK; u++) {
+            const int p = p0 + u * blockDim.x, head = p / half, i = p % half, base = head * D;
+            if (p >= pairs) break;
+            const float c = cs[i], sn = cs[half + i];
+            const float o1 = rnd<T>(rnd<T>(x1[u] * c) + rnd<T>(-x2[u] * sn));
+            const float o2 = rnd<T>(rnd<T>(x2[u] * c) + rnd<T>(x1[u] * sn));
+            if (head < H) {
+                row[base + i] = from_f<T>(o1);
+                row[base + i + half] = from_f<T>(o2);
+            } else if (slot >= 0) {
+                T *k = kc + ((size_t)slot * KVH + (head - H)) * D;
+                k[i] = from_f<T>(o1);
+                k[i + half] = from_f<T>(o2);
+            }
         }
     }
     if (slot < 0) return;
     const T *v = row + (H + KVH) * D;
     T *vd = vc + (size_t)slot * KVH * D;
-    for (int e = threadIdx.x; e < KVH * D; e += blockDim.x) {
-        float x = to_f<T>(v[e]);
-        if (bias) x = rnd<T>(x + to_f<T>(bias[(H + KVH) * D + e]));
-        vd[e] = from_f<T>(x);
+    for (int e0 = threadIdx.x; e0 < KVH * D; e0 += RK * blockDim.x) {
+        float x[RK];
+#pragma unroll
+        for (int u = 0; u < RK; u++) {
+            const int e = e0 + u * blockDim.x;
+            if (e >= KVH * D) break;
+            x[u] = to_f<T>(v[e]);
+            if (bias) x[u] = rnd<T>(x[u] + to_f<T>(bias[(H + KVH) * D + e]));
+        }
+#pragma unroll
+        for (int u = 0; u < RK; u++) {
+            const int e = e0 + u * blockDim.x;
+            if (e >= KVH * D) break;
+            vd[e] = from_f<T>(x[u]);
+        }
     }
 }
 

@@ -98,6 +98,10 @@ typedef struct vk_attention_args {
     void *scratch;
     int batch_invariant;
     int decode_only; /* every sequence has query_len 1 (batch_invariant: less shared memory) */
+    /* default mode: a prefill block takes the heads of one KV group for VK_PREFILL_TILE_M / group
+     * tokens (K and V read once per group, no padded rows for short queries); the tile list must be
+     * built with VK_TILES_GROUP. 0: a block takes one head for VK_PREFILL_TILE_M tokens. */
+    int group_heads;
 } vk_attention_args;
 
 #define VK_PREFILL_TILE_M 64
@@ -107,17 +111,19 @@ typedef struct vk_attention_args {
 #define VK_DECODE_PARTITION 512
 
 size_t vk_attention_scratch_bytes(int num_seqs, int H, int D, int max_context_len);
+/* Prefill tilings (vk_prefill_tiles_build's mode): a tile per head (default), per KV group for
+ * batch-invariant mode (decode rows included), per KV group for the default mode's group_heads. */
+enum { VK_TILES_HEAD = 0, VK_TILES_INVARIANT = 1, VK_TILES_GROUP = 2 };
 /* Host: fills tiles (capacity cap pairs) of vk_prefill_tile_tokens query tokens each for the
- * sequences with query_len > 1 (batch_invariant: >= 1); returns the count, or -1 if cap is too
- * small or the shape has no batch-invariant tiling. vk_prefill_tiles_max: a cap that always
- * suffices for num_tokens tokens of num_seqs sequences. */
-int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int batch_invariant, int H, int KVH, int32_t *tiles,
-                           int cap);
+ * sequences with query_len > 1 (VK_TILES_INVARIANT: >= 1); returns the count, or -1 if cap is too
+ * small or the shape has no grouped tiling. vk_prefill_tiles_max: a cap that always suffices for
+ * num_tokens tokens of num_seqs sequences. */
+int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int mode, int H, int KVH, int32_t *tiles, int cap);
 int vk_prefill_tiles_max(int num_tokens, int num_seqs);
-/* Query tokens per tile: VK_PREFILL_TILE_M; batch-invariant: VK_PREFILL_TILE_M / (H / KVH), the
+/* Query tokens per tile: VK_PREFILL_TILE_M; grouped modes: VK_PREFILL_TILE_M / (H / KVH), the
  * rows of a tile being (token, head) pairs of one KV group; -1 for groups above
  * VK_PREFILL_MAX_GROUP. */
-int vk_prefill_tile_tokens(int batch_invariant, int H, int KVH);
+int vk_prefill_tile_tokens(int mode, int H, int KVH);
 cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s);
 /* The same with a chosen prefill kernel: 2 = mma.sync flash kernel with split-K (production,
  * what vk_attention runs), 1 = the first WMMA version (kept for comparison in tests/benches). */
@@ -139,29 +145,32 @@ cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cud
 cudaError_t vk_attention_v(const vk_attention_args *a, int decode_version, int prefill_version, cudaStream_t s);
 
 /* y[n][out] = x[n][in] . w[out][in]^T for n <= VK_GEMV_MAX_N (decode steps of a few sequences),
- * fp32 accumulation; y in the storage type, or float32 when f32_out. in % 8 == 0. */
+ * fp32 accumulation; y in the storage type, or float32 when f32_out. in % 8 == 0. pdl: launched
+ * as a programmatic dependent (Hopper; ignored before), as vk_gemm_stream's pdl. */
 #define VK_GEMV_MAX_N 4
 cudaError_t vk_gemv(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in, int out,
-                    cudaStream_t s);
+                    int pdl, cudaStream_t s);
 
-/* Skinny GEMM for steps of a few tokens (VK_GEMV_MAX_N < n <= VK_GEMM_SKINNY_MAX_N): the same
- * product as vk_gemv, y[n][out] = x[n][in] . w[out][in]^T, fp32 accumulation, y in the storage type
- * or float32 when f32_out; weight streaming on tensor cores (kernels/gemm_skinny.cu). in % 8 == 0,
- * x, w 16-byte aligned. No scratch: a K split is reduced inside a thread-block cluster in a fixed
- * order, so results are bit-reproducible and batch-invariant (a row of x gives the same bits at
- * any n). Returns cudaErrorNotSupported where the device cannot run it (shared memory per block
- * below what n needs) -- the caller then uses another GEMM. Not used by the CUDA backend: on the
- * H100 it measured slower than cuBLAS at every n (GPU run 10); kept, tested and benched as the
- * batch-invariant candidate. */
-#define VK_GEMM_SKINNY_MAX_N 64
-cudaError_t vk_gemm_skinny(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in, int out,
-                           cudaStream_t s);
-/* The K split vk_gemm_skinny uses for this shape on the current device (1, 2 or 4; 1 before Hopper). */
-int vk_gemm_skinny_splits(int in, int out);
-/* The same with a chosen tiling, for tests and benches: mt 1 or 2 (128- or 256-row CTAs; does not
- * change results), ks 1, 2, 4 or 8 (CTAs splitting K in one cluster; changes the summation order). */
-cudaError_t vk_gemm_skinny_ex(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
-                              int out, int mt, int ks, cudaStream_t s);
+/* Weight-streaming GEMM for steps of a few tokens (n <= VK_GEMM_STREAM_MAX_N; kernels/gemm_stream.cu):
+ * the same product as vk_gemv, y[n][out] = x[n][in] . w[out][in]^T,
+ * fp32 accumulation, y in the storage type or float32 when f32_out; in % 8 == 0, x and w 16-byte
+ * aligned. Results are bit-reproducible run to run and do not depend on n.
+ * ws: vk_gemm_stream_ws_bytes(max_out) bytes of device memory for the largest out it will be
+ * given, zeroed once before the first call (cudaMemset); every call leaves its counters at zero
+ * again. One workspace per stream: two products on different streams must not share it.
+ * pdl: launch as a programmatic dependent (Hopper; ignored before): the kernel starts reading
+ * weights while the previous kernel in the stream finishes and waits for it before touching x,
+ * y or ws. The caller must not launch it so where an earlier kernel's results are not complete
+ * at that kernel's end (they always are for stream-ordered kernels). */
+#define VK_GEMM_STREAM_MAX_N 64
+#define VK_GEMM_STREAM_VARIANTS 4
+size_t vk_gemm_stream_ws_bytes(int max_out);
+cudaError_t vk_gemm_stream(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in, int out,
+                           void *ws, int pdl, cudaStream_t s);
+/* The same with a chosen variant (0 production; 1-3 bf16 only, for benches: rows per warp,
+ * k steps in flight and CTAs per SM). */
+cudaError_t vk_gemm_stream_ex(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
+                              int out, void *ws, int variant, int pdl, cudaStream_t s);
 
 /* out[i, j] = round(round(silu(gu[i, j])) * gu[i, F + j]) for gu [n][2F] (gate | up). */
 cudaError_t vk_silu_and_mul(vk_dtype dt, void *out, const void *gu, int n, int F, cudaStream_t s);

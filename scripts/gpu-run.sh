@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED=1
 build() {
     # Only the H100 machine code (no PTX) for the carried binaries: they must fit in 64 MiB.
     cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a-real >/dev/null || exit 1
-    local targets="test_kernels kernel_bench test_gemm_skinny bench_gemm_skinny"
+    local targets="test_kernels kernel_bench test_gemm_stream bench_gemm_stream"
     local help
     help=$(cmake --build "$B" --target help)
     for t in vesta vesta-router vesta-worker vesta-tp-rank; do
@@ -67,18 +67,18 @@ stage_kernels() {
     timeout 240 "$B/bin/test_kernels" ${VESTA_KERNEL_TESTS:-all} 2>&1 | tee "$OUT/kernels.log"
     local rc=${PIPESTATUS[0]}
     summary+=("kernel tests: $(tail -1 "$OUT/kernels.log") (rc $rc)")
-    if [ -z "${VESTA_SKIP_SKINNY:-}" ]; then # VESTA_SKIP_SKINNY: the unused skinny GEMM is not run
-        echo "== skinny GEMM tests =="
-        timeout 120 "$B/bin/test_gemm_skinny" 2>&1 | tee "$OUT/gemm_skinny_test.log" | tail -15
+    if [ -z "${VESTA_SKIP_STREAM:-}" ]; then # VESTA_SKIP_STREAM: vk_gemm_stream (off by default) is not run
+        echo "== vk_gemm_stream tests =="
+        timeout 200 "$B/bin/test_gemm_stream" 2>&1 | tee "$OUT/gemm_stream_test.log" | tail -15
         rc=${PIPESTATUS[0]}
-        summary+=("skinny GEMM tests: $(tail -1 "$OUT/gemm_skinny_test.log") (rc $rc)")
+        summary+=("vk_gemm_stream tests: $(tail -1 "$OUT/gemm_stream_test.log") (rc $rc)")
     fi
     if [ -n "${VESTA_KERNEL_BENCH:-}" ]; then
         echo "== kernel bench =="
         timeout 240 "$B/bin/kernel_bench" "$OUT/kernel_bench.csv" 2>&1 | tee "$OUT/kernel_bench.log"
-        [ -n "${VESTA_SKIP_SKINNY:-}" ] && return
-        echo "== skinny GEMM bench =="
-        timeout 120 "$B/bin/bench_gemm_skinny" 2>&1 | tee "$OUT/gemm_skinny_bench.log"
+        [ -n "${VESTA_SKIP_STREAM:-}" ] && return
+        echo "== small-n GEMM bench =="
+        timeout 300 "$B/bin/bench_gemm_stream" 2>&1 | tee "$OUT/gemm_stream_bench.log"
     fi
 }
 
@@ -399,6 +399,173 @@ stage_decode() {
     done
 }
 
+# The weight-streaming GEMM (vk_gemm_stream, VESTA_GEMM_STREAM; 0 = cuBLAS / vk_gemv as before):
+# its tests and bench (isolated products, variants, the whole step back to back), then 320 prompts
+# at 48 sequences per step (decode steps of <= 48 rows: the products it takes) by the top-5 rule
+# against cuBLAS, pdl on vs off (must be identical), and B2, B4 and decode at 32 sequences with
+# each setting, interleaved, in the same call.
+stage_stream() {
+    echo "== gemm tests =="
+    timeout 200 "$B/bin/test_gemm_stream" 2>&1 | tee "$OUT/gemm_stream_test.log" | grep -v "^  \(bad\|stream\)" | tail -25
+    summary+=("gemm tests: $(tail -1 "$OUT/gemm_stream_test.log") (rc ${PIPESTATUS[0]})")
+    echo "== gemm bench =="
+    timeout 300 "$B/bin/bench_gemm_stream" 2>&1 | tee "$OUT/gemm_stream_bench.log"
+    summary+=("gemm bench: $(tail -1 "$OUT/gemm_stream_bench.log")")
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    prompts320 "$W/gs_prompts.jsonl"
+    local v name val
+    for v in cublas:0:1 stream:1:1 nopdl:1:0; do
+        IFS=: read -r name val pdl <<<"$v"
+        VESTA_GEMM_STREAM=$val VESTA_GEMM_PDL=$pdl gen320 "$W/gs_prompts.jsonl" "$W/gs_$name.jsonl" "$W/gs.log" \
+            --max-num-seqs 48
+        echo "generate $name (VESTA_GEMM_STREAM=$val VESTA_GEMM_PDL=$pdl): rc $?"
+    done
+    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/gs_cublas.jsonl" "$W/gs_stream.jsonl" \
+        --label '320 prompts at 48 seqs, vk_gemm_stream vs cuBLAS' | tee -a "$W/gs.log")")
+    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/gs_stream.jsonl" "$W/gs_nopdl.jsonl" \
+        --label '320 prompts at 48 seqs, vk_gemm_stream pdl on vs off' | tee -a "$W/gs.log")")
+    local VESTA_BENCH_DUMMY=1 i
+    for i in 1 2; do
+        for v in cublas:0 stream:1 all:2; do
+            IFS=: read -r name val <<<"$v"
+            echo "== round $i: $name (VESTA_GEMM_STREAM=$val) =="
+            VESTA_GEMM_STREAM=$val vb "b2_${name}_$i" latency --input-len 128 --output-len 512 --num-iters 3 \
+                --num-iters-warmup 1 --temperature 0
+            summary+=("B2 $name round $i: $(grep -h 'tokens/s decode' "$W/bench.log" | tail -1)")
+            [ "$name" = all ] && continue
+            VESTA_GEMM_STREAM=$val vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
+                --temperature 0
+            summary+=("B4 $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+            VESTA_GEMM_STREAM=$val vb "d32_${name}_$i" throughput --num-prompts 128 --input-len 512 --output-len 256 \
+                --max-model-len 1024 --max-num-seqs 32
+            summary+=("decode at 32 seqs $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+        done
+    done
+}
+
+# Programmatic dependent launch of the small-n products (VESTA_GEMM_PDL; vk_gemv at n <= 4): the
+# gemv tests, the GEMM bench (its whole-step section has vk_gemv with and without pdl), 320
+# prompts at 4 sequences per step with pdl on and off (must be identical), B2 with each,
+# interleaved; then B4 profiled step by step (VESTA_PROFILE=2: where the second request's time goes).
+stage_pdl() {
+    echo "== gemv tests =="
+    timeout 120 "$B/bin/test_kernels" gemv 2>&1 | tail -3
+    echo "== gemm bench =="
+    timeout 300 "$B/bin/bench_gemm_stream" 2>&1 | tee "$OUT/gemm_pdl_bench.log" | sed -n '/whole step back/,$p'
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    prompts320 "$W/pdl_prompts.jsonl"
+    local v name val i
+    for v in pdl:1 nopdl:0; do
+        IFS=: read -r name val <<<"$v"
+        VESTA_GEMM_PDL=$val gen320 "$W/pdl_prompts.jsonl" "$W/pdl_$name.jsonl" "$W/pdl.log" --max-num-seqs 4
+        echo "generate $name (VESTA_GEMM_PDL=$val): rc $?"
+    done
+    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/pdl_pdl.jsonl" "$W/pdl_nopdl.jsonl" \
+        --label '320 prompts at 4 seqs, pdl on vs off' | tee -a "$W/pdl.log")")
+    local VESTA_BENCH_DUMMY=1
+    for i in 1 2; do
+        for v in nopdl:0 pdl:1; do
+            IFS=: read -r name val <<<"$v"
+            VESTA_GEMM_PDL=$val vb "b2_${name}_$i" latency --input-len 128 --output-len 512 --num-iters 3 \
+                --num-iters-warmup 1 --temperature 0
+            summary+=("B2 $name round $i: $(grep -h 'tokens/s decode' "$W/bench.log" | tail -1)")
+        done
+    done
+    VESTA_PROFILE=2 vb b4_profile prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0
+    grep -h "profile step\|^Prefix caching" "$W/bench.log" | tail -12 | tee "$W/profile_b4.txt"
+}
+
+# Prefill attention per KV group (VESTA_PREFILL_GROUP=1, the default) against one head per block
+# (0): 320 prompts' greedy tokens by the top-5 rule, then B4, B3 and B1 with each, interleaved,
+# in the same call.
+stage_prefill() {
+    ab320 VESTA_PREFILL_GROUP pg "320 prompts x 32 greedy tokens, prefill per KV group vs per head" head:0 group:1
+    local VESTA_BENCH_DUMMY=1 i v name val
+    for i in 1 2; do
+        for v in head:0 group:1; do
+            IFS=: read -r name val <<<"$v"
+            echo "== round $i: $name (VESTA_PREFILL_GROUP=$val) =="
+            VESTA_PREFILL_GROUP=$val vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
+                --temperature 0
+            summary+=("B4 $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+            VESTA_PREFILL_GROUP=$val vb "b3_${name}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 \
+                --num-iters-warmup 2 --temperature 0
+            summary+=("B3 $name round $i: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+            VESTA_PREFILL_GROUP=$val vb "b1_${name}_$i" throughput --num-prompts 512 --input-len 512 --output-len 256 \
+                --max-model-len 1024
+            summary+=("B1 $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+        done
+    done
+}
+
+# Where B4's second request goes: VESTA_PROFILE=2 (each prefill step's device time per class and
+# the host's time to issue it), then Nsight Compute on the second request's first layer (norm, RoPE,
+# prefill attention and its combine: the first request's 129 matching launches skipped).
+stage_b4probe() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local VESTA_BENCH_DUMMY=1
+    VESTA_PROFILE=2 vb b4_profile prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0
+    grep -h "profile step\|^Prefix caching" "$W/bench.log" | tail -9 | tee "$W/profile_b4.txt"
+    local ncu=/usr/local/cuda/bin/ncu
+    [ -x "$ncu" ] || ncu=ncu
+    timeout 300 "$ncu" -k "regex:add_rmsnorm|rope_kv|prefill_mma|prefill_combine" --launch-skip 129 --launch-count 6 \
+        --section SpeedOfLight --section LaunchStats --section Occupancy "$V" bench prefix --model "$M8D" \
+        --load-format dummy --prefix-len 4096 --num-iters 1 --num-iters-warmup 0 --temperature 0 >"$OUT/ncu_b4.txt" 2>&1
+    summary+=("ncu b4: rc $? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu_b4.txt") kernel reports)")
+    grep -E "^  [a-z_]+.*\(|Duration|Grid Size|Registers Per|Achieved Occupancy|Memory Throughput|Compute \(SM\)" \
+        "$OUT/ncu_b4.txt" | head -60
+}
+
+# Prefill attention per head against per KV group (kernel_bench's prefill rows, VESTA_KB_PREFILL),
+# then Nsight Compute on B4's shape (32 queries over 4,128 keys) with each tiling.
+stage_b4attn() {
+    VESTA_KB_PREFILL=1 timeout 120 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" 2>&1 | tee "$OUT/kb_prefill.log"
+    local ncu=/usr/local/cuda/bin/ncu skip
+    [ -x "$ncu" ] || ncu=ncu
+    for skip in 46 138; do
+        VESTA_KB_PREFILL=1 timeout 150 "$ncu" -k "regex:prefill_mma|prefill_combine" --launch-skip $skip --launch-count 2 \
+            --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats \
+            "$B/bin/kernel_bench" >"$OUT/ncu_attn_$skip.txt" 2>&1
+        grep -E "^  [a-z_ ]+.*\(|Duration|Grid Size|Registers Per|Achieved Occupancy|Memory Throughput|Compute \(SM\)|Stall|Warp Cycles Per Issued" \
+            "$OUT/ncu_attn_$skip.txt" | head -30
+    done
+}
+
+# This session's final build (run 50): the kernel tests, the prefill-attention rows, 320 prompts
+# against the previous build's greedy tokens (.gpu/ref320.jsonl: run 47's output, carried) by the
+# top-5 rule, and B1-B4.
+stage_final() {
+    echo "== kernel tests =="
+    timeout 240 "$B/bin/test_kernels" all 2>&1 | tee "$OUT/kernels.log" | tail -2
+    summary+=("kernel tests: $(tail -1 "$OUT/kernels.log")")
+    VESTA_KB_PREFILL=1 timeout 120 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" 2>&1 | tee "$OUT/kb_prefill.log"
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    prompts320 "$W/fin_prompts.jsonl"
+    gen320 "$W/fin_prompts.jsonl" "$W/fin.jsonl" "$W/fin.log"
+    echo "generate: rc $?"
+    [ -f .gpu/ref320.jsonl ] && summary+=("$(python3 bench/gpu/compare_e2e.py --top5 .gpu/ref320.jsonl "$W/fin.jsonl" \
+        --label '320 prompts, this build vs the previous build' | tee -a "$W/fin.log")")
+    local VESTA_BENCH_DUMMY=1 i
+    for i in 1 2; do
+        vb "b4_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0
+        summary+=("B4 round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+        vb "b2_$i" latency --input-len 128 --output-len 512 --num-iters 3 --num-iters-warmup 1 --temperature 0
+        summary+=("B2 round $i: $(grep -h 'tokens/s decode' "$W/bench.log" | tail -1)")
+    done
+    vb b3 latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 --temperature 0
+    summary+=("B3: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+    vb b1 throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024
+    summary+=("B1: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+}
+
+# B4 alone (a quick check of a build).
+stage_b4() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local VESTA_BENCH_DUMMY=1
+    vb b4 prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0
+    summary+=("B4: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+}
+
 # Nsight Compute on kernel_bench: the first VESTA_NCU_COUNT (2) launches of the kernels matching
 # VESTA_NCU_KERNEL (decode_v7_kernel: production decode attention, 256 x 640 keys first) with the
 # throughput, memory, warp-stall, occupancy and scheduler sections, into $OUT/ncu.txt.
@@ -469,6 +636,13 @@ run)
         cache) stage_cache ;;
         decode) stage_decode ;;
         ncu) stage_ncu ;;
+        stream) stage_stream ;;
+        pdl) stage_pdl ;;
+        prefill) stage_prefill ;;
+        b4probe) stage_b4probe ;;
+        b4attn) stage_b4attn ;;
+        final) stage_final ;;
+        b4) stage_b4 ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
         esac

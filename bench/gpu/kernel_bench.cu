@@ -78,6 +78,8 @@ int main(int argc, char **argv) {
         return 77;
     }
     g_csv = argc > 1 ? fopen(argv[1], "w") : nullptr;
+    /* VESTA_KB_PREFILL: only the prefill-attention rows (per head and per KV group) */
+    const bool prefill_only = getenv("VESTA_KB_PREFILL") != nullptr;
     if (g_csv) fprintf(g_csv, "kernel,ms,GB/s,TFLOP/s\n");
     const int hidden = 4096, H = 32, KVH = 8, D = 128, F = 14336, V = 128256;
     const int W = (H + 2 * KVH) * D;
@@ -85,7 +87,7 @@ int main(int argc, char **argv) {
     /* cuBLAS bf16 GEMM: the prefill-shaped MLP product and the decode-shaped one. */
     cublasHandle_t cb;
     if (cublasCreate(&cb) != CUBLAS_STATUS_SUCCESS) return 1;
-    {
+    if (!prefill_only) {
         int shapes[][3] = {{2048, 2 * F, hidden}, {8192, 8192, 8192}, {256, 2 * F, hidden}, {1, 2 * F, hidden}, {256, V, hidden}};
         for (auto &s : shapes) {
             int n = s[0], out = s[1], in = s[2];
@@ -105,7 +107,7 @@ int main(int argc, char **argv) {
         }
     }
     /* Decode at batch 1: the four layer products and the LM head, cuBLAS against vk_gemv. */
-    {
+    if (!prefill_only) {
         int shapes[][2] = {{6144, hidden}, {hidden, hidden}, {2 * F, hidden}, {hidden, F}, {V, hidden}};
         for (auto &s : shapes) {
             int out = s[0], in = s[1];
@@ -119,7 +121,7 @@ int main(int argc, char **argv) {
             char name[96];
             snprintf(name, sizeof name, "cublas n=1 out=%d in=%d", out, in);
             report(name, ms, 2.0 * out * in, 2.0 * out * in);
-            ms = time_ms([&] { CK(vk_gemv(VK_BF16, 0, y, x, w, 1, in, out, 0)); });
+            ms = time_ms([&] { CK(vk_gemv(VK_BF16, 0, y, x, w, 1, in, out, 0, 0)); });
             snprintf(name, sizeof name, "vk_gemv n=1 out=%d in=%d", out, in);
             report(name, ms, 2.0 * out * in, 2.0 * out * in);
             cudaFree(x);
@@ -128,7 +130,7 @@ int main(int argc, char **argv) {
         }
     }
     /* Device-to-device copy: the bandwidth ceiling. */
-    {
+    if (!prefill_only) {
         size_t bytes = (size_t)2 << 30;
         void *a, *b;
         CK(cudaMalloc(&a, bytes));
@@ -140,7 +142,7 @@ int main(int argc, char **argv) {
         cudaFree(b);
     }
     /* Elementwise kernels at a prefill-sized step (8192 tokens). */
-    {
+    if (!prefill_only) {
         int n = 8192;
         void *res = dalloc_rand((size_t)n * hidden, 3), *x = dalloc_rand((size_t)n * hidden, 4), *w = dalloc_rand(hidden, 5), *out;
         CK(cudaMalloc(&out, (size_t)n * hidden * 2));
@@ -182,7 +184,8 @@ int main(int argc, char **argv) {
     /* dv: decode kernel (0 production, 1-5, or VK_DECODE_V5_VARIANT_BASE + a version 5 variant;
      * -1: batch-invariant mode, every row through the prefill kernel);
      * kvh: KV heads (the query heads are 4 x kvh); shuffle: fragmented block tables (else in order) */
-    auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv, int KVH = 8, bool shuffle = true, int pv = 2) {
+    auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv, int KVH = 8, bool shuffle = true, int pv = 2,
+                    bool grp = false) {
         int H = 4 * KVH, W = (H + 2 * KVH) * D;
         int bs = 16, mbps = (ctx + bs - 1) / bs, nblocks = ns * mbps;
         size_t cache = (size_t)nblocks * bs * KVH * D;
@@ -198,7 +201,8 @@ int main(int argc, char **argv) {
         for (int i = 0; i <= ns; i++) qs[i] = i * qlen;
         std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
         const bool inv = dv < 0;
-        int nt = vk_prefill_tiles_build(qs.data(), ns, inv, H, KVH, tiles.data(), (int)tiles.size() / 2);
+        int nt = vk_prefill_tiles_build(qs.data(), ns, inv ? VK_TILES_INVARIANT : grp ? VK_TILES_GROUP : VK_TILES_HEAD, H,
+                                        KVH, tiles.data(), (int)tiles.size() / 2);
         int32_t *dbt, *dqs, *dcl, *dt;
         CK(cudaMalloc(&dbt, bt.size() * 4));
         CK(cudaMalloc(&dqs, qs.size() * 4));
@@ -234,6 +238,7 @@ int main(int argc, char **argv) {
         a.scratch = scratch;
         a.batch_invariant = inv;
         a.decode_only = qlen == 1;
+        a.group_heads = grp;
         float ms = time_ms([&] { CK(vk_attention_v(&a, inv ? 0 : dv, pv, 0)); });
         double kv_bytes = 2.0 * ns * ctx * KVH * D * 2;
         double flops = qlen == 1 ? 4.0 * ns * ctx * H * D : 4.0 * ns * H * D * ((double)qlen * (qlen + 1) / 2);
@@ -244,10 +249,24 @@ int main(int argc, char **argv) {
             snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s", label, dv, ns, qlen, ctx,
                      KVH == 8 ? "" : KVH == 1 ? " kvh=1 (4 KB contiguous per block)" : " kvh=?", shuffle ? "" : " in-order");
         else
-            snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d", label, pv, ns, qlen, ctx);
+            snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s", label, pv, ns, qlen, ctx,
+                     grp ? " per KV group" : "");
         report(name, ms, kv_bytes + 2.0 * ntok * H * D * 2, flops);
         for (void *p : {kc, vc, q, out, (void *)dbt, (void *)dqs, (void *)dcl, (void *)dt, scratch}) cudaFree(p);
     };
+    if (prefill_only) {
+        /* one head per block against a KV group per block: a prompt, B1's prefill step, and B4's
+         * 32 queries over a 4,096-token cached prefix (the key range split) */
+        for (bool grp : {false, true}) {
+            attn(1, 2048, 2048, "prefill", 2, 8, true, 2, grp);
+            attn(32, 512, 512, "prefill", 2, 8, true, 2, grp);
+            attn(1, 32, 4128, "prefix-hit", 2, 8, true, 2, grp);
+            attn(1, 32, 4128, "prefix-hit in-order", 2, 8, false, 2, grp);
+        }
+        cublasDestroy(cb);
+        if (g_csv) fclose(g_csv);
+        return 0;
+    }
     for (int dv : {0, 1, 2, 3, 5, 7}) { /* production (0) and each decode kernel (4 and 6 were removed) */
         attn(256, 1, 640, "decode", dv);
         attn(512, 1, 640, "decode", dv);

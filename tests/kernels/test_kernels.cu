@@ -270,9 +270,26 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
             gots.push_back(to_f(dt, dout.down()));
             names.push_back("v" + std::to_string(vs.version) + " variant " + std::to_string(v));
         }
+    if (H / KVH <= VK_PREFILL_MAX_GROUP) { /* default mode, prefill tiles per KV group (split-K as usual) */
+        std::vector<int32_t> gtiles(2 * vk_prefill_tiles_max(ntok, ns));
+        int ngt = vk_prefill_tiles_build(qs.data(), ns, VK_TILES_GROUP, H, KVH, gtiles.data(), (int)gtiles.size() / 2);
+        CHECK(ngt >= 0, "grouped prefill tiles");
+        dbuf<int32_t> dgtiles(gtiles);
+        vk_attention_args ag = a;
+        ag.prefill_tiles = dgtiles.p;
+        ag.num_prefill_tiles = ngt;
+        ag.group_heads = 1;
+        CK(cudaMemset(dout.p, 0xff, dout.n * 2));
+        CK(vk_attention(&ag, 0));
+        CK(cudaDeviceSynchronize());
+        gots.push_back(to_f(dt, dout.down()));
+        names.push_back("grouped prefill");
+        if (ngt > 0) /* prefill version 1 takes one head per tile only */
+            CHECK(vk_attention_ex(&ag, 1, 0) == cudaErrorInvalidValue, "prefill v1 accepted grouped tiles");
+    }
     { /* batch-invariant mode: every row through the prefill kernel, no key split */
         std::vector<int32_t> itiles(2 * vk_prefill_tiles_max(ntok, ns));
-        int nit = vk_prefill_tiles_build(qs.data(), ns, 1, H, KVH, itiles.data(), (int)itiles.size() / 2);
+        int nit = vk_prefill_tiles_build(qs.data(), ns, VK_TILES_INVARIANT, H, KVH, itiles.data(), (int)itiles.size() / 2);
         dbuf<int32_t> ditiles(itiles);
         vk_attention_args ai = a;
         ai.prefill_tiles = ditiles.p;
@@ -430,8 +447,8 @@ static void test_gemv(vk_dtype dt)
             auto x = rand_storage(dt, (size_t)n * in, r, 1.f), w = rand_storage(dt, (size_t)out * in, r, 0.05f);
             dbuf<uint16_t> dx(x), dw(w), dy((size_t)n * out);
             dbuf<float> dyf((size_t)n * out);
-            CK(vk_gemv(dt, 0, dy.p, dx.p, dw.p, n, in, out, 0));
-            CK(vk_gemv(dt, 1, dyf.p, dx.p, dw.p, n, in, out, 0));
+            CK(vk_gemv(dt, 0, dy.p, dx.p, dw.p, n, in, out, n & 1, 0));
+            CK(vk_gemv(dt, 1, dyf.p, dx.p, dw.p, n, in, out, n & 1, 0));
             auto fx = to_f(dt, x), fw = to_f(dt, w);
             std::vector<float> want((size_t)n * out);
             for (int i = 0; i < n; i++)
@@ -803,14 +820,15 @@ static void test_tiles()
     int bad = 0, lists = 0;
     const int shapes[][2] = {{32, 8}, {9, 3}, {8, 8}, {64, 8}, {14, 2}}; /* H, KVH: groups 4, 3, 1, 8, 7 */
     for (auto &sh : shapes)
-        for (int inv = 0; inv < 2; inv++)
+        for (int mode = VK_TILES_HEAD; mode <= VK_TILES_GROUP; mode++)
             for (int trial = 0; trial < 50; trial++, lists++) {
+                const bool inv = mode == VK_TILES_INVARIANT;
                 const int ns = 1 + r.below(40);
                 std::vector<int32_t> qs(ns + 1, 0);
                 for (int i = 0; i < ns; i++) qs[i + 1] = qs[i] + (r.below(3) ? 1 : 1 + r.below(300));
-                const int tt = inv ? VK_PREFILL_TILE_M / (sh[0] / sh[1]) : VK_PREFILL_TILE_M;
-                CHECK(vk_prefill_tile_tokens(inv, sh[0], sh[1]) == tt, "tile tokens H=%d KVH=%d inv=%d", sh[0],
-                      sh[1], inv);
+                const int tt = mode != VK_TILES_HEAD ? VK_PREFILL_TILE_M / (sh[0] / sh[1]) : VK_PREFILL_TILE_M;
+                CHECK(vk_prefill_tile_tokens(mode, sh[0], sh[1]) == tt, "tile tokens H=%d KVH=%d mode=%d", sh[0],
+                      sh[1], mode);
                 std::vector<int32_t> want;
                 for (int i = 0; i < ns; i++) {
                     const int len = qs[i + 1] - qs[i];
@@ -819,17 +837,19 @@ static void test_tiles()
                 }
                 const int cap = vk_prefill_tiles_max(qs[ns], ns);
                 std::vector<int32_t> got(2 * (size_t)cap);
-                const int n = vk_prefill_tiles_build(qs.data(), ns, inv, sh[0], sh[1], got.data(), cap);
+                const int n = vk_prefill_tiles_build(qs.data(), ns, mode, sh[0], sh[1], got.data(), cap);
                 got.resize(n < 0 ? 0 : 2 * (size_t)n);
                 bad += got != want;
                 if (n > 0) /* one pair short of what it needs */
-                    bad += vk_prefill_tiles_build(qs.data(), ns, inv, sh[0], sh[1], got.data(), n - 1) != -1;
+                    bad += vk_prefill_tiles_build(qs.data(), ns, mode, sh[0], sh[1], got.data(), n - 1) != -1;
             }
     std::vector<int32_t> qs = {0, 5}, t(64);
     const int over = vk_prefill_tiles_build(qs.data(), 1, 1, 16, 1, t.data(), 32); /* group 16 */
     printf("prefill tiles: %d of %d lists differ from the expected tiling; group 16: %d (-1 expected)\n", bad, lists,
            over);
-    CHECK(bad == 0 && over == -1 && vk_prefill_tile_tokens(1, 16, 1) == -1, "prefill tiles");
+    CHECK(bad == 0 && over == -1 && vk_prefill_tile_tokens(VK_TILES_INVARIANT, 16, 1) == -1 &&
+              vk_prefill_tile_tokens(VK_TILES_GROUP, 16, 1) == -1 && vk_prefill_tile_tokens(3, 32, 8) == -1,
+          "prefill tiles");
 }
 
 int main(int argc, char **argv)

@@ -298,10 +298,12 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
     for (int i = nsm; i < nsamp_rows; i++) be->hm.sample_idx[i] = i;
     int ntiles = 0;
     if (be->batch_invariant) { /* every row through the prefill kernel, graph padding included */
-        ntiles = vk_prefill_tiles_build(be->hm.query_start, rows, 1, be->H, be->KVH, be->hm.tiles, be->tiles_cap);
+        ntiles = vk_prefill_tiles_build(be->hm.query_start, rows, VK_TILES_INVARIANT, be->H, be->KVH, be->hm.tiles,
+                                        be->tiles_cap);
         if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
     } else if (!all_decode) {
-        ntiles = vk_prefill_tiles_build(b->query_start, ns, 0, be->H, be->KVH, be->hm.tiles, be->tiles_cap);
+        ntiles = vk_prefill_tiles_build(b->query_start, ns, be->prefill_group ? VK_TILES_GROUP : VK_TILES_HEAD, be->H,
+                                        be->KVH, be->hm.tiles, be->tiles_cap);
         if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
     }
     long pool = follower(be) ? 0 : fill_samples(be, b);
@@ -408,6 +410,7 @@ static void cuda_destroy(vesta_backend *base)
     cudaFree(be->aarena);
     cudaFree(be->warena);
     cudaFree(be->blas_ws);
+    cudaFree(be->gs_ws);
     cudaFree(be->inv_freq);
     if (be->hpin) cudaFreeHost(be->hpin);
     if (be->stream) cudaStreamDestroy(be->stream);
@@ -550,6 +553,22 @@ static int env_decode_attention(void)
     return v;
 }
 
+/* vk_gemm_stream's workspace, for the largest product of this rank (zeroed: its counters). */
+static vesta_status alloc_stream_ws(cuda_backend *be, vesta_error *err)
+{
+    int max_out = be->W;
+    if (2 * be->F > max_out) max_out = 2 * be->F;
+    if (be->Hd > max_out) max_out = be->Hd;
+    if (be->V > max_out) max_out = be->V; /* the LM head (a rank's slice under TP is smaller) */
+    size_t bytes = vk_gemm_stream_ws_bytes(max_out);
+    CU(bytes ? cudaSuccess : cudaErrorInvalidValue);
+    CU(cudaMalloc(&be->gs_ws, bytes));
+    CU(cudaMemset(be->gs_ws, 0, bytes));
+    return VESTA_OK;
+fail:
+    return VESTA_ERR_BACKEND;
+}
+
 /* The step sizes whose products are tuned: every decode-graph batch size and the largest step (full
  * chunked-prefill steps). */
 static vesta_status tune_products(cuda_backend *be, vesta_error *err)
@@ -661,6 +680,11 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     if (cuda_gemm_init(be, err) != VESTA_OK) goto fail_quiet;
     be->gemm_tune = env_int("VESTA_GEMM_TUNE", 1, 0, 2);
     be->decode_attention = env_decode_attention();
+    be->gemm_stream = env_int("VESTA_GEMM_STREAM", 0, 0, 2);
+    be->gemm_pdl = env_int("VESTA_GEMM_PDL", 1, 0, 1);
+    /* VESTA_PREFILL_GROUP=0|1: prefill attention blocks per KV group (1) or per head (0) */
+    be->prefill_group = env_int("VESTA_PREFILL_GROUP", 1, 0, 1) && be->H % be->KVH == 0 && be->H / be->KVH >= 2 &&
+                        be->H / be->KVH <= VK_PREFILL_MAX_GROUP;
     be->batch_invariant = opts->batch_invariant;
     if (cuda_profile_init(be, err) != VESTA_OK) goto fail_quiet;
 
@@ -688,6 +712,7 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     invf = NULL;
 
     if ((st = cuda_weights_load(be, mf, err)) != VESTA_OK) goto fail_quiet;
+    if (be->gemm_stream && alloc_stream_ws(be, err) != VESTA_OK) goto fail_quiet;
     be->abytes = plan_activations(be, NULL);
     ce = cudaMalloc(&be->aarena, be->abytes);
     if (ce != cudaSuccess) {

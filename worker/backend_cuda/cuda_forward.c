@@ -106,6 +106,7 @@ static void attention_args(cuda_backend *be, vk_attention_args *a, int nseq, int
     a->num_prefill_tiles = ntiles;
     a->scratch = be->attn_scratch;
     a->batch_invariant = be->batch_invariant;
+    a->group_heads = !be->batch_invariant && be->prefill_group;
 }
 
 vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, int max_ctx, bool has_decode, int ntiles,
@@ -171,7 +172,7 @@ static vesta_status fake_decode_meta(cuda_backend *be, int bs, vesta_error *err)
     }
     be->hm.query_start[bs] = bs;
     memset(be->hm.block_tables, 0, sizeof(int32_t) * (size_t)bs * be->max_blocks);
-    const int ntiles = be->batch_invariant ? vk_prefill_tiles_build(be->hm.query_start, bs, 1, be->H, be->KVH, be->hm.tiles,
+    const int ntiles = be->batch_invariant ? vk_prefill_tiles_build(be->hm.query_start, bs, VK_TILES_INVARIANT, be->H, be->KVH, be->hm.tiles,
                                                                       be->tiles_cap) : 0;
     cudaStream_t s = be->stream;
     CU(cudaMemcpyAsync(be->m.tokens, be->hm.tokens, 4 * (size_t)bs, cudaMemcpyHostToDevice, s));

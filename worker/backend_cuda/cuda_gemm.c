@@ -59,17 +59,24 @@ fail:
     return VESTA_ERR_BACKEND;
 }
 
+bool cuda_gemm_streams(const cuda_backend *be, int n)
+{
+    if (!be->gemm_stream || n > VK_GEMM_STREAM_MAX_N) return false;
+    return n > VK_GEMV_MAX_N || be->gemm_stream == 2;
+}
+
 vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y, bool f32out,
                        vesta_error *err)
 {
     if (be->batch_invariant) return cuda_gemm_invariant_run(be, x, n, in, w, out, y, f32out, err);
-    if (n <= VK_GEMV_MAX_N) { /* weight streaming: a custom kernel beats cuBLAS at n <= 4 */
-        CU(vk_gemv(VK_BF16, f32out, y, x, w, n, in, out, be->stream));
+    if (cuda_gemm_streams(be, n)) { /* weight streaming: our kernels beat cuBLAS here */
+        CU(vk_gemm_stream(VK_BF16, f32out, y, x, w, n, in, out, be->gs_ws, be->gemm_pdl, be->stream));
         return VESTA_OK;
     }
-    /* vk_gemm_skinny (n <= 64) is not used here: on the H100 it streamed the weights more slowly
-     * than cuBLAS at every n (bench_gemm_skinny, GPU run 10: whole step 7.9-12.8 ms against
-     * 6.9-7.1 ms; docs/benchmarks.md). */
+    if (n <= VK_GEMV_MAX_N) {
+        CU(vk_gemv(VK_BF16, f32out, y, x, w, n, in, out, be->gemm_pdl, be->stream));
+        return VESTA_OK;
+    }
     const cuda_gemm_algo *a = algo_find(be, n, in, out, f32out);
     if (a && a->use_lt) return cuda_gemm_lt(be, a, x, w, y, err);
     return gemm_default(be, x, n, in, w, out, y, f32out, err);
@@ -259,13 +266,6 @@ void cuda_gemm_dispose(cuda_backend *be)
     be->lt_pref = NULL, be->lt_desc = be->lt_desc_f32 = NULL, be->lt = NULL;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 /* The cache for this GPU and cuBLAS (NULL when turned off or unreadable: then every shape is
  * timed; a malformed file is reported and replaced). */
 static vesta_gemm_cache *cache_open(cuda_backend *be, char *path, size_t cap)
@@ -290,7 +290,7 @@ vesta_status cuda_gemm_tune(cuda_backend *be, const int *ns, int count, vesta_er
 {
     char path[4096];
     tune_ctx t = {0};
-    double t0 = now_s();
+    double t0 = cuda_now_s();
     float tot_d = 0, tot_b = 0;
     int sizes = 0;
     t.cache = cache_open(be, path, sizeof path);
@@ -301,7 +301,8 @@ vesta_status cuda_gemm_tune(cuda_backend *be, const int *ns, int count, vesta_er
     for (int i = 0; i < count; i++) {
         bool seen = false;
         for (int j = 0; j < i && !seen; j++) seen = ns[j] == ns[i];
-        if (seen || ns[i] <= VK_GEMV_MAX_N || ns[i] > be->max_tokens) continue;
+        if (seen || ns[i] <= VK_GEMV_MAX_N || ns[i] > be->max_tokens || cuda_gemm_streams(be, ns[i]))
+            continue; /* not cuBLAS's */
         float d = 0, b = 0;
         int timed = t.timed;
         if (tune_n(be, ns[i], &t, &d, &b, err) != VESTA_OK) goto fail_quiet;
@@ -320,7 +321,7 @@ vesta_status cuda_gemm_tune(cuda_backend *be, const int *ns, int count, vesta_er
             "cuda: GEMM tuning: %d step sizes, %d shapes (%d from the cache%s%s, %d timed: %.2f -> %.2f ms), "
             "%d use a cuBLASLt pick; %.2f s\n",
             sizes, be->num_algos, t.from_cache, t.cache ? " " : ": none", t.cache ? path : "", t.timed, tot_d, tot_b,
-            lt, now_s() - t0);
+            lt, cuda_now_s() - t0);
     if (t.cache && t.dirty) {
         vesta_error e = {0};
         if (vesta_gemm_cache_save(t.cache, path, &e) != VESTA_OK)

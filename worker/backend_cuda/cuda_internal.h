@@ -99,6 +99,14 @@ typedef struct cuda_backend {
     int gemm_tune;
     /* VESTA_DECODE_ATTENTION: the decode-attention kernel version (vk_attention_v; 0 = production) */
     int decode_attention;
+    /* VESTA_GEMM_STREAM (0 off, 1 default: vk_gemm_stream for VK_GEMV_MAX_N < n <= 64, 2: also for
+     * n <= VK_GEMV_MAX_N) and VESTA_GEMM_PDL (1 default: its programmatic dependent launch);
+     * gs_ws: its workspace, sized for the largest product */
+    int gemm_stream, gemm_pdl;
+    /* VESTA_PREFILL_GROUP (1 default where the group is 2..8 heads): prefill attention tiles per KV
+     * group (vk_attention_args.group_heads) */
+    bool prefill_group;
+    void *gs_ws;
     /* batch-invariant mode (opts.batch_invariant, cuda_gemm_invariant.c): per weight shape, kernels
      * for bands of n checked at start-up to give a row the same bits at any n */
     bool batch_invariant;
@@ -106,10 +114,11 @@ typedef struct cuda_backend {
     int num_inv;
 
     /* VESTA_PROFILE (cuda_profile.c): events after each operation of an eager step */
-    bool prof, prof_off; /* prof_off: this step is not recorded (graph replay, capture) */
+    bool prof, prof_off, prof_each; /* prof_off: this step is not recorded (graph replay, capture) */
     int prof_n;
     cudaEvent_t *prof_ev;
     signed char *prof_cat;
+    double *prof_host;                  /* host clock (s) when each mark was recorded: VESTA_PROFILE=2's issue times */
     double prof_ms[2][CUDA_PROF_COUNT]; /* [has prefill][class] */
     long prof_steps[2];
 
@@ -178,12 +187,15 @@ void cuda_tp_local_ids(const cuda_backend *be, int32_t *ids, int n);
 /* The products (cuda_gemm.c). init/dispose: the cuBLASLt handle and descriptors (dispose is safe on
  * a partly initialised backend). tune: times the candidates for each n of ns[] (after the weights
  * and activations exist; overwrites the activations). cuda_gemm: one product on the backend's
- * stream, tuned pick or cuBLAS's default. */
+ * stream: vk_gemm_stream or vk_gemv for small n (cuda_gemm_streams), else the tuned pick or
+ * cuBLAS's default. */
 vesta_status cuda_gemm_init(cuda_backend *be, vesta_error *err);
 void cuda_gemm_dispose(cuda_backend *be);
 vesta_status cuda_gemm_tune(cuda_backend *be, const int *ns, int count, vesta_error *err);
 vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y, bool f32out,
                        vesta_error *err);
+/* Whether products of n rows go through vk_gemm_stream (not cuBLAS or vk_gemv). */
+bool cuda_gemm_streams(const cuda_backend *be, int n);
 /* Shared by the tuned and the batch-invariant products: layouts for a's shape (n, in, out, f32;
  * false on a cuBLASLt failure, the layouts made so far left for dispose), a's product with its
  * algo, and dispose (layouts destroyed, a zeroed). */
@@ -203,6 +215,8 @@ void cuda_gemm_invariant_dispose(cuda_backend *be);
 /* The step profile (VESTA_PROFILE=1). init: reads the variable, creates the events; mark: an
  * event after an operation of class cat (-1: the step's start); collect: after the step's
  * stream wait, adds its times; report: prints the totals (stderr); dispose: NULL-safe. */
+/* The host's monotonic clock in seconds (tuning and profile timings). */
+double cuda_now_s(void);
 vesta_status cuda_profile_init(cuda_backend *be, vesta_error *err);
 void cuda_profile_mark(cuda_backend *be, int cat);
 void cuda_profile_collect(cuda_backend *be, bool has_prefill);

@@ -5,11 +5,20 @@
  * stream's kernels one after another, so the gaps are the kernels plus their launch gaps). Decode
  * graphs replay without events: profile with --enforce-eager, whose kernels are the same. The
  * totals are kept apart for steps with and without prefill tokens and printed when the backend
- * is destroyed. Off (the default), cuda_profile_mark is one branch. */
+ * is destroyed; VESTA_PROFILE=2 also prints every step with prefill tokens on its own line. Off
+ * (the default), cuda_profile_mark is one branch. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "cuda_internal.h"
+
+double cuda_now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
 
 #define PROF_EVENTS 2048 /* marks per step; a step with more stops recording (its tail is lost) */
 
@@ -24,10 +33,12 @@ vesta_status cuda_profile_init(cuda_backend *be, vesta_error *err)
     if (!v || !*v || *v == '0') return VESTA_OK;
     be->prof_ev = calloc(PROF_EVENTS, sizeof *be->prof_ev);
     be->prof_cat = calloc(PROF_EVENTS, sizeof *be->prof_cat);
-    if (!be->prof_ev || !be->prof_cat)
+    be->prof_host = calloc(PROF_EVENTS, sizeof *be->prof_host);
+    if (!be->prof_ev || !be->prof_cat || !be->prof_host)
         return vesta_error_set(err, VESTA_ERR_NOMEM, "cuda: profile: out of host memory");
     for (int i = 0; i < PROF_EVENTS; i++) CU(cudaEventCreate(&be->prof_ev[i]));
     be->prof = true;
+    be->prof_each = *v == '2';
     fprintf(stderr, "cuda: VESTA_PROFILE: eager steps timed per operation (events)\n");
     return VESTA_OK;
 fail:
@@ -38,18 +49,32 @@ void cuda_profile_mark(cuda_backend *be, int cat)
 {
     if (!be->prof || be->prof_off || be->prof_n >= PROF_EVENTS) return;
     if (cudaEventRecord(be->prof_ev[be->prof_n], be->stream) != cudaSuccess) return;
+    if (be->prof_each) be->prof_host[be->prof_n] = cuda_now_s();
     be->prof_cat[be->prof_n++] = (signed char)cat;
 }
 
 void cuda_profile_collect(cuda_backend *be, bool has_prefill)
 {
     if (!be->prof || be->prof_n == 0) return;
-    double *ms = be->prof_ms[has_prefill];
+    double *ms = be->prof_ms[has_prefill], step[CUDA_PROF_COUNT] = {0};
     for (int i = 1; i < be->prof_n; i++) {
         float t = 0;
         if (cudaEventElapsedTime(&t, be->prof_ev[i - 1], be->prof_ev[i]) == cudaSuccess && be->prof_cat[i] >= 0)
-            ms[be->prof_cat[i]] += t;
+            step[be->prof_cat[i]] += t;
     }
+    char line[1024];
+    int len = 0;
+    double tot = 0;
+    for (int c = 0; c < CUDA_PROF_COUNT; c++) {
+        ms[c] += step[c];
+        tot += step[c];
+        if (step[c] > 0 && len < (int)sizeof line - 64)
+            len += snprintf(line + len, sizeof line - (size_t)len, " %s %.3f", prof_names[c], step[c]);
+    }
+    if (be->prof_each && has_prefill) /* VESTA_PROFILE=2: every prefill step on its own line, with the
+                                         host's time to issue it (close to the device time: host-bound) */
+        fprintf(stderr, "cuda: profile step: %.3f ms on the device, issued in %.3f ms:%s\n", tot,
+                1e3 * (be->prof_host[be->prof_n - 1] - be->prof_host[0]), line);
     be->prof_steps[has_prefill]++;
     be->prof_n = 0;
 }
@@ -77,7 +102,9 @@ void cuda_profile_dispose(cuda_backend *be)
             if (be->prof_ev[i]) cudaEventDestroy(be->prof_ev[i]);
     free(be->prof_ev);
     free(be->prof_cat);
+    free(be->prof_host);
     be->prof_ev = NULL;
     be->prof_cat = NULL;
+    be->prof_host = NULL;
     be->prof = false;
 }

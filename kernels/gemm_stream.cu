@@ -1,0 +1,349 @@
+/* Weight-streaming matrix products for steps of a few tokens (version 2 of the skinny GEMM;
+ * version 1, a cp.async ring per CTA with a K split reduced in a thread-block cluster, measured
+ * 1.4-1.9 TB/s and was removed: docs/benchmarks.md, runs 10 and 45):
+ * y[n][out] = x[n][in] . W[out][in]^T with 1 <= n <= VK_GEMM_STREAM_MAX_N, bf16/fp16 in, fp32
+ * accumulation, storage-type or fp32 out. At these n a product is a pass over the weights, so
+ * the kernel is built to keep HBM busy from its first cycle to its last:
+ *
+ * - No shared memory and no block barrier. Each warp loads its weight fragments straight from
+ *   global memory into registers (a ring of P k steps in flight, 256 bytes of each of its 16 rows
+ *   per step, streamed with an evict-first hint), and x through L1, where the 8 warps of a CTA,
+ *   walking the same k steps, share it.
+ * - Operand layout: lane t of an mma.sync m16n8k16 loads the 16 contiguous bytes
+ *   k0 + 8t .. k0 + 8t + 7 of its weight row (A) and of its x row (B) and feeds elements 0-3 to one
+ *   mma and 4-7 to the next; the reduction does not care which physical k a k slot stands for as
+ *   long as A and B agree. Every operand load is one 16-byte vector.
+ * - Stream-K: the (row block, k step) pairs are numbered row block first and cut into one
+ *   contiguous range per CTA, as many CTAs as fit on the GPU at once, so every SM streams the
+ *   same number of bytes whatever the shape (a K split that does not divide the SMs leaves a tail
+ *   wave otherwise). A row block that one range covers whole is written directly. One that
+ *   ranges share is summed by the warp that finishes it last: each writes its fp32 partial tile
+ *   to the workspace and counts itself in; the last one adds the partials in range order and
+ *   writes y. No warp ever waits for another, and the order is fixed, so results are
+ *   bit-reproducible run to run (and do not depend on n: the ranges follow the shape only).
+ * - Programmatic dependent launch (Hopper): with pdl the kernel may start while the previous
+ *   kernel in the stream is still running; it issues its first weight loads (weights never
+ *   depend on an earlier kernel) and waits for that kernel (griddepcontrol.wait) before it reads
+ *   x or writes anything. It also lets the next kernel launch early, so two products in a row
+ *   overlap one's tail with the other's first loads.
+ *
+ * Variants (MT m tiles of 16 rows per warp, P k steps in flight, MINB CTAs per SM) are kept for
+ * the bench; variant 0 is the default.
+ *
+ * Measured on the H100 (runs 45-46, bench/gpu/bench_gemm_stream): as fast as cuBLAS at n <= 8 in
+ * a whole step launched back to back, slower above (the B operand is re-read per 16 rows through
+ * L1: at n = 64 that is 4x the weight bytes, and mma.sync cannot read it from shared memory as
+ * wgmma would), so the backend uses it only when VESTA_GEMM_STREAM asks. */
+#include <type_traits>
+
+#include "attention_mma.cuh"
+
+using namespace vk;
+
+namespace
+{
+
+constexpr int GS_WARPS = 8, GS_THREADS = GS_WARPS * 32;
+constexpr int GS_KS = 128;       /* k per step: 256 bytes of every weight row */
+constexpr int GS_J = GS_KS / 32; /* 16-byte vectors per lane per row per step */
+constexpr int GS_MAX_MINB = 2, GS_MAX_MT = 2;
+
+/* The partition: T = row blocks x kst steps, numbered row block first; CTA c takes steps
+ * [start(c), start(c + 1)). */
+struct gs_plan {
+    int T, kst, G;
+};
+__host__ __device__ __forceinline__ int gs_start(const gs_plan &p, int c) { return (int)((long long)c * p.T / p.G); }
+/* The CTA whose range holds step s: the largest c with start(c) <= s, i.e. c * T / G < s + 1. */
+__host__ __device__ __forceinline__ int gs_cta_of(const gs_plan &p, int s)
+{
+    return (int)(((long long)(s + 1) * p.G + p.T - 1) / p.T - 1);
+}
+
+/* Floats of one warp's partial tile: MT x (NT / 8) fragments of 4 per lane. */
+template <int NT, int MT> __host__ __device__ constexpr int gs_tile_floats() { return MT * (NT / 8) * 4 * 32; }
+/* Workspace: partial tiles [G][2 (a range's first / last row block)][WARPS][tile], then counters. */
+size_t gs_part_bytes(int sms) { return (size_t)sms * GS_MAX_MINB * 2 * GS_WARPS * gs_tile_floats<64, GS_MAX_MT>() * 4; }
+
+__device__ __forceinline__ uint4 gs_ld_weights(const void *p)
+{
+    uint4 r; /* read once: evict first; ask L2 for the whole 256-byte step of the row */
+    asm("ld.global.cs.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+
+template <typename T, typename O, int NT, int MT> struct gs_warp {
+    static constexpr int BM = GS_WARPS * 16 * MT; /* rows per row block */
+    O *y;
+    const T *x, *w;
+    int n, in, out;
+    gs_plan p;
+    float *part;
+    int *cnt;
+    int warp, lane, g, t, s0;
+    float acc[MT][NT / 8][4];
+
+    __device__ int row(int rb, int mt, int h) const { return rb * BM + warp * 16 * MT + mt * 16 + h * 8 + g; }
+
+    /* Weight fragments of step s: for each row (m tile, half), vectors j = 0..GS_J-1. */
+    __device__ void load(uint4 (&b)[MT][2][GS_J], int s) const
+    {
+        const int rb = s / p.kst, k0 = (s - rb * p.kst) * GS_KS + 8 * t;
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int r = row(rb, mt, h);
+                const T *src = w + (size_t)(r < out ? r : 0) * in;
+#pragma unroll
+                for (int j = 0; j < GS_J; j++) {
+                    const int k = k0 + 32 * j; /* in % 8 == 0: a vector is all in or all out */
+                    b[mt][h][j] = r < out && k < in ? gs_ld_weights(src + k) : make_uint4(0, 0, 0, 0);
+                }
+            }
+    }
+
+    __device__ void consume(const uint4 (&b)[MT][2][GS_J], int s)
+    {
+        const int rb = s / p.kst, k0 = (s - rb * p.kst) * GS_KS + 8 * t;
+#pragma unroll
+        for (int j = 0; j < GS_J; j++) {
+            const int k = k0 + 32 * j;
+            uint4 xb[NT / 8];
+#pragma unroll
+            for (int cg = 0; cg < NT / 8; cg++) {
+                const int c = cg * 8 + g; /* padded columns read as zeros */
+                xb[cg] = c < n && k < in ? __ldg(reinterpret_cast<const uint4 *>(x + (size_t)c * in + k))
+                                         : make_uint4(0, 0, 0, 0);
+            }
+#pragma unroll
+            for (int cg = 0; cg < NT / 8; cg++)
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    const uint4 &lo = b[mt][0][j], &hi = b[mt][1][j];
+                    mma_16816<T>(acc[mt][cg], lo.x, hi.x, lo.y, hi.y, xb[cg].x, xb[cg].y);
+                    mma_16816<T>(acc[mt][cg], lo.z, hi.z, lo.w, hi.w, xb[cg].z, xb[cg].w);
+                }
+        }
+    }
+
+    __device__ void clear()
+    {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int cg = 0; cg < NT / 8; cg++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) acc[mt][cg][i] = 0.f;
+    }
+
+    __device__ void store(int rb) const
+    {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int cg = 0; cg < NT / 8; cg++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int r = row(rb, mt, i >> 1), c = cg * 8 + 2 * t + (i & 1);
+                    if (r >= out || c >= n) continue;
+                    if constexpr (sizeof(O) == 4)
+                        y[(size_t)c * out + r] = acc[mt][cg][i];
+                    else
+                        y[(size_t)c * out + r] = from_f<T>(acc[mt][cg][i]);
+                }
+    }
+
+    __device__ float *tile(int cta, int slot) const
+    {
+        return part + (((size_t)cta * 2 + slot) * GS_WARPS + warp) * gs_tile_floats<NT, MT>();
+    }
+
+    /* The row block rb's sum over steps [a, b) of this CTA's range is in acc: write it, or add
+     * it to the shared sum. Leaves acc zeroed. */
+    __device__ void flush(int rb, int a, int b)
+    {
+        const int first = rb * p.kst, last = first + p.kst;
+        if (a == first && b == last) {
+            store(rb);
+            clear();
+            return;
+        }
+        const int slot = rb == s0 / p.kst ? 0 : 1;
+        float *mine = tile(blockIdx.x, slot);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int cg = 0; cg < NT / 8; cg++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) __stcg(mine + ((mt * (NT / 8) + cg) * 4 + i) * 32 + lane, acc[mt][cg][i]);
+        __threadfence(); /* the partial is visible GPU-wide before this warp counts itself in */
+        __syncwarp();
+        const int c_lo = gs_cta_of(p, first), c_hi = gs_cta_of(p, last - 1);
+        int *counter = cnt + rb * GS_WARPS + warp;
+        int seen = 0;
+        if (lane == 0) seen = atomicAdd(counter, 1);
+        seen = __shfl_sync(0xffffffffu, seen, 0);
+        clear();
+        if (seen != c_hi - c_lo) return; /* another range still owes its part */
+        __threadfence();
+        for (int c = c_lo; c <= c_hi; c++) { /* fixed order: bit-reproducible */
+            const float *src = tile(c, rb == gs_start(p, c) / p.kst ? 0 : 1);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int cg = 0; cg < NT / 8; cg++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++)
+                        acc[mt][cg][i] += __ldcg(src + ((mt * (NT / 8) + cg) * 4 + i) * 32 + lane);
+        }
+        store(rb);
+        clear();
+        if (lane == 0) atomicExch(counter, 0); /* ready for the next product */
+    }
+};
+
+template <typename T, typename O, int NT, int MT, int P, int MINB>
+__global__ void __launch_bounds__(GS_THREADS, MINB)
+    gs_kernel(O *__restrict__ y, const T *__restrict__ x, const T *__restrict__ w, int n, int in, int out, gs_plan p,
+              float *__restrict__ part, int *__restrict__ cnt)
+{
+    gs_warp<T, O, NT, MT> k;
+    k.y = y;
+    k.x = x;
+    k.w = w;
+    k.n = n;
+    k.in = in;
+    k.out = out;
+    k.p = p;
+    k.part = part;
+    k.cnt = cnt;
+    k.warp = threadIdx.x >> 5;
+    k.lane = threadIdx.x & 31;
+    k.g = k.lane >> 2;
+    k.t = k.lane & 3;
+    const int s0 = gs_start(p, blockIdx.x), s1 = gs_start(p, blockIdx.x + 1);
+    k.s0 = s0;
+
+    uint4 buf[P][MT][2][GS_J];
+#pragma unroll
+    for (int q = 0; q < P; q++)
+        if (s0 + q < s1) k.load(buf[q], s0 + q);
+    pdl_allow_dependents();
+    pdl_wait_previous(); /* x and the workspace belong to earlier kernels until here */
+    k.clear();
+    int seg = s0; /* first step of the current row block's segment */
+    for (int sb = s0; sb < s1; sb += P) {
+#pragma unroll
+        for (int q = 0; q < P; q++) {
+            const int s = sb + q;
+            if (s >= s1) break;
+            k.consume(buf[q], s);
+            if (s + P < s1) k.load(buf[q], s + P);
+            if (s + 1 == s1 || (s + 1) % p.kst == 0) {
+                k.flush(s / p.kst, seg, s + 1);
+                seg = s + 1;
+            }
+        }
+    }
+}
+
+template <typename T, typename O, int NT, int MT, int P, int MINB>
+cudaError_t gs_launch(void *y, const void *x, const void *w, int n, int in, int out, void *ws, int pdl, int sms,
+                      cudaStream_t s)
+{
+    constexpr int BM = GS_WARPS * 16 * MT;
+    const long long rbs = (out + BM - 1) / BM, kst = (in + GS_KS - 1) / GS_KS;
+    if (rbs * kst >= (1LL << 30)) return cudaErrorInvalidValue;
+    gs_plan p;
+    p.kst = (int)kst;
+    p.T = (int)(rbs * kst);
+    p.G = p.T < sms * MINB ? p.T : sms * MINB;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)p.G, 1, 1);
+    cfg.blockDim = dim3(GS_THREADS, 1, 1);
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    float *part = (float *)ws;
+    int *cnt = (int *)((char *)ws + gs_part_bytes(sms));
+    cudaError_t e = cudaLaunchKernelEx(&cfg, gs_kernel<T, O, NT, MT, P, MINB>, (O *)y, (const T *)x, (const T *)w, n,
+                                       in, out, p, part, cnt);
+    if (e != cudaSuccess) return e;
+    return cudaGetLastError();
+}
+
+template <typename T, typename O, int MT, int P, int MINB>
+cudaError_t gs_dispatch_nt(void *y, const void *x, const void *w, int n, int in, int out, void *ws, int pdl, int sms,
+                           cudaStream_t s)
+{
+    if (n <= 8) return gs_launch<T, O, 8, MT, P, MINB>(y, x, w, n, in, out, ws, pdl, sms, s);
+    if (n <= 16) return gs_launch<T, O, 16, MT, P, MINB>(y, x, w, n, in, out, ws, pdl, sms, s);
+    if (n <= 32) return gs_launch<T, O, 32, MT, P, MINB>(y, x, w, n, in, out, ws, pdl, sms, s);
+    return gs_launch<T, O, 64, MT, P, MINB>(y, x, w, n, in, out, ws, pdl, sms, s);
+}
+
+/* Variant table: (MT, P, MINB). 0 is production; the others are bf16 only, for the bench. */
+template <typename T, typename O>
+cudaError_t gs_dispatch(int variant, void *y, const void *x, const void *w, int n, int in, int out, void *ws, int pdl,
+                        int sms, cudaStream_t s)
+{
+    if (variant == 0) return gs_dispatch_nt<T, O, 1, 2, 2>(y, x, w, n, in, out, ws, pdl, sms, s);
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+        switch (variant) {
+        case 1:
+            return gs_dispatch_nt<T, O, 1, 3, 1>(y, x, w, n, in, out, ws, pdl, sms, s);
+        case 2:
+            return gs_dispatch_nt<T, O, 2, 2, 1>(y, x, w, n, in, out, ws, pdl, sms, s);
+        case 3:
+            return gs_dispatch_nt<T, O, 1, 4, 1>(y, x, w, n, in, out, ws, pdl, sms, s);
+        default:
+            break;
+        }
+    }
+    return cudaErrorInvalidValue;
+}
+
+cudaError_t gs_sms(int *sms, int *major)
+{
+    int dev;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    if ((e = cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
+    return cudaDeviceGetAttribute(major, cudaDevAttrComputeCapabilityMajor, dev);
+}
+
+} // namespace
+
+extern "C" size_t vk_gemm_stream_ws_bytes(int max_out)
+{
+    int sms = 0, major = 0;
+    if (gs_sms(&sms, &major) != cudaSuccess || max_out <= 0) return 0;
+    const size_t counters = (size_t)(max_out + 127) / 128 * GS_WARPS; /* one per (row block, warp) */
+    return gs_part_bytes(sms) + counters * sizeof(int);
+}
+
+extern "C" cudaError_t vk_gemm_stream_ex(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
+                                         int out, void *ws, int variant, int pdl, cudaStream_t s)
+{
+    if (n <= 0) return cudaSuccess;
+    if (n > VK_GEMM_STREAM_MAX_N || in <= 0 || in % 8 || out <= 0 || !ws || variant < 0 ||
+        variant >= VK_GEMM_STREAM_VARIANTS)
+        return cudaErrorInvalidValue;
+    int sms = 0, major = 0;
+    cudaError_t e = gs_sms(&sms, &major);
+    if (e != cudaSuccess) return e;
+    pdl = pdl && major >= 9; /* griddepcontrol: Hopper and later */
+    if (f32_out) VK_DISPATCH(dt, return (gs_dispatch<T, float>(variant, y, x, w, n, in, out, ws, pdl, sms, s)));
+    VK_DISPATCH(dt, return (gs_dispatch<T, T>(variant, y, x, w, n, in, out, ws, pdl, sms, s)));
+    return cudaErrorInvalidValue;
+}
+
+extern "C" cudaError_t vk_gemm_stream(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
+                                      int out, void *ws, int pdl, cudaStream_t s)
+{
+    return vk_gemm_stream_ex(dt, f32_out, y, x, w, n, in, out, ws, 0, pdl, s);
+}
