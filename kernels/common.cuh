@@ -91,6 +91,19 @@ __device__ __forceinline__ void pdl_wait_previous() {
     asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
 }
+/* Host: a launch configuration (no dynamic shared memory) that launches as a programmatic
+ * dependent when pdl; attr is the caller's storage for that one attribute. */
+inline cudaLaunchConfig_t pdl_launch_config(dim3 grid, dim3 block, cudaStream_t s, bool pdl, cudaLaunchAttribute *attr) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.stream = s;
+    attr->id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr->val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cfg;
+}
 /* Host: whether the current device runs programmatic dependent launch (Hopper and later). */
 inline bool pdl_supported() {
     int dev = 0, major = 0;

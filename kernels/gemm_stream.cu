@@ -259,15 +259,8 @@ cudaError_t gs_launch(void *y, const void *x, const void *w, int n, int in, int 
     p.kst = (int)kst;
     p.T = (int)(rbs * kst);
     p.G = p.T < sms * MINB ? p.T : sms * MINB;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)p.G, 1, 1);
-    cfg.blockDim = dim3(GS_THREADS, 1, 1);
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
+    cudaLaunchAttribute attr;
+    const cudaLaunchConfig_t cfg = pdl_launch_config(dim3((unsigned)p.G), dim3(GS_THREADS), s, pdl, &attr);
     float *part = (float *)ws;
     int *cnt = (int *)((char *)ws + gs_part_bytes(sms));
     cudaError_t e = cudaLaunchKernelEx(&cfg, gs_kernel<T, O, NT, MT, P, MINB>, (O *)y, (const T *)x, (const T *)w, n,

@@ -63,15 +63,8 @@ __global__ void __launch_bounds__(256) gemv_kernel(O *y, const T *x, const T *w,
 
 template <typename T, typename O, int N>
 static cudaError_t launch_gemv_n(void *y, const void *x, const void *w, int in, int out, int pdl, cudaStream_t s) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)((out + 7) / 8), 1, 1);
-    cfg.blockDim = dim3(256, 1, 1);
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
+    cudaLaunchAttribute attr;
+    const cudaLaunchConfig_t cfg = pdl_launch_config(dim3((unsigned)((out + 7) / 8)), dim3(256), s, pdl, &attr);
     cudaError_t e = cudaLaunchKernelEx(&cfg, gemv_kernel<T, O, N>, (O *)y, (const T *)x, (const T *)w, in, out);
     return e != cudaSuccess ? e : cudaGetLastError();
 }

@@ -270,37 +270,28 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
             gots.push_back(to_f(dt, dout.down()));
             names.push_back("v" + std::to_string(vs.version) + " variant " + std::to_string(v));
         }
-    if (H / KVH <= VK_PREFILL_MAX_GROUP) { /* default mode, prefill tiles per KV group (split-K as usual) */
-        std::vector<int32_t> gtiles(2 * vk_prefill_tiles_max(ntok, ns));
-        int ngt = vk_prefill_tiles_build(qs.data(), ns, VK_TILES_GROUP, H, KVH, gtiles.data(), (int)gtiles.size() / 2);
-        CHECK(ngt >= 0, "grouped prefill tiles");
-        dbuf<int32_t> dgtiles(gtiles);
-        vk_attention_args ag = a;
-        ag.prefill_tiles = dgtiles.p;
-        ag.num_prefill_tiles = ngt;
-        ag.group_heads = 1;
-        CK(cudaMemset(dout.p, 0xff, dout.n * 2));
-        CK(vk_attention(&ag, 0));
+    /* The prefill kernel with another tiling: per KV group in the default mode (split-K as usual),
+     * or batch-invariant (every row through the prefill kernel, no key split). */
+    auto run_tiled = [&](int mode, const char *label) {
+        std::vector<int32_t> mtiles(2 * vk_prefill_tiles_max(ntok, ns));
+        const int nmt = vk_prefill_tiles_build(qs.data(), ns, mode, H, KVH, mtiles.data(), (int)mtiles.size() / 2);
+        CHECK(nmt >= 0, "%s tiles", label);
+        dbuf<int32_t> dmtiles(mtiles);
+        vk_attention_args am = a;
+        am.prefill_tiles = dmtiles.p;
+        am.num_prefill_tiles = nmt;
+        am.group_heads = mode == VK_TILES_GROUP;
+        am.batch_invariant = mode == VK_TILES_INVARIANT;
+        CK(cudaMemset(dout.p, 0xff, dout.n * 2)); /* poison */
+        CK(vk_attention(&am, 0));
         CK(cudaDeviceSynchronize());
         gots.push_back(to_f(dt, dout.down()));
-        names.push_back("grouped prefill");
-        if (ngt > 0) /* prefill version 1 takes one head per tile only */
-            CHECK(vk_attention_ex(&ag, 1, 0) == cudaErrorInvalidValue, "prefill v1 accepted grouped tiles");
-    }
-    { /* batch-invariant mode: every row through the prefill kernel, no key split */
-        std::vector<int32_t> itiles(2 * vk_prefill_tiles_max(ntok, ns));
-        int nit = vk_prefill_tiles_build(qs.data(), ns, VK_TILES_INVARIANT, H, KVH, itiles.data(), (int)itiles.size() / 2);
-        dbuf<int32_t> ditiles(itiles);
-        vk_attention_args ai = a;
-        ai.prefill_tiles = ditiles.p;
-        ai.num_prefill_tiles = nit;
-        ai.batch_invariant = 1;
-        CK(cudaMemset(dout.p, 0xff, dout.n * 2));
-        CK(vk_attention(&ai, 0));
-        CK(cudaDeviceSynchronize());
-        gots.push_back(to_f(dt, dout.down()));
-        names.push_back("batch-invariant");
-    }
+        names.push_back(label);
+        if (mode == VK_TILES_GROUP && nmt > 0) /* prefill version 1 takes one head per tile only */
+            CHECK(vk_attention_ex(&am, 1, 0) == cudaErrorInvalidValue, "prefill v1 accepted grouped tiles");
+    };
+    if (H / KVH <= VK_PREFILL_MAX_GROUP) run_tiled(VK_TILES_GROUP, "grouped prefill");
+    run_tiled(VK_TILES_INVARIANT, "batch-invariant");
     auto fk = to_f(dt, kc), fv = to_f(dt, vc), fq = to_f(dt, q);
     std::vector<float> want((size_t)ntok * H * D);
     int G = H / KVH;
