@@ -193,7 +193,7 @@ decode_kernel(const vk_attention_args a, int max_splits, int part) {
  * partial (m = -inf, l = 0, sums 0) weighs 0. */
 template <typename T, int D>
 __global__ void decode_combine_kernel(const vk_attention_args a, int max_splits, int part) {
-    pdl_allow_dependents(); /* o_proj (vk_gemm_stream) may start loading its weights */
+    pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
     __shared__ float wt[32];
     __shared__ float stat[2];
     int seq = blockIdx.x, head = blockIdx.y;

@@ -62,7 +62,7 @@ template <int D, int TK, int S> struct v5_layout {
 template <typename T, int D, int TK, int S, int WARPS, int MINB>
 __global__ void __launch_bounds__(WARPS * 32, MINB)
 decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
-    pdl_allow_dependents(); /* o_proj (vk_gemm_stream) may start loading its weights */
+    pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
     typedef v5_layout<D, TK, S> L;
     constexpr int THREADS = WARPS * 32;
     constexpr int LANES = D / 8;                  /* 16-byte chunks per row */

@@ -202,7 +202,7 @@ template <typename T, int D, int LD> struct v7_cols {
 template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK_ASKED, bool TRANS>
 __global__ void __launch_bounds__(WARPS * 32, MINB)
 decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total) {
-    pdl_allow_dependents(); /* o_proj (vk_gemm_stream) may start loading its weights */
+    pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
     constexpr bool BULK = BULK_ASKED && V7_HAVE_BULK;
     typedef v7_layout<D, TK, S> L;
     constexpr int LANES = D / 8;         /* 16-byte pieces per row */

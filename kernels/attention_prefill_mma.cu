@@ -52,7 +52,7 @@ __device__ __forceinline__ float inv_normalize(float o, float l) { return l > 0.
 template <typename T, int D, bool INV, bool GRP>
 __global__ void __launch_bounds__(P2_THREADS)
 prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_rows) {
-    pdl_allow_dependents(); /* o_proj (vk_gemm_stream) may start loading its weights */
+    pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
     typedef p2_layout<D> L;
     extern __shared__ __align__(128) unsigned char smem[];
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
@@ -309,7 +309,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
 
 template <typename T, int D>
 __global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, int tile_tokens) {
-    pdl_allow_dependents(); /* o_proj (vk_gemm_stream) may start loading its weights */
+    pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
     int tile = blockIdx.x / P2_BM, r = blockIdx.x % P2_BM, head = blockIdx.y;
     int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
     int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
@@ -356,7 +356,7 @@ __global__ void inv_combine_kernel(const vk_attention_args a, int nsplit) {
     }
 }
 
-/* Splits the key range when tiles x heads would leave the GPU idle: aim at about two waves. */
+/* Splits the key range when the blocks (tiles x heads, or x KV groups) would leave the GPU idle. */
 static int choose_splits(const vk_attention_args *a, int *chunk) {
     /* want: two blocks per SM (128 threads at ~220 registers). Rounding the split down to stay in
      * one wave measured no faster on B4's 32 queries over 4,128 keys (run 50: 46 us against 42-44

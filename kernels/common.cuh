@@ -75,7 +75,7 @@ __device__ __forceinline__ float block_max(float v, float *sh) {
 }
 
 /* Programmatic dependent launch (Hopper): lets the next kernel in the stream, when it was
- * launched as a programmatic dependent (vk_gemm_stream with pdl), start now on free SM slots; it
+ * launched as a programmatic dependent (vk_gemv or vk_gemm_stream with pdl), start now on free SM slots; it
  * still waits for this whole grid (griddepcontrol.wait) before reading what this kernel writes.
  * A no-op for any other successor and before sm_90. */
 __device__ __forceinline__ void pdl_allow_dependents() {

@@ -159,9 +159,8 @@ cudaError_t vk_gemv(vk_dtype dt, int f32_out, void *y, const void *x, const void
  * given, zeroed once before the first call (cudaMemset); every call leaves its counters at zero
  * again. One workspace per stream: two products on different streams must not share it.
  * pdl: launch as a programmatic dependent (Hopper; ignored before): the kernel starts reading
- * weights while the previous kernel in the stream finishes and waits for it before touching x,
- * y or ws. The caller must not launch it so where an earlier kernel's results are not complete
- * at that kernel's end (they always are for stream-ordered kernels). */
+ * weights while the previous kernel in the stream finishes, and waits for that kernel's end
+ * before it touches x, y or ws. The weights must not be written by a kernel still running. */
 #define VK_GEMM_STREAM_MAX_N 64
 #define VK_GEMM_STREAM_VARIANTS 4
 size_t vk_gemm_stream_ws_bytes(int max_out);

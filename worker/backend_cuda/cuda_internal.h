@@ -99,14 +99,14 @@ typedef struct cuda_backend {
     int gemm_tune;
     /* VESTA_DECODE_ATTENTION: the decode-attention kernel version (vk_attention_v; 0 = production) */
     int decode_attention;
-    /* VESTA_GEMM_STREAM (0 off, 1 default: vk_gemm_stream for VK_GEMV_MAX_N < n <= 64, 2: also for
-     * n <= VK_GEMV_MAX_N) and VESTA_GEMM_PDL (1 default: its programmatic dependent launch);
-     * gs_ws: its workspace, sized for the largest product */
+    /* VESTA_GEMM_STREAM (0, the default: off; 1: vk_gemm_stream for VK_GEMV_MAX_N < n <= 64; 2: also
+     * for n <= VK_GEMV_MAX_N); gs_ws: its workspace, sized for the largest product (NULL when off).
+     * VESTA_GEMM_PDL (1, the default): vk_gemv / vk_gemm_stream launched as programmatic dependents */
     int gemm_stream, gemm_pdl;
-    /* VESTA_PREFILL_GROUP (1 default where the group is 2..8 heads): prefill attention tiles per KV
-     * group (vk_attention_args.group_heads) */
-    bool prefill_group;
     void *gs_ws;
+    /* VESTA_PREFILL_GROUP (1, the default, where a group has 2..8 heads): prefill attention tiles per
+     * KV group (vk_attention_args.group_heads) */
+    bool prefill_group;
     /* batch-invariant mode (opts.batch_invariant, cuda_gemm_invariant.c): per weight shape, kernels
      * for bands of n checked at start-up to give a row the same bits at any n */
     bool batch_invariant;
