@@ -17,8 +17,10 @@
 using namespace vk;
 
 #define P2_THREADS 128
-#define P2_BM 64
+#define P2_BM VK_PREFILL_TILE_M
 #define P2_BN 64
+/* key splits at most (the partials' scratch: VK_PREFILL_SPLIT_ROWS rows of at least one tile) */
+#define P2_MAX_SPLITS (VK_PREFILL_SPLIT_ROWS / VK_PREFILL_TILE_M)
 
 template <int D> struct p2_layout {
     static constexpr int LD = D + 8; /* padded rows: conflict-free fragment loads */
@@ -54,6 +56,7 @@ __global__ void __launch_bounds__(P2_THREADS)
 prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_rows) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
     typedef p2_layout<D> L;
+    constexpr int NT = P2_THREADS, BM = P2_BM;
     extern __shared__ __align__(128) unsigned char smem[];
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
     /* Row r of the block is query token m0 + r / G of the tile's sequence, head head0 + r % G.
@@ -67,7 +70,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
     const int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
     const int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
     const int ctx = a.context_lens[seq], pos0 = ctx - qlen;
-    const int ntq = min(P2_BM / G, qlen - m0); /* query tokens of this tile */
+    const int ntq = min(BM / G, qlen - m0); /* query tokens of this tile */
     const int rows = ntq * G;
     const int kv_end = min(ctx, pos0 + m0 + ntq);
     /* this thread's two rows (16w + g and + 8): token offset in the tile and head */
@@ -129,14 +132,18 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
 
     const int32_t *bt = a.block_tables + (size_t)seq * a.max_blocks_per_seq;
     const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
-    constexpr int DV = D / 8, VEC = P2_BN * DV / P2_THREADS;
+    constexpr int DV = D / 8, VEC = P2_BN * DV / NT;
+    /* a power-of-two block size (the usual 16) divides by a shift: the gathers are a large share of
+     * the instructions when a block's rows are few */
+    const int bsz = a.block_size, bsh = (bsz & (bsz - 1)) == 0 ? __ffs(bsz) - 1 : -1;
     auto load_tile = [&](int buf, int n0) {
         T *sk = (T *)(smem + (size_t)buf * 2 * L::tile), *sv = (T *)(smem + (size_t)buf * 2 * L::tile + L::tile);
 #pragma unroll
         for (int i = 0; i < VEC; i++) {
-            int idx = tid + i * P2_THREADS, r = idx / DV, c = (idx % DV) * 8, tk = n0 + r;
+            int idx = tid + i * NT, r = idx / DV, c = (idx % DV) * 8, tk = n0 + r;
             bool ok = tk < kv_hi;
-            size_t off = ok ? (((size_t)bt[tk / a.block_size] * a.block_size + tk % a.block_size) * a.KVH + kvh) * D + c : 0;
+            const int blk = bsh >= 0 ? tk >> bsh : tk / bsz, slot = tk - blk * bsz;
+            size_t off = ok ? (((size_t)bt[blk] * bsz + slot) * a.KVH + kvh) * D + c : 0;
             mma_cp16(sk + r * L::LD + c, kc + off, ok ? 16 : 0);
             mma_cp16(sv + r * L::LD + c, vc + off, ok ? 16 : 0);
         }
@@ -177,17 +184,31 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
                 mma_16816<T>(s[nt + 1], qa[kk], b[2], b[3]);
             }
 
-        /* mask, scale (log2 domain), row maxima over the quad */
+        /* mask, scale (log2 domain), row maxima over the quad. A tile inside every row's range
+         * (all keys before the warp's first query token, all rows real: most tiles of a long
+         * context) skips the per-element mask; the test is uniform over the warp. __fmul_rn in
+         * both: a product the compiler may not fuse into exp2f's subtraction, so that a row gets
+         * the same bits on either path (batch-invariant mode depends on it). */
         float mx[2] = {-INFINITY, -INFINITY};
+        if (16 * w + 16 <= rows && n0 + P2_BN <= kv_hi && n0 + P2_BN - 1 <= pos0 + m0 + (16 * w) / G) {
 #pragma unroll
-        for (int nt = 0; nt < P2_BN / 8; nt++)
+            for (int nt = 0; nt < P2_BN / 8; nt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int r = 16 * w + g + (e >> 1) * 8, key = n0 + nt * 8 + 2 * t4 + (e & 1);
-                bool ok = r < rows && key < kv_hi && key <= pos0 + m0 + rt[e >> 1];
-                s[nt][e] = ok ? s[nt][e] * sl2 : -INFINITY;
-                mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
-            }
+                for (int e = 0; e < 4; e++) {
+                    s[nt][e] = __fmul_rn(s[nt][e], sl2);
+                    mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+                }
+        } else {
+#pragma unroll
+            for (int nt = 0; nt < P2_BN / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int r = 16 * w + g + (e >> 1) * 8, key = n0 + nt * 8 + 2 * t4 + (e & 1);
+                    bool ok = r < rows && key < kv_hi && key <= pos0 + m0 + rt[e >> 1];
+                    s[nt][e] = ok ? __fmul_rn(s[nt][e], sl2) : -INFINITY;
+                    mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+                }
+        }
         float alpha[2], mu[2];
 #pragma unroll
         for (int h = 0; h < 2; h++) {
@@ -211,13 +232,14 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
         }
         lrow[0] = lrow[0] * alpha[0] + ls[0]; /* per-lane partial sums: reduced at the end */
         lrow[1] = lrow[1] * alpha[1] + ls[1];
+        if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) /* no new maximum: O stays */
 #pragma unroll
-        for (int i = 0; i < D / 8; i++) {
-            o[i][0] *= alpha[0];
-            o[i][1] *= alpha[0];
-            o[i][2] *= alpha[1];
-            o[i][3] *= alpha[1];
-        }
+            for (int i = 0; i < D / 8; i++) {
+                o[i][0] *= alpha[0];
+                o[i][1] *= alpha[0];
+                o[i][2] *= alpha[1];
+                o[i][3] *= alpha[1];
+            }
         /* O += P V */
 #pragma unroll
         for (int kc2 = 0; kc2 < P2_BN / 16; kc2++) {
@@ -259,7 +281,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
                     *(uint32_t *)(out + i * 8 + 2 * t4) = mma_pack2<T>(inv_normalize(x0, l), inv_normalize(x1, l));
                 }
             } else { /* this chunk's state, raw (log2-domain max), for inv_combine_kernel */
-                float *part = (float *)a.scratch + (((size_t)blockIdx.x * P2_BM + r) * nsplit + split) * (D + 2);
+                float *part = (float *)a.scratch + (((size_t)blockIdx.x * BM + r) * nsplit + split) * (D + 2);
 #pragma unroll
                 for (int i = 0; i < D / 8; i++) {
                     part[i * 8 + 2 * t4] = o[i][2 * h];
@@ -291,7 +313,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
             } else {
                 /* partials in the decode combine's format: unnormalized O, max (natural log), sum;
                  * indexed by (tile, token in the tile, head) */
-                float *part = (float *)a.scratch + (((size_t)tile * P2_BM + rt[h]) * a.H + rh[h]) * (size_t)nsplit * (D + 2) +
+                float *part = (float *)a.scratch + (((size_t)tile * BM + rt[h]) * a.H + rh[h]) * (size_t)nsplit * (D + 2) +
                               (size_t)split * (D + 2);
 #pragma unroll
                 for (int i = 0; i < D / 8; i++) {
@@ -307,27 +329,39 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
     }
 }
 
+/* Merges the key splits of one (query token, head): a block per pair that has a token (grid x:
+ * tile x tile_tokens), a thread per element. The splits' maxima and weights are computed once
+ * into shared memory, so each thread then reads only its element of every split. */
 template <typename T, int D>
 __global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, int tile_tokens) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
-    int tile = blockIdx.x / P2_BM, r = blockIdx.x % P2_BM, head = blockIdx.y;
-    int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
-    int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
-    if (r >= tile_tokens || m0 + r >= qlen) return;
-    const float *part = (const float *)a.scratch + (((size_t)blockIdx.x) * a.H + head) * (size_t)nsplit * (D + 2);
-    float m = -INFINITY;
-    for (int i = 0; i < nsplit; i++) m = fmaxf(m, part[i * (D + 2) + D]);
-    /* one more pass over the splits for the sum and the output together: two memory round trips
-     * in all (a launch of its own follows every split prefill layer) */
+    __shared__ float wgt[P2_MAX_SPLITS], mx[P2_MAX_SPLITS];
+    __shared__ float total;
+    const int tile = blockIdx.x / tile_tokens, r = blockIdx.x % tile_tokens, head = blockIdx.y;
+    const int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
+    const int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
+    if (m0 + r >= qlen) return;
+    const float *part = (const float *)a.scratch + (((size_t)tile * P2_BM + r) * a.H + head) * (size_t)nsplit * (D + 2);
+    const int i = threadIdx.x;
+    if (i < nsplit) mx[i] = part[i * (D + 2) + D];
+    __syncthreads();
+    if (i < nsplit) {
+        float m = -INFINITY;
+        for (int j = 0; j < nsplit; j++) m = fmaxf(m, mx[j]);
+        wgt[i] = mx[i] == -INFINITY ? 0.f : __expf(mx[i] - m);
+    }
+    __syncthreads();
+    if (i == 0) { /* the sum in split order, as the output's */
+        float t = 0.f;
+        for (int j = 0; j < nsplit; j++)
+            if (wgt[j] > 0.f) t += part[j * (D + 2) + D + 1] * wgt[j];
+        total = t;
+    }
+    __syncthreads();
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float acc = 0.f, total = 0.f;
-        for (int i = 0; i < nsplit; i++) {
-            const float mi = part[i * (D + 2) + D], li = part[i * (D + 2) + D + 1], oi = part[i * (D + 2) + d];
-            if (mi == -INFINITY) continue;
-            const float e = __expf(mi - m);
-            total += li * e;
-            acc += oi * e;
-        }
+        float acc = 0.f;
+        for (int j = 0; j < nsplit; j++)
+            if (wgt[j] > 0.f) acc += part[j * (D + 2) + d] * wgt[j];
         ((T *)a.out)[((size_t)(q0 + m0 + r) * a.H + head) * D + d] = from_f<T>(total > 0.f ? acc / total : 0.f);
     }
 }
@@ -358,16 +392,17 @@ __global__ void inv_combine_kernel(const vk_attention_args a, int nsplit) {
 
 /* Splits the key range when the blocks (tiles x heads, or x KV groups) would leave the GPU idle. */
 static int choose_splits(const vk_attention_args *a, int *chunk) {
-    /* want: two blocks per SM (128 threads at ~220 registers). Rounding the split down to stay in
+    /* want: two blocks per SM (128 threads at ~230 registers). Rounding the split down to stay in
      * one wave measured no faster on B4's 32 queries over 4,128 keys (run 50: 46 us against 42-44
      * rounding up), so it rounds up. */
-    int blocks = a->num_prefill_tiles * (a->group_heads ? a->KVH : a->H), want = 2 * vk_sm_count();
+    int blocks = a->num_prefill_tiles * (a->group_heads ? a->KVH : a->H), slots = 2 * vk_sm_count();
     int max_ctx = a->max_context_len > 0 ? a->max_context_len : 1;
     int nsplit = 1;
-    if (blocks < want && max_ctx > 4 * P2_BN) { /* default mode only: launch_inv has its own chunks */
-        nsplit = (want + blocks - 1) / blocks;
+    if (blocks < slots && max_ctx > 4 * P2_BN) { /* default mode only: launch_inv has its own chunks */
+        nsplit = (slots + blocks - 1) / blocks;
         int cap = max_ctx / (2 * P2_BN); /* at least two key tiles per split */
         if (nsplit > cap) nsplit = cap;
+        if (nsplit > P2_MAX_SPLITS) nsplit = P2_MAX_SPLITS;
         if ((size_t)a->num_prefill_tiles * P2_BM * nsplit > VK_PREFILL_SPLIT_ROWS) nsplit = 1;
         if (nsplit < 1) nsplit = 1;
     }
@@ -421,7 +456,7 @@ static cudaError_t launch_p2(const vk_attention_args *a, cudaStream_t s) {
     kern<<<grid, P2_THREADS, smem, s>>>(b, nsplit, chunk, P2_BM);
     if ((e = cudaGetLastError()) != cudaSuccess || nsplit == 1) return e;
     const int tt = grp ? P2_BM / (a->H / a->KVH) : P2_BM;
-    prefill_combine_kernel<T, D><<<dim3(a->num_prefill_tiles * P2_BM, a->H), D, 0, s>>>(b, nsplit, tt);
+    prefill_combine_kernel<T, D><<<dim3(a->num_prefill_tiles * tt, a->H), D, 0, s>>>(b, nsplit, tt);
     return cudaGetLastError();
 }
 

@@ -101,13 +101,96 @@ __global__ void rope_kv_kernel(T *qkv, const T *bias, const int32_t *positions, 
     }
 }
 
-extern "C" cudaError_t vk_rope_kv_write(vk_dtype dt, void *qkv, const void *bias,
-                                        const int32_t *positions, const int32_t *slot_mapping,
-                                        const float *inv_freq, void *k_cache, void *v_cache, int n,
-                                        int H, int KVH, int D, cudaStream_t s) {
+/* Version 2: the same arithmetic on 16-byte vectors. An item is 8 rotation pairs of a q or k head
+ * (two vectors: dims i..i+7 and i+half..) or 8 elements of a v head; each thread loads all of its
+ * items before it stores any (one memory round trip per step, not one per element batch). Needs
+ * half % 8 == 0 and 16-byte aligned rows, cache and bias (vk_rope_kv_write checks). */
+template <typename T>
+__global__ void __launch_bounds__(128) rope_kv_kernel_v2(T *qkv, const T *bias, const int32_t *positions,
+                                                         const int32_t *slots, const float *inv_freq, T *kc, T *vc,
+                                                         int H, int KVH, int D) {
+    extern __shared__ float cs[];
+    constexpr int RK = 4; /* items per thread per batch */
+    const int t = blockIdx.x, half = D / 2, hv = half / 8;
+    T *row = qkv + (size_t)t * (H + 2 * KVH) * D;
+    const float pos = (float)positions[t];
+    const int slot = slots[t];
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        const float ang = pos * inv_freq[i];
+        cs[i] = rnd<T>(cosf(ang));
+        cs[half + i] = rnd<T>(sinf(ang));
+    }
+    __syncthreads();
+    const int nrot = (H + KVH) * hv, nitems = nrot + (slot >= 0 ? KVH * D / 8 : 0);
+    for (int p0 = threadIdx.x; p0 < nitems; p0 += RK * blockDim.x) {
+        float x1[RK][8], x2[RK][8];
+#pragma unroll
+        for (int u = 0; u < RK; u++) {
+            const int p = p0 + u * blockDim.x;
+            if (p >= nitems) break;
+            /* rotation: head p / hv, dims (p % hv) * 8 (+ half); v: element (p - nrot) * 8 of v */
+            const int off = p < nrot ? p / hv * D + p % hv * 8 : (H + KVH) * D + (p - nrot) * 8;
+            load8(row + off, x1[u]);
+            if (p < nrot) load8(row + off + half, x2[u]);
+            if (bias) {
+                float b[8];
+                load8(bias + off, b);
+#pragma unroll
+                for (int e = 0; e < 8; e++) x1[u][e] = rnd<T>(x1[u][e] + b[e]);
+                if (p < nrot) {
+                    load8(bias + off + half, b);
+#pragma unroll
+                    for (int e = 0; e < 8; e++) x2[u][e] = rnd<T>(x2[u][e] + b[e]);
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < RK; u++) {
+            const int p = p0 + u * blockDim.x;
+            if (p >= nitems) break;
+            if (p >= nrot) { /* v into the cache as is */
+                store8(vc + (size_t)slot * KVH * D + (p - nrot) * 8, x1[u]);
+                continue;
+            }
+            const int head = p / hv, i0 = p % hv * 8;
+            float o1[8], o2[8];
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                const float c = cs[i0 + e], sn = cs[half + i0 + e];
+                o1[e] = rnd<T>(rnd<T>(x1[u][e] * c) + rnd<T>(-x2[u][e] * sn));
+                o2[e] = rnd<T>(rnd<T>(x2[u][e] * c) + rnd<T>(x1[u][e] * sn));
+            }
+            T *dst = head < H ? row + head * D : slot >= 0 ? kc + ((size_t)slot * KVH + (head - H)) * D : nullptr;
+            if (!dst) continue;
+            store8(dst + i0, o1);
+            store8(dst + i0 + half, o2);
+        }
+    }
+}
+
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+extern "C" cudaError_t vk_rope_kv_write_v(int version, vk_dtype dt, void *qkv, const void *bias,
+                                          const int32_t *positions, const int32_t *slot_mapping,
+                                          const float *inv_freq, void *k_cache, void *v_cache, int n, int H, int KVH,
+                                          int D, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
     if (D % 2 || D <= 0 || H <= 0 || KVH <= 0) return cudaErrorInvalidValue;
-    VK_DISPATCH(dt, rope_kv_kernel<T><<<n, 256, sizeof(float) * D, s>>>((T *)qkv, (const T *)bias, positions, slot_mapping,
-                                                       inv_freq, (T *)k_cache, (T *)v_cache, H, KVH, D));
+    const bool vec = D % 16 == 0 && aligned16(qkv) && aligned16(k_cache) && aligned16(v_cache) && (!bias || aligned16(bias));
+    if (version == 2 && !vec) return cudaErrorInvalidValue;
+    if (version != 1 && vec)
+        VK_DISPATCH(dt, rope_kv_kernel_v2<T><<<n, 128, sizeof(float) * D, s>>>((T *)qkv, (const T *)bias, positions,
+                                                                             slot_mapping, inv_freq, (T *)k_cache,
+                                                                             (T *)v_cache, H, KVH, D));
+    else
+        VK_DISPATCH(dt, rope_kv_kernel<T><<<n, 256, sizeof(float) * D, s>>>((T *)qkv, (const T *)bias, positions,
+                                                                          slot_mapping, inv_freq, (T *)k_cache,
+                                                                          (T *)v_cache, H, KVH, D));
     return cudaGetLastError();
+}
+
+extern "C" cudaError_t vk_rope_kv_write(vk_dtype dt, void *qkv, const void *bias, const int32_t *positions,
+                                        const int32_t *slot_mapping, const float *inv_freq, void *k_cache,
+                                        void *v_cache, int n, int H, int KVH, int D, cudaStream_t s) {
+    return vk_rope_kv_write_v(0, dt, qkv, bias, positions, slot_mapping, inv_freq, k_cache, v_cache, n, H, KVH, D, s);
 }

@@ -475,27 +475,48 @@ stage_pdl() {
     grep -h "profile step\|^Prefix caching" "$W/bench.log" | tail -12 | tee "$W/profile_b4.txt"
 }
 
-# Prefill attention per KV group (VESTA_PREFILL_GROUP=1, the default) against one head per block
-# (0): 320 prompts' greedy tokens by the top-5 rule, then B4, B3 and B1 with each, interleaved,
+# ab_prefill VAR TAG LABEL NAME_A:VALUE_A NAME_B:VALUE_B: a prefill-attention setting against
+# another: 320 prompts' greedy tokens by the top-5 rule, then B4, B3 and B1 with each, interleaved,
 # in the same call.
-stage_prefill() {
-    ab320 VESTA_PREFILL_GROUP pg "320 prompts x 32 greedy tokens, prefill per KV group vs per head" head:0 group:1
+ab_prefill() {
+    local var=$1 tag=$2
+    ab320 "$@"
     local VESTA_BENCH_DUMMY=1 i v name val
     for i in 1 2; do
-        for v in head:0 group:1; do
+        for v in "$4" "$5"; do
             IFS=: read -r name val <<<"$v"
-            echo "== round $i: $name (VESTA_PREFILL_GROUP=$val) =="
-            VESTA_PREFILL_GROUP=$val vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
-                --temperature 0
+            echo "== round $i: $name ($var=$val) =="
+            (export "$var=$val" && vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
+                --temperature 0)
             summary+=("B4 $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
-            VESTA_PREFILL_GROUP=$val vb "b3_${name}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 \
-                --num-iters-warmup 2 --temperature 0
+            (export "$var=$val" && vb "b3_${name}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 \
+                --num-iters-warmup 2 --temperature 0)
             summary+=("B3 $name round $i: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
-            VESTA_PREFILL_GROUP=$val vb "b1_${name}_$i" throughput --num-prompts 512 --input-len 512 --output-len 256 \
-                --max-model-len 1024
+            (export "$var=$val" && vb "b1_${name}_$i" throughput --num-prompts 512 --input-len 512 --output-len 256 \
+                --max-model-len 1024)
             summary+=("B1 $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
         done
     done
+}
+
+# Prefill attention per KV group (VESTA_PREFILL_GROUP=1, the default) against one head per block (0).
+stage_prefill() {
+    ab_prefill VESTA_PREFILL_GROUP pg "320 prompts x 32 greedy tokens, prefill per KV group vs per head" head:0 group:1
+}
+
+# KV-group prefill tiles of 128 rows in 8-warp blocks (VESTA_PREFILL_WIDE=1, the default) against
+# 64 rows in 4-warp blocks (0); the kernel tests and kernel_bench's prefill rows first.
+stage_wide() {
+    echo "== kernel tests =="
+    timeout 240 "$B/bin/test_kernels" all 2>&1 | tee "$OUT/kernels.log" | tail -2
+    summary+=("kernel tests: $(tail -1 "$OUT/kernels.log")")
+    VESTA_KB_PREFILL=1 timeout 120 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" 2>&1 | tee "$OUT/kb_prefill.log"
+    ab_prefill VESTA_PREFILL_WIDE pw "320 prompts x 32 greedy tokens, wide vs narrow KV-group prefill tiles" narrow:0 wide:1
+    [ -f .gpu/ref320.jsonl ] && summary+=("$(python3 bench/gpu/compare_e2e.py --top5 .gpu/ref320.jsonl "$W/pw_narrow.jsonl" \
+        --label '320 prompts, narrow tiles vs the previous build' | tee -a "$W/pw.log")")
+    VESTA_BENCH_DUMMY=1 VESTA_PROFILE=2 vb b4_profile prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
+        --temperature 0
+    grep -h "profile step\|^Prefix caching" "$W/bench.log" | tail -9 | tee "$W/profile_b4.txt"
 }
 
 # Where B4's second request goes: VESTA_PROFILE=2 (each prefill step's device time per class and
@@ -531,14 +552,15 @@ stage_b4attn() {
     done
 }
 
-# This session's final build (run 50): the kernel tests, the prefill-attention rows, 320 prompts
-# against the previous build's greedy tokens (.gpu/ref320.jsonl: run 47's output, carried) by the
-# top-5 rule, and B1-B4.
+# A session's final build: the kernel tests, the prefill-attention and elementwise rows, 320
+# prompts against an earlier build's greedy tokens (.gpu/ref320.jsonl, carried: run 47's output)
+# by the top-5 rule, and B1-B4.
 stage_final() {
     echo "== kernel tests =="
     timeout 240 "$B/bin/test_kernels" all 2>&1 | tee "$OUT/kernels.log" | tail -2
     summary+=("kernel tests: $(tail -1 "$OUT/kernels.log")")
     VESTA_KB_PREFILL=1 timeout 120 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" 2>&1 | tee "$OUT/kb_prefill.log"
+    VESTA_KB_ELEMENTWISE=1 timeout 120 "$B/bin/kernel_bench" "$OUT/kb_elementwise.csv" 2>&1 | tee "$OUT/kb_elementwise.log"
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
     prompts320 "$W/fin_prompts.jsonl"
     gen320 "$W/fin_prompts.jsonl" "$W/fin.jsonl" "$W/fin.log"
@@ -552,8 +574,10 @@ stage_final() {
         vb "b2_$i" latency --input-len 128 --output-len 512 --num-iters 3 --num-iters-warmup 1 --temperature 0
         summary+=("B2 round $i: $(grep -h 'tokens/s decode' "$W/bench.log" | tail -1)")
     done
-    vb b3 latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 --temperature 0
-    summary+=("B3: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+    for i in 1 2; do
+        vb "b3_$i" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 --temperature 0
+        summary+=("B3 round $i: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+    done
     vb b1 throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024
     summary+=("B1: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
 }
@@ -639,6 +663,7 @@ run)
         stream) stage_stream ;;
         pdl) stage_pdl ;;
         prefill) stage_prefill ;;
+        wide) stage_wide ;;
         b4probe) stage_b4probe ;;
         b4attn) stage_b4attn ;;
         final) stage_final ;;

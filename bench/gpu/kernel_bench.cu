@@ -78,8 +78,10 @@ int main(int argc, char **argv) {
         return 77;
     }
     g_csv = argc > 1 ? fopen(argv[1], "w") : nullptr;
-    /* VESTA_KB_PREFILL: only the prefill-attention rows (per head and per KV group) */
-    const bool prefill_only = getenv("VESTA_KB_PREFILL") != nullptr;
+    /* VESTA_KB_PREFILL: only the prefill-attention rows (per head and per KV group);
+     * VESTA_KB_ELEMENTWISE: only the elementwise kernels (norm, SiLU, RoPE, embedding) */
+    const bool elem_only = getenv("VESTA_KB_ELEMENTWISE") != nullptr;
+    const bool prefill_only = getenv("VESTA_KB_PREFILL") != nullptr || elem_only;
     if (g_csv) fprintf(g_csv, "kernel,ms,GB/s,TFLOP/s\n");
     const int hidden = 4096, H = 32, KVH = 8, D = 128, F = 14336, V = 128256;
     const int W = (H + 2 * KVH) * D;
@@ -142,7 +144,7 @@ int main(int argc, char **argv) {
         cudaFree(b);
     }
     /* Elementwise kernels at a prefill-sized step (8192 tokens). */
-    if (!prefill_only) {
+    if (!prefill_only || elem_only) {
         int n = 8192;
         void *res = dalloc_rand((size_t)n * hidden, 3), *x = dalloc_rand((size_t)n * hidden, 4), *w = dalloc_rand(hidden, 5), *out;
         CK(cudaMalloc(&out, (size_t)n * hidden * 2));
@@ -170,8 +172,17 @@ int main(int argc, char **argv) {
         float *dinv;
         CK(cudaMalloc(&dinv, D / 2 * 4));
         CK(cudaMemcpy(dinv, inv.data(), D / 2 * 4, cudaMemcpyHostToDevice));
-        ms = time_ms([&] { CK(vk_rope_kv_write(VK_BF16, qkv, nullptr, dpos, dslot, dinv, kc, vc, n, H, KVH, D, 0)); });
-        report("rope_kv_write n=8192 (q rw, k,v write)", ms, 2.0 * n * ((H + 2 * KVH) * D + (H + 2 * KVH) * D), 0);
+        /* version 1 (an element a thread) beside production (version 2, 16-byte vectors): a prefill
+         * step, B3's prompt, B4's 32-token step */
+        for (int rn : {8192, 2048, 32})
+            for (int rv : {1, 0}) {
+                ms = time_ms([&] {
+                    CK(vk_rope_kv_write_v(rv, VK_BF16, qkv, nullptr, dpos, dslot, dinv, kc, vc, rn, H, KVH, D, 0));
+                });
+                char name[96];
+                snprintf(name, sizeof name, "rope_kv_write%s n=%d (q rw, k,v write)", rv == 1 ? " v1" : "", rn);
+                report(name, ms, 2.0 * rn * ((H + 2 * KVH) * D + (H + 2 * KVH) * D), 0);
+            }
         int32_t *ids;
         CK(cudaMalloc(&ids, n * 4));
         CK(cudaMemcpy(ids, pos.data(), n * 4, cudaMemcpyHostToDevice));
@@ -179,6 +190,11 @@ int main(int argc, char **argv) {
         ms = time_ms([&] { CK(vk_embedding(VK_BF16, out, table, ids, n, hidden, V, 0)); });
         report("embedding n=8192 h=4096", ms, 2.0 * n * hidden * 2, 0);
         for (void *p : {res, x, w, out, gu, act, qkv, kc, vc, (void *)dpos, (void *)dslot, (void *)dinv, (void *)ids, table}) cudaFree(p);
+    }
+    if (elem_only) {
+        cublasDestroy(cb);
+        if (g_csv) fclose(g_csv);
+        return 0;
     }
     /* Attention: decode batches and one 2048-token prefill, Llama-3-8B heads, block size 16. */
     /* dv: decode kernel (0 production, 1-5, or VK_DECODE_V5_VARIANT_BASE + a version 5 variant;

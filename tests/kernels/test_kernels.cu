@@ -119,7 +119,7 @@ static void test_rope(vk_dtype dt)
     printf("rope inv_freq llama3: max rel %.2e (tol 1e-5)\n", worst);
     CHECK(worst < 1e-5, "inv_freq");
 
-    int shapes[][3] = {{32, 8, 128}, {9, 3, 64}, {4, 4, 64}};
+    int shapes[][3] = {{32, 8, 128}, {9, 3, 64}, {4, 4, 64}, {4, 2, 24}}; /* D = 24: no 16-byte vectors */
     for (auto &sh : shapes) {
         int H = sh[0], KVH = sh[1], D = sh[2];
         rng r(g_seed + H);
@@ -139,13 +139,19 @@ static void test_rope(vk_dtype dt)
         rc.theta = 10000.f;
         std::vector<float> invf(D / 2);
         vk_rope_inv_freq(&rc, invf.data());
-        for (int use_bias = 0; use_bias < 2; use_bias++) {
+        for (int run = 0; run < 6; run++) { /* version 0 (production), 1, 2; without and with a bias */
+            const int version = run / 2, use_bias = run % 2;
             dbuf<uint16_t> dqkv(qkv), dbias(bias), kc((size_t)nblocks * bs * KVH * D),
                 vc((size_t)nblocks * bs * KVH * D);
             dbuf<int32_t> dpos(pos), dslot(slot);
             dbuf<float> dinv(invf);
-            CK(vk_rope_kv_write(dt, dqkv.p, use_bias ? dbias.p : nullptr, dpos.p, dslot.p, dinv.p, kc.p, vc.p, n, H,
-                                KVH, D, 0));
+            const cudaError_t e = vk_rope_kv_write_v(version, dt, dqkv.p, use_bias ? dbias.p : nullptr, dpos.p,
+                                                     dslot.p, dinv.p, kc.p, vc.p, n, H, KVH, D, 0);
+            if (version == 2 && D % 16) { /* refused; production takes version 1 there */
+                CHECK(e == cudaErrorInvalidValue, "rope v2 accepted D=%d", D);
+                continue;
+            }
+            CK(e);
             auto oq = to_f(dt, dqkv.down()), ok = to_f(dt, kc.down()), ov = to_f(dt, vc.down());
             std::vector<float> gq, wq, gk, wk;
             for (int t = 0; t < n; t++) {
@@ -180,8 +186,8 @@ static void test_rope(vk_dtype dt)
                 }
             }
             err eq = compare(gq, wq), ek = compare(gk, wk);
-            printf("rope_kv_write %s H=%d KVH=%d D=%d bias=%d: q rel %.2e, kv rel %.2e (tol %.1e)\n", dtn(dt), H, KVH,
-                   D, use_bias, eq.rel, ek.rel, ulp_tol(dt) / 4);
+            printf("rope_kv_write v%d %s H=%d KVH=%d D=%d bias=%d: q rel %.2e, kv rel %.2e (tol %.1e)\n", version,
+                   dtn(dt), H, KVH, D, use_bias, eq.rel, ek.rel, ulp_tol(dt) / 4);
             CHECK(eq.rel < ulp_tol(dt) / 4 && ek.rel < ulp_tol(dt) / 4, "rope");
         }
     }
@@ -346,6 +352,8 @@ static void test_attention(vk_dtype dt)
     /* few query rows over a long cached context: the prefill kernel splits the key range */
     run_attention_case(dt, 32, 8, 128, 16, {{32, 4128}}, "prefix-hit-split");
     run_attention_case(dt, 9, 3, 64, 16, {{5, 3000}, {1, 900}, {70, 2000}}, "split-gqa3");
+    /* a block size that is not a power of two (the kernels' gathers divide instead of shifting) */
+    run_attention_case(dt, 32, 8, 128, 12, {{1, 700}, {100, 1124}, {32, 2000}, {1, 13}}, "block-size-12");
 }
 
 /* Batch invariance (vesta_kernels.h, batch_invariant): attention rows of one L-token document
