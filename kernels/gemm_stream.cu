@@ -311,16 +311,23 @@ cudaError_t gs_sms(int *sms, int *major)
 
 } // namespace
 
+/* The workspace for products of out rows on a GPU of sms SMs: the partials, then the counters (one
+ * per (row block, warp)). */
+static size_t gs_ws_need(int sms, int out)
+{
+    const size_t counters = (size_t)(out + 127) / 128 * GS_WARPS;
+    return gs_part_bytes(sms) + counters * sizeof(int);
+}
+
 extern "C" size_t vk_gemm_stream_ws_bytes(int max_out)
 {
     int sms = 0, major = 0;
     if (gs_sms(&sms, &major) != cudaSuccess || max_out <= 0) return 0;
-    const size_t counters = (size_t)(max_out + 127) / 128 * GS_WARPS; /* one per (row block, warp) */
-    return gs_part_bytes(sms) + counters * sizeof(int);
+    return gs_ws_need(sms, max_out);
 }
 
 extern "C" cudaError_t vk_gemm_stream_ex(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
-                                         int out, void *ws, int variant, int pdl, cudaStream_t s)
+                                         int out, void *ws, size_t ws_bytes, int variant, int pdl, cudaStream_t s)
 {
     if (n <= 0) return cudaSuccess;
     if (n > VK_GEMM_STREAM_MAX_N || in <= 0 || in % 8 || out <= 0 || !ws || variant < 0 ||
@@ -329,6 +336,7 @@ extern "C" cudaError_t vk_gemm_stream_ex(vk_dtype dt, int f32_out, void *y, cons
     int sms = 0, major = 0;
     cudaError_t e = gs_sms(&sms, &major);
     if (e != cudaSuccess) return e;
+    if (ws_bytes < gs_ws_need(sms, out)) return cudaErrorInvalidValue;
     pdl = pdl && major >= 9; /* griddepcontrol: Hopper and later */
     if (f32_out) VK_DISPATCH(dt, return (gs_dispatch<T, float>(variant, y, x, w, n, in, out, ws, pdl, sms, s)));
     VK_DISPATCH(dt, return (gs_dispatch<T, T>(variant, y, x, w, n, in, out, ws, pdl, sms, s)));
@@ -336,7 +344,7 @@ extern "C" cudaError_t vk_gemm_stream_ex(vk_dtype dt, int f32_out, void *y, cons
 }
 
 extern "C" cudaError_t vk_gemm_stream(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
-                                      int out, void *ws, int pdl, cudaStream_t s)
+                                      int out, void *ws, size_t ws_bytes, int pdl, cudaStream_t s)
 {
-    return vk_gemm_stream_ex(dt, f32_out, y, x, w, n, in, out, ws, 0, pdl, s);
+    return vk_gemm_stream_ex(dt, f32_out, y, x, w, n, in, out, ws, ws_bytes, 0, pdl, s);
 }

@@ -161,8 +161,8 @@ cudaError_t vk_gemv(vk_dtype dt, int f32_out, void *y, const void *x, const void
  * the same product as vk_gemv, y[n][out] = x[n][in] . w[out][in]^T,
  * fp32 accumulation, y in the storage type or float32 when f32_out; in % 8 == 0, x and w 16-byte
  * aligned. Results are bit-reproducible run to run and do not depend on n.
- * ws: vk_gemm_stream_ws_bytes(max_out) bytes of device memory for the largest out it will be
- * given, zeroed once before the first call (cudaMemset); every call leaves its counters at zero
+ * ws: ws_bytes >= vk_gemm_stream_ws_bytes(out) bytes of device memory (cudaErrorInvalidValue if
+ * fewer), zeroed once before the first call (cudaMemset); every call leaves its counters at zero
  * again. One workspace per stream: two products on different streams must not share it.
  * pdl: launch as a programmatic dependent (Hopper; ignored before): the kernel starts reading
  * weights while the previous kernel in the stream finishes, and waits for that kernel's end
@@ -171,11 +171,11 @@ cudaError_t vk_gemv(vk_dtype dt, int f32_out, void *y, const void *x, const void
 #define VK_GEMM_STREAM_VARIANTS 4
 size_t vk_gemm_stream_ws_bytes(int max_out);
 cudaError_t vk_gemm_stream(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in, int out,
-                           void *ws, int pdl, cudaStream_t s);
+                           void *ws, size_t ws_bytes, int pdl, cudaStream_t s);
 /* The same with a chosen variant (0 production; 1-3 bf16 only, for benches: rows per warp,
  * k steps in flight and CTAs per SM). */
 cudaError_t vk_gemm_stream_ex(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
-                              int out, void *ws, int variant, int pdl, cudaStream_t s);
+                              int out, void *ws, size_t ws_bytes, int variant, int pdl, cudaStream_t s);
 
 /* out[i, j] = round(round(silu(gu[i, j])) * gu[i, F + j]) for gu [n][2F] (gate | up). */
 cudaError_t vk_silu_and_mul(vk_dtype dt, void *out, const void *gu, int n, int F, cudaStream_t s);

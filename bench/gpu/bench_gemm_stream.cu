@@ -51,7 +51,8 @@ static void cublas_gemm(cublasHandle_t cb, const void *x, int n, int in, const v
 
 struct bufs {
     std::vector<void *> w; /* copies of the weights */
-    void *x, *y, *ws;      /* ws: vk_gemm_stream's workspace */
+    void *x, *y, *ws;      /* ws: vk_gemm_stream's workspace (ws_bytes) */
+    size_t ws_bytes;
 };
 
 static bufs make_bufs(const shape &s, int maxn) {
@@ -68,8 +69,9 @@ static bufs make_bufs(const shape &s, int maxn) {
     CK(cudaMalloc(&b.x, (size_t)maxn * s.in * 2));
     CK(vk_fill_random(VK_BF16, b.x, (size_t)maxn * s.in, 1.f, 7, 0));
     CK(cudaMalloc(&b.y, (size_t)maxn * s.out * 4));
-    CK(cudaMalloc(&b.ws, vk_gemm_stream_ws_bytes(s.out)));
-    CK(cudaMemset(b.ws, 0, vk_gemm_stream_ws_bytes(s.out)));
+    b.ws_bytes = vk_gemm_stream_ws_bytes(s.out);
+    CK(cudaMalloc(&b.ws, b.ws_bytes));
+    CK(cudaMemset(b.ws, 0, b.ws_bytes));
     return b;
 }
 static void free_bufs(bufs &b) {
@@ -87,7 +89,7 @@ static bool check_shape(cublasHandle_t cb, const shape &s, bufs &b, int n) {
     CK(cudaMalloc(&yk, m * 4));
     CK(cudaMemset(yk, 0xff, m * 4));
     cublas_gemm(cb, b.x, n, s.in, b.w[0], s.out, yc, true);
-    CK(vk_gemm_stream(VK_BF16, 1, yk, b.x, b.w[0], n, s.in, s.out, b.ws, 0, 0));
+    CK(vk_gemm_stream(VK_BF16, 1, yk, b.x, b.w[0], n, s.in, s.out, b.ws, b.ws_bytes, 0, 0));
     std::vector<float> hc(m), hk(m);
     CK(cudaMemcpy(hc.data(), yc, m * 4, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(hk.data(), yk, m * 4, cudaMemcpyDeviceToHost));
@@ -112,6 +114,7 @@ static bool check_shape(cublasHandle_t cb, const shape &s, bufs &b, int n) {
 struct model_bufs {
     std::vector<void *> w[4]; /* [matrix][layer]: q|k|v, o_proj, gate|up, down */
     void *head, *norm_w, *h, *res, *xn, *big, *act, *logits, *ws;
+    size_t ws_bytes;
 };
 
 static const int LAYERS = 32, HID = 4096, FFN = 14336, VOCAB = 128256;
@@ -138,8 +141,9 @@ static model_bufs make_model(const shape *shapes, int maxn) {
     CK(cudaMalloc(&m.big, (size_t)maxn * 2 * FFN * 2));
     CK(cudaMalloc(&m.act, (size_t)maxn * FFN * 2));
     CK(cudaMalloc(&m.logits, (size_t)maxn * VOCAB * 4));
-    CK(cudaMalloc(&m.ws, vk_gemm_stream_ws_bytes(VOCAB)));
-    CK(cudaMemset(m.ws, 0, vk_gemm_stream_ws_bytes(VOCAB)));
+    m.ws_bytes = vk_gemm_stream_ws_bytes(VOCAB);
+    CK(cudaMalloc(&m.ws, m.ws_bytes));
+    CK(cudaMemset(m.ws, 0, m.ws_bytes));
     return m;
 }
 static void free_model(model_bufs &m) {
@@ -158,7 +162,7 @@ static void run_step(cublasHandle_t cb, model_bufs &m, int n, step_method how, c
         if (how == STEP_CUBLAS) cublas_gemm(cb, x, n, in, w, out, y, f32);
         else if (how == STEP_GEMV || how == STEP_GEMV_PDL)
             CK(vk_gemv(VK_BF16, f32, y, x, w, n, in, out, how == STEP_GEMV_PDL, st));
-        else CK(vk_gemm_stream(VK_BF16, f32, y, x, w, n, in, out, m.ws, how == STEP_STREAM_PDL, st));
+        else CK(vk_gemm_stream(VK_BF16, f32, y, x, w, n, in, out, m.ws, m.ws_bytes, how == STEP_STREAM_PDL, st));
     };
     for (int l = 0; l < LAYERS; l++) {
         CK(vk_add_rmsnorm(VK_BF16, m.xn, m.res, m.h, m.norm_w, n, HID, 1e-5f, st));
@@ -260,7 +264,7 @@ int main() {
                 t[0] = time_ms([&](int i) { CK(vk_gemv(VK_BF16, s.f32out, b.y, b.x, b.w[i % nc], n, s.in, s.out, 0, 0)); });
             t[1] = time_ms([&](int i) { cublas_gemm(cb, b.x, n, s.in, b.w[i % nc], s.out, b.y, s.f32out); });
             t[2] = time_ms([&](int i) {
-                CK(vk_gemm_stream(VK_BF16, s.f32out, b.y, b.x, b.w[i % nc], n, s.in, s.out, b.ws, 0, 0));
+                CK(vk_gemm_stream(VK_BF16, s.f32out, b.y, b.x, b.w[i % nc], n, s.in, s.out, b.ws, b.ws_bytes, 0, 0));
             });
             char col[NM][32];
             for (int m = 0; m < NM; m++) {
@@ -276,7 +280,7 @@ int main() {
             printf("\n    n=%2d:", n);
             for (int v = 0; v < VK_GEMM_STREAM_VARIANTS; v++) {
                 float tt = time_ms([&](int i) {
-                    CK(vk_gemm_stream_ex(VK_BF16, s.f32out, b.y, b.x, b.w[i % nc], n, s.in, s.out, b.ws, v, 0, 0));
+                    CK(vk_gemm_stream_ex(VK_BF16, s.f32out, b.y, b.x, b.w[i % nc], n, s.in, s.out, b.ws, b.ws_bytes, v, 0, 0));
                 });
                 printf("  v%d %.4f", v, tt);
             }

@@ -83,22 +83,22 @@ static bool same_rows(const void *a, int ra, const void *b, int rb, int out, siz
 /* A zeroed workspace for products up to max_out rows. */
 struct stream_ws {
     void *p = nullptr;
-    explicit stream_ws(int max_out) {
-        size_t b = vk_gemm_stream_ws_bytes(max_out);
-        CK(b ? cudaSuccess : cudaErrorInvalidValue);
-        CK(cudaMalloc(&p, b));
-        CK(cudaMemset(p, 0, b));
+    size_t n = 0;
+    explicit stream_ws(int max_out) : n(vk_gemm_stream_ws_bytes(max_out)) {
+        CK(n ? cudaSuccess : cudaErrorInvalidValue);
+        CK(cudaMalloc(&p, n));
+        CK(cudaMemset(p, 0, n));
     }
     ~stream_ws() { cudaFree(p); }
 };
 
 /* One variant (bf16 only beyond 0) with pdl on or off, both output types, every element
  * against the reference with check_problem's tolerance; returns the bad count. */
-static int check_stream(const problem &p, void *ws, int variant, int pdl, bool verbose) {
+static int check_stream(const problem &p, const stream_ws &ws, int variant, int pdl, bool verbose) {
     dbuf<uint16_t> dx(p.x), dw(p.w), dy((size_t)p.n * p.out);
     dbuf<float> dyf((size_t)p.n * p.out);
-    cudaError_t e1 = vk_gemm_stream_ex(p.dt, 0, dy.p, dx.p, dw.p, p.n, p.in, p.out, ws, variant, pdl, 0);
-    cudaError_t e2 = vk_gemm_stream_ex(p.dt, 1, dyf.p, dx.p, dw.p, p.n, p.in, p.out, ws, variant, pdl, 0);
+    cudaError_t e1 = vk_gemm_stream_ex(p.dt, 0, dy.p, dx.p, dw.p, p.n, p.in, p.out, ws.p, ws.n, variant, pdl, 0);
+    cudaError_t e2 = vk_gemm_stream_ex(p.dt, 1, dyf.p, dx.p, dw.p, p.n, p.in, p.out, ws.p, ws.n, variant, pdl, 0);
     CK(cudaDeviceSynchronize());
     if (e1 != cudaSuccess || e2 != cudaSuccess) {
         printf("  stream launch failed: %s / %s\n", cudaGetErrorString(e1), cudaGetErrorString(e2));
@@ -122,8 +122,8 @@ static void test_stream_shapes(uint64_t seed) {
         if (c == 5) n = 63;
         int in = ins[r.below(7)], out = outs[r.below(6)];
         problem p = make_problem(dt, n, in, out, r);
-        int bad = check_stream(p, ws.p, 0, c & 1, c < 6);
-        if (dt == VK_BF16) bad += check_stream(p, ws.p, 1 + r.below(VK_GEMM_STREAM_VARIANTS - 1), 1, c < 6);
+        int bad = check_stream(p, ws, 0, c & 1, c < 6);
+        if (dt == VK_BF16) bad += check_stream(p, ws, 1 + r.below(VK_GEMM_STREAM_VARIANTS - 1), 1, c < 6);
         CHECK(bad == 0, "stream random shape %d: %s n=%d in=%d out=%d", c, dtn(dt), n, in, out);
     }
     /* Llama-3-8B shapes, every variant: one range per row block (q|k|v), ranges inside a row
@@ -132,7 +132,7 @@ static void test_stream_shapes(uint64_t seed) {
     for (auto &s : shapes) {
         problem p = make_problem(VK_BF16, s[2], s[1], s[0], r);
         int bad = 0;
-        for (int v = 0; v < VK_GEMM_STREAM_VARIANTS; v++) bad += check_stream(p, ws.p, v, 1, true);
+        for (int v = 0; v < VK_GEMM_STREAM_VARIANTS; v++) bad += check_stream(p, ws, v, 1, true);
         CHECK(bad == 0, "stream llama shape out=%d in=%d n=%d", s[0], s[1], s[2]);
     }
 }
@@ -147,12 +147,12 @@ static void test_stream_reproducible(uint64_t seed) {
         auto x = rand_storage(VK_BF16, (size_t)64 * in, r, 1.f), w = rand_storage(VK_BF16, (size_t)out * in, r, 0.05f);
         dbuf<uint16_t> dx(x), dw(w);
         dbuf<float> dyf((size_t)64 * out);
-        CK(vk_gemm_stream(VK_BF16, 1, dyf.p, dx.p, dw.p, 64, in, out, ws.p, 0, 0));
+        CK(vk_gemm_stream(VK_BF16, 1, dyf.p, dx.p, dw.p, 64, in, out, ws.p, ws.n, 0, 0));
         auto ref64 = dyf.down();
         int bad_n = 0, first_bad = 0;
         for (int n = 1; n <= 64; n += (n < 10 ? 1 : 7)) {
             dyf.poison();
-            CK(vk_gemm_stream(VK_BF16, 1, dyf.p, dx.p, dw.p, n, in, out, ws.p, n & 1, 0));
+            CK(vk_gemm_stream(VK_BF16, 1, dyf.p, dx.p, dw.p, n, in, out, ws.p, ws.n, n & 1, 0));
             auto g = dyf.down();
             bool ok = true;
             for (int i = 0; i < n; i++) ok = ok && same_rows(g.data(), i, ref64.data(), i, out, 4);
@@ -183,7 +183,7 @@ static void test_stream_pdl_chain(uint64_t seed) {
         for (int rep = 0; rep < 3; rep++)
             for (int i = 0; i < L; i++) {
                 const void *in = i ? act[i - 1]->p : x0.p;
-                CK(vk_gemm_stream(VK_BF16, 0, act[i]->p, in, w[i]->p, n, dims[i], dims[i + 1], ws.p, pdl, 0));
+                CK(vk_gemm_stream(VK_BF16, 0, act[i]->p, in, w[i]->p, n, dims[i], dims[i + 1], ws.p, ws.n, pdl, 0));
                 if (!pdl) CK(cudaDeviceSynchronize());
             }
         CK(cudaDeviceSynchronize());
@@ -202,12 +202,14 @@ static void test_stream_pdl_chain(uint64_t seed) {
 static void test_stream_bad_args() {
     dbuf<uint16_t> d(64 * 64);
     stream_ws ws(64);
-    CHECK(vk_gemm_stream(VK_BF16, 0, d.p, d.p, d.p, 65, 64, 8, ws.p, 0, 0) == cudaErrorInvalidValue, "stream n > 64 accepted");
-    CHECK(vk_gemm_stream(VK_BF16, 0, d.p, d.p, d.p, 4, 60, 8, ws.p, 0, 0) == cudaErrorInvalidValue, "stream in %% 8 accepted");
-    CHECK(vk_gemm_stream(VK_BF16, 0, d.p, d.p, d.p, 4, 64, 8, nullptr, 0, 0) == cudaErrorInvalidValue, "stream no workspace accepted");
-    CHECK(vk_gemm_stream_ex(VK_F16, 0, d.p, d.p, d.p, 4, 64, 8, ws.p, 1, 0, 0) == cudaErrorInvalidValue, "stream fp16 bench variant accepted");
-    CHECK(vk_gemm_stream_ex(VK_BF16, 0, d.p, d.p, d.p, 4, 64, 8, ws.p, VK_GEMM_STREAM_VARIANTS, 0, 0) == cudaErrorInvalidValue, "stream variant out of range accepted");
-    CHECK(vk_gemm_stream(VK_BF16, 0, d.p, d.p, d.p, 0, 64, 8, ws.p, 0, 0) == cudaSuccess, "stream n = 0 is a no-op");
+    CHECK(vk_gemm_stream(VK_BF16, 0, d.p, d.p, d.p, 65, 64, 8, ws.p, ws.n, 0, 0) == cudaErrorInvalidValue, "stream n > 64 accepted");
+    CHECK(vk_gemm_stream(VK_BF16, 0, d.p, d.p, d.p, 4, 60, 8, ws.p, ws.n, 0, 0) == cudaErrorInvalidValue, "stream in %% 8 accepted");
+    CHECK(vk_gemm_stream(VK_BF16, 0, d.p, d.p, d.p, 4, 64, 8, nullptr, 0, 0, 0) == cudaErrorInvalidValue, "stream no workspace accepted");
+    CHECK(vk_gemm_stream(VK_BF16, 0, d.p, d.p, d.p, 4, 64, 200, ws.p, ws.n, 0, 0) == cudaErrorInvalidValue,
+          "stream workspace for 64 rows accepted for 200");
+    CHECK(vk_gemm_stream_ex(VK_F16, 0, d.p, d.p, d.p, 4, 64, 8, ws.p, ws.n, 1, 0, 0) == cudaErrorInvalidValue, "stream fp16 bench variant accepted");
+    CHECK(vk_gemm_stream_ex(VK_BF16, 0, d.p, d.p, d.p, 4, 64, 8, ws.p, ws.n, VK_GEMM_STREAM_VARIANTS, 0, 0) == cudaErrorInvalidValue, "stream variant out of range accepted");
+    CHECK(vk_gemm_stream(VK_BF16, 0, d.p, d.p, d.p, 0, 64, 8, ws.p, ws.n, 0, 0) == cudaSuccess, "stream n = 0 is a no-op");
     CHECK(vk_gemm_stream_ws_bytes(0) == 0, "stream workspace for no rows");
 }
 

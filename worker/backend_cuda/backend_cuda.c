@@ -564,6 +564,7 @@ static vesta_status alloc_stream_ws(cuda_backend *be, vesta_error *err)
     CU(bytes ? cudaSuccess : cudaErrorInvalidValue);
     CU(cudaMalloc(&be->gs_ws, bytes));
     CU(cudaMemset(be->gs_ws, 0, bytes));
+    be->gs_ws_bytes = bytes;
     return VESTA_OK;
 fail:
     return VESTA_ERR_BACKEND;

@@ -70,7 +70,7 @@ vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const voi
 {
     if (be->batch_invariant) return cuda_gemm_invariant_run(be, x, n, in, w, out, y, f32out, err);
     if (cuda_gemm_streams(be, n)) { /* opt-in (VESTA_GEMM_STREAM): not faster than cuBLAS on an H100 */
-        CU(vk_gemm_stream(VK_BF16, f32out, y, x, w, n, in, out, be->gs_ws, be->gemm_pdl, be->stream));
+        CU(vk_gemm_stream(VK_BF16, f32out, y, x, w, n, in, out, be->gs_ws, be->gs_ws_bytes, be->gemm_pdl, be->stream));
         return VESTA_OK;
     }
     if (n <= VK_GEMV_MAX_N) { /* weight streaming: vk_gemv beats cuBLAS at n <= 4 */

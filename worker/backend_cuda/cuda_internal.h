@@ -104,6 +104,7 @@ typedef struct cuda_backend {
      * VESTA_GEMM_PDL (1, the default): vk_gemv / vk_gemm_stream launched as programmatic dependents */
     int gemm_stream, gemm_pdl;
     void *gs_ws;
+    size_t gs_ws_bytes;
     /* VESTA_PREFILL_GROUP (1, the default, where a group has 2..8 heads): prefill attention tiles per
      * KV group (vk_attention_args.group_heads) */
     bool prefill_group;
