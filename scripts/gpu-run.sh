@@ -504,21 +504,6 @@ stage_prefill() {
     ab_prefill VESTA_PREFILL_GROUP pg "320 prompts x 32 greedy tokens, prefill per KV group vs per head" head:0 group:1
 }
 
-# KV-group prefill tiles of 128 rows in 8-warp blocks (VESTA_PREFILL_WIDE=1, the default) against
-# 64 rows in 4-warp blocks (0); the kernel tests and kernel_bench's prefill rows first.
-stage_wide() {
-    echo "== kernel tests =="
-    timeout 240 "$B/bin/test_kernels" all 2>&1 | tee "$OUT/kernels.log" | tail -2
-    summary+=("kernel tests: $(tail -1 "$OUT/kernels.log")")
-    VESTA_KB_PREFILL=1 timeout 120 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" 2>&1 | tee "$OUT/kb_prefill.log"
-    ab_prefill VESTA_PREFILL_WIDE pw "320 prompts x 32 greedy tokens, wide vs narrow KV-group prefill tiles" narrow:0 wide:1
-    [ -f .gpu/ref320.jsonl ] && summary+=("$(python3 bench/gpu/compare_e2e.py --top5 .gpu/ref320.jsonl "$W/pw_narrow.jsonl" \
-        --label '320 prompts, narrow tiles vs the previous build' | tee -a "$W/pw.log")")
-    VESTA_BENCH_DUMMY=1 VESTA_PROFILE=2 vb b4_profile prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
-        --temperature 0
-    grep -h "profile step\|^Prefix caching" "$W/bench.log" | tail -9 | tee "$W/profile_b4.txt"
-}
-
 # Where B4's second request goes: VESTA_PROFILE=2 (each prefill step's device time per class and
 # the host's time to issue it), then Nsight Compute on the second request's first layer (norm, RoPE,
 # prefill attention and its combine: the first request's 129 matching launches skipped).
@@ -663,7 +648,6 @@ run)
         stream) stage_stream ;;
         pdl) stage_pdl ;;
         prefill) stage_prefill ;;
-        wide) stage_wide ;;
         b4probe) stage_b4probe ;;
         b4attn) stage_b4attn ;;
         final) stage_final ;;
