@@ -56,7 +56,6 @@ __global__ void __launch_bounds__(P2_THREADS)
 prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_rows) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
     typedef p2_layout<D> L;
-    constexpr int NT = P2_THREADS, BM = P2_BM;
     extern __shared__ __align__(128) unsigned char smem[];
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
     /* Row r of the block is query token m0 + r / G of the tile's sequence, head head0 + r % G.
@@ -70,7 +69,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
     const int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
     const int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
     const int ctx = a.context_lens[seq], pos0 = ctx - qlen;
-    const int ntq = min(BM / G, qlen - m0); /* query tokens of this tile */
+    const int ntq = min(P2_BM / G, qlen - m0); /* query tokens of this tile */
     const int rows = ntq * G;
     const int kv_end = min(ctx, pos0 + m0 + ntq);
     /* this thread's two rows (16w + g and + 8): token offset in the tile and head */
@@ -132,7 +131,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
 
     const int32_t *bt = a.block_tables + (size_t)seq * a.max_blocks_per_seq;
     const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
-    constexpr int DV = D / 8, VEC = P2_BN * DV / NT;
+    constexpr int DV = D / 8, VEC = P2_BN * DV / P2_THREADS;
     /* a power-of-two block size (the usual 16) divides by a shift: the gathers are a large share of
      * the instructions when a block's rows are few */
     const int bsz = a.block_size, bsh = (bsz & (bsz - 1)) == 0 ? __ffs(bsz) - 1 : -1;
@@ -140,7 +139,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
         T *sk = (T *)(smem + (size_t)buf * 2 * L::tile), *sv = (T *)(smem + (size_t)buf * 2 * L::tile + L::tile);
 #pragma unroll
         for (int i = 0; i < VEC; i++) {
-            int idx = tid + i * NT, r = idx / DV, c = (idx % DV) * 8, tk = n0 + r;
+            int idx = tid + i * P2_THREADS, r = idx / DV, c = (idx % DV) * 8, tk = n0 + r;
             bool ok = tk < kv_hi;
             const int blk = bsh >= 0 ? tk >> bsh : tk / bsz, slot = tk - blk * bsz;
             size_t off = ok ? (((size_t)bt[blk] * bsz + slot) * a.KVH + kvh) * D + c : 0;
@@ -281,7 +280,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
                     *(uint32_t *)(out + i * 8 + 2 * t4) = mma_pack2<T>(inv_normalize(x0, l), inv_normalize(x1, l));
                 }
             } else { /* this chunk's state, raw (log2-domain max), for inv_combine_kernel */
-                float *part = (float *)a.scratch + (((size_t)blockIdx.x * BM + r) * nsplit + split) * (D + 2);
+                float *part = (float *)a.scratch + (((size_t)blockIdx.x * P2_BM + r) * nsplit + split) * (D + 2);
 #pragma unroll
                 for (int i = 0; i < D / 8; i++) {
                     part[i * 8 + 2 * t4] = o[i][2 * h];
@@ -313,7 +312,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
             } else {
                 /* partials in the decode combine's format: unnormalized O, max (natural log), sum;
                  * indexed by (tile, token in the tile, head) */
-                float *part = (float *)a.scratch + (((size_t)tile * BM + rt[h]) * a.H + rh[h]) * (size_t)nsplit * (D + 2) +
+                float *part = (float *)a.scratch + (((size_t)tile * P2_BM + rt[h]) * a.H + rh[h]) * (size_t)nsplit * (D + 2) +
                               (size_t)split * (D + 2);
 #pragma unroll
                 for (int i = 0; i < D / 8; i++) {
