@@ -333,6 +333,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
  * into shared memory, so each thread then reads only its element of every split. */
 template <typename T, int D>
 __global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, int tile_tokens) {
+    static_assert(P2_MAX_SPLITS <= D, "a thread per split (the block has D threads)");
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
     __shared__ float wgt[P2_MAX_SPLITS], mx[P2_MAX_SPLITS];
     __shared__ float total;

@@ -175,7 +175,7 @@ extern "C" cudaError_t vk_rope_kv_write_v(int version, vk_dtype dt, void *qkv, c
                                           const float *inv_freq, void *k_cache, void *v_cache, int n, int H, int KVH,
                                           int D, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
-    if (D % 2 || D <= 0 || H <= 0 || KVH <= 0) return cudaErrorInvalidValue;
+    if (D % 2 || D <= 0 || H <= 0 || KVH <= 0 || version < 0 || version > 2) return cudaErrorInvalidValue;
     const bool vec = D % 16 == 0 && aligned16(qkv) && aligned16(k_cache) && aligned16(v_cache) && (!bias || aligned16(bias));
     if (version == 2 && !vec) return cudaErrorInvalidValue;
     if (version != 1 && vec)

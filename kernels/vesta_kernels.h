@@ -63,7 +63,8 @@ cudaError_t vk_rope_kv_write(vk_dtype dt, void *qkv, const void *bias, const int
                              void *v_cache, int n, int H, int KVH, int D, cudaStream_t s);
 /* The same with a chosen kernel (the same results): 0 = production (version 2 where D % 16 == 0
  * and qkv, caches and bias are 16-byte aligned, else version 1), 1 = an element per thread,
- * 2 = 16-byte vectors (cudaErrorInvalidValue where the shape or alignment does not allow). */
+ * 2 = 16-byte vectors (cudaErrorInvalidValue where the shape or alignment does not allow, and for
+ * any other version). */
 cudaError_t vk_rope_kv_write_v(int version, vk_dtype dt, void *qkv, const void *bias, const int32_t *positions,
                                const int32_t *slot_mapping, const float *inv_freq, void *k_cache, void *v_cache,
                                int n, int H, int KVH, int D, cudaStream_t s);

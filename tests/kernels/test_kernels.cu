@@ -152,6 +152,12 @@ static void test_rope(vk_dtype dt)
                 continue;
             }
             CK(e);
+            if (run == 0) /* misaligned (q of token 0 one element in) and unknown versions are refused */
+                CHECK(vk_rope_kv_write_v(2, dt, dqkv.p + 1, nullptr, dpos.p, dslot.p, dinv.p, kc.p, vc.p, 1, H, KVH,
+                                         D, 0) == cudaErrorInvalidValue &&
+                          vk_rope_kv_write_v(3, dt, dqkv.p, nullptr, dpos.p, dslot.p, dinv.p, kc.p, vc.p, n, H, KVH,
+                                             D, 0) == cudaErrorInvalidValue,
+                      "rope: a misaligned v2 or version 3 accepted");
             auto oq = to_f(dt, dqkv.down()), ok = to_f(dt, kc.down()), ov = to_f(dt, vc.down());
             std::vector<float> gq, wq, gk, wk;
             for (int t = 0; t < n; t++) {
