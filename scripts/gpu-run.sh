@@ -537,6 +537,22 @@ stage_b4attn() {
     done
 }
 
+# Nsight Compute's detailed sections (stall reasons, instruction mix, shared-memory traffic, the
+# source lines that stall) on the production prefill kernel: kernel_bench's prefill rows, the 139th
+# prefill_mma launch (run 57: the per-KV-group prefix hit, B4's 32 queries over 4,128 keys), into
+# $OUT/ncu_prefill.txt; VESTA_NCU_SKIP picks another launch.
+stage_prefillprof() {
+    local ncu=/usr/local/cuda/bin/ncu
+    [ -x "$ncu" ] || ncu=ncu
+    VESTA_KB_PREFILL=1 timeout 300 "$ncu" -k "regex:prefill_mma" --launch-skip "${VESTA_NCU_SKIP:-138}" --launch-count 1 \
+        --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats \
+        --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
+        --section Occupancy --section SourceCounters --import-source no "$B/bin/kernel_bench" >"$OUT/ncu_prefill.txt" 2>&1
+    summary+=("ncu prefill: rc $? ($(grep -c 'Section: ' "$OUT/ncu_prefill.txt") sections)")
+    grep -E "^  [a-z_ ]+.*\(|Duration|Stall|Warp Cycles|Issued|Eligible|Bank|Pipe|Executed Ipc|Throughput" \
+        "$OUT/ncu_prefill.txt" | head -60
+}
+
 # A session's final build: the kernel tests, the prefill-attention and elementwise rows, 320
 # prompts against an earlier build's greedy tokens (.gpu/ref320.jsonl, carried: run 47's output)
 # by the top-5 rule, and B1-B4.
@@ -650,6 +666,7 @@ run)
         prefill) stage_prefill ;;
         b4probe) stage_b4probe ;;
         b4attn) stage_b4attn ;;
+        prefillprof) stage_prefillprof ;;
         final) stage_final ;;
         b4) stage_b4 ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
