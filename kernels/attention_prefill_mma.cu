@@ -329,13 +329,14 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
 }
 
 /* Merges the key splits of one (query token, head): a block per pair that has a token (grid x:
- * tile x tile_tokens), a thread per element. The splits' maxima and weights are computed once
- * into shared memory, so each thread then reads only its element of every split. */
+ * tile x tile_tokens), a thread per element. The splits' maxima, sums and weights go through
+ * shared memory once; then each thread reads its element of every split, loads issued several at
+ * a time (no branch between them: an empty split has O = 0, l = 0 and weight 0, which adds 0). */
 template <typename T, int D>
 __global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, int tile_tokens) {
     static_assert(P2_MAX_SPLITS <= D, "a thread per split (the block has D threads)");
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
-    __shared__ float wgt[P2_MAX_SPLITS], mx[P2_MAX_SPLITS];
+    __shared__ float wgt[P2_MAX_SPLITS], mx[P2_MAX_SPLITS], ls[P2_MAX_SPLITS];
     __shared__ float total;
     const int tile = blockIdx.x / tile_tokens, r = blockIdx.x % tile_tokens, head = blockIdx.y;
     const int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
@@ -343,7 +344,10 @@ __global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, in
     if (m0 + r >= qlen) return;
     const float *part = (const float *)a.scratch + (((size_t)tile * P2_BM + r) * a.H + head) * (size_t)nsplit * (D + 2);
     const int i = threadIdx.x;
-    if (i < nsplit) mx[i] = part[i * (D + 2) + D];
+    if (i < nsplit) {
+        mx[i] = part[i * (D + 2) + D];
+        ls[i] = part[i * (D + 2) + D + 1];
+    }
     __syncthreads();
     if (i < nsplit) {
         float m = -INFINITY;
@@ -353,15 +357,14 @@ __global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, in
     __syncthreads();
     if (i == 0) { /* the sum in split order, as the output's */
         float t = 0.f;
-        for (int j = 0; j < nsplit; j++)
-            if (wgt[j] > 0.f) t += part[j * (D + 2) + D + 1] * wgt[j];
+        for (int j = 0; j < nsplit; j++) t += ls[j] * wgt[j];
         total = t;
     }
     __syncthreads();
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float acc = 0.f;
-        for (int j = 0; j < nsplit; j++)
-            if (wgt[j] > 0.f) acc += part[j * (D + 2) + d] * wgt[j];
+#pragma unroll 8
+        for (int j = 0; j < nsplit; j++) acc += part[j * (D + 2) + d] * wgt[j];
         ((T *)a.out)[((size_t)(q0 + m0 + r) * a.H + head) * D + d] = from_f<T>(total > 0.f ? acc / total : 0.f);
     }
 }

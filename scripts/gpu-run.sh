@@ -504,6 +504,26 @@ stage_prefill() {
     ab_prefill VESTA_PREFILL_GROUP pg "320 prompts x 32 greedy tokens, prefill per KV group vs per head" head:0 group:1
 }
 
+# A check of a prefill-attention change that must not move any bit: the attention tests,
+# kernel_bench's prefill rows, 320 prompts against an earlier build's tokens (.gpu/ref320.jsonl,
+# carried), and B4 twice.
+stage_attncheck() {
+    echo "== attention tests =="
+    timeout 240 "$B/bin/test_kernels" attention 2>&1 | tee "$OUT/kernels.log" | tail -1
+    summary+=("attention tests: $(tail -1 "$OUT/kernels.log")")
+    VESTA_KB_PREFILL=1 timeout 150 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" 2>&1 | tee "$OUT/kb_prefill.log"
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    prompts320 "$W/ac_prompts.jsonl"
+    gen320 "$W/ac_prompts.jsonl" "$W/ac.jsonl" "$W/ac.log"
+    [ -f .gpu/ref320.jsonl ] && summary+=("$(python3 bench/gpu/compare_e2e.py --top5 .gpu/ref320.jsonl "$W/ac.jsonl" \
+        --label '320 prompts, this build vs the reference build' | tee -a "$W/ac.log")")
+    local VESTA_BENCH_DUMMY=1 i
+    for i in 1 2; do
+        vb "b4_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0
+        summary+=("B4 round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+    done
+}
+
 # Where B4's second request goes: VESTA_PROFILE=2 (each prefill step's device time per class and
 # the host's time to issue it), then Nsight Compute on the second request's first layer (norm, RoPE,
 # prefill attention and its combine: the first request's 129 matching launches skipped).
@@ -664,6 +684,7 @@ run)
         stream) stage_stream ;;
         pdl) stage_pdl ;;
         prefill) stage_prefill ;;
+        attncheck) stage_attncheck ;;
         b4probe) stage_b4probe ;;
         b4attn) stage_b4attn ;;
         prefillprof) stage_prefillprof ;;
