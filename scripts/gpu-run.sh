@@ -6,8 +6,9 @@
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
-#                                       invariant-bench, tp2 (two GPUs) or all
-#                                       (kernels e2e bench)
+#                                       invariant-bench, tp2 (two GPUs), stream, pdl, prefill, b4probe,
+#                                       b4attn, prefillprof, attncheck, final, b4 (each described at its
+#                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
