@@ -247,6 +247,18 @@ gen320() {
         --temperature 0 --max-tokens 32 --ignore-eos --logprobs 5 --no-progress --max-model-len 1024 "$@" >>"$log" 2>&1
 }
 
+# vs_ref320 TAG: the 320 prompts with this build (into $W/TAG.jsonl, log $W/TAG.log) against an
+# earlier build's tokens (.gpu/ref320.jsonl, carried) by the top-5 rule (summary).
+vs_ref320() {
+    local tag=$1
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    prompts320 "$W/${tag}_prompts.jsonl"
+    gen320 "$W/${tag}_prompts.jsonl" "$W/$tag.jsonl" "$W/$tag.log"
+    echo "generate: rc $?"
+    [ -f .gpu/ref320.jsonl ] && summary+=("$(python3 bench/gpu/compare_e2e.py --top5 .gpu/ref320.jsonl "$W/$tag.jsonl" \
+        --label '320 prompts, this build vs the reference build' | tee -a "$W/$tag.log")")
+}
+
 # ab320 VAR TAG LABEL NAME_A:VALUE_A NAME_B:VALUE_B: the 320 prompts generated with VAR=VALUE_A and
 # with VAR=VALUE_B (into $W/TAG_NAME.jsonl, log $W/TAG.log), compared by the top-5 rule (summary).
 ab320() {
@@ -505,19 +517,20 @@ stage_prefill() {
     ab_prefill VESTA_PREFILL_GROUP pg "320 prompts x 32 greedy tokens, prefill per KV group vs per head" head:0 group:1
 }
 
+# tests_and_prefill_rows WHAT: test_kernels WHAT (summary), then kernel_bench's prefill rows.
+tests_and_prefill_rows() {
+    echo "== kernel tests: $1 =="
+    timeout 240 "$B/bin/test_kernels" "$1" 2>&1 | tee "$OUT/kernels.log" | tail -2
+    summary+=("kernel tests: $(tail -1 "$OUT/kernels.log")")
+    VESTA_KB_PREFILL=1 timeout 150 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" 2>&1 | tee "$OUT/kb_prefill.log"
+}
+
 # A check of a prefill-attention change that must not move any bit: the attention tests,
 # kernel_bench's prefill rows, 320 prompts against an earlier build's tokens (.gpu/ref320.jsonl,
 # carried), and B4 twice.
 stage_attncheck() {
-    echo "== attention tests =="
-    timeout 240 "$B/bin/test_kernels" attention 2>&1 | tee "$OUT/kernels.log" | tail -1
-    summary+=("attention tests: $(tail -1 "$OUT/kernels.log")")
-    VESTA_KB_PREFILL=1 timeout 150 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" 2>&1 | tee "$OUT/kb_prefill.log"
-    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    prompts320 "$W/ac_prompts.jsonl"
-    gen320 "$W/ac_prompts.jsonl" "$W/ac.jsonl" "$W/ac.log"
-    [ -f .gpu/ref320.jsonl ] && summary+=("$(python3 bench/gpu/compare_e2e.py --top5 .gpu/ref320.jsonl "$W/ac.jsonl" \
-        --label '320 prompts, this build vs the reference build' | tee -a "$W/ac.log")")
+    tests_and_prefill_rows attention
+    vs_ref320 ac
     local VESTA_BENCH_DUMMY=1 i
     for i in 1 2; do
         vb "b4_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0
@@ -578,17 +591,9 @@ stage_prefillprof() {
 # prompts against an earlier build's greedy tokens (.gpu/ref320.jsonl, carried: run 47's output)
 # by the top-5 rule, and B1-B4.
 stage_final() {
-    echo "== kernel tests =="
-    timeout 240 "$B/bin/test_kernels" all 2>&1 | tee "$OUT/kernels.log" | tail -2
-    summary+=("kernel tests: $(tail -1 "$OUT/kernels.log")")
-    VESTA_KB_PREFILL=1 timeout 120 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" 2>&1 | tee "$OUT/kb_prefill.log"
+    tests_and_prefill_rows all
     VESTA_KB_ELEMENTWISE=1 timeout 120 "$B/bin/kernel_bench" "$OUT/kb_elementwise.csv" 2>&1 | tee "$OUT/kb_elementwise.log"
-    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    prompts320 "$W/fin_prompts.jsonl"
-    gen320 "$W/fin_prompts.jsonl" "$W/fin.jsonl" "$W/fin.log"
-    echo "generate: rc $?"
-    [ -f .gpu/ref320.jsonl ] && summary+=("$(python3 bench/gpu/compare_e2e.py --top5 .gpu/ref320.jsonl "$W/fin.jsonl" \
-        --label '320 prompts, this build vs the previous build' | tee -a "$W/fin.log")")
+    vs_ref320 fin
     local VESTA_BENCH_DUMMY=1 i
     for i in 1 2; do
         vb "b4_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0
