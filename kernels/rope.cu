@@ -29,6 +29,24 @@ extern "C" void vk_rope_inv_freq(const vk_rope_config *c, float *inv_freq) {
     }
 }
 
+/* The token's cos / sin table ([half] cos, then [half] sin; the same for every head), rounded to
+ * the storage type as HF rounds them. Ends synced. Both versions use it, and rope_pair below, so
+ * their results cannot drift apart. */
+template <typename T> __device__ __forceinline__ void rope_table(float *cs, float pos, const float *inv_freq, int half) {
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        const float ang = pos * inv_freq[i];
+        cs[i] = rnd<T>(cosf(ang));
+        cs[half + i] = rnd<T>(sinf(ang));
+    }
+    __syncthreads();
+}
+/* One rotation pair (x1 at dim i, x2 at i + half) with cos c and sin sn, each product and the sum
+ * rounded as HF's apply_rotary_pos_emb does in bf16 / fp16. */
+template <typename T> __device__ __forceinline__ void rope_pair(float x1, float x2, float c, float sn, float *o1, float *o2) {
+    *o1 = rnd<T>(rnd<T>(x1 * c) + rnd<T>(-x2 * sn));
+    *o2 = rnd<T>(rnd<T>(x2 * c) + rnd<T>(x1 * sn));
+}
+
 template <typename T>
 __global__ void rope_kv_kernel(T *qkv, const T *bias, const int32_t *positions, const int32_t *slots,
                                const float *inv_freq, T *kc, T *vc, int H, int KVH, int D) {
@@ -37,14 +55,8 @@ __global__ void rope_kv_kernel(T *qkv, const T *bias, const int32_t *positions, 
     int half = D / 2;
     int width = (H + 2 * KVH) * D;
     T *row = qkv + (size_t)t * width;
-    float pos = (float)positions[t];
     int slot = slots[t];
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float ang = pos * inv_freq[i];
-        cs[i] = rnd<T>(cosf(ang));
-        cs[half + i] = rnd<T>(sinf(ang));
-    }
-    __syncthreads();
+    rope_table<T>(cs, (float)positions[t], inv_freq, half);
     /* q and k heads: one thread per rotation pair, RK pairs at a time, every load of a batch
      * issued before any store (the rows are written in place, so a load after a store would wait
      * for it: at a few tokens per step the kernel is a chain of memory round trips). */
@@ -67,9 +79,8 @@ __global__ void rope_kv_kernel(T *qkv, const T *bias, const int32_t *positions, 
         for (int u = 0; u < RK; u++) {
             const int p = p0 + u * blockDim.x, head = p / half, i = p % half, base = head * D;
             if (p >= pairs) break;
-            const float c = cs[i], sn = cs[half + i];
-            const float o1 = rnd<T>(rnd<T>(x1[u] * c) + rnd<T>(-x2[u] * sn));
-            const float o2 = rnd<T>(rnd<T>(x2[u] * c) + rnd<T>(x1[u] * sn));
+            float o1, o2;
+            rope_pair<T>(x1[u], x2[u], cs[i], cs[half + i], &o1, &o2);
             if (head < H) {
                 row[base + i] = from_f<T>(o1);
                 row[base + i + half] = from_f<T>(o2);
@@ -113,14 +124,8 @@ __global__ void __launch_bounds__(128) rope_kv_kernel_v2(T *qkv, const T *bias, 
     constexpr int RK = 4; /* items per thread per batch */
     const int t = blockIdx.x, half = D / 2, hv = half / 8;
     T *row = qkv + (size_t)t * (H + 2 * KVH) * D;
-    const float pos = (float)positions[t];
     const int slot = slots[t];
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        const float ang = pos * inv_freq[i];
-        cs[i] = rnd<T>(cosf(ang));
-        cs[half + i] = rnd<T>(sinf(ang));
-    }
-    __syncthreads();
+    rope_table<T>(cs, (float)positions[t], inv_freq, half);
     const int nrot = (H + KVH) * hv, nitems = nrot + (slot >= 0 ? KVH * D / 8 : 0);
     for (int p0 = threadIdx.x; p0 < nitems; p0 += RK * blockDim.x) {
         float x1[RK][8], x2[RK][8];
@@ -155,11 +160,7 @@ __global__ void __launch_bounds__(128) rope_kv_kernel_v2(T *qkv, const T *bias, 
             const int head = p / hv, i0 = p % hv * 8;
             float o1[8], o2[8];
 #pragma unroll
-            for (int e = 0; e < 8; e++) {
-                const float c = cs[i0 + e], sn = cs[half + i0 + e];
-                o1[e] = rnd<T>(rnd<T>(x1[u][e] * c) + rnd<T>(-x2[u][e] * sn));
-                o2[e] = rnd<T>(rnd<T>(x2[u][e] * c) + rnd<T>(x1[u][e] * sn));
-            }
+            for (int e = 0; e < 8; e++) rope_pair<T>(x1[u][e], x2[u][e], cs[i0 + e], cs[half + i0 + e], &o1[e], &o2[e]);
             T *dst = head < H ? row + head * D : slot >= 0 ? kc + ((size_t)slot * KVH + (head - H)) * D : nullptr;
             if (!dst) continue;
             store8(dst + i0, o1);

@@ -80,8 +80,9 @@ int main(int argc, char **argv) {
     g_csv = argc > 1 ? fopen(argv[1], "w") : nullptr;
     /* VESTA_KB_PREFILL: only the prefill-attention rows (per head and per KV group);
      * VESTA_KB_ELEMENTWISE: only the elementwise kernels (norm, SiLU, RoPE, embedding) */
+    const bool prefill_only = getenv("VESTA_KB_PREFILL") != nullptr;
     const bool elem_only = getenv("VESTA_KB_ELEMENTWISE") != nullptr;
-    const bool prefill_only = getenv("VESTA_KB_PREFILL") != nullptr || elem_only;
+    const bool all_rows = !prefill_only && !elem_only;
     if (g_csv) fprintf(g_csv, "kernel,ms,GB/s,TFLOP/s\n");
     const int hidden = 4096, H = 32, KVH = 8, D = 128, F = 14336, V = 128256;
     const int W = (H + 2 * KVH) * D;
@@ -89,7 +90,12 @@ int main(int argc, char **argv) {
     /* cuBLAS bf16 GEMM: the prefill-shaped MLP product and the decode-shaped one. */
     cublasHandle_t cb;
     if (cublasCreate(&cb) != CUBLAS_STATUS_SUCCESS) return 1;
-    if (!prefill_only) {
+    auto finish = [&] {
+        cublasDestroy(cb);
+        if (g_csv) fclose(g_csv);
+        return 0;
+    };
+    if (all_rows) {
         int shapes[][3] = {{2048, 2 * F, hidden}, {8192, 8192, 8192}, {256, 2 * F, hidden}, {1, 2 * F, hidden}, {256, V, hidden}};
         for (auto &s : shapes) {
             int n = s[0], out = s[1], in = s[2];
@@ -109,7 +115,7 @@ int main(int argc, char **argv) {
         }
     }
     /* Decode at batch 1: the four layer products and the LM head, cuBLAS against vk_gemv. */
-    if (!prefill_only) {
+    if (all_rows) {
         int shapes[][2] = {{6144, hidden}, {hidden, hidden}, {2 * F, hidden}, {hidden, F}, {V, hidden}};
         for (auto &s : shapes) {
             int out = s[0], in = s[1];
@@ -132,7 +138,7 @@ int main(int argc, char **argv) {
         }
     }
     /* Device-to-device copy: the bandwidth ceiling. */
-    if (!prefill_only) {
+    if (all_rows) {
         size_t bytes = (size_t)2 << 30;
         void *a, *b;
         CK(cudaMalloc(&a, bytes));
@@ -144,7 +150,7 @@ int main(int argc, char **argv) {
         cudaFree(b);
     }
     /* Elementwise kernels at a prefill-sized step (8192 tokens). */
-    if (!prefill_only || elem_only) {
+    if (all_rows || elem_only) {
         int n = 8192;
         void *res = dalloc_rand((size_t)n * hidden, 3), *x = dalloc_rand((size_t)n * hidden, 4), *w = dalloc_rand(hidden, 5), *out;
         CK(cudaMalloc(&out, (size_t)n * hidden * 2));
@@ -191,11 +197,7 @@ int main(int argc, char **argv) {
         report("embedding n=8192 h=4096", ms, 2.0 * n * hidden * 2, 0);
         for (void *p : {res, x, w, out, gu, act, qkv, kc, vc, (void *)dpos, (void *)dslot, (void *)dinv, (void *)ids, table}) cudaFree(p);
     }
-    if (elem_only) {
-        cublasDestroy(cb);
-        if (g_csv) fclose(g_csv);
-        return 0;
-    }
+    if (elem_only) return finish();
     /* Attention: decode batches and one 2048-token prefill, Llama-3-8B heads, block size 16. */
     /* dv: decode kernel (0 production, 1-5, or VK_DECODE_V5_VARIANT_BASE + a version 5 variant;
      * -1: batch-invariant mode, every row through the prefill kernel);
@@ -279,9 +281,7 @@ int main(int argc, char **argv) {
             attn(1, 32, 4128, "prefix-hit", 2, 8, true, 2, grp);
             attn(1, 32, 4128, "prefix-hit in-order", 2, 8, false, 2, grp);
         }
-        cublasDestroy(cb);
-        if (g_csv) fclose(g_csv);
-        return 0;
+        return finish();
     }
     for (int dv : {0, 1, 2, 3, 5, 7}) { /* production (0) and each decode kernel (4 and 6 were removed) */
         attn(256, 1, 640, "decode", dv);
@@ -408,7 +408,5 @@ int main(int argc, char **argv) {
         }
         for (void *p : {(void *)logits, (void *)work, (void *)counts, (void *)ids, (void *)bias, (void *)prm, (void *)out}) cudaFree(p);
     }
-    cublasDestroy(cb);
-    if (g_csv) fclose(g_csv);
-    return 0;
+    return finish();
 }
