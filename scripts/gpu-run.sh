@@ -7,7 +7,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, final, b4 (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, b4 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -538,6 +538,20 @@ stage_attncheck() {
     done
 }
 
+# kernel_bench's prefill rows of an earlier build (.gpu/kb_baseline.tar.xz, carried: bin/kernel_bench
+# built from that commit, see docs/benchmarks.md) and of this build, alternated twice in one call,
+# into $OUT/kb_{baseline,this}_{1,2}.csv.
+stage_kbbaseline() {
+    mkdir -p /tmp/kb-baseline && xz -dc .gpu/kb_baseline.tar.xz | tar -C /tmp/kb-baseline -xf - || return
+    local i
+    for i in 1 2; do
+        echo "== round $i: baseline =="
+        VESTA_KB_PREFILL=1 timeout 120 /tmp/kb-baseline/bin/kernel_bench "$OUT/kb_baseline_$i.csv" 2>&1 | tail -8
+        echo "== round $i: this build =="
+        VESTA_KB_PREFILL=1 timeout 120 "$B/bin/kernel_bench" "$OUT/kb_this_$i.csv" 2>&1 | tail -8
+    done
+}
+
 # Where B4's second request goes: VESTA_PROFILE=2 (each prefill step's device time per class and
 # the host's time to issue it), then Nsight Compute on the second request's first layer (norm, RoPE,
 # prefill attention and its combine: the first request's 129 matching launches skipped).
@@ -691,6 +705,7 @@ run)
         pdl) stage_pdl ;;
         prefill) stage_prefill ;;
         attncheck) stage_attncheck ;;
+        kbbaseline) stage_kbbaseline ;;
         b4probe) stage_b4probe ;;
         b4attn) stage_b4attn ;;
         prefillprof) stage_prefillprof ;;
