@@ -35,6 +35,7 @@
 #include <type_traits>
 
 #include "attention_mma.cuh"
+#include "mbarrier.cuh"
 
 using namespace vk;
 
@@ -47,57 +48,6 @@ template <int D, int TK, int S> struct v7_layout {
     static constexpr size_t tile = (size_t)TK * LD * 2; /* bytes of one K (or V) chunk */
     static constexpr size_t ring = 2 * S * tile;        /* one warp's K and V stages */
 };
-
-/* Bulk (TMA) copies completing on a shared-memory transaction barrier: sm_90 and later. The PTX
- * built for older GPUs (the portable compute_80 path) compiles the cp.async variant in their place,
- * so that module still loads there. */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-#define V7_HAVE_BULK 0
-#else
-#define V7_HAVE_BULK 1
-#endif
-#if V7_HAVE_BULK
-__device__ __forceinline__ unsigned bulk_smem(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void bulk_bar_init(uint64_t *b) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bulk_smem(b)) : "memory");
-}
-__device__ __forceinline__ void bulk_fence_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-__device__ __forceinline__ void bulk_fence_proxy() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-/* the one arrival of a phase, announcing the bytes its copies will complete */
-__device__ __forceinline__ void bulk_bar_expect(uint64_t *b, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bulk_smem(b)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *b) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(bulk_smem(dst)),
-                 "l"(src), "r"(bytes), "r"(bulk_smem(b))
-                 : "memory");
-}
-__device__ __forceinline__ bool bulk_bar_test(uint64_t *b, uint32_t parity) {
-    uint32_t done;
-    asm volatile("{\n"
-                 ".reg .pred p;\n"
-                 "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                 "selp.u32 %0, 1, 0, p;\n"
-                 "}\n"
-                 : "=r"(done)
-                 : "r"(bulk_smem(b)), "r"(parity)
-                 : "memory");
-    return done != 0;
-}
-/* until the barrier's phase of this parity has completed (its bytes have landed) */
-__device__ __forceinline__ void bulk_bar_wait(uint64_t *b, uint32_t parity) {
-    while (!bulk_bar_test(b, parity)) {
-    }
-}
-
-#else /* never called: BULK is compiled out below */
-__device__ __forceinline__ void bulk_bar_init(uint64_t *) {}
-__device__ __forceinline__ void bulk_fence_init() {}
-__device__ __forceinline__ void bulk_fence_proxy() {}
-__device__ __forceinline__ void bulk_bar_expect(uint64_t *, uint32_t) {}
-__device__ __forceinline__ void bulk_copy(void *, const void *, uint32_t, uint64_t *) {}
-__device__ __forceinline__ void bulk_bar_wait(uint64_t *, uint32_t) {}
-#endif
 
 enum { V7_FIRST = 1, V7_LAST = 2 };
 struct v7_meta {
@@ -203,7 +153,7 @@ template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK_ASKED
 __global__ void __launch_bounds__(WARPS * 32, MINB)
 decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
-    constexpr bool BULK = BULK_ASKED && V7_HAVE_BULK;
+    constexpr bool BULK = BULK_ASKED && VK_HAVE_BULK;
     typedef v7_layout<D, TK, S> L;
     constexpr int LANES = D / 8;         /* 16-byte pieces per row */
     constexpr int PER = TK * LANES / 32; /* pieces of K (and of V) per lane per chunk */

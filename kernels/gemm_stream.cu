@@ -13,14 +13,9 @@
  *   k0 + 8t .. k0 + 8t + 7 of its weight row (A) and of its x row (B) and feeds elements 0-3 to one
  *   mma and 4-7 to the next; the reduction does not care which physical k a k slot stands for as
  *   long as A and B agree. Every operand load is one 16-byte vector.
- * - Stream-K: the (row block, k step) pairs are numbered row block first and cut into one
- *   contiguous range per CTA, as many CTAs as fit on the GPU at once, so every SM streams the
- *   same number of bytes whatever the shape (a K split that does not divide the SMs leaves a tail
- *   wave otherwise). A row block that one range covers whole is written directly. One that
- *   ranges share is summed by the warp that finishes it last: each writes its fp32 partial tile
- *   to the workspace and counts itself in; the last one adds the partials in range order and
- *   writes y. No warp ever waits for another, and the order is fixed, so results are
- *   bit-reproducible run to run (and do not depend on n: the ranges follow the shape only).
+ * - Stream-K (stream_k.cuh): the (row block, k step) pairs are cut into one contiguous range per
+ *   CTA, as many CTAs as fit on the GPU at once; a row block that ranges share is summed in a fixed
+ *   order by the warp that finishes it last, so results are bit-reproducible and do not depend on n.
  * - Programmatic dependent launch (Hopper): with pdl the kernel may start while the previous
  *   kernel in the stream is still running; it issues its first weight loads (weights never
  *   depend on an earlier kernel) and waits for that kernel (griddepcontrol.wait) before it reads
@@ -33,10 +28,13 @@
  * Measured on the H100 (runs 45-46, bench/gpu/bench_gemm_stream): as fast as cuBLAS at n <= 8 in
  * a whole step launched back to back, slower above (the B operand is re-read per 16 rows through
  * L1: at n = 64 that is 4x the weight bytes, and mma.sync cannot read it from shared memory as
- * wgmma would), so the backend uses it only when VESTA_GEMM_STREAM asks. */
+ * wgmma would), so the backend uses it only when VESTA_GEMM_STREAM asks. Version 3
+ * (gemm_stream_tma.cu, variant VK_GEMM_STREAM_TMA, Hopper) does read it from shared memory. */
 #include <type_traits>
 
 #include "attention_mma.cuh"
+#include "gemm_stream_tma.h"
+#include "stream_k.cuh"
 
 using namespace vk;
 
@@ -47,18 +45,6 @@ constexpr int GS_WARPS = 8, GS_THREADS = GS_WARPS * 32;
 constexpr int GS_KS = 128;       /* k per step: 256 bytes of every weight row */
 constexpr int GS_J = GS_KS / 32; /* 16-byte vectors per lane per row per step */
 constexpr int GS_MAX_MINB = 2, GS_MAX_MT = 2;
-
-/* The partition: T = row blocks x kst steps, numbered row block first; CTA c takes steps
- * [start(c), start(c + 1)). */
-struct gs_plan {
-    int T, kst, G;
-};
-__host__ __device__ __forceinline__ int gs_start(const gs_plan &p, int c) { return (int)((long long)c * p.T / p.G); }
-/* The CTA whose range holds step s: the largest c with start(c) <= s, i.e. c * T / G < s + 1. */
-__host__ __device__ __forceinline__ int gs_cta_of(const gs_plan &p, int s)
-{
-    return (int)(((long long)(s + 1) * p.G + p.T - 1) / p.T - 1);
-}
 
 /* Floats of one warp's partial tile: MT x (NT / 8) fragments of 4 per lane. */
 template <int NT, int MT> __host__ __device__ constexpr int gs_tile_floats() { return MT * (NT / 8) * 4 * 32; }
@@ -77,11 +63,14 @@ template <typename T, typename O, int NT, int MT> struct gs_warp {
     O *y;
     const T *x, *w;
     int n, in, out;
-    gs_plan p;
+    sk_plan p;
     float *part;
     int *cnt;
-    int warp, lane, g, t, s0;
-    float acc[MT][NT / 8][4];
+    int warp, lane, g, t;
+    static constexpr int F = gs_tile_floats<NT, MT>() / 32; /* accumulator floats per lane */
+    float acc[F];                                             /* [MT][NT / 8][4] */
+    __device__ float *frag(int mt, int cg) { return acc + (mt * (NT / 8) + cg) * 4; }
+    __device__ float frag_at(int mt, int cg, int i) const { return acc[(mt * (NT / 8) + cg) * 4 + i]; }
 
     __device__ int row(int rb, int mt, int h) const { return rb * BM + warp * 16 * MT + mt * 16 + h * 8 + g; }
 
@@ -121,8 +110,8 @@ template <typename T, typename O, int NT, int MT> struct gs_warp {
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
                     const uint4 &lo = b[mt][0][j], &hi = b[mt][1][j];
-                    mma_16816<T>(acc[mt][cg], lo.x, hi.x, lo.y, hi.y, xb[cg].x, xb[cg].y);
-                    mma_16816<T>(acc[mt][cg], lo.z, hi.z, lo.w, hi.w, xb[cg].z, xb[cg].w);
+                    mma_16816<T>(frag(mt, cg), lo.x, hi.x, lo.y, hi.y, xb[cg].x, xb[cg].y);
+                    mma_16816<T>(frag(mt, cg), lo.z, hi.z, lo.w, hi.w, xb[cg].z, xb[cg].w);
                 }
         }
     }
@@ -130,11 +119,7 @@ template <typename T, typename O, int NT, int MT> struct gs_warp {
     __device__ void clear()
     {
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int cg = 0; cg < NT / 8; cg++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) acc[mt][cg][i] = 0.f;
+        for (int i = 0; i < F; i++) acc[i] = 0.f;
     }
 
     __device__ void store(int rb) const
@@ -148,64 +133,25 @@ template <typename T, typename O, int NT, int MT> struct gs_warp {
                     const int r = row(rb, mt, i >> 1), c = cg * 8 + 2 * t + (i & 1);
                     if (r >= out || c >= n) continue;
                     if constexpr (sizeof(O) == 4)
-                        y[(size_t)c * out + r] = acc[mt][cg][i];
+                        y[(size_t)c * out + r] = frag_at(mt, cg, i);
                     else
-                        y[(size_t)c * out + r] = from_f<T>(acc[mt][cg][i]);
+                        y[(size_t)c * out + r] = from_f<T>(frag_at(mt, cg, i));
                 }
     }
 
-    __device__ float *tile(int cta, int slot) const
-    {
-        return part + (((size_t)cta * 2 + slot) * GS_WARPS + warp) * gs_tile_floats<NT, MT>();
-    }
-
-    /* The row block rb's sum over steps [a, b) of this CTA's range is in acc: write it, or add
-     * it to the shared sum. Leaves acc zeroed. */
+    /* The row block rb's sum over items [a, b) of this CTA's range is in acc: write it, or add it
+     * to the shared sum (stream_k.cuh). Leaves acc zeroed. */
     __device__ void flush(int rb, int a, int b)
     {
-        const int first = rb * p.kst, last = first + p.kst;
-        if (a == first && b == last) {
-            store(rb);
-            clear();
-            return;
-        }
-        const int slot = rb == s0 / p.kst ? 0 : 1;
-        float *mine = tile(blockIdx.x, slot);
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int cg = 0; cg < NT / 8; cg++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) __stcg(mine + ((mt * (NT / 8) + cg) * 4 + i) * 32 + lane, acc[mt][cg][i]);
-        __threadfence(); /* the partial is visible GPU-wide before this warp counts itself in */
-        __syncwarp();
-        const int c_lo = gs_cta_of(p, first), c_hi = gs_cta_of(p, last - 1);
-        int *counter = cnt + rb * GS_WARPS + warp;
-        int seen = 0;
-        if (lane == 0) seen = atomicAdd(counter, 1);
-        seen = __shfl_sync(0xffffffffu, seen, 0);
+        const sk_combiner<F, GS_WARPS> c{p, part, cnt, warp, lane};
+        if (c.combine(acc, rb, a, b)) store(rb);
         clear();
-        if (seen != c_hi - c_lo) return; /* another range still owes its part */
-        __threadfence();
-        for (int c = c_lo; c <= c_hi; c++) { /* fixed order: bit-reproducible */
-            const float *src = tile(c, rb == gs_start(p, c) / p.kst ? 0 : 1);
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                for (int cg = 0; cg < NT / 8; cg++)
-#pragma unroll
-                    for (int i = 0; i < 4; i++)
-                        acc[mt][cg][i] += __ldcg(src + ((mt * (NT / 8) + cg) * 4 + i) * 32 + lane);
-        }
-        store(rb);
-        clear();
-        if (lane == 0) atomicExch(counter, 0); /* ready for the next product */
     }
 };
 
 template <typename T, typename O, int NT, int MT, int P, int MINB>
 __global__ void __launch_bounds__(GS_THREADS, MINB)
-    gs_kernel(O *__restrict__ y, const T *__restrict__ x, const T *__restrict__ w, int n, int in, int out, gs_plan p,
+    gs_kernel(O *__restrict__ y, const T *__restrict__ x, const T *__restrict__ w, int n, int in, int out, sk_plan p,
               float *__restrict__ part, int *__restrict__ cnt)
 {
     gs_warp<T, O, NT, MT> k;
@@ -222,8 +168,7 @@ __global__ void __launch_bounds__(GS_THREADS, MINB)
     k.lane = threadIdx.x & 31;
     k.g = k.lane >> 2;
     k.t = k.lane & 3;
-    const int s0 = gs_start(p, blockIdx.x), s1 = gs_start(p, blockIdx.x + 1);
-    k.s0 = s0;
+    const int s0 = sk_start(p, blockIdx.x), s1 = sk_start(p, blockIdx.x + 1);
 
     uint4 buf[P][MT][2][GS_J];
 #pragma unroll
@@ -255,7 +200,7 @@ cudaError_t gs_launch(void *y, const void *x, const void *w, int n, int in, int 
     constexpr int BM = GS_WARPS * 16 * MT;
     const long long rbs = (out + BM - 1) / BM, kst = (in + GS_KS - 1) / GS_KS;
     if (rbs * kst >= (1LL << 30)) return cudaErrorInvalidValue;
-    gs_plan p;
+    sk_plan p;
     p.kst = (int)kst;
     p.T = (int)(rbs * kst);
     p.G = p.T < sms * MINB ? p.T : sms * MINB;
@@ -338,10 +283,15 @@ extern "C" cudaError_t vk_gemm_stream_ex(vk_dtype dt, int f32_out, void *y, cons
     if (e != cudaSuccess) return e;
     if (ws_bytes < gs_ws_need(sms, out)) return cudaErrorInvalidValue;
     pdl = pdl && major >= 9; /* griddepcontrol: Hopper and later */
+    if (variant >= VK_GEMM_STREAM_TMA)
+        return vk_gemm_stream_tma(dt, f32_out, y, x, w, n, in, out, (float *)ws,
+                                  (int *)((char *)ws + gs_part_bytes(sms)), sms, variant, pdl, s);
     if (f32_out) VK_DISPATCH(dt, return (gs_dispatch<T, float>(variant, y, x, w, n, in, out, ws, pdl, sms, s)));
     VK_DISPATCH(dt, return (gs_dispatch<T, T>(variant, y, x, w, n, in, out, ws, pdl, sms, s)));
     return cudaErrorInvalidValue;
 }
+
+extern "C" int vk_gemm_stream_has_tma(void) { return vk_gemm_stream_tma_runnable() ? 1 : 0; }
 
 extern "C" cudaError_t vk_gemm_stream(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
                                       int out, void *ws, size_t ws_bytes, int pdl, cudaStream_t s)

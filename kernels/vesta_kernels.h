@@ -169,12 +169,17 @@ cudaError_t vk_gemv(vk_dtype dt, int f32_out, void *y, const void *x, const void
  * weights while the previous kernel in the stream finishes, and waits for that kernel's end
  * before it touches x, y or ws. The weights must not be written by a kernel still running. */
 #define VK_GEMM_STREAM_MAX_N 64
-#define VK_GEMM_STREAM_VARIANTS 4
+#define VK_GEMM_STREAM_VARIANTS 8
+/* Variant 4, version 3 (kernels/gemm_stream_tma.cu): TMA copies and wgmma, bf16 and fp16, sm_90a
+ * only (cudaErrorNotSupported elsewhere; vk_gemm_stream_has_tma says whether it runs here);
+ * variants 5-7: its other configurations, bf16 only, for the bench. */
+#define VK_GEMM_STREAM_TMA 4
+int vk_gemm_stream_has_tma(void);
 size_t vk_gemm_stream_ws_bytes(int max_out);
 cudaError_t vk_gemm_stream(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in, int out,
                            void *ws, size_t ws_bytes, int pdl, cudaStream_t s);
 /* The same with a chosen variant (0 production; 1-3 bf16 only, for benches: rows per warp,
- * k steps in flight and CTAs per SM). */
+ * k steps in flight and CTAs per SM; VK_GEMM_STREAM_TMA and above: version 3). */
 cudaError_t vk_gemm_stream_ex(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
                               int out, void *ws, size_t ws_bytes, int variant, int pdl, cudaStream_t s);
 

@@ -6,7 +6,7 @@
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
-#                                       invariant-bench, tp2 (two GPUs), stream, pdl, prefill, b4probe,
+#                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, pdl, prefill, b4probe,
 #                                       b4attn, prefillprof, attncheck, kbbaseline, final, b4 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
@@ -415,36 +415,47 @@ stage_decode() {
 # The weight-streaming GEMM (vk_gemm_stream, VESTA_GEMM_STREAM; 0 = cuBLAS / vk_gemv as before):
 # its tests and bench (isolated products, variants, the whole step back to back), then 320 prompts
 # at 48 sequences per step (decode steps of <= 48 rows: the products it takes) by the top-5 rule
-# against cuBLAS, pdl on vs off (must be identical), and B2, B4 and decode at 32 sequences with
-# each setting, interleaved, in the same call.
-stage_stream() {
+# against cuBLAS, pdl on vs off (must be identical), and B4 and decode at 32 sequences with each
+# setting (B2 too for the version-2 kernel, which also takes n <= 4 in mode 2), interleaved, in
+# the same call. gemm_ab NAME MODE: the kernel of VESTA_GEMM_STREAM=MODE against cuBLAS; it stops
+# after the tests when they fail.
+gemm_kernels() { # the GEMM tests and bench; fails when the tests do
     echo "== gemm tests =="
     timeout 200 "$B/bin/test_gemm_stream" 2>&1 | tee "$OUT/gemm_stream_test.log" | grep -v "^  \(bad\|stream\)" | tail -25
-    summary+=("gemm tests: $(tail -1 "$OUT/gemm_stream_test.log") (rc ${PIPESTATUS[0]})")
+    local trc=${PIPESTATUS[0]}
+    summary+=("gemm tests: $(tail -1 "$OUT/gemm_stream_test.log") (rc $trc)")
     echo "== gemm bench =="
     timeout 300 "$B/bin/bench_gemm_stream" 2>&1 | tee "$OUT/gemm_stream_bench.log"
     summary+=("gemm bench: $(tail -1 "$OUT/gemm_stream_bench.log")")
+    [ "$trc" = 0 ]
+}
+gemm_ab() {
+    local kname=$1 mode=$2
+    gemm_kernels || return
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
     prompts320 "$W/gs_prompts.jsonl"
     local v name val
-    for v in cublas:0:1 stream:1:1 nopdl:1:0; do
+    for v in cublas:0:1 "$kname:$mode:1" nopdl:$mode:0; do
         IFS=: read -r name val pdl <<<"$v"
         VESTA_GEMM_STREAM=$val VESTA_GEMM_PDL=$pdl gen320 "$W/gs_prompts.jsonl" "$W/gs_$name.jsonl" "$W/gs.log" \
             --max-num-seqs 48
         echo "generate $name (VESTA_GEMM_STREAM=$val VESTA_GEMM_PDL=$pdl): rc $?"
     done
-    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/gs_cublas.jsonl" "$W/gs_stream.jsonl" \
-        --label '320 prompts at 48 seqs, vk_gemm_stream vs cuBLAS' | tee -a "$W/gs.log")")
-    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/gs_stream.jsonl" "$W/gs_nopdl.jsonl" \
-        --label '320 prompts at 48 seqs, vk_gemm_stream pdl on vs off' | tee -a "$W/gs.log")")
+    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/gs_cublas.jsonl" "$W/gs_$kname.jsonl" \
+        --label "320 prompts at 48 seqs, $kname vs cuBLAS" | tee -a "$W/gs.log")")
+    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/gs_$kname.jsonl" "$W/gs_nopdl.jsonl" \
+        --label "320 prompts at 48 seqs, $kname pdl on vs off" | tee -a "$W/gs.log")")
     local VESTA_BENCH_DUMMY=1 i
     for i in 1 2; do
-        for v in cublas:0 stream:1 all:2; do
+        for v in cublas:0 "$kname:$mode" all:2; do
             IFS=: read -r name val <<<"$v"
+            [ "$name" = all ] && [ "$mode" != 1 ] && continue
             echo "== round $i: $name (VESTA_GEMM_STREAM=$val) =="
-            VESTA_GEMM_STREAM=$val vb "b2_${name}_$i" latency --input-len 128 --output-len 512 --num-iters 3 \
-                --num-iters-warmup 1 --temperature 0
-            summary+=("B2 $name round $i: $(grep -h 'tokens/s decode' "$W/bench.log" | tail -1)")
+            if [ "$mode" = 1 ]; then
+                VESTA_GEMM_STREAM=$val vb "b2_${name}_$i" latency --input-len 128 --output-len 512 --num-iters 3 \
+                    --num-iters-warmup 1 --temperature 0
+                summary+=("B2 $name round $i: $(grep -h 'tokens/s decode' "$W/bench.log" | tail -1)")
+            fi
             [ "$name" = all ] && continue
             VESTA_GEMM_STREAM=$val vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
                 --temperature 0
@@ -455,6 +466,10 @@ stage_stream() {
         done
     done
 }
+stage_stream() { gemm_ab stream 1; }
+# Version 3 (TMA + wgmma, VESTA_GEMM_STREAM=3) the same way.
+stage_tma() { gemm_ab tma 3; }
+stage_gemm() { gemm_kernels; } # the GEMM tests and bench alone
 
 # Programmatic dependent launch of the small-n products (VESTA_GEMM_PDL; vk_gemv at n <= 4): the
 # gemv tests, the GEMM bench (its whole-step section has vk_gemv with and without pdl), 320
@@ -702,6 +717,8 @@ run)
         decode) stage_decode ;;
         ncu) stage_ncu ;;
         stream) stage_stream ;;
+        tma) stage_tma ;;
+        gemm) stage_gemm ;;
         pdl) stage_pdl ;;
         prefill) stage_prefill ;;
         attncheck) stage_attncheck ;;

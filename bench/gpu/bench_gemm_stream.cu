@@ -14,8 +14,9 @@
  * and a whole step as the
  * engine runs it: 32 layers of distinct weights (15 GB: nothing comes from L2) with the
  * add+RMSNorm and SiLU kernels between the products, launched back to back on one stream,
- * eager and as a CUDA graph, per method: cuBLAS, vk_gemv (n <= 4), vk_gemm_stream with and
- * without programmatic dependent launch. Usage: bench_gemm_stream */
+ * eager and as a CUDA graph, per method: cuBLAS, vk_gemv (n <= 4), vk_gemm_stream (version 2,
+ * variant 0) and its version 3 (TMA + wgmma, variant VK_GEMM_STREAM_TMA, where the GPU runs it),
+ * each with and without programmatic dependent launch. Usage: bench_gemm_stream */
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -81,15 +82,15 @@ static void free_bufs(bufs &b) {
     cudaFree(b.ws);
 }
 
-/* vk_gemm_stream against cuBLAS at one n, fp32 out. */
-static bool check_shape(cublasHandle_t cb, const shape &s, bufs &b, int n) {
+/* vk_gemm_stream (a variant) against cuBLAS at one n, fp32 out. */
+static bool check_shape(cublasHandle_t cb, const shape &s, bufs &b, int n, int variant) {
     size_t m = (size_t)n * s.out;
     float *yc, *yk;
     CK(cudaMalloc(&yc, m * 4));
     CK(cudaMalloc(&yk, m * 4));
     CK(cudaMemset(yk, 0xff, m * 4));
     cublas_gemm(cb, b.x, n, s.in, b.w[0], s.out, yc, true);
-    CK(vk_gemm_stream(VK_BF16, 1, yk, b.x, b.w[0], n, s.in, s.out, b.ws, b.ws_bytes, 0, 0));
+    CK(vk_gemm_stream_ex(VK_BF16, 1, yk, b.x, b.w[0], n, s.in, s.out, b.ws, b.ws_bytes, variant, 0, 0));
     std::vector<float> hc(m), hk(m);
     CK(cudaMemcpy(hc.data(), yc, m * 4, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(hk.data(), yk, m * 4, cudaMemcpyDeviceToHost));
@@ -103,7 +104,7 @@ static bool check_shape(cublasHandle_t cb, const shape &s, bufs &b, int n) {
     }
     double rel = sqrt(num / (den > 0 ? den : 1));
     bool ok = rel < 1e-4; /* NaN fails */
-    printf("check %-8s n=%2d: vk_gemm_stream vs cuBLAS rel diff %.2e (tol 1e-4) %s\n", s.name, n, rel,
+    printf("check %-8s n=%2d: vk_gemm_stream v%d vs cuBLAS rel diff %.2e (tol 1e-4) %s\n", s.name, n, variant, rel,
            ok ? "ok" : "FAIL");
     return ok;
 }
@@ -152,8 +153,8 @@ static void free_model(model_bufs &m) {
     for (void *p : {m.head, m.norm_w, m.h, m.res, m.xn, m.big, m.act, m.logits, m.ws}) cudaFree(p);
 }
 
-enum step_method { STEP_CUBLAS, STEP_GEMV, STEP_GEMV_PDL, STEP_STREAM, STEP_STREAM_PDL, STEP_METHODS };
-static const char *step_names[STEP_METHODS] = {"cuBLAS", "vk_gemv", "vk_gemv+pdl", "stream", "stream+pdl"};
+enum step_method { STEP_CUBLAS, STEP_GEMV, STEP_GEMV_PDL, STEP_STREAM, STEP_STREAM_PDL, STEP_TMA, STEP_TMA_PDL, STEP_METHODS };
+static const char *step_names[STEP_METHODS] = {"cuBLAS", "vk_gemv", "vk_gemv+pdl", "stream", "stream+pdl", "tma", "tma+pdl"};
 
 /* One decode step's products and the kernels between them (attention and RoPE left out: they
  * do not touch the weights), on stream st. */
@@ -162,7 +163,11 @@ static void run_step(cublasHandle_t cb, model_bufs &m, int n, step_method how, c
         if (how == STEP_CUBLAS) cublas_gemm(cb, x, n, in, w, out, y, f32);
         else if (how == STEP_GEMV || how == STEP_GEMV_PDL)
             CK(vk_gemv(VK_BF16, f32, y, x, w, n, in, out, how == STEP_GEMV_PDL, st));
-        else CK(vk_gemm_stream(VK_BF16, f32, y, x, w, n, in, out, m.ws, m.ws_bytes, how == STEP_STREAM_PDL, st));
+        else {
+            const bool tma = how == STEP_TMA || how == STEP_TMA_PDL;
+            CK(vk_gemm_stream_ex(VK_BF16, f32, y, x, w, n, in, out, m.ws, m.ws_bytes, tma ? VK_GEMM_STREAM_TMA : 0,
+                                 how == STEP_STREAM_PDL || how == STEP_TMA_PDL, st));
+        }
     };
     for (int l = 0; l < LAYERS; l++) {
         CK(vk_add_rmsnorm(VK_BF16, m.xn, m.res, m.h, m.norm_w, n, HID, 1e-5f, st));
@@ -218,6 +223,8 @@ int main() {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
+    const bool tma = vk_gemm_stream_has_tma() != 0; /* variant VK_GEMM_STREAM_TMA (version 3) runs here */
+    printf("vk_gemm_stream version 3 (TMA + wgmma, variant %d): %s\n", VK_GEMM_STREAM_TMA, tma ? "runs" : "not on this GPU");
     cublasHandle_t cb;
     CBL(cublasCreate(&cb));
     void *ws;
@@ -254,7 +261,9 @@ int main() {
     for (int si = 0; si < NSH; si++) {
         const shape &s = shapes[si];
         bufs b = make_bufs(s, 64);
-        for (int n : {1, 5, 32, 64}) ok = check_shape(cb, s, b, n) && ok;
+        for (int n : {1, 5, 32, 64})
+            for (int v : {0, VK_GEMM_STREAM_TMA})
+                if (v != VK_GEMM_STREAM_TMA || tma) ok = check_shape(cb, s, b, n, v) && ok;
         double wbytes = 2.0 * s.out * s.in;
         size_t nc = b.w.size();
         for (int ni = 0; ni < NS; ni++) {
@@ -279,6 +288,7 @@ int main() {
             int n = ns[ni];
             printf("\n    n=%2d:", n);
             for (int v = 0; v < VK_GEMM_STREAM_VARIANTS; v++) {
+                if (v >= VK_GEMM_STREAM_TMA && !tma) continue;
                 float tt = time_ms([&](int i) {
                     CK(vk_gemm_stream_ex(VK_BF16, s.f32out, b.y, b.x, b.w[i % nc], n, s.in, s.out, b.ws, b.ws_bytes, v, 0, 0));
                 });
@@ -321,6 +331,7 @@ int main() {
         printf("  n=%2d:", n);
         for (int h = 0; h < STEP_METHODS; h++) {
             if ((h == STEP_GEMV || h == STEP_GEMV_PDL) && n > VK_GEMV_MAX_N) continue;
+            if ((h == STEP_TMA || h == STEP_TMA_PDL) && !tma) continue;
             float te = time_step(cb, mb, n, (step_method)h, false, st);
             float tg = time_step(cb, mb, n, (step_method)h, true, st);
             printf("  %s %.3f (%.2f) | %.3f (%.2f)", step_names[h], te, total_bytes / (te * 1e-3) / 1e12, tg,
@@ -329,12 +340,13 @@ int main() {
         printf("\n");
     }
     /* The stream step's logits against cuBLAS's (same inputs: the residual is restored). */
-    for (int n : {8, 32}) {
+    for (int n : {8, 32}) for (step_method how : {STEP_STREAM_PDL, STEP_TMA_PDL}) {
+        if (how == STEP_TMA_PDL && !tma) continue;
         std::vector<float> lg[2];
         for (int r = 0; r < 2; r++) {
             CK(vk_fill_random(VK_BF16, mb.res, (size_t)n * HID, 1.f, 997, st));
             CK(cudaMemsetAsync(mb.h, 0, (size_t)n * HID * 2, st));
-            run_step(cb, mb, n, r ? STEP_STREAM_PDL : STEP_CUBLAS, st);
+            run_step(cb, mb, n, r ? how : STEP_CUBLAS, st);
             CK(cudaStreamSynchronize(st));
             lg[r].resize((size_t)n * VOCAB);
             CK(cudaMemcpy(lg[r].data(), mb.logits, lg[r].size() * 4, cudaMemcpyDeviceToHost));
@@ -347,7 +359,8 @@ int main() {
         }
         double rel = sqrt(num / (den > 0 ? den : 1));
         bool good = rel < 2e-2; /* 32 layers of bf16 rounding of different fp32 sums */
-        printf("whole step n=%d: stream+pdl logits vs cuBLAS rel diff %.2e (tol 2e-2) %s\n", n, rel, good ? "ok" : "FAIL");
+        printf("whole step n=%d: %s logits vs cuBLAS rel diff %.2e (tol 2e-2) %s\n", n, step_names[how], rel,
+               good ? "ok" : "FAIL");
         ok = ok && good;
     }
     free_model(mb);

@@ -1,4 +1,5 @@
-/* vk_gemm_stream (kernels/gemm_stream.cu) against a CPU reference, its reproducibility, its
+/* vk_gemm_stream (kernels/gemm_stream.cu; variant VK_GEMM_STREAM_TMA, kernels/gemm_stream_tma.cu,
+ * where the GPU runs it) against a CPU reference, its reproducibility, its
  * independence of n, its workspace reuse across shapes and its programmatic dependent launch.
  *
  * Reference: double-precision dot products over the same storage-rounded inputs. Tolerance, per
@@ -123,7 +124,13 @@ static void test_stream_shapes(uint64_t seed) {
         int in = ins[r.below(7)], out = outs[r.below(6)];
         problem p = make_problem(dt, n, in, out, r);
         int bad = check_stream(p, ws, 0, c & 1, c < 6);
-        if (dt == VK_BF16) bad += check_stream(p, ws, 1 + r.below(VK_GEMM_STREAM_VARIANTS - 1), 1, c < 6);
+        if (dt == VK_BF16) bad += check_stream(p, ws, 1 + r.below(VK_GEMM_STREAM_TMA - 1), 1, c < 6);
+        if (vk_gemm_stream_has_tma()) {
+            bad += check_stream(p, ws, VK_GEMM_STREAM_TMA, c & 1, c < 6);
+            if (dt == VK_BF16)
+                bad += check_stream(p, ws, VK_GEMM_STREAM_TMA + 1 + r.below(VK_GEMM_STREAM_VARIANTS - VK_GEMM_STREAM_TMA - 1),
+                                    1, c < 6);
+        }
         CHECK(bad == 0, "stream random shape %d: %s n=%d in=%d out=%d", c, dtn(dt), n, in, out);
     }
     /* Llama-3-8B shapes, every variant: one range per row block (q|k|v), ranges inside a row
@@ -132,13 +139,14 @@ static void test_stream_shapes(uint64_t seed) {
     for (auto &s : shapes) {
         problem p = make_problem(VK_BF16, s[2], s[1], s[0], r);
         int bad = 0;
-        for (int v = 0; v < VK_GEMM_STREAM_VARIANTS; v++) bad += check_stream(p, ws, v, 1, true);
+        for (int v = 0; v < VK_GEMM_STREAM_VARIANTS; v++)
+            if (v < VK_GEMM_STREAM_TMA || vk_gemm_stream_has_tma()) bad += check_stream(p, ws, v, 1, true);
         CHECK(bad == 0, "stream llama shape out=%d in=%d n=%d", s[0], s[1], s[2]);
     }
 }
 
 /* Same bits run to run, at every n (a row's result does not depend on the batch), with pdl. */
-static void test_stream_reproducible(uint64_t seed) {
+static void test_stream_reproducible(uint64_t seed, int variant) {
     rng r(seed + 4);
     const int shapes[][2] = {{4096, 4096}, {4096, 14336}, {1003, 1000}};
     stream_ws ws(4096);
@@ -147,19 +155,21 @@ static void test_stream_reproducible(uint64_t seed) {
         auto x = rand_storage(VK_BF16, (size_t)64 * in, r, 1.f), w = rand_storage(VK_BF16, (size_t)out * in, r, 0.05f);
         dbuf<uint16_t> dx(x), dw(w);
         dbuf<float> dyf((size_t)64 * out);
-        CK(vk_gemm_stream(VK_BF16, 1, dyf.p, dx.p, dw.p, 64, in, out, ws.p, ws.n, 0, 0));
+        CK(vk_gemm_stream_ex(VK_BF16, 1, dyf.p, dx.p, dw.p, 64, in, out, ws.p, ws.n, variant, 0, 0));
         auto ref64 = dyf.down();
         int bad_n = 0, first_bad = 0;
         for (int n = 1; n <= 64; n += (n < 10 ? 1 : 7)) {
             dyf.poison();
-            CK(vk_gemm_stream(VK_BF16, 1, dyf.p, dx.p, dw.p, n, in, out, ws.p, ws.n, n & 1, 0));
+            CK(vk_gemm_stream_ex(VK_BF16, 1, dyf.p, dx.p, dw.p, n, in, out, ws.p, ws.n, variant, n & 1, 0));
             auto g = dyf.down();
             bool ok = true;
             for (int i = 0; i < n; i++) ok = ok && same_rows(g.data(), i, ref64.data(), i, out, 4);
             if (!ok && bad_n++ == 0) first_bad = n;
         }
-        printf("stream out=%d in=%d: rows identical to n=64's at every n tried: %s\n", out, in, bad_n ? "NO" : "yes");
-        CHECK(bad_n == 0, "stream n-dependence out=%d in=%d: %d values of n differ (first %d)", out, in, bad_n, first_bad);
+        printf("stream variant %d out=%d in=%d: rows identical to n=64's at every n tried: %s\n", variant, out, in,
+               bad_n ? "NO" : "yes");
+        CHECK(bad_n == 0, "stream variant %d n-dependence out=%d in=%d: %d values of n differ (first %d)", variant, out, in,
+              bad_n, first_bad);
     }
 }
 
@@ -167,7 +177,7 @@ static void test_stream_reproducible(uint64_t seed) {
  * if a kernel read x before the previous kernel finished, the chain would see poisoned or stale
  * values. Shapes alternate so that one workspace serves different partitions in turn. The
  * result must equal the same chain run with pdl off and a sync after every product. */
-static void test_stream_pdl_chain(uint64_t seed) {
+static void test_stream_pdl_chain(uint64_t seed, int variant) {
     rng r(seed + 5);
     const int dims[] = {4096, 14336, 4096, 6144, 4096};
     const int L = 4, n = 16;
@@ -183,7 +193,8 @@ static void test_stream_pdl_chain(uint64_t seed) {
         for (int rep = 0; rep < 3; rep++)
             for (int i = 0; i < L; i++) {
                 const void *in = i ? act[i - 1]->p : x0.p;
-                CK(vk_gemm_stream(VK_BF16, 0, act[i]->p, in, w[i]->p, n, dims[i], dims[i + 1], ws.p, ws.n, pdl, 0));
+                CK(vk_gemm_stream_ex(VK_BF16, 0, act[i]->p, in, w[i]->p, n, dims[i], dims[i + 1], ws.p, ws.n, variant, pdl,
+                                     0));
                 if (!pdl) CK(cudaDeviceSynchronize());
             }
         CK(cudaDeviceSynchronize());
@@ -194,7 +205,8 @@ static void test_stream_pdl_chain(uint64_t seed) {
     for (uint16_t v : want) finite = finite && !std::isnan(s2f(VK_BF16, v));
     CHECK(finite, "pdl chain: the reference chain has NaN");
     CHECK(memcmp(want.data(), got.data(), want.size() * 2) == 0, "pdl chain: results differ from the synchronous chain");
-    printf("stream pdl chain of %d products x 3: %s\n", L, memcmp(want.data(), got.data(), want.size() * 2) ? "DIFFERS" : "identical");
+    printf("stream variant %d pdl chain of %d products x 3: %s\n", variant, L,
+           memcmp(want.data(), got.data(), want.size() * 2) ? "DIFFERS" : "identical");
     for (auto *p : w) delete p;
     for (auto *p : act) delete p;
 }
@@ -211,6 +223,10 @@ static void test_stream_bad_args() {
     CHECK(vk_gemm_stream_ex(VK_BF16, 0, d.p, d.p, d.p, 4, 64, 8, ws.p, ws.n, VK_GEMM_STREAM_VARIANTS, 0, 0) == cudaErrorInvalidValue, "stream variant out of range accepted");
     CHECK(vk_gemm_stream(VK_BF16, 0, d.p, d.p, d.p, 0, 64, 8, ws.p, ws.n, 0, 0) == cudaSuccess, "stream n = 0 is a no-op");
     CHECK(vk_gemm_stream_ws_bytes(0) == 0, "stream workspace for no rows");
+    /* The TMA variant: where it cannot run it says so; where it can, a misaligned x is refused. */
+    cudaError_t e = vk_gemm_stream_ex(VK_BF16, 0, d.p, (const char *)d.p + 2, d.p, 4, 64, 8, ws.p, ws.n, VK_GEMM_STREAM_TMA, 0, 0);
+    CHECK(e == (vk_gemm_stream_has_tma() ? cudaErrorInvalidValue : cudaErrorNotSupported), "stream tma: misaligned x gave %s",
+          cudaGetErrorString(e));
 }
 
 int main(int argc, char **argv) {
@@ -226,8 +242,12 @@ int main(int argc, char **argv) {
     printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
     test_stream_bad_args();
     test_stream_shapes(seed);
-    test_stream_reproducible(seed);
-    test_stream_pdl_chain(seed);
+    printf("TMA variant (version 3): %s\n", vk_gemm_stream_has_tma() ? "runs here" : "not on this GPU / build");
+    for (int v : {0, VK_GEMM_STREAM_TMA}) {
+        if (v == VK_GEMM_STREAM_TMA && !vk_gemm_stream_has_tma()) continue;
+        test_stream_reproducible(seed, v);
+        test_stream_pdl_chain(seed, v);
+    }
     CK(cudaDeviceSynchronize());
     printf("gemm_stream: %s (%d failures)\n", ref::failures() ? "FAILED" : "ok", ref::failures());
     return ref::failures() ? 1 : 0;

@@ -69,8 +69,10 @@ vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const voi
                        vesta_error *err)
 {
     if (be->batch_invariant) return cuda_gemm_invariant_run(be, x, n, in, w, out, y, f32out, err);
-    if (cuda_gemm_streams(be, n)) { /* opt-in (VESTA_GEMM_STREAM): not faster than cuBLAS on an H100 */
-        CU(vk_gemm_stream(VK_BF16, f32out, y, x, w, n, in, out, be->gs_ws, be->gs_ws_bytes, be->gemm_pdl, be->stream));
+    if (cuda_gemm_streams(be, n)) { /* VESTA_GEMM_STREAM */
+        const int variant = be->gemm_stream == 3 ? VK_GEMM_STREAM_TMA : 0;
+        CU(vk_gemm_stream_ex(VK_BF16, f32out, y, x, w, n, in, out, be->gs_ws, be->gs_ws_bytes, variant, be->gemm_pdl,
+                             be->stream));
         return VESTA_OK;
     }
     if (n <= VK_GEMV_MAX_N) { /* weight streaming: vk_gemv beats cuBLAS at n <= 4 */

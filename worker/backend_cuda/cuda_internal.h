@@ -100,8 +100,9 @@ typedef struct cuda_backend {
     /* VESTA_DECODE_ATTENTION: the decode-attention kernel version (vk_attention_v; 0 = production) */
     int decode_attention;
     /* VESTA_GEMM_STREAM (0, the default: off; 1: vk_gemm_stream for VK_GEMV_MAX_N < n <= 64; 2: also
-     * for n <= VK_GEMV_MAX_N); gs_ws: its workspace, sized for the largest product (NULL when off).
-     * VESTA_GEMM_PDL (1, the default): vk_gemv / vk_gemm_stream launched as programmatic dependents */
+     * for n <= VK_GEMV_MAX_N; 3: its version 3, VK_GEMM_STREAM_TMA, for VK_GEMV_MAX_N < n <= 64); gs_ws: its workspace,
+     * sized for the largest product (NULL when off). VESTA_GEMM_PDL (1, the default): vk_gemv / vk_gemm_stream launched
+     * as programmatic dependents */
     int gemm_stream, gemm_pdl;
     void *gs_ws;
     size_t gs_ws_bytes;
