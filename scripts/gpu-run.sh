@@ -6,7 +6,7 @@
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
-#                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, pdl, prefill, b4probe,
+#                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, gemmprof, pdl, prefill, b4probe,
 #                                       b4attn, prefillprof, attncheck, kbbaseline, final, b4 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
@@ -659,6 +659,21 @@ stage_ncu() {
     summary+=("ncu: rc $? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu.txt") kernel reports in ncu.txt)")
 }
 
+# Nsight Compute on one launch of vk_gemm_stream's version 3 in bench_gemm_stream (by default the
+# third: q|k|v at n = 32 in the bench's correctness checks), whole-GPU sections including how the
+# work spread over the SMs; the bench is stopped after that launch.
+stage_gemmprof() {
+    local ncu=/usr/local/cuda/bin/ncu
+    [ -x "$ncu" ] || ncu=ncu
+    timeout 300 "$ncu" -k "regex:gst_kernel" --launch-skip "${VESTA_NCU_SKIP:-2}" --launch-count 1 --kill yes \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
+        --section LaunchStats --section Occupancy --section WorkloadDistribution \
+        "$B/bin/bench_gemm_stream" >"$OUT/ncu_gemm.txt" 2>&1
+    summary+=("ncu gemm: rc $? ($(grep -c 'Section: ' "$OUT/ncu_gemm.txt") sections)")
+    grep -E "gst_kernel|Duration|Throughput|Stall|Eligible|Issued|Active|Cycles|Waves|Registers|Shared" \
+        "$OUT/ncu_gemm.txt" | head -70
+}
+
 # Two or more GPUs: TP=2 against TP=1 on the 8B shape with dummy weights (the same random model at
 # every N: the weights are made whole, then sliced), single-stream decode and B1 at each.
 stage_tp2() {
@@ -719,6 +734,7 @@ run)
         stream) stage_stream ;;
         tma) stage_tma ;;
         gemm) stage_gemm ;;
+        gemmprof) stage_gemmprof ;;
         pdl) stage_pdl ;;
         prefill) stage_prefill ;;
         attncheck) stage_attncheck ;;
