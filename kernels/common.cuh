@@ -104,11 +104,16 @@ inline cudaLaunchConfig_t pdl_launch_config(dim3 grid, dim3 block, cudaStream_t 
     cfg.numAttrs = pdl ? 1 : 0;
     return cfg;
 }
-/* Host: whether the current device runs programmatic dependent launch (Hopper and later). */
-inline bool pdl_supported() {
+/* Host: whether kernel fn may be launched as a programmatic dependent: the current device runs
+ * programmatic dependent launch (Hopper and later) and fn was compiled for sm_90 or later. The
+ * portable compute_80 PTX, JIT-compiled for a newer GPU, has its griddepcontrol instructions
+ * compiled out: launched early, it would read its input before the previous kernel is done. */
+inline bool pdl_supported(const void *fn) {
     int dev = 0, major = 0;
+    cudaFuncAttributes fa;
     return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
+           cudaFuncGetAttributes(&fa, fn) == cudaSuccess && fa.ptxVersion >= 90;
 }
 
 } // namespace vk

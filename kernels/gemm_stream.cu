@@ -245,13 +245,12 @@ cudaError_t gs_dispatch(int variant, void *y, const void *x, const void *w, int 
     return cudaErrorInvalidValue;
 }
 
-cudaError_t gs_sms(int *sms, int *major)
+cudaError_t gs_sms(int *sms)
 {
     int dev;
     cudaError_t e = cudaGetDevice(&dev);
     if (e != cudaSuccess) return e;
-    if ((e = cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) return e;
-    return cudaDeviceGetAttribute(major, cudaDevAttrComputeCapabilityMajor, dev);
+    return cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, dev);
 }
 
 } // namespace
@@ -266,8 +265,8 @@ static size_t gs_ws_need(int sms, int out)
 
 extern "C" size_t vk_gemm_stream_ws_bytes(int max_out)
 {
-    int sms = 0, major = 0;
-    if (gs_sms(&sms, &major) != cudaSuccess || max_out <= 0) return 0;
+    int sms = 0;
+    if (gs_sms(&sms) != cudaSuccess || max_out <= 0) return 0;
     return gs_ws_need(sms, max_out);
 }
 
@@ -278,11 +277,11 @@ extern "C" cudaError_t vk_gemm_stream_ex(vk_dtype dt, int f32_out, void *y, cons
     if (n > VK_GEMM_STREAM_MAX_N || in <= 0 || in % 8 || out <= 0 || !ws || variant < 0 ||
         variant >= VK_GEMM_STREAM_VARIANTS)
         return cudaErrorInvalidValue;
-    int sms = 0, major = 0;
-    cudaError_t e = gs_sms(&sms, &major);
+    int sms = 0;
+    cudaError_t e = gs_sms(&sms);
     if (e != cudaSuccess) return e;
     if (ws_bytes < gs_ws_need(sms, out)) return cudaErrorInvalidValue;
-    pdl = pdl && major >= 9; /* griddepcontrol: Hopper and later */
+    pdl = pdl && pdl_supported((const void *)gs_kernel<__nv_bfloat16, float, 8, 1, 2, 2>);
     if (variant >= VK_GEMM_STREAM_TMA)
         return vk_gemm_stream_tma(dt, f32_out, y, x, w, n, in, out, (float *)ws,
                                   (int *)((char *)ws + gs_part_bytes(sms)), sms, variant, pdl, s);

@@ -84,7 +84,8 @@ extern "C" cudaError_t vk_gemv(vk_dtype dt, int f32_out, void *y, const void *x,
                                int out, int pdl, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
     if (n > VK_GEMV_MAX_N || in % 8 || out <= 0) return cudaErrorInvalidValue;
-    if (f32_out) VK_DISPATCH(dt, return (launch_gemv<T, float>(y, x, w, n, in, out, pdl && pdl_supported(), s)));
-    VK_DISPATCH(dt, return (launch_gemv<T, T>(y, x, w, n, in, out, pdl && pdl_supported(), s)));
+    pdl = pdl && pdl_supported((const void *)gemv_kernel<__nv_bfloat16, float, 1>);
+    if (f32_out) VK_DISPATCH(dt, return (launch_gemv<T, float>(y, x, w, n, in, out, pdl, s)));
+    VK_DISPATCH(dt, return (launch_gemv<T, T>(y, x, w, n, in, out, pdl, s)));
     return cudaErrorInvalidValue;
 }

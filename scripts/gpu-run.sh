@@ -3,10 +3,12 @@
 #   scripts/gpu-run.sh build            here (no GPU needed): builds the CUDA binaries into
 #                                       build-gpu/ and fetches the Debian runtime libraries the
 #                                       binaries link into .gpu/debs (both git-ignored)
+#   scripts/gpu-run.sh build-portable   the portable path alone (compute_80 PTX) into build-gpu80,
+#                                       packed as .gpu/bins80.tar.xz (stage portable)
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
-#                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, gemmprof, pdl, prefill, b4probe,
+#                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, gemmprof, portable, pdl, prefill, b4probe,
 #                                       b4attn, prefillprof, attncheck, kbbaseline, final, b4 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
@@ -15,24 +17,24 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 B=${VESTA_GPU_BUILD:-build-gpu}
 OUT=${OUT:-$ROOT/out}
+P80=build-gpu80 # the portable build (build-portable)
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export PYTHONUNBUFFERED=1
 
+# build [DIR ARCH PACK TARGETS...]: by default the H100 machine code only (no PTX) for the carried
+# binaries, which must fit in 64 MiB; build-portable: the portable path alone (compute_80 PTX, which
+# the driver compiles for the GPU it finds) for the tests and vesta, into build-gpu80.
 build() {
-    # Only the H100 machine code (no PTX) for the carried binaries: they must fit in 64 MiB.
-    cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a-real >/dev/null || exit 1
-    local targets="test_kernels kernel_bench test_gemm_stream bench_gemm_stream"
-    local help
-    help=$(cmake --build "$B" --target help)
-    for t in vesta vesta-router vesta-worker vesta-tp-rank; do
-        if grep -q "^\.\.\. $t\$" <<<"$help"; then targets="$targets $t"; fi
-    done
-    cmake --build "$B" -j2 --target $targets || exit 1
-    strip "$B"/bin/* 2>/dev/null # the device calls carry at most 64 MiB
+    local dir=${1:-$B} arch=${2:-90a-real} pack=${3:-.gpu/bins.tar.xz}
+    shift 3 2>/dev/null
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null || exit 1
+    local targets="${*:-test_kernels kernel_bench test_gemm_stream bench_gemm_stream vesta vesta-router vesta-worker vesta-tp-rank}"
+    cmake --build "$dir" -j2 --target $targets || exit 1
+    strip "$dir"/bin/* 2>/dev/null # the device calls carry at most 64 MiB
     mkdir -p .gpu/debs
     # Runtime libraries of our binaries that the GPU machine (Ubuntu, CUDA only) lacks.
     local need
-    need=$(for f in "$B"/bin/*; do ldd "$f" 2>/dev/null; done | awk '/=>/ {print $3}' | sort -u |
+    need=$(for f in "$dir"/bin/*; do ldd "$f" 2>/dev/null; done | awk '/=>/ {print $3}' | sort -u |
         grep -v -e cuda -e libcublas -e libcudart -e '^/lib/x86_64-linux-gnu/lib\(c\|m\|dl\|rt\|pthread\|gcc_s\|stdc++\)\.so' |
         while read -r lib; do { dpkg -S "$lib" 2>/dev/null || dpkg -S "/usr$lib" 2>/dev/null; } | head -1 | cut -d: -f1; done |
         grep -v -x -e libc6 | sort -u) # never Debian's libc over the machine's own (another glibc)
@@ -40,15 +42,18 @@ build() {
     rm -f .gpu/debs/libc6_*.deb
     # The binaries each hold the kernels' machine code (~77 MB in all); packed they are ~6 MB, which
     # leaves room under the 64 MiB per call for the repository and the runtime libraries.
-    tar -C "$B" -cf - bin | xz -T2 -6 -c >.gpu/bins.tar.xz
-    du -sh "$B/bin" .gpu/bins.tar.xz .gpu/debs
-    echo "carry: .gpu/bins.tar.xz .gpu/debs (and .gpu/smollm2-4l.gguf where room allows)"
+    tar -C "$dir" -cf - bin | xz -T2 -6 -c >"$pack"
+    du -sh "$dir/bin" "$pack" .gpu/debs
+    echo "carry: $pack .gpu/debs (and .gpu/smollm2-4l.gguf where room allows)"
 }
 
 setup_remote() {
     mkdir -p "$OUT" /tmp/deb
     if [ ! -x "$B/bin/vesta" ] && [ -f .gpu/bins.tar.xz ]; then
         mkdir -p "$B" && xz -dc .gpu/bins.tar.xz | tar -C "$B" -xf - || exit 1
+    fi
+    if [ ! -x "$P80/bin/vesta" ] && [ -f .gpu/bins80.tar.xz ]; then
+        mkdir -p "$P80" && xz -dc .gpu/bins80.tar.xz | tar -C "$P80" -xf - || exit 1
     fi
     for f in .gpu/debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" /tmp/deb; done
     export LD_LIBRARY_PATH=/tmp/deb/usr/lib/x86_64-linux-gnu:/tmp/deb/lib/x86_64-linux-gnu:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -659,6 +664,38 @@ stage_ncu() {
     summary+=("ncu: rc $? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu.txt") kernel reports in ncu.txt)")
 }
 
+# The portable path (build-portable: compute_80 PTX, JIT-compiled by the driver for this GPU, so
+# none of the sm_90 code: no bulk copies, no wgmma, no griddepcontrol): its kernel tests and
+# vk_gemm_stream tests, 320 prompts at 48 sequences against this build's H100 code by the top-5
+# rule, then B2 and B1 with it, for the record of what another GPU's code path costs here.
+stage_portable() {
+    if [ ! -x "$P80/bin/vesta" ]; then
+        summary+=("portable: no $P80 (scripts/gpu-run.sh build-portable, carry .gpu/bins80.tar.xz)")
+        return
+    fi
+    export CUDA_CACHE_MAXSIZE=4294967296 # the JIT-compiled kernels, kept for the next process
+    echo "== portable kernel tests =="
+    timeout 400 "$P80/bin/test_kernels" all 2>&1 | tee "$OUT/portable_kernels.log" | tail -8
+    summary+=("portable kernel tests: $(tail -1 "$OUT/portable_kernels.log") (rc ${PIPESTATUS[0]})")
+    timeout 300 "$P80/bin/test_gemm_stream" 2>&1 | tee "$OUT/portable_gemm_stream.log" | grep -v "^  \|^stream" | tail -6
+    summary+=("portable vk_gemm_stream tests: $(tail -1 "$OUT/portable_gemm_stream.log") (rc ${PIPESTATUS[0]})")
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    prompts320 "$W/pt_prompts.jsonl"
+    gen320 "$W/pt_prompts.jsonl" "$W/pt_h100.jsonl" "$W/pt.log" --max-num-seqs 48
+    V="$P80/bin/vesta" gen320 "$W/pt_prompts.jsonl" "$W/pt_portable.jsonl" "$W/pt.log" --max-num-seqs 48
+    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/pt_h100.jsonl" "$W/pt_portable.jsonl" \
+        --label '320 prompts at 48 seqs, portable path vs sm_90a' | tee -a "$W/pt.log")")
+    local VESTA_BENCH_DUMMY=1 name v
+    for name in h100 portable; do
+        v=$V
+        [ "$name" = portable ] && v="$P80/bin/vesta"
+        V=$v vb "b2_$name" latency --input-len 128 --output-len 512 --num-iters 3 --num-iters-warmup 1 --temperature 0
+        summary+=("B2 $name: $(grep -h 'tokens/s decode' "$W/bench.log" | tail -1)")
+        V=$v vb "b1_$name" throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024
+        summary+=("B1 $name: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+    done
+}
+
 # Nsight Compute on one launch of vk_gemm_stream's version 3 in bench_gemm_stream (by default the
 # third: q|k|v at n = 32 in the bench's correctness checks), whole-GPU sections including how the
 # work spread over the SMs; the bench is stopped after that launch.
@@ -710,6 +747,7 @@ stage_tp2() {
 
 case "${1:-}" in
 build) build ;;
+build-portable) build "$P80" 80-virtual .gpu/bins80.tar.xz test_kernels test_gemm_stream vesta ;;
 run)
     shift
     setup_remote
@@ -735,6 +773,7 @@ run)
         tma) stage_tma ;;
         gemm) stage_gemm ;;
         gemmprof) stage_gemmprof ;;
+        portable) stage_portable ;;
         pdl) stage_pdl ;;
         prefill) stage_prefill ;;
         attncheck) stage_attncheck ;;
