@@ -119,23 +119,13 @@ template <typename T, int NT> __device__ __forceinline__ void gst_wgmma(float (&
                  "%21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"              \
                  : GST_R4(0), GST_R4(4), GST_R4(8), GST_R4(12), GST_R4(16), GST_R4(20), GST_R4(24), GST_R4(28)         \
                  : "l"(a), "l"(b), "r"(1))
-#define GST_WGMMA_SPECIALIZE(CT, TY)                                                                                   \
-    template <> __device__ __forceinline__ void gst_wgmma<CT, 8>(float (&d)[4], uint64_t a, uint64_t b)               \
+#define GST_WGMMA_FN(CT, TY, N)                                                                                        \
+    template <> __device__ __forceinline__ void gst_wgmma<CT, N>(float(&d)[N / 2], uint64_t a, uint64_t b)            \
     {                                                                                                                  \
-        GST_WGMMA_8(TY);                                                                                               \
-    }                                                                                                                  \
-    template <> __device__ __forceinline__ void gst_wgmma<CT, 16>(float (&d)[8], uint64_t a, uint64_t b)              \
-    {                                                                                                                  \
-        GST_WGMMA_16(TY);                                                                                              \
-    }                                                                                                                  \
-    template <> __device__ __forceinline__ void gst_wgmma<CT, 32>(float (&d)[16], uint64_t a, uint64_t b)             \
-    {                                                                                                                  \
-        GST_WGMMA_32(TY);                                                                                              \
-    }                                                                                                                  \
-    template <> __device__ __forceinline__ void gst_wgmma<CT, 64>(float (&d)[32], uint64_t a, uint64_t b)             \
-    {                                                                                                                  \
-        GST_WGMMA_64(TY);                                                                                              \
+        GST_WGMMA_##N(TY);                                                                                             \
     }
+#define GST_WGMMA_SPECIALIZE(CT, TY)                                                                                   \
+    GST_WGMMA_FN(CT, TY, 8) GST_WGMMA_FN(CT, TY, 16) GST_WGMMA_FN(CT, TY, 32) GST_WGMMA_FN(CT, TY, 64)
 GST_WGMMA_SPECIALIZE(__nv_bfloat16, "bf16")
 GST_WGMMA_SPECIALIZE(__half, "f16")
 
