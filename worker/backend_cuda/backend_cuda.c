@@ -681,11 +681,14 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     if (cuda_gemm_init(be, err) != VESTA_OK) goto fail_quiet;
     be->gemm_tune = env_int("VESTA_GEMM_TUNE", 1, 0, 2);
     be->decode_attention = env_decode_attention();
-    be->gemm_stream = env_int("VESTA_GEMM_STREAM", 0, 0, 3);
+    be->gemm_stream = env_int("VESTA_GEMM_STREAM", -1, -1, 3);
     if (be->gemm_stream == 3 && !vk_gemm_stream_has_tma()) {
         fprintf(stderr, "cuda: VESTA_GEMM_STREAM=3 needs an sm_90a GPU and build: cuBLAS instead\n");
         be->gemm_stream = 0;
     }
+    /* the default, version 3 for decode steps of 5-16 sequences, where it was measured faster: one
+     * H100 (sm_90a), not a tensor-parallel rank's slices, not batch-invariant mode's products */
+    if (be->gemm_stream < 0 && (!vk_gemm_stream_has_tma() || be->comm || opts->batch_invariant)) be->gemm_stream = 0;
     be->gemm_pdl = env_int("VESTA_GEMM_PDL", 1, 0, 1);
     /* VESTA_PREFILL_GROUP=0|1: prefill attention blocks per KV group (1) or per head (0) */
     be->prefill_group = env_int("VESTA_PREFILL_GROUP", 1, 0, 1) && be->H % be->KVH == 0 && be->H / be->KVH >= 2 &&

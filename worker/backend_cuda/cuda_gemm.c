@@ -61,6 +61,7 @@ fail:
 
 bool cuda_gemm_streams(const cuda_backend *be, int n)
 {
+    if (be->gemm_stream < 0) return n > VK_GEMV_MAX_N && n <= CUDA_GEMM_STREAM_AUTO_MAX_N;
     if (!be->gemm_stream || n > VK_GEMM_STREAM_MAX_N) return false;
     return n > VK_GEMV_MAX_N || be->gemm_stream == 2;
 }
@@ -69,8 +70,8 @@ vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const voi
                        vesta_error *err)
 {
     if (be->batch_invariant) return cuda_gemm_invariant_run(be, x, n, in, w, out, y, f32out, err);
-    if (cuda_gemm_streams(be, n)) { /* VESTA_GEMM_STREAM */
-        const int variant = be->gemm_stream == 3 ? VK_GEMM_STREAM_TMA : 0;
+    if (cuda_gemm_streams(be, n)) { /* VESTA_GEMM_STREAM; by default version 3 at 5-16 rows */
+        const int variant = be->gemm_stream == 1 || be->gemm_stream == 2 ? 0 : VK_GEMM_STREAM_TMA;
         CU(vk_gemm_stream_ex(VK_BF16, f32out, y, x, w, n, in, out, be->gs_ws, be->gs_ws_bytes, variant, be->gemm_pdl,
                              be->stream));
         return VESTA_OK;

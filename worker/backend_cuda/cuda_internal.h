@@ -72,6 +72,10 @@ typedef enum cuda_prof_class {
 } cuda_prof_class;
 
 /* A product shape tuned at start-up (cuda_gemm.c): n rows of `in` against an [out][in] weight. */
+/* Up to this many rows the default takes vk_gemm_stream's version 3 over cuBLAS: decode at 8 and
+ * 16 sequences +2.3 / +1.5 % on an H100 (run 73), level or slower from 32 rows (runs 67, 69). */
+#define CUDA_GEMM_STREAM_AUTO_MAX_N 16
+
 typedef struct cuda_gemm_algo {
     int n, in, out;
     bool f32;    /* fp32 output (the LM head) */
@@ -99,8 +103,10 @@ typedef struct cuda_backend {
     int gemm_tune;
     /* VESTA_DECODE_ATTENTION: the decode-attention kernel version (vk_attention_v; 0 = production) */
     int decode_attention;
-    /* VESTA_GEMM_STREAM (0, the default: off; 1: vk_gemm_stream for VK_GEMV_MAX_N < n <= 64; 2: also
-     * for n <= VK_GEMV_MAX_N; 3: its version 3, VK_GEMM_STREAM_TMA, for VK_GEMV_MAX_N < n <= 64); gs_ws: its workspace,
+    /* VESTA_GEMM_STREAM (-1, the default: vk_gemm_stream's version 3, VK_GEMM_STREAM_TMA, for
+     * VK_GEMV_MAX_N < n <= CUDA_GEMM_STREAM_AUTO_MAX_N where it runs, else 0; 0: off; 1:
+     * vk_gemm_stream for VK_GEMV_MAX_N < n <= 64; 2: also for n <= VK_GEMV_MAX_N; 3: version 3 for
+     * VK_GEMV_MAX_N < n <= 64); gs_ws: its workspace,
      * sized for the largest product (NULL when off). VESTA_GEMM_PDL (1, the default): vk_gemv / vk_gemm_stream launched
      * as programmatic dependents */
     int gemm_stream, gemm_pdl;
