@@ -8,7 +8,7 @@
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
-#                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, gemmprof, portable, pdl, prefill, b4probe,
+#                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, gemmprof, portable, pdl, prefill, b4probe,
 #                                       b4attn, prefillprof, attncheck, kbbaseline, final, b4 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
@@ -475,6 +475,20 @@ stage_stream() { gemm_ab stream 1; }
 # Version 3 (TMA + wgmma, VESTA_GEMM_STREAM=3) the same way.
 stage_tma() { gemm_ab tma 3; }
 stage_gemm() { gemm_kernels; } # the GEMM tests and bench alone
+# B1 with the products of 5-16 rows on cuBLAS (VESTA_GEMM_STREAM=0) and as the default has them
+# (version 3), interleaved, two rounds.
+stage_b1ab() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local VESTA_BENCH_DUMMY=1 i v name val
+    for i in 1 2; do
+        for v in cublas:0 default:; do
+            IFS=: read -r name val <<<"$v"
+            VESTA_GEMM_STREAM=$val vb "b1_${name}_$i" throughput --num-prompts 512 --input-len 512 --output-len 256 \
+                --max-model-len 1024
+            summary+=("B1 $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+        done
+    done
+}
 # Decode at 8 and 16 sequences (64 requests, 512 in -> 128 out) with cuBLAS (VESTA_GEMM_STREAM=0)
 # and with vk_gemm_stream's version 3 (3), interleaved, two rounds.
 stage_smalln() {
@@ -789,6 +803,7 @@ run)
         tma) stage_tma ;;
         gemm) stage_gemm ;;
         smalln) stage_smalln ;;
+        b1ab) stage_b1ab ;;
         gemmprof) stage_gemmprof ;;
         portable) stage_portable ;;
         pdl) stage_pdl ;;
