@@ -8,7 +8,7 @@
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
-#                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, gemmprof, portable, pdl, prefill, b4probe,
+#                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, gemmprof, portable, pdl, prefill, b4probe,
 #                                       b4attn, prefillprof, attncheck, kbbaseline, final, b4 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
@@ -489,6 +489,24 @@ stage_b1ab() {
         done
     done
 }
+# B3 with the checkpoint's weights (transformers' random init, read from disk) and with
+# --load-format dummy (vk_fill_random), interleaved, two rounds: the same kernels on other data.
+stage_b3ab() {
+    [ -f "$M8/config.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local i d
+    for i in 1 2; do
+        for d in real dummy; do
+            if [ "$d" = dummy ]; then
+                VESTA_BENCH_DUMMY=1 vb "b3_${d}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 \
+                    --num-iters-warmup 2 --temperature 0
+            else
+                vb "b3_${d}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 --temperature 0
+            fi
+            summary+=("B3 $d round $i: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+        done
+    done
+}
 # Decode at 8 and 16 sequences (64 requests, 512 in -> 128 out) with cuBLAS (VESTA_GEMM_STREAM=0)
 # and with vk_gemm_stream's version 3 (3), interleaved, two rounds.
 stage_smalln() {
@@ -804,6 +822,7 @@ run)
         gemm) stage_gemm ;;
         smalln) stage_smalln ;;
         b1ab) stage_b1ab ;;
+        b3ab) stage_b3ab ;;
         gemmprof) stage_gemmprof ;;
         portable) stage_portable ;;
         pdl) stage_pdl ;;
