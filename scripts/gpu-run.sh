@@ -8,7 +8,7 @@
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
-#                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, gemmprof, portable, pdl, prefill, b4probe,
+#                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
 #                                       b4attn, prefillprof, attncheck, kbbaseline, final, b4 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
@@ -507,6 +507,24 @@ stage_b3ab() {
         done
     done
 }
+# Where B3's time goes with each kind of weights: VESTA_PROFILE=1 (an event after every operation
+# of the eager steps; the per-class table goes to bench.log at exit), checkpoint then dummy.
+stage_b3prof() {
+    [ -f "$M8/config.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local d
+    for d in real dummy; do
+        if [ "$d" = dummy ]; then
+            VESTA_PROFILE=1 VESTA_BENCH_DUMMY=1 vb "b3prof_$d" latency --input-len 2048 --output-len 1 --num-iters 5 \
+                --num-iters-warmup 2 --temperature 0
+        else
+            VESTA_PROFILE=1 vb "b3prof_$d" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 \
+                --temperature 0
+        fi
+        summary+=("B3 profiled, $d: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+    done
+    sed -n '/b3prof_real/,$p' "$W/bench.log" | grep -v "^cuda: GEMM\|^Start-up" | tail -60
+}
 # Decode at 8 and 16 sequences (64 requests, 512 in -> 128 out) with cuBLAS (VESTA_GEMM_STREAM=0)
 # and with vk_gemm_stream's version 3 (3), interleaved, two rounds.
 stage_smalln() {
@@ -823,6 +841,7 @@ run)
         smalln) stage_smalln ;;
         b1ab) stage_b1ab ;;
         b3ab) stage_b3ab ;;
+        b3prof) stage_b3prof ;;
         gemmprof) stage_gemmprof ;;
         portable) stage_portable ;;
         pdl) stage_pdl ;;
