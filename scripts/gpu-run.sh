@@ -489,41 +489,31 @@ stage_b1ab() {
         done
     done
 }
-# B3 with the checkpoint's weights (transformers' random init, read from disk) and with
-# --load-format dummy (vk_fill_random), interleaved, two rounds: the same kernels on other data.
-stage_b3ab() {
+# B3 on both kinds of weights: b3_weights KIND NAME, KIND real (the checkpoint: transformers'
+# random init, read from disk) or dummy (--load-format dummy, vk_fill_random).
+b3_weights() {
     [ -f "$M8/config.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local VESTA_BENCH_DUMMY=
+    [ "$1" = dummy ] && VESTA_BENCH_DUMMY=1
+    vb "$2" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 --temperature 0
+    summary+=("B3 $2: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+}
+# The same kernels on other data: B3 with each kind of weights, interleaved, two rounds.
+stage_b3ab() {
     local i d
     for i in 1 2; do
-        for d in real dummy; do
-            if [ "$d" = dummy ]; then
-                VESTA_BENCH_DUMMY=1 vb "b3_${d}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 \
-                    --num-iters-warmup 2 --temperature 0
-            else
-                vb "b3_${d}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 --temperature 0
-            fi
-            summary+=("B3 $d round $i: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
-        done
+        for d in real dummy; do b3_weights "$d" "b3_${d}_$i"; done
     done
 }
 # Where B3's time goes with each kind of weights: VESTA_PROFILE=1 (an event after every operation
 # of the eager steps; the per-class table goes to bench.log at exit), checkpoint then dummy.
 stage_b3prof() {
-    [ -f "$M8/config.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
-    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    local d
-    for d in real dummy; do
-        if [ "$d" = dummy ]; then
-            VESTA_PROFILE=1 VESTA_BENCH_DUMMY=1 vb "b3prof_$d" latency --input-len 2048 --output-len 1 --num-iters 5 \
-                --num-iters-warmup 2 --temperature 0
-        else
-            VESTA_PROFILE=1 vb "b3prof_$d" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 \
-                --temperature 0
-        fi
-        summary+=("B3 profiled, $d: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
-    done
-    sed -n '/b3prof_real/,$p' "$W/bench.log" | grep -v "^cuda: GEMM\|^Start-up" | tail -60
+    local VESTA_PROFILE=1
+    export VESTA_PROFILE
+    b3_weights real b3prof_real
+    b3_weights dummy b3prof_dummy
+    sed -n '/b3prof_real/,$p' "$W/bench.log" | grep -v "^cuda: GEMM\\|^Start-up" | tail -60
 }
 # Decode at 8 and 16 sequences (64 requests, 512 in -> 128 out) with cuBLAS (VESTA_GEMM_STREAM=0)
 # and with vk_gemm_stream's version 3 (3), interleaved, two rounds.
