@@ -71,11 +71,11 @@ typedef enum cuda_prof_class {
     CUDA_PROF_COUNT
 } cuda_prof_class;
 
-/* A product shape tuned at start-up (cuda_gemm.c): n rows of `in` against an [out][in] weight. */
 /* Up to this many rows the default takes vk_gemm_stream's version 3 over cuBLAS: decode at 8 and
  * 16 sequences +2.3 / +1.5 % on an H100 (run 73), level or slower from 32 rows (runs 67, 69). */
 #define CUDA_GEMM_STREAM_AUTO_MAX_N 16
 
+/* A product shape tuned at start-up (cuda_gemm.c): n rows of `in` against an [out][in] weight. */
 typedef struct cuda_gemm_algo {
     int n, in, out;
     bool f32;    /* fp32 output (the LM head) */
