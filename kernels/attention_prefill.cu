@@ -9,6 +9,7 @@
  * fragment loaded from a matrix of row indices, so it relies on no undocumented layout. Queries
  * are the last query_len positions of the sequence, causally masked. */
 #include <mma.h>
+#include <stdlib.h>
 
 #include "attention.cuh"
 
@@ -206,8 +207,19 @@ extern "C" int vk_prefill_tile_tokens(int mode, int H, int KVH) {
     return PF_BM / (H / KVH);
 }
 
+/* Longest first: later query rows see more keys (causal), so their tiles take longer; blocks are
+ * dispatched in tile order, and starting the long ones first leaves short ones for the last wave.
+ * Ties (equal row offsets of different sequences) keep sequence order. */
+static int tile_longer_first(const void *pa, const void *pb) {
+    const int32_t *a = (const int32_t *)pa, *b = (const int32_t *)pb;
+    if (a[1] != b[1]) return a[1] > b[1] ? -1 : 1;
+    return (a[0] > b[0]) - (a[0] < b[0]);
+}
+
 extern "C" int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int mode, int H, int KVH,
                                       int32_t *tiles, int cap) {
+    const bool longest_first = (mode & VK_TILES_LONGEST_FIRST) != 0;
+    mode &= ~VK_TILES_LONGEST_FIRST;
     const int tt = vk_prefill_tile_tokens(mode, H, KVH);
     const bool batch_invariant = mode == VK_TILES_INVARIANT;
     if (tt <= 0) return -1;
@@ -222,6 +234,7 @@ extern "C" int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, 
             n++;
         }
     }
+    if (longest_first && n > 1) qsort(tiles, (size_t)n, 2 * sizeof(int32_t), tile_longer_first);
     return n;
 }
 

@@ -88,32 +88,6 @@ __device__ double block_sum_d(double v, double *sh) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
-/* Exclusive prefix sum over the block's threads. */
-__device__ double block_exclusive_scan_d(double v, double *sh) {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    double incl = v;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-        double y = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o) incl += y;
-    }
-    __syncthreads();
-    if (lane == 31) sh[w] = incl;
-    __syncthreads();
-    if (w == 0) {
-        double s = lane < (int)(blockDim.x >> 5) ? sh[lane] : 0.0;
-        double si = s;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-            double y = __shfl_up_sync(0xffffffffu, si, o);
-            if (lane >= o) si += y;
-        }
-        sh[lane] = si - s; /* exclusive over warps */
-    }
-    __syncthreads();
-    return sh[w] + incl - v;
-}
-
 /* ---- Selection over the reference's sorted order (rows with top-k / top-p) ---- */
 
 /* Ordered key of a float: larger value, larger key; -0 and +0 equal (the reference compares
@@ -388,19 +362,283 @@ __device__ int sample_sorted(sel_shared &S, const uint32_t *K, int V, int ncand,
     return (int)~(uint32_t)S.comp;
 }
 
+/* The row's logits with logit bias, the stop mask and the penalties applied, in W; X = L when the
+ * row has none of them (no copy). */
+__device__ const float *sample_process(const float *L, float *W, int32_t *C, int V, const vk_sample_row &P,
+                                       const int32_t *ids, const float *bias) {
+    const int tid = threadIdx.x;
+    const int nseen = P.num_prompt + P.num_output;
+    const bool rep = P.repetition_penalty != 1.0f && nseen > 0;
+    const bool freq = (P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f) && P.num_output > 0;
+    if (P.num_bias <= 0 && P.num_stop <= 0 && !rep && !freq) return L;
+    for (int i = tid; i < V; i += SAMPLE_THREADS) W[i] = L[i];
+    __syncthreads();
+    for (int j = tid; j < P.num_bias; j += SAMPLE_THREADS) {
+        int t = ids[P.bias_off + j];
+        if (t >= 0 && t < V) atomicAdd(&W[t], bias[P.bias_off + j]);
+    }
+    __syncthreads();
+    for (int j = tid; j < P.num_stop; j += SAMPLE_THREADS) {
+        int t = ids[P.stop_off + j];
+        if (t >= 0 && t < V) W[t] = -INFINITY;
+    }
+    __syncthreads();
+    if (rep) {
+        for (int j = tid; j < nseen; j += SAMPLE_THREADS) {
+            int t = j < P.num_prompt ? ids[P.prompt_off + j] : ids[P.output_off + j - P.num_prompt];
+            if (t >= 0 && t < V) atomicOr(&C[t], SEEN_BIT);
+        }
+        __syncthreads();
+        for (int j = tid; j < nseen; j += SAMPLE_THREADS) {
+            int t = j < P.num_prompt ? ids[P.prompt_off + j] : ids[P.output_off + j - P.num_prompt];
+            if (t >= 0 && t < V && (atomicAnd(&C[t], ~SEEN_BIT) & SEEN_BIT)) {
+                float l = W[t];
+                W[t] = l > 0 ? __fdiv_rn(l, P.repetition_penalty) : __fmul_rn(l, P.repetition_penalty);
+            }
+        }
+        __syncthreads();
+    }
+    if (freq) {
+        for (int j = tid; j < P.num_output; j += SAMPLE_THREADS) {
+            int t = ids[P.output_off + j];
+            if (t >= 0 && t < V) atomicAdd(&C[t], 1);
+        }
+        __syncthreads();
+        for (int j = tid; j < P.num_output; j += SAMPLE_THREADS) {
+            int t = ids[P.output_off + j];
+            if (t < 0 || t >= V) continue;
+            int c = atomicExch(&C[t], 0);
+            if (c) W[t] = __fsub_rn(W[t], __fadd_rn(__fmul_rn(P.frequency_penalty, (float)c), P.presence_penalty));
+        }
+        __syncthreads();
+    }
+    return W;
+}
+
+/* ---- The draw in id order (rows without top-k / top-p) ---- */
+
+struct draw_shared {
+    float wmax[32];
+    double wmass[32];
+    double prefix, target;
+    float mx;
+    int warp, token;
+};
+
+/* min_p keeps x iff exp(x - max) >= min_p, decided in fp64 like the reference; the log test
+ * settles all but the values within 1e-9 of the threshold without an exp. */
+__device__ __forceinline__ bool min_p_keeps(float x, float mx, float min_p, double lmp) {
+    const double d = (double)x - (double)mx;
+    return d > lmp + 1e-9 || (d >= lmp - 1e-9 && !(exp(d) < (double)min_p));
+}
+
+/* Loads VEC consecutive values (ids i.. < hi; past hi: -inf); VEC 4 needs X 16-byte aligned and i a
+ * multiple of 4. */
+template <int VEC>
+__device__ __forceinline__ void row_load(const float *X, int i, int hi, float (&x)[VEC]) {
+    bool whole = false;
+    if constexpr (VEC == 4) {
+        if (i + 3 < hi) {
+            const float4 v = *reinterpret_cast<const float4 *>(X + i);
+            x[0] = v.x;
+            x[1] = v.y;
+            x[2] = v.z;
+            x[3] = v.w;
+            whole = true;
+        }
+    }
+    if (!whole)
+#pragma unroll
+        for (int e = 0; e < VEC; e++) x[e] = i + e < hi ? X[i + e] : -INFINITY;
+}
+
+/* The same scaled by inv_t. */
+template <int VEC>
+__device__ __forceinline__ void draw_load(const float *X, int i, int hi, float inv_t, float (&x)[VEC]) {
+    row_load<VEC>(X, i, hi, x);
+#pragma unroll
+    for (int e = 0; e < VEC; e++) x[e] = __fmul_rn(x[e], inv_t);
+}
+
+/* Greedy: the largest value, ties to the lowest id (-1 when every value is -inf or NaN). */
+template <int VEC>
+__device__ int row_argmax(const float *X, int V, cand *shc) {
+    cand best = {0.f, -1};
+#pragma unroll 4
+    for (int i = threadIdx.x * VEC; i < V; i += SAMPLE_THREADS * VEC) {
+        float x[VEC];
+        row_load<VEC>(X, i, V, x);
+#pragma unroll
+        for (int e = 0; e < VEC; e++) {
+            const cand c = {x[e], i + e};
+            if (c.v > -INFINITY && before(c, best)) best = c;
+        }
+    }
+    return block_best(best, shc).id;
+}
+
+/* The mass of one scaled value (0 for -inf, NaN and what min_p removes). */
+__device__ __forceinline__ float draw_mass(float x, float mx, float min_p, double lmp) {
+    if (!(x > -INFINITY)) return 0.f;
+    if (min_p > 0.0f && !min_p_keeps(x, mx, min_p, lmp)) return 0.f;
+    return expf(x - mx);
+}
+
+/* This warp's mass over ids [lo, hi) relative to its own max (wmax). Without min_p one pass with a
+ * running max per lane; with min_p the block's max mx is known and applied. */
+template <int VEC>
+__device__ void draw_warp_mass(const float *X, int lo, int hi, float inv_t, float mx, float min_p, double lmp,
+                               float &wmax, double &wmass) {
+    const int lane = threadIdx.x & 31;
+    float m = min_p > 0.0f ? mx : -INFINITY;
+    double s = 0.0; /* fp64 sums and rescale factors: only the per-element expf rounds in fp32 */
+#pragma unroll 2
+    for (int i = lo + lane * VEC; i < hi; i += 32 * VEC) {
+        float x[VEC];
+        draw_load<VEC>(X, i, hi, inv_t, x);
+        if (min_p > 0.0f) {
+#pragma unroll
+            for (int e = 0; e < VEC; e++) s += draw_mass(x[e], mx, min_p, lmp);
+            continue;
+        }
+        float cm = m;
+#pragma unroll
+        for (int e = 0; e < VEC; e++)
+            if (x[e] > cm) cm = x[e]; /* NaN never wins */
+        if (cm > m) {
+            s = m == -INFINITY ? 0.0 : s * exp((double)m - (double)cm);
+            m = cm;
+        }
+#pragma unroll
+        for (int e = 0; e < VEC; e++) s += x[e] > -INFINITY ? expf(x[e] - m) : 0.f;
+    }
+    wmax = warp_max(m);
+    double d = s > 0.0 ? s * exp((double)m - (double)wmax) : 0.0;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+    wmass = d;
+}
+
+/* Warp 0: the block's max, each warp's mass relative to it, and the warp whose range holds the
+ * draw (the first with inclusive head mass > u * z; none when z = 0). */
+__device__ void draw_pick_warp(draw_shared &D, double u) {
+    const int lane = threadIdx.x;
+    const float mx = warp_max(D.wmax[lane]);
+    const double w = D.wmass[lane] > 0.0 ? D.wmass[lane] * exp((double)D.wmax[lane] - (double)mx) : 0.0;
+    double incl = w;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        double y = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += y;
+    }
+    const double z = __shfl_sync(0xffffffffu, incl, 31), target = u * z;
+    const unsigned over = __ballot_sync(0xffffffffu, w > 0.0 && incl > target);
+    const unsigned any = __ballot_sync(0xffffffffu, w > 0.0);
+    /* rounding can leave the target past the last warp's sum: the last warp with mass then */
+    const int pick = over ? __ffs(over) - 1 : any ? 31 - __clz(any) : -1;
+    if (lane == 0) {
+        D.mx = mx;
+        D.warp = z > 0.0 ? pick : -1;
+        D.target = target;
+        D.token = -1;
+    }
+    if (pick >= 0 && lane == pick) D.prefix = incl - w;
+}
+
+/* The picked warp walks its range in id order, 32 * VEC ids at a time. */
+template <int VEC>
+__device__ void draw_walk(draw_shared &D, const float *X, int lo, int hi, float inv_t, float min_p, double lmp) {
+    const int lane = threadIdx.x & 31;
+    const float mx = D.mx;
+    const double target = D.target;
+    double acc = D.prefix;
+    int last = -1;
+    for (int i0 = lo; i0 < hi; i0 += 32 * VEC) {
+        const int i = i0 + lane * VEC;
+        float x[VEC], p[VEC];
+        draw_load<VEC>(X, i, hi, inv_t, x);
+        double ls = 0.0;
+#pragma unroll
+        for (int e = 0; e < VEC; e++) {
+            p[e] = draw_mass(x[e], mx, min_p, lmp);
+            ls += p[e];
+            if (p[e] > 0.f) last = i + e;
+        }
+        double incl = ls;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            double y = __shfl_up_sync(0xffffffffu, incl, o);
+            if (lane >= o) incl += y;
+        }
+        const unsigned over = __ballot_sync(0xffffffffu, acc + incl > target);
+        if (over) {
+            if (lane == __ffs(over) - 1) {
+                double a = acc + (incl - ls);
+                int tok = -1;
+#pragma unroll
+                for (int e = 0; e < VEC; e++) {
+                    if (p[e] > 0.f) tok = i + e; /* rounding: the lane's last kept id */
+                    a += p[e];
+                    if (p[e] > 0.f && a > target) break;
+                }
+                D.token = tok;
+            }
+            return;
+        }
+        acc += __shfl_sync(0xffffffffu, incl, 31);
+    }
+    last = (int)warp_max((float)last); /* ids < 2^24: exact in float */
+    if (lane == 0) D.token = last;
+}
+
+/* Rows without top-k / top-p: the reference draws in token-id order with probabilities
+ * exp(double(x) - max). Warp w owns the contiguous ids [w seg, (w + 1) seg): one coalesced pass
+ * gives each warp its mass (with a running max per lane, so without min_p X is read once), warp 0
+ * finds the warp whose range holds the draw, and that warp walks its range again. Masses are expf
+ * in fp32 (rescaled and summed in fp64): each differs from the reference's fp64 mass by its
+ * rounding (~6e-8 of itself), so the token can differ only where u * z lies that close to a
+ * boundary of the cumulative mass. */
+template <int VEC>
+__device__ int sample_in_order(draw_shared &D, const float *X, int V, const vk_sample_row &P, float *shf) {
+    const int w = threadIdx.x >> 5;
+    const float inv_t = 1.0f / P.temperature;
+    const double lmp = P.min_p > 0.0f ? log((double)P.min_p) : 0.0;
+    const int seg = ((V + 31) / 32 + 3) & ~3, lo = min(V, w * seg), hi = min(V, lo + seg);
+    float mx = -INFINITY;
+    if (P.min_p > 0.0f) { /* min_p needs the max before any mass */
+        for (int i = threadIdx.x; i < V; i += SAMPLE_THREADS) {
+            float x = __fmul_rn(X[i], inv_t);
+            if (x > -INFINITY) mx = fmaxf(mx, x);
+        }
+        mx = block_max(mx, shf);
+    }
+    float wmax;
+    double wmass;
+    draw_warp_mass<VEC>(X, lo, hi, inv_t, mx, P.min_p, lmp, wmax, wmass);
+    if ((threadIdx.x & 31) == 0) {
+        D.wmax[w] = wmax;
+        D.wmass[w] = wmass;
+    }
+    __syncthreads();
+    if (w == 0) draw_pick_warp(D, rng_uniform(P.seed, P.offset));
+    __syncthreads();
+    if (w == D.warp) draw_walk<VEC>(D, X, lo, hi, inv_t, P.min_p, lmp);
+    __syncthreads();
+    return D.token;
+}
+
 __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_kernel(const float *logits, int V, const vk_sample_row *params, const int32_t *ids,
               const float *bias, float *work, int32_t *counts, vk_sample_out *out) {
     __shared__ cand shc[32];
     __shared__ double shd[32];
     __shared__ float shf[32];
-    __shared__ int found;
     __shared__ sel_shared S;
+    __shared__ draw_shared D;
     const int row = blockIdx.x, tid = threadIdx.x;
     const vk_sample_row P = params[row];
     const float *L = logits + (size_t)row * V;
     float *W = work + (size_t)row * V;
-    int32_t *C = counts + (size_t)row * V;
     vk_sample_out *o = out + row;
     int token = -1;
 
@@ -408,133 +646,44 @@ sample_kernel(const float *logits, int V, const vk_sample_row *params, const int
     bool sorted = P.top_k > 0 || P.top_p < 1.0f;
     bool greedy = P.temperature < 1e-5f;
     {
-        for (int i = tid; i < V; i += SAMPLE_THREADS) W[i] = L[i];
-        __syncthreads();
-        for (int j = tid; j < P.num_bias; j += SAMPLE_THREADS) {
-            int t = ids[P.bias_off + j];
-            if (t >= 0 && t < V) atomicAdd(&W[t], bias[P.bias_off + j]);
-        }
-        __syncthreads();
-        for (int j = tid; j < P.num_stop; j += SAMPLE_THREADS) {
-            int t = ids[P.stop_off + j];
-            if (t >= 0 && t < V) W[t] = -INFINITY;
-        }
-        __syncthreads();
-        int nseen = P.num_prompt + P.num_output;
-        if (P.repetition_penalty != 1.0f) {
-            for (int j = tid; j < nseen; j += SAMPLE_THREADS) {
-                int t = j < P.num_prompt ? ids[P.prompt_off + j] : ids[P.output_off + j - P.num_prompt];
-                if (t >= 0 && t < V) atomicOr(&C[t], SEEN_BIT);
-            }
-            __syncthreads();
-            for (int j = tid; j < nseen; j += SAMPLE_THREADS) {
-                int t = j < P.num_prompt ? ids[P.prompt_off + j] : ids[P.output_off + j - P.num_prompt];
-                if (t >= 0 && t < V && (atomicAnd(&C[t], ~SEEN_BIT) & SEEN_BIT)) {
-                    float l = W[t];
-                    W[t] = l > 0 ? __fdiv_rn(l, P.repetition_penalty) : __fmul_rn(l, P.repetition_penalty);
-                }
-            }
-            __syncthreads();
-        }
-        if (P.frequency_penalty != 0.0f || P.presence_penalty != 0.0f) {
-            for (int j = tid; j < P.num_output; j += SAMPLE_THREADS) {
-                int t = ids[P.output_off + j];
-                if (t >= 0 && t < V) atomicAdd(&C[t], 1);
-            }
-            __syncthreads();
-            for (int j = tid; j < P.num_output; j += SAMPLE_THREADS) {
-                int t = ids[P.output_off + j];
-                if (t < 0 || t >= V) continue;
-                int c = atomicExch(&C[t], 0);
-                if (c)
-                    W[t] = __fsub_rn(W[t], __fadd_rn(__fmul_rn(P.frequency_penalty, (float)c), P.presence_penalty));
-            }
-            __syncthreads();
-        }
-
+        const float *X = sample_process(L, W, counts + (size_t)row * V, V, P, ids, bias);
+        /* float4 loads need 16-byte aligned rows */
+        const bool vec = V % 4 == 0 && ((uintptr_t)X & 15) == 0;
         if (greedy) {
-            cand best = {0.f, -1};
-            for (int i = tid; i < V; i += SAMPLE_THREADS) {
-                cand c = {W[i], i};
-                if (c.v > -INFINITY && before(c, best)) best = c;
-            }
-            token = block_best(best, shc).id;
+            token = vec ? row_argmax<4>(X, V, shc) : row_argmax<1>(X, V, shc);
         } else if (sorted) {
-            float inv_t = 1.0f / P.temperature;
-            float mx = -INFINITY;
-            for (int i = tid; i < V; i += SAMPLE_THREADS) {
-                float x = __fmul_rn(W[i], inv_t);
-                if (x > -INFINITY) mx = fmaxf(mx, x);
-            }
-            mx = block_max(mx, shf);
-            /* W becomes the keys: 0 for -inf / NaN and for what min_p removes
-             * (exp(x - max) < min_p, decided in fp64 like the reference; the log test settles
-             * all but the values within 1e-9 of the threshold without an exp). */
+            /* W becomes the keys (0: -inf / NaN, or removed by min_p), in one read of the row; min_p's
+             * removals need the max, so they go over the keys again (the same thread's ids) */
+            const float inv_t = 1.0f / P.temperature;
             uint32_t *K = reinterpret_cast<uint32_t *>(W);
-            double lmp = P.min_p > 0.0f ? log((double)P.min_p) : 0.0;
+            float mx = -INFINITY;
             int nc = 0;
             for (int i = tid; i < V; i += SAMPLE_THREADS) {
-                float x = __fmul_rn(W[i], inv_t);
+                const float x = __fmul_rn(X[i], inv_t);
                 uint32_t k = 0;
                 if (x > -INFINITY) {
-                    bool keep = true;
-                    if (P.min_p > 0.0f) {
-                        double d = (double)x - (double)mx;
-                        keep = d > lmp + 1e-9 || (d >= lmp - 1e-9 && !(exp(d) < (double)P.min_p));
-                    }
-                    if (keep) {
-                        k = fkey(x);
-                        nc++;
-                    }
+                    k = fkey(x);
+                    mx = fmaxf(mx, x);
+                    nc++;
                 }
                 K[i] = k;
+            }
+            mx = block_max(mx, shf);
+            if (P.min_p > 0.0f) {
+                const double lmp = log((double)P.min_p);
+                nc = 0;
+                for (int i = tid; i < V; i += SAMPLE_THREADS) {
+                    const uint32_t k = K[i];
+                    if (k == 0) continue;
+                    if (min_p_keeps(kval(k), mx, P.min_p, lmp)) nc++;
+                    else K[i] = 0;
+                }
             }
             nc = (int)block_sum_d((double)nc, shd);
             __syncthreads();
             token = sample_sorted(S, K, V, nc, mx, P);
         } else {
-            float inv_t = 1.0f / P.temperature;
-            float mx = -INFINITY;
-            for (int i = tid; i < V; i += SAMPLE_THREADS) {
-                float x = __fmul_rn(W[i], inv_t);
-                if (x > -INFINITY) mx = fmaxf(mx, x);
-            }
-            mx = block_max(mx, shf);
-            /* Each thread owns a contiguous chunk (the walk is in id order). */
-            int chunk = (V + SAMPLE_THREADS - 1) / SAMPLE_THREADS;
-            int b = tid * chunk, e = min(V, b + chunk);
-            double local = 0.0;
-            int last_kept = -1;
-            for (int i = b; i < e; i++) {
-                float x = __fmul_rn(W[i], inv_t);
-                if (!(x > -INFINITY)) continue;
-                double p = exp((double)x - (double)mx);
-                if (P.min_p > 0.0f && p < (double)P.min_p) continue;
-                local += p;
-                last_kept = i;
-            }
-            double pre = block_exclusive_scan_d(local, shd);
-            double z = block_sum_d(local, shd);
-            int lk = (int)block_max((float)last_kept, shf); /* ids < 2^24: exact in float */
-            double target = rng_uniform(P.seed, P.offset) * z;
-            if (tid == 0) found = lk;
-            __syncthreads();
-            if (local > 0.0 && pre + local > target && !(pre > target)) {
-                double acc = pre;
-                for (int i = b; i < e; i++) {
-                    float x = __fmul_rn(W[i], inv_t);
-                    if (!(x > -INFINITY)) continue;
-                    double p = exp((double)x - (double)mx);
-                    if (P.min_p > 0.0f && p < (double)P.min_p) continue;
-                    acc += p;
-                    if (acc > target) {
-                        atomicMin(&found, i);
-                        break;
-                    }
-                }
-            }
-            __syncthreads();
-            token = z > 0.0 ? found : -1;
+            token = vec ? sample_in_order<4>(D, X, V, P, shf) : sample_in_order<1>(D, X, V, P, shf);
         }
     }
 

@@ -5,11 +5,14 @@
 #                                       binaries link into .gpu/debs (both git-ignored)
 #   scripts/gpu-run.sh build-portable   the portable path alone (compute_80 PTX) into build-gpu80,
 #                                       packed as .gpu/bins80.tar.xz (stage portable)
+#   scripts/gpu-run.sh build-base DIR   vesta and kernel_bench of another checkout (an earlier
+#                                       commit's worktree) into DIR/build, packed as
+#                                       .gpu/base.tar.xz (stage base)
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, b4 (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, tiles, ref320, b4 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -42,7 +45,8 @@ build() {
     rm -f .gpu/debs/libc6_*.deb
     # The binaries each hold the kernels' machine code (~77 MB in all); packed they are ~6 MB, which
     # leaves room under the 64 MiB per call for the repository and the runtime libraries.
-    tar -C "$dir" -cf - bin | xz -T2 -6 -c >"$pack"
+    # only the targets: a folder also built for everything else holds many more binaries
+    tar -C "$dir" -cf - $(for t in $targets; do echo "bin/$t"; done) | xz -T2 -6 -c >"$pack"
     du -sh "$dir/bin" "$pack" .gpu/debs
     echo "carry: $pack .gpu/debs (and .gpu/smollm2-4l.gguf where room allows)"
 }
@@ -699,6 +703,63 @@ stage_final() {
     summary+=("B1: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
 }
 
+# Side by side with an earlier build (.gpu/base.tar.xz, from `scripts/gpu-run.sh build-base DIR`:
+# that tree's vesta and kernel_bench): kernel_bench's sampling rows (VESTA_KB_SAMPLING), 320
+# prompts sampled at temperature 1 with fixed seeds by both (the same draws: equal tokens expected
+# but where a draw lies within ~1e-7 of a probability boundary), then B1 and B3 interleaved, two
+# rounds.
+stage_base() {
+    local BB=/tmp/vesta-base
+    mkdir -p "$BB" && xz -dc .gpu/base.tar.xz | tar -C "$BB" -xf - || return
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local i
+    for i in 1 2; do
+        echo "== sampling rows, round $i: base, then this build =="
+        VESTA_KB_SAMPLING=1 timeout 60 "$BB/bin/kernel_bench" "$OUT/kb_sampling_base_$i.csv" 2>&1 | tail -12
+        VESTA_KB_SAMPLING=1 timeout 60 "$B/bin/kernel_bench" "$OUT/kb_sampling_this_$i.csv" 2>&1 | tail -12
+    done
+    prompts320 "$W/t1_prompts.jsonl"
+    V="$BB/bin/vesta" gen320 "$W/t1_prompts.jsonl" "$W/t1_base.jsonl" "$W/t1.log" --temperature 1 --seed 7
+    gen320 "$W/t1_prompts.jsonl" "$W/t1_this.jsonl" "$W/t1.log" --temperature 1 --seed 7
+    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/t1_base.jsonl" "$W/t1_this.jsonl" \
+        --label '320 prompts at temperature 1 (seed 7), this build vs base' | tee -a "$W/t1.log")")
+    local VESTA_BENCH_DUMMY=1 v name bin
+    for i in 1 2; do
+        for v in base:"$BB/bin/vesta" this:"$V"; do
+            IFS=: read -r name bin <<<"$v"
+            V=$bin vb "b1_${name}_$i" throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024
+            summary+=("B1 $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            V=$bin vb "b3_${name}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 \
+                --temperature 0
+            summary+=("B3 $name round $i: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+        done
+    done
+}
+
+# The prefill tile order: longest first (VESTA_PREFILL_ORDER=1, the default) against sequence by
+# sequence (0) on kernel_bench's prefill rows (interleaved there), then B3 and B4 interleaved, two
+# rounds.
+stage_tiles() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local VESTA_BENCH_DUMMY=1 i v name val
+    echo "== prefill tile order =="
+    VESTA_KB_PREFILL=1 timeout 150 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" 2>&1 | tee "$OUT/kb_prefill.log" | tail -12
+    for i in 1 2; do
+        for v in seq:0 longest:1; do
+            IFS=: read -r name val <<<"$v"
+            VESTA_PREFILL_ORDER=$val vb "b3_${name}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 \
+                --num-iters-warmup 2 --temperature 0
+            summary+=("B3 tiles $name round $i: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+            VESTA_PREFILL_ORDER=$val vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
+                --temperature 0
+            summary+=("B4 tiles $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+        done
+    done
+}
+
+# Greedy tokens of the 320 prompts against an earlier build's (.gpu/ref320.jsonl, carried).
+stage_ref320() { vs_ref320 ref; }
+
 # B4 alone (a quick check of a build).
 stage_b4() {
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
@@ -804,6 +865,14 @@ stage_tp2() {
 case "${1:-}" in
 build) build ;;
 build-portable) build "$P80" 80-virtual .gpu/bins80.tar.xz test_kernels test_gemm_stream vesta ;;
+build-base) # build-base DIR: DIR's vesta and kernel_bench (same flags, its own build folder) for stage base
+    [ -d "${2:-}" ] || { echo "build-base DIR: DIR is the checkout to build"; exit 2; }
+    cmake -S "$2" -B "$2/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a-real >/dev/null || exit 1
+    cmake --build "$2/build" -j2 --target vesta kernel_bench || exit 1
+    strip "$2/build/bin/vesta" "$2/build/bin/kernel_bench"
+    tar -C "$2/build" -cf - bin/vesta bin/kernel_bench | xz -T2 -6 -c >.gpu/base.tar.xz
+    du -sh .gpu/base.tar.xz
+    ;;
 run)
     shift
     setup_remote
@@ -842,6 +911,9 @@ run)
         b4attn) stage_b4attn ;;
         prefillprof) stage_prefillprof ;;
         final) stage_final ;;
+        base) stage_base ;;
+        tiles) stage_tiles ;;
+        ref320) stage_ref320 ;;
         b4) stage_b4 ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;

@@ -71,6 +71,63 @@ __global__ void linear_read_kernel(const uint4 *p, size_t n, unsigned *sink) {
     if (acc == 0x9e3779b9u) sink[0] = acc;
 }
 
+/* Sampling over the Llama-3 vocabulary: B1's 512 rows at temperature 1, B2's single greedy row,
+ * and the other paths (logprobs, min_p, the select path of top-k / top-p) at 256 rows. GB/s
+ * counts one read of the logits, the floor of every path. */
+static void bench_sampling(int V) {
+    const int RMAX = 512;
+    float *logits, *work;
+    int32_t *counts, *ids;
+    float *bias;
+    vk_sample_row *prm;
+    vk_sample_out *out;
+    CK(cudaMalloc(&logits, (size_t)RMAX * V * 4));
+    CK(cudaMalloc(&work, (size_t)RMAX * V * 4));
+    CK(cudaMalloc(&counts, (size_t)RMAX * V * 4));
+    CK(cudaMemset(counts, 0, (size_t)RMAX * V * 4));
+    CK(cudaMalloc(&ids, 4));
+    CK(cudaMalloc(&bias, 4));
+    CK(cudaMalloc(&prm, RMAX * sizeof(vk_sample_row)));
+    CK(cudaMalloc(&out, RMAX * sizeof(vk_sample_out)));
+    std::vector<float> h((size_t)RMAX * V);
+    rng r(3);
+    for (auto &x : h) x = r.sym(5.f);
+    CK(cudaMemcpy(logits, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
+    struct mode {
+        int rows;
+        float t, top_p, min_p;
+        int top_k, logprobs;
+        const char *what;
+    };
+    /* top-k / top-p on these uniform logits: top-p keeps ~90 % of the vocabulary, its worst case */
+    const mode modes[] = {{512, 1.f, 1.f, 0.f, 0, -1, "T=1 (B1)"},      {256, 1.f, 1.f, 0.f, 0, -1, "T=1"},
+                          {1, 1.f, 1.f, 0.f, 0, -1, "T=1"},             {512, 0.f, 1.f, 0.f, 0, -1, "greedy"},
+                          {256, 0.f, 1.f, 0.f, 0, -1, "greedy"},        {1, 0.f, 1.f, 0.f, 0, -1, "greedy (B2)"},
+                          {256, 1.f, 1.f, 0.1f, 0, -1, "T=1 min-p=0.1"}, {256, 1.f, 1.f, 0.f, 0, 5, "T=1 logprobs=5"},
+                          {256, 1.f, 1.f, 0.f, 50, -1, "T=1 top-k=50"}, {256, 1.f, 0.9f, 0.f, 0, -1, "T=1 top-p=0.9"},
+                          {256, 1.f, 0.9f, 0.f, 50, -1, "T=1 top-k=50 top-p=0.9"}};
+    for (const mode &m : modes) {
+        std::vector<vk_sample_row> p(m.rows);
+        for (int i = 0; i < m.rows; i++) {
+            memset(&p[i], 0, sizeof p[i]);
+            p[i].temperature = m.t;
+            p[i].top_p = m.top_p;
+            p[i].min_p = m.min_p;
+            p[i].top_k = m.top_k;
+            p[i].repetition_penalty = 1.f;
+            p[i].num_logprobs = m.logprobs;
+            p[i].seed = i;
+        }
+        CK(cudaMemcpy(prm, p.data(), m.rows * sizeof(vk_sample_row), cudaMemcpyHostToDevice));
+        float ms = time_ms([&] { CK(vk_sample(logits, m.rows, V, prm, ids, bias, work, counts, out, 0)); });
+        char name[128];
+        snprintf(name, sizeof name, "sample rows=%d V=%d %s", m.rows, V, m.what);
+        report(name, ms, (double)m.rows * V * 4, 0);
+    }
+    for (void *q : {(void *)logits, (void *)work, (void *)counts, (void *)ids, (void *)bias, (void *)prm, (void *)out})
+        cudaFree(q);
+}
+
 int main(int argc, char **argv) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -79,11 +136,17 @@ int main(int argc, char **argv) {
     }
     g_csv = argc > 1 ? fopen(argv[1], "w") : nullptr;
     /* VESTA_KB_PREFILL: only the prefill-attention rows (per head and per KV group);
-     * VESTA_KB_ELEMENTWISE: only the elementwise kernels (norm, SiLU, RoPE, embedding) */
+     * VESTA_KB_ELEMENTWISE: only the elementwise kernels (norm, SiLU, RoPE, embedding);
+     * VESTA_KB_SAMPLING: only the sampling rows */
     const bool prefill_only = getenv("VESTA_KB_PREFILL") != nullptr;
     const bool elem_only = getenv("VESTA_KB_ELEMENTWISE") != nullptr;
     const bool all_rows = !prefill_only && !elem_only;
     if (g_csv) fprintf(g_csv, "kernel,ms,GB/s,TFLOP/s\n");
+    if (getenv("VESTA_KB_SAMPLING")) { /* only the sampling rows */
+        bench_sampling(128256);
+        if (g_csv) fclose(g_csv);
+        return 0;
+    }
     const int hidden = 4096, H = 32, KVH = 8, D = 128, F = 14336, V = 128256;
     const int W = (H + 2 * KVH) * D;
 
@@ -203,7 +266,7 @@ int main(int argc, char **argv) {
      * -1: batch-invariant mode, every row through the prefill kernel);
      * kvh: KV heads (the query heads are 4 x kvh); shuffle: fragmented block tables (else in order) */
     auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv, int KVH = 8, bool shuffle = true, int pv = 2,
-                    bool grp = false) {
+                    bool grp = false, bool longest_first = false) {
         int H = 4 * KVH, W = (H + 2 * KVH) * D;
         int bs = 16, mbps = (ctx + bs - 1) / bs, nblocks = ns * mbps;
         size_t cache = (size_t)nblocks * bs * KVH * D;
@@ -219,8 +282,9 @@ int main(int argc, char **argv) {
         for (int i = 0; i <= ns; i++) qs[i] = i * qlen;
         std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
         const bool inv = dv < 0;
-        int nt = vk_prefill_tiles_build(qs.data(), ns, inv ? VK_TILES_INVARIANT : grp ? VK_TILES_GROUP : VK_TILES_HEAD, H,
-                                        KVH, tiles.data(), (int)tiles.size() / 2);
+        const int mode = (inv ? VK_TILES_INVARIANT : grp ? VK_TILES_GROUP : VK_TILES_HEAD) |
+                         (longest_first ? VK_TILES_LONGEST_FIRST : 0);
+        int nt = vk_prefill_tiles_build(qs.data(), ns, mode, H, KVH, tiles.data(), (int)tiles.size() / 2);
         int32_t *dbt, *dqs, *dcl, *dt;
         CK(cudaMalloc(&dbt, bt.size() * 4));
         CK(cudaMalloc(&dqs, qs.size() * 4));
@@ -267,8 +331,8 @@ int main(int argc, char **argv) {
             snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s", label, dv, ns, qlen, ctx,
                      KVH == 8 ? "" : KVH == 1 ? " kvh=1 (4 KB contiguous per block)" : " kvh=?", shuffle ? "" : " in-order");
         else
-            snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s", label, pv, ns, qlen, ctx,
-                     grp ? " per KV group" : "");
+            snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s", label, pv, ns, qlen, ctx,
+                     grp ? " per KV group" : "", longest_first ? " longest-first" : "");
         report(name, ms, kv_bytes + 2.0 * ntok * H * D * 2, flops);
         for (void *p : {kc, vc, q, out, (void *)dbt, (void *)dqs, (void *)dcl, (void *)dt, scratch}) cudaFree(p);
     };
@@ -281,6 +345,14 @@ int main(int argc, char **argv) {
             attn(1, 32, 4128, "prefix-hit", 2, 8, true, 2, grp);
             attn(1, 32, 4128, "prefix-hit in-order", 2, 8, false, 2, grp);
         }
+        /* the tile order (VK_TILES_LONGEST_FIRST, production) against sequence by sequence, per KV
+         * group, interleaved: B3's prompt, B1's prefill step, B4's first request */
+        for (int round = 0; round < 2; round++)
+            for (bool lf : {false, true}) {
+                attn(1, 2048, 2048, "prefill", 2, 8, true, 2, true, lf);
+                attn(32, 512, 512, "prefill", 2, 8, true, 2, true, lf);
+                attn(1, 4128, 4128, "prefill", 2, 8, true, 2, true, lf);
+            }
         return finish();
     }
     for (int dv : {0, 1, 2, 3, 5, 7}) { /* production (0) and each decode kernel (4 and 6 were removed) */
@@ -365,48 +437,6 @@ int main(int argc, char **argv) {
         attn(c[0], c[1], c[2], "decode", -1);
     attn(1, 2048, 2048, "prefill", -1);
     attn(32, 512, 512, "prefill", -1);
-    /* Sampling: 256 rows over the Llama-3 vocabulary, greedy with logprobs, and temperature 1. */
-    {
-        int R = 256;
-        float *logits, *work;
-        int32_t *counts, *ids;
-        float *bias;
-        vk_sample_row *prm;
-        vk_sample_out *out;
-        CK(cudaMalloc(&logits, (size_t)R * V * 4));
-        CK(cudaMalloc(&work, (size_t)R * V * 4));
-        CK(cudaMalloc(&counts, (size_t)R * V * 4));
-        CK(cudaMemset(counts, 0, (size_t)R * V * 4));
-        CK(cudaMalloc(&ids, 4));
-        CK(cudaMalloc(&bias, 4));
-        CK(cudaMalloc(&prm, R * sizeof(vk_sample_row)));
-        CK(cudaMalloc(&out, R * sizeof(vk_sample_out)));
-        std::vector<float> h((size_t)R * V);
-        rng r(3);
-        for (auto &x : h) x = r.sym(5.f);
-        CK(cudaMemcpy(logits, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
-        /* modes 3-5: T=1 with top-k 50, top-p 0.9, both (the select path; these uniform logits
-         * make top-p keep ~90 % of the vocabulary, its worst case) */
-        for (int mode = 0; mode < 6; mode++) {
-            std::vector<vk_sample_row> p(R);
-            for (int i = 0; i < R; i++) {
-                memset(&p[i], 0, sizeof p[i]);
-                p[i].temperature = mode == 0 ? 0.f : 1.f;
-                p[i].top_p = mode == 4 || mode == 5 ? 0.9f : 1.f;
-                p[i].top_k = mode == 3 || mode == 5 ? 50 : 0;
-                p[i].repetition_penalty = 1.f;
-                p[i].num_logprobs = mode == 2 ? 5 : -1;
-                p[i].seed = i;
-            }
-            CK(cudaMemcpy(prm, p.data(), R * sizeof(vk_sample_row), cudaMemcpyHostToDevice));
-            float ms = time_ms([&] { CK(vk_sample(logits, R, V, prm, ids, bias, work, counts, out, 0)); });
-            const char *names[] = {"sample rows=256 V=128256 greedy", "sample rows=256 V=128256 T=1",
-                                   "sample rows=256 V=128256 T=1 logprobs=5", "sample rows=256 V=128256 T=1 top-k=50",
-                                   "sample rows=256 V=128256 T=1 top-p=0.9",
-                                   "sample rows=256 V=128256 T=1 top-k=50 top-p=0.9"};
-            report(names[mode], ms, (double)R * V * 4 * 3, 0);
-        }
-        for (void *p : {(void *)logits, (void *)work, (void *)counts, (void *)ids, (void *)bias, (void *)prm, (void *)out}) cudaFree(p);
-    }
+    bench_sampling(V);
     return finish();
 }

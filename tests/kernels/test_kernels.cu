@@ -292,7 +292,7 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
         vk_attention_args am = a;
         am.prefill_tiles = dmtiles.p;
         am.num_prefill_tiles = nmt;
-        am.group_heads = mode == VK_TILES_GROUP;
+        am.group_heads = (mode & ~VK_TILES_LONGEST_FIRST) == VK_TILES_GROUP;
         am.batch_invariant = mode == VK_TILES_INVARIANT;
         CK(cudaMemset(dout.p, 0xff, dout.n * 2)); /* poison */
         CK(vk_attention(&am, 0));
@@ -303,6 +303,9 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
             CHECK(vk_attention_ex(&am, 1, 0) == cudaErrorInvalidValue, "prefill v1 accepted grouped tiles");
     };
     if (H / KVH <= VK_PREFILL_MAX_GROUP) run_tiled(VK_TILES_GROUP, "grouped prefill");
+    if (H / KVH <= VK_PREFILL_MAX_GROUP)
+        run_tiled(VK_TILES_GROUP | VK_TILES_LONGEST_FIRST, "grouped prefill, longest first"); /* production */
+    run_tiled(VK_TILES_HEAD | VK_TILES_LONGEST_FIRST, "prefill per head, longest first");
     run_tiled(VK_TILES_INVARIANT, "batch-invariant");
     auto fk = to_f(dt, kc), fv = to_f(dt, vc), fq = to_f(dt, q);
     std::vector<float> want((size_t)ntok * H * D);
@@ -705,6 +708,118 @@ static bool sample_near_boundary(const float *logits, int V, const vesta_sample_
     return false;
 }
 
+/* Rows without top-k / top-p (the draw in id order, one range of ids per warp) against the
+ * reference: continuous, flat, peaked, ramped, wide and masked logits (-inf scattered, in whole
+ * ranges, all but one token, every token), temperatures, min_p, rows with and without penalties
+ * and bias (the copy of the row and the direct read), greedy rows, many seeds on one row. V = 32000 takes the
+ * 16-byte loads, odd V the scalar ones, V = 100 leaves most warps without ids. Tokens must be equal
+ * except where sample_near_boundary (tol 1e-5 of the mass) says the draw is ambiguous; a row with
+ * every token masked gives -1 (the reference refuses it). */
+static void test_sampling_in_order(int V)
+{
+    rng r(g_seed + 13 + V);
+    const int R = 320, SAME = 64;
+    std::vector<float> logits((size_t)R * V);
+    for (int i = 0; i < R - SAME; i++) {
+        float *l = &logits[(size_t)i * V];
+        const int kind = i % 9, lo = r.below(V), n = 1 + r.below(50);
+        for (int j = 0; j < V; j++) {
+            float x = r.sym(8.f);
+            if (kind == 1) x = r.sym(0.05f);                    /* flat */
+            if (kind == 3 && r.below(5) == 0) x = -INFINITY;    /* scattered mask */
+            if (kind == 4 && (j < lo || j >= lo + n)) x = -INFINITY; /* a few ids in one range */
+            if (kind == 5 && j != lo) x = -INFINITY;            /* one token */
+            if (kind == 6) x = 8.f * (float)j / (float)V;       /* mass towards the end */
+            if (kind == 7) x = r.sym(40.f);                     /* a few tokens carry it */
+            if (kind == 8 && i == 8) x = -INFINITY;             /* every token masked */
+            l[j] = x;
+        }
+        if (kind == 2)
+            for (int j = 0; j < 20; j++) l[r.below(V)] = 10.f + (float)r.below(5); /* peaked */
+    }
+    for (int i = R - SAME; i < R; i++) memcpy(&logits[(size_t)i * V], &logits[0], (size_t)V * 4);
+    static const float mps[] = {0.f, 0.f, 0.f, 0.05f, 0.3f};
+    std::vector<vesta_sampling_params> sp(R);
+    std::vector<vesta_sample_row> rows(R);
+    std::vector<vk_sample_row> kr(R);
+    std::vector<std::vector<int32_t>> outs(R);
+    std::vector<int32_t> ids;
+    std::vector<float> biasv;
+    for (int i = 0; i < R; i++) {
+        vesta_sampling_params &p = sp[i];
+        vesta_sampling_params_init(&p);
+        if (i < R - SAME) {
+            p.temperature = i % 11 == 10 ? 0.f : (float)(0.3 + r.uni() * 1.4); /* some greedy rows */
+            p.min_p = mps[r.below(5)];
+            if (r.below(4) == 0) {
+                p.repetition_penalty = 1.2f;
+                p.frequency_penalty = 0.3f;
+                for (int j = 0; j < 40; j++) outs[i].push_back(r.below(j % 2 ? 100 : V));
+            }
+            if (r.below(6) == 0) {
+                p.num_logit_bias = 1;
+                p.logit_bias[0] = {(int32_t)r.below(V), 3.f};
+            }
+            if (r.below(4) == 0) p.logprobs = 3;
+        }
+        vesta_sample_row &row = rows[i];
+        reference_row(row, p, r);
+        row.output_ids = outs[i].data();
+        row.num_output = (int)outs[i].size();
+        vk_sample_row &k = kr[i];
+        kernel_row(k, p, row);
+        k.prompt_off = k.output_off = k.stop_off = (int)ids.size();
+        k.num_output = row.num_output;
+        ids.insert(ids.end(), outs[i].begin(), outs[i].end());
+        biasv.resize(ids.size(), 0.f);
+        k.bias_off = (int)ids.size();
+        k.num_bias = p.num_logit_bias;
+        for (int j = 0; j < p.num_logit_bias; j++) {
+            ids.push_back(p.logit_bias[j].token);
+            biasv.push_back(p.logit_bias[j].bias);
+        }
+    }
+    ids.push_back(0);
+    biasv.resize(ids.size(), 0.f);
+    bool counts_zero = false;
+    auto got = gpu_sample(logits, R, V, kr, ids, biasv, counts_zero);
+    vesta_error err;
+    vesta_sampler_scratch *s = vesta_sampler_scratch_create(V, &err);
+    int tok_bad = 0, near_diff = 0, lp_bad = 0, masked_ok = 0, masked = 0, distinct = 0;
+    double worst_lp = 0;
+    std::vector<int> same_tokens;
+    for (int i = 0; i < R; i++) {
+        const float *l = &logits[(size_t)i * V];
+        vesta_sample_result want;
+        if (vesta_sampler_sample(l, V, &rows[i], &want, s, &err) != VESTA_OK) {
+            masked++; /* every token masked: the kernel answers -1 */
+            masked_ok += got[i].token == -1;
+            continue;
+        }
+        if (i >= R - SAME) same_tokens.push_back(want.token);
+        if (got[i].token != want.token) {
+            if (sample_near_boundary(l, V, rows[i], s, 1e-5)) {
+                near_diff++;
+            } else {
+                tok_bad++;
+                printf("  row %d: gpu %d cpu %d (T=%.2f min_p=%g kind %d)\n", i, got[i].token, want.token,
+                       sp[i].temperature, sp[i].min_p, i % 9);
+            }
+        }
+        if (sp[i].logprobs >= 0) compare_logprobs(got[i], want, lp_bad, worst_lp);
+    }
+    std::sort(same_tokens.begin(), same_tokens.end());
+    distinct = (int)(std::unique(same_tokens.begin(), same_tokens.end()) - same_tokens.begin());
+    vesta_sampler_scratch_release(s);
+    printf("sampling in id order V=%d rows=%d: %d token mismatches (0 expected), %d more within 1e-5 of a mass "
+           "boundary, %d/%d all-masked rows give -1, %d distinct tokens over %d seeds, %d top-id mismatches, "
+           "logprob max err %.2e (tol 1e-4)\n",
+           V, R, tok_bad, near_diff, masked_ok, masked, distinct, SAME, lp_bad, worst_lp);
+    CHECK(tok_bad == 0 && masked_ok == masked && masked == 1 && distinct > 1 && lp_bad == 0 &&
+              worst_lp < 1e-4 && counts_zero,
+          "sampling in id order");
+}
+
 /* top-k / top-p / min-p rows (the GPU select path) against the reference: continuous, quantised
  * (ties), peaked, flat (top-p keeps most of the vocabulary: the whole-row path) and partly masked
  * logits; k from 1 to past the vocabulary, p from 1e-3 to 1, temperatures, penalties, many seeds
@@ -817,8 +932,9 @@ static void test_rng()
 }
 
 /* The prefill tile lists (host only): every query token of every sequence in exactly one tile of
- * at most vk_prefill_tile_tokens tokens, tiles in order; decode sequences only in batch-invariant
- * lists; refusals for groups above VK_PREFILL_MAX_GROUP and for a short cap. */
+ * at most vk_prefill_tile_tokens tokens, tiles in order (with VK_TILES_LONGEST_FIRST: by first row
+ * descending, then sequence); decode sequences only in batch-invariant lists; refusals for groups
+ * above VK_PREFILL_MAX_GROUP and for a short cap. */
 static void test_tiles()
 {
     rng r(g_seed + 7);
@@ -847,6 +963,17 @@ static void test_tiles()
                 bad += got != want;
                 if (n > 0) /* one pair short of what it needs */
                     bad += vk_prefill_tiles_build(qs.data(), ns, mode, sh[0], sh[1], got.data(), n - 1) != -1;
+                /* longest first: the same pairs by first row descending, then sequence */
+                std::vector<std::pair<int, int>> order;
+                for (size_t j = 0; j < want.size(); j += 2) order.push_back({-want[j + 1], want[j]});
+                std::sort(order.begin(), order.end());
+                std::vector<int32_t> want_lf;
+                for (auto &o : order) want_lf.insert(want_lf.end(), {o.second, -o.first});
+                got.assign(2 * (size_t)cap, 0);
+                const int nl = vk_prefill_tiles_build(qs.data(), ns, mode | VK_TILES_LONGEST_FIRST, sh[0], sh[1],
+                                                      got.data(), cap);
+                got.resize(nl < 0 ? 0 : 2 * (size_t)nl);
+                bad += got != want_lf;
             }
     std::vector<int32_t> qs = {0, 5}, t(64);
     const int over = vk_prefill_tiles_build(qs.data(), 1, 1, 16, 1, t.data(), 32); /* group 16 */
@@ -889,6 +1016,9 @@ int main(int argc, char **argv)
     if (what == "sampling" || what == "all") {
         test_sampling();
         test_sampling_select();
+        test_sampling_in_order(32000);
+        test_sampling_in_order(32003);
+        test_sampling_in_order(100);
     }
     CK(cudaDeviceSynchronize());
     printf("%s: %s (%d failures)\n", what.c_str(), ref::failures() ? "FAILED" : "ok", ref::failures());

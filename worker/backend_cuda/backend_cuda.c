@@ -302,8 +302,9 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
                                         be->tiles_cap);
         if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
     } else if (!all_decode) {
-        ntiles = vk_prefill_tiles_build(b->query_start, ns, be->prefill_group ? VK_TILES_GROUP : VK_TILES_HEAD, be->H,
-                                        be->KVH, be->hm.tiles, be->tiles_cap);
+        const int mode = (be->prefill_group ? VK_TILES_GROUP : VK_TILES_HEAD) |
+                         (be->prefill_longest_first ? VK_TILES_LONGEST_FIRST : 0);
+        ntiles = vk_prefill_tiles_build(b->query_start, ns, mode, be->H, be->KVH, be->hm.tiles, be->tiles_cap);
         if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
     }
     long pool = follower(be) ? 0 : fill_samples(be, b);
@@ -693,6 +694,8 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     /* VESTA_PREFILL_GROUP=0|1: prefill attention blocks per KV group (1) or per head (0) */
     be->prefill_group = env_int("VESTA_PREFILL_GROUP", 1, 0, 1) && be->H % be->KVH == 0 && be->H / be->KVH >= 2 &&
                         be->H / be->KVH <= VK_PREFILL_MAX_GROUP;
+    /* VESTA_PREFILL_ORDER=0|1: prefill tiles sequence by sequence (0) or longest first (1) */
+    be->prefill_longest_first = env_int("VESTA_PREFILL_ORDER", 1, 0, 1);
     be->batch_invariant = opts->batch_invariant;
     if (cuda_profile_init(be, err) != VESTA_OK) goto fail_quiet;
 
