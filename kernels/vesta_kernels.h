@@ -121,15 +121,17 @@ size_t vk_attention_scratch_bytes(int num_seqs, int H, int D, int max_context_le
 /* Prefill tilings (vk_prefill_tiles_build's mode): a tile per head (default), per KV group for
  * batch-invariant mode (decode rows included), per KV group for the default mode's group_heads. */
 enum { VK_TILES_HEAD = 0, VK_TILES_INVARIANT = 1, VK_TILES_GROUP = 2 };
-/* OR-ed into the mode: tiles ordered by their first query row, descending (the tiles that see the
- * most keys first), instead of sequence by sequence; the results do not change, only the order
- * in which the GPU takes the blocks. */
+/* OR-ed into the mode: each sequence's tiles by first query row descending (the tiles that see
+ * the most keys first) where its last tile sees at least twice the keys of its first (by
+ * context_lens; every sequence when context_lens is NULL), sequences still in order; the results
+ * do not change, only the order in which the GPU takes the blocks. */
 #define VK_TILES_LONGEST_FIRST 0x100
 /* Host: fills tiles (capacity cap pairs) of vk_prefill_tile_tokens query tokens each for the
  * sequences with query_len > 1 (VK_TILES_INVARIANT: >= 1); returns the count, or -1 if cap is too
  * small or the shape has no grouped tiling. vk_prefill_tiles_max: a cap that always suffices for
  * num_tokens tokens of num_seqs sequences. */
-int vk_prefill_tiles_build(const int32_t *query_start, int num_seqs, int mode, int H, int KVH, int32_t *tiles, int cap);
+int vk_prefill_tiles_build(const int32_t *query_start, const int32_t *context_lens, int num_seqs, int mode, int H,
+                           int KVH, int32_t *tiles, int cap);
 int vk_prefill_tiles_max(int num_tokens, int num_seqs);
 /* Query tokens per tile: VK_PREFILL_TILE_M; grouped modes: VK_PREFILL_TILE_M / (H / KVH), the
  * rows of a tile being (token, head) pairs of one KV group; -1 for groups above

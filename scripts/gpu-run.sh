@@ -706,8 +706,8 @@ stage_final() {
 # Side by side with an earlier build (.gpu/base.tar.xz, from `scripts/gpu-run.sh build-base DIR`:
 # that tree's vesta and kernel_bench): kernel_bench's sampling rows (VESTA_KB_SAMPLING), 320
 # prompts sampled at temperature 1 with fixed seeds by both (the same draws: equal tokens expected
-# but where a draw lies within ~1e-7 of a probability boundary), then B1 and B3 interleaved, two
-# rounds.
+# but where a draw lies within ~1e-7 of a probability boundary), then B1, B3 and B2 interleaved,
+# two rounds.
 stage_base() {
     local BB=/tmp/vesta-base
     mkdir -p "$BB" && xz -dc .gpu/base.tar.xz | tar -C "$BB" -xf - || return
@@ -732,13 +732,16 @@ stage_base() {
             V=$bin vb "b3_${name}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 \
                 --temperature 0
             summary+=("B3 $name round $i: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+            V=$bin vb "b2_${name}_$i" latency --input-len 128 --output-len 512 --num-iters 3 --num-iters-warmup 1 \
+                --temperature 0
+            summary+=("B2 $name round $i: $(grep -h 'tokens/s decode' "$W/bench.log" | tail -1)")
         done
     done
 }
 
 # The prefill tile order: longest first (VESTA_PREFILL_ORDER=1, the default) against sequence by
-# sequence (0) on kernel_bench's prefill rows (interleaved there), then B3 and B4 interleaved, two
-# rounds.
+# sequence (0) on kernel_bench's prefill rows (interleaved there), then B3, B4 and B1 interleaved,
+# two rounds.
 stage_tiles() {
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
     local VESTA_BENCH_DUMMY=1 i v name val
@@ -753,6 +756,9 @@ stage_tiles() {
             VESTA_PREFILL_ORDER=$val vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
                 --temperature 0
             summary+=("B4 tiles $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+            VESTA_PREFILL_ORDER=$val vb "b1_${name}_$i" throughput --num-prompts 512 --input-len 512 --output-len 256 \
+                --max-model-len 1024
+            summary+=("B1 tiles $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
         done
     done
 }

@@ -284,7 +284,7 @@ int main(int argc, char **argv) {
         const bool inv = dv < 0;
         const int mode = (inv ? VK_TILES_INVARIANT : grp ? VK_TILES_GROUP : VK_TILES_HEAD) |
                          (longest_first ? VK_TILES_LONGEST_FIRST : 0);
-        int nt = vk_prefill_tiles_build(qs.data(), ns, mode, H, KVH, tiles.data(), (int)tiles.size() / 2);
+        int nt = vk_prefill_tiles_build(qs.data(), cl.data(), ns, mode, H, KVH, tiles.data(), (int)tiles.size() / 2);
         int32_t *dbt, *dqs, *dcl, *dt;
         CK(cudaMalloc(&dbt, bt.size() * 4));
         CK(cudaMalloc(&dqs, qs.size() * 4));

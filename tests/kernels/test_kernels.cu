@@ -231,7 +231,7 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     int qstride = (H + 2 * KVH) * D;
     auto q = rand_storage(dt, (size_t)ntok * qstride, r, 1.f);
     std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
-    int nt = vk_prefill_tiles_build(qs.data(), ns, 0, H, KVH, tiles.data(), (int)tiles.size() / 2);
+    int nt = vk_prefill_tiles_build(qs.data(), nullptr, ns, 0, H, KVH, tiles.data(), (int)tiles.size() / 2);
     dbuf<uint16_t> dk(kc), dv(vc), dq(q), dout((size_t)ntok * H * D);
     dbuf<int32_t> dbt(bt), dqs(qs), dcl(cl), dtiles(tiles);
     dbuf<char> scratch(vk_attention_scratch_bytes(ns, H, D, max_ctx));
@@ -286,7 +286,7 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
      * or batch-invariant (every row through the prefill kernel, no key split). */
     auto run_tiled = [&](int mode, const char *label) {
         std::vector<int32_t> mtiles(2 * vk_prefill_tiles_max(ntok, ns));
-        const int nmt = vk_prefill_tiles_build(qs.data(), ns, mode, H, KVH, mtiles.data(), (int)mtiles.size() / 2);
+        const int nmt = vk_prefill_tiles_build(qs.data(), cl.data(), ns, mode, H, KVH, mtiles.data(), (int)mtiles.size() / 2);
         CHECK(nmt >= 0, "%s tiles", label);
         dbuf<int32_t> dmtiles(mtiles);
         vk_attention_args am = a;
@@ -397,7 +397,7 @@ static void run_attention_invariant(vk_dtype dt, int H, int KVH, int D, int L)
         }
         const int ntok = qs[ns];
         std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
-        const int nt = vk_prefill_tiles_build(qs.data(), ns, 1, H, KVH, tiles.data(), (int)tiles.size() / 2);
+        const int nt = vk_prefill_tiles_build(qs.data(), nullptr, ns, 1, H, KVH, tiles.data(), (int)tiles.size() / 2);
         dbuf<uint16_t> dq(qq), dout((size_t)ntok * H * D);
         dbuf<int32_t> dbt(bt), dqs(qs), dcl(cl), dtiles(tiles);
         dbuf<char> scratch(vk_attention_scratch_bytes(ns, H, D, max_ctx));
@@ -932,8 +932,8 @@ static void test_rng()
 }
 
 /* The prefill tile lists (host only): every query token of every sequence in exactly one tile of
- * at most vk_prefill_tile_tokens tokens, tiles in order (with VK_TILES_LONGEST_FIRST: by first row
- * descending, then sequence); decode sequences only in batch-invariant lists; refusals for groups
+ * at most vk_prefill_tile_tokens tokens, tiles in order (with VK_TILES_LONGEST_FIRST: each
+ * sequence's by first row descending); decode sequences only in batch-invariant lists; refusals for groups
  * above VK_PREFILL_MAX_GROUP and for a short cap. */
 static void test_tiles()
 {
@@ -958,25 +958,38 @@ static void test_tiles()
                 }
                 const int cap = vk_prefill_tiles_max(qs[ns], ns);
                 std::vector<int32_t> got(2 * (size_t)cap);
-                const int n = vk_prefill_tiles_build(qs.data(), ns, mode, sh[0], sh[1], got.data(), cap);
+                const int n = vk_prefill_tiles_build(qs.data(), nullptr, ns, mode, sh[0], sh[1], got.data(), cap);
                 got.resize(n < 0 ? 0 : 2 * (size_t)n);
                 bad += got != want;
                 if (n > 0) /* one pair short of what it needs */
-                    bad += vk_prefill_tiles_build(qs.data(), ns, mode, sh[0], sh[1], got.data(), n - 1) != -1;
-                /* longest first: the same pairs by first row descending, then sequence */
-                std::vector<std::pair<int, int>> order;
-                for (size_t j = 0; j < want.size(); j += 2) order.push_back({-want[j + 1], want[j]});
-                std::sort(order.begin(), order.end());
-                std::vector<int32_t> want_lf;
-                for (auto &o : order) want_lf.insert(want_lf.end(), {o.second, -o.first});
-                got.assign(2 * (size_t)cap, 0);
-                const int nl = vk_prefill_tiles_build(qs.data(), ns, mode | VK_TILES_LONGEST_FIRST, sh[0], sh[1],
-                                                      got.data(), cap);
-                got.resize(nl < 0 ? 0 : 2 * (size_t)nl);
-                bad += got != want_lf;
+                    bad += vk_prefill_tiles_build(qs.data(), nullptr, ns, mode, sh[0], sh[1], got.data(), n - 1) != -1;
+                /* longest first: each sequence's pairs by first row descending, without context
+                 * lengths for every sequence, with them where the last tile sees at least twice the
+                 * keys of the first (a random cached prefix before each query) */
+                std::vector<int32_t> ctx(ns);
+                for (int i = 0; i < ns; i++) ctx[i] = qs[i + 1] - qs[i] + (r.below(2) ? 0 : r.below(2000));
+                for (int with_ctx = 0; with_ctx < 2; with_ctx++) {
+                    std::vector<int32_t> want_lf;
+                    for (size_t j = 0; j < want.size();) {
+                        size_t e = j;
+                        while (e < want.size() && want[e] == want[j]) e += 2;
+                        const int i = want[j], len = qs[i + 1] - qs[i];
+                        const bool rev = !with_ctx || ctx[i] >= 2 * (ctx[i] - len + std::min(len, tt));
+                        for (size_t k = j; k < e; k += 2) {
+                            const size_t f = rev ? e - 2 - (k - j) : k;
+                            want_lf.insert(want_lf.end(), {want[f], want[f + 1]});
+                        }
+                        j = e;
+                    }
+                    got.assign(2 * (size_t)cap, 0);
+                    const int nl = vk_prefill_tiles_build(qs.data(), with_ctx ? ctx.data() : nullptr, ns,
+                                                          mode | VK_TILES_LONGEST_FIRST, sh[0], sh[1], got.data(), cap);
+                    got.resize(nl < 0 ? 0 : 2 * (size_t)nl);
+                    bad += got != want_lf;
+                }
             }
     std::vector<int32_t> qs = {0, 5}, t(64);
-    const int over = vk_prefill_tiles_build(qs.data(), 1, 1, 16, 1, t.data(), 32); /* group 16 */
+    const int over = vk_prefill_tiles_build(qs.data(), nullptr, 1, 1, 16, 1, t.data(), 32); /* group 16 */
     printf("prefill tiles: %d of %d lists differ from the expected tiling; group 16: %d (-1 expected)\n", bad, lists,
            over);
     CHECK(bad == 0 && over == -1 && vk_prefill_tile_tokens(VK_TILES_INVARIANT, 16, 1) == -1 &&

@@ -298,13 +298,14 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
     for (int i = nsm; i < nsamp_rows; i++) be->hm.sample_idx[i] = i;
     int ntiles = 0;
     if (be->batch_invariant) { /* every row through the prefill kernel, graph padding included */
-        ntiles = vk_prefill_tiles_build(be->hm.query_start, rows, VK_TILES_INVARIANT, be->H, be->KVH, be->hm.tiles,
-                                        be->tiles_cap);
+        ntiles = vk_prefill_tiles_build(be->hm.query_start, NULL, rows, VK_TILES_INVARIANT, be->H, be->KVH,
+                                        be->hm.tiles, be->tiles_cap);
         if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
     } else if (!all_decode) {
         const int mode = (be->prefill_group ? VK_TILES_GROUP : VK_TILES_HEAD) |
                          (be->prefill_longest_first ? VK_TILES_LONGEST_FIRST : 0);
-        ntiles = vk_prefill_tiles_build(b->query_start, ns, mode, be->H, be->KVH, be->hm.tiles, be->tiles_cap);
+        ntiles = vk_prefill_tiles_build(b->query_start, b->context_lens, ns, mode, be->H, be->KVH, be->hm.tiles,
+                                        be->tiles_cap);
         if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
     }
     long pool = follower(be) ? 0 : fill_samples(be, b);

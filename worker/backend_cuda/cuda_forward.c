@@ -172,8 +172,9 @@ static vesta_status fake_decode_meta(cuda_backend *be, int bs, vesta_error *err)
     }
     be->hm.query_start[bs] = bs;
     memset(be->hm.block_tables, 0, sizeof(int32_t) * (size_t)bs * be->max_blocks);
-    const int ntiles = be->batch_invariant ? vk_prefill_tiles_build(be->hm.query_start, bs, VK_TILES_INVARIANT, be->H, be->KVH, be->hm.tiles,
-                                                                      be->tiles_cap) : 0;
+    const int ntiles = be->batch_invariant ? vk_prefill_tiles_build(be->hm.query_start, NULL, bs, VK_TILES_INVARIANT,
+                                                                    be->H, be->KVH, be->hm.tiles, be->tiles_cap)
+                                           : 0;
     cudaStream_t s = be->stream;
     CU(cudaMemcpyAsync(be->m.tokens, be->hm.tokens, 4 * (size_t)bs, cudaMemcpyHostToDevice, s));
     CU(cudaMemcpyAsync(be->m.positions, be->hm.positions, 4 * (size_t)bs, cudaMemcpyHostToDevice, s));
