@@ -627,6 +627,97 @@ __device__ int sample_in_order(draw_shared &D, const float *X, int V, const vk_s
     return D.token;
 }
 
+/* ---- Raw logprobs ---- */
+
+/* The top n of the row by n block-wide passes, each the best after the previous one's. */
+__device__ void top_by_passes(const float *L, int V, int n, double lse, vk_sample_out *o, cand *shc) {
+    cand prev = {0.f, -1};
+    for (int r = 0; r < n; r++) {
+        cand best = {0.f, -1};
+        for (int i = threadIdx.x; i < V; i += SAMPLE_THREADS) {
+            cand c = {L[i], i};
+            if (c.v == c.v && (prev.id < 0 || before(prev, c)) && before(c, best)) best = c;
+        }
+        best = block_best(best, shc);
+        if (threadIdx.x == 0) {
+            o->top_ids[r] = best.id;
+            o->top_logprobs[r] = (float)((double)best.v - lse);
+        }
+        prev = best;
+    }
+}
+
+/* The log-softmax of the unprocessed logits L: the sampled token's logprob and the top n (order:
+ * value descending, id ascending; NaN never listed). One pass gives the log-sum-exp (a running max
+ * per thread, expf summed and rescaled in fp64) and each thread's best element; the n-th best of
+ * those n..1024 elements, T, comes at or after the row's n-th in that order, so a second pass
+ * gathers everything at or before T into shared memory and ranks it there. More than SEL_LIST of
+ * them (values tied in their thousands), or fewer than n threads with an element: n passes over
+ * the row instead. */
+__device__ void sample_logprobs(const float *L, int V, int n, int token, vk_sample_out *o, sel_shared &S, cand *shc,
+                                float *shf, double *shd) {
+    const int tid = threadIdx.x;
+    float m = -INFINITY;
+    double s = 0.0;
+    cand best = {0.f, -1};
+#pragma unroll 4
+    for (int i = tid; i < V; i += SAMPLE_THREADS) {
+        const float x = L[i];
+        const cand c = {x, i};
+        if (x == x && before(c, best)) best = c;
+        if (!(x > -INFINITY)) continue;
+        if (x > m) {
+            s = m == -INFINITY ? 0.0 : s * exp((double)m - (double)x);
+            m = x;
+        }
+        s += expf(x - m);
+    }
+    const float mx = block_max(m, shf);
+    const double z = block_sum_d(s > 0.0 ? s * exp((double)m - (double)mx) : 0.0, shd);
+    const double lse = (double)mx + log(z);
+    if (tid == 0) o->logprob = token >= 0 ? (float)((double)L[token] - lse) : 0.f;
+    if (n <= 0) return;
+    cand T = {0.f, -1};
+    bool taken = false;
+    for (int r = 0; r < n; r++) { /* T: the n-th best of the threads' bests */
+        T = block_best(taken || best.id < 0 ? cand{0.f, -1} : best, shc);
+        if (T.id < 0) break;
+        taken = taken || T.id == best.id;
+    }
+    if (T.id < 0) {
+        top_by_passes(L, V, n, lse, o, shc);
+        return;
+    }
+    __syncthreads();
+    if (tid == 0) S.nlist = 0;
+    __syncthreads();
+    for (int i = tid; i < V; i += SAMPLE_THREADS) {
+        const cand c = {L[i], i};
+        if (c.v == c.v && !before(T, c)) {
+            const unsigned slot = atomicAdd(&S.nlist, 1u);
+            if (slot < SEL_LIST) {
+                S.lkey[slot] = __float_as_uint(c.v);
+                S.lid[slot] = i;
+            }
+        }
+    }
+    __syncthreads();
+    const int cnt = (int)S.nlist;
+    if (cnt > SEL_LIST) {
+        top_by_passes(L, V, n, lse, o, shc);
+        return;
+    }
+    for (int j = tid; j < cnt; j += SAMPLE_THREADS) { /* rank = how many come before it */
+        const cand c = {__uint_as_float(S.lkey[j]), S.lid[j]};
+        int rank = 0;
+        for (int k = 0; k < cnt; k++) rank += before(cand{__uint_as_float(S.lkey[k]), S.lid[k]}, c);
+        if (rank < n) {
+            o->top_ids[rank] = c.id;
+            o->top_logprobs[rank] = (float)((double)c.v - lse);
+        }
+    }
+}
+
 __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_kernel(const float *logits, int V, const vk_sample_row *params, const int32_t *ids,
               const float *bias, float *work, int32_t *counts, vk_sample_out *out) {
@@ -688,34 +779,8 @@ sample_kernel(const float *logits, int V, const vk_sample_row *params, const int
     }
 
     /* Raw logprobs (log-softmax of the unprocessed logits). */
-    if (P.num_logprobs >= 0) {
-        float mx = -INFINITY;
-        for (int i = tid; i < V; i += SAMPLE_THREADS) mx = fmaxf(mx, L[i]);
-        mx = block_max(mx, shf);
-        double z = 0.0;
-        for (int i = tid; i < V; i += SAMPLE_THREADS)
-            if (L[i] > -INFINITY) z += exp((double)L[i] - (double)mx);
-        z = block_sum_d(z, shd);
-        double lse = (double)mx + log(z);
-        if (tid == 0) o->logprob = token >= 0 ? (float)((double)L[token] - lse) : 0.f;
-        int n = min(min(P.num_logprobs, VK_MAX_LOGPROBS), V);
-        cand prev = {0.f, -1};
-        for (int r = 0; r < n; r++) {
-            cand best = {0.f, -1};
-            for (int i = tid; i < V; i += SAMPLE_THREADS) {
-                cand c = {L[i], i};
-                if (c.v == c.v && (prev.id < 0 || before(prev, c)) && before(c, best)) best = c;
-            }
-            best = block_best(best, shc);
-            if (tid == 0) {
-                o->top_ids[r] = best.id;
-                o->top_logprobs[r] = (float)((double)best.v - lse);
-            }
-            prev = best;
-        }
-    } else if (tid == 0) {
-        o->logprob = 0.f;
-    }
+    if (P.num_logprobs >= 0) sample_logprobs(L, V, min(min(P.num_logprobs, VK_MAX_LOGPROBS), V), token, o, S, shc, shf, shd);
+    else if (tid == 0) o->logprob = 0.f;
     if (tid == 0) o->token = token;
 }
 

@@ -820,6 +820,55 @@ static void test_sampling_in_order(int V)
           "sampling in id order");
 }
 
+/* Logprobs where the gather of the candidates cannot work and the kernel takes n passes over the
+ * row: a large vocabulary whose first 19 threads' ids all lie above the 20th thread's best (more
+ * candidates than the shared list holds), and a row of NaN but for a few values (fewer threads with
+ * an element than logprobs asked); with a plain row beside them. Against the reference's top 20. */
+static void test_logprobs_fallback()
+{
+    rng r(g_seed + 17);
+    const int V = 300000, R = 3;
+    std::vector<float> logits((size_t)R * V);
+    for (int j = 0; j < V; j++) {
+        const int t = j % 1024; /* the kernel's thread of id j */
+        logits[j] = t < 19 ? 10.f + r.sym(1.f) : t == 19 ? 5.f : r.sym(1.f) - 2.f;
+        logits[(size_t)V + j] = j % 29989 == 3 ? r.sym(4.f) : NAN; /* 11 values */
+        logits[(size_t)2 * V + j] = r.sym(6.f);
+    }
+    std::vector<vesta_sampling_params> sp(R);
+    std::vector<vesta_sample_row> rows(R);
+    std::vector<vk_sample_row> kr(R);
+    for (int i = 0; i < R; i++) {
+        vesta_sampling_params_init(&sp[i]);
+        sp[i].temperature = 0.f;
+        sp[i].logprobs = 20;
+        reference_row(rows[i], sp[i], r);
+        kernel_row(kr[i], sp[i], rows[i]);
+    }
+    std::vector<int32_t> ids = {0};
+    std::vector<float> biasv = {0.f};
+    bool counts_zero = false;
+    auto got = gpu_sample(logits, R, V, kr, ids, biasv, counts_zero);
+    vesta_error err;
+    vesta_sampler_scratch *s = vesta_sampler_scratch_create(V, &err);
+    int tok_bad = 0, lp_bad = 0;
+    double worst = 0;
+    for (int i = 0; i < R; i++) {
+        vesta_sample_result want;
+        if (vesta_sampler_sample(&logits[(size_t)i * V], V, &rows[i], &want, s, &err) != VESTA_OK) {
+            printf("  reference failed on row %d: %s\n", i, err.msg);
+            ref::failures()++;
+            continue;
+        }
+        tok_bad += got[i].token != want.token;
+        compare_logprobs(got[i], want, lp_bad, worst);
+    }
+    vesta_sampler_scratch_release(s);
+    printf("logprobs, n passes: %d token mismatches, %d top-id mismatches, logprob max err %.2e (tol 1e-4)\n", tok_bad,
+           lp_bad, worst);
+    CHECK(tok_bad == 0 && lp_bad == 0 && worst < 1e-4 && counts_zero, "logprobs fallback");
+}
+
 /* top-k / top-p / min-p rows (the GPU select path) against the reference: continuous, quantised
  * (ties), peaked, flat (top-p keeps most of the vocabulary: the whole-row path) and partly masked
  * logits; k from 1 to past the vocabulary, p from 1e-3 to 1, temperatures, penalties, many seeds
@@ -1032,6 +1081,7 @@ int main(int argc, char **argv)
         test_sampling_in_order(32000);
         test_sampling_in_order(32003);
         test_sampling_in_order(100);
+        test_logprobs_fallback();
     }
     CK(cudaDeviceSynchronize());
     printf("%s: %s (%d failures)\n", what.c_str(), ref::failures() ? "FAILED" : "ok", ref::failures());
