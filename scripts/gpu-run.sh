@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, tiles, ref320, b4 (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof (four GPUs), b4 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -763,6 +763,78 @@ stage_tiles() {
     done
 }
 
+# Four GPUs (issue 7), in stages that each keep their logs: tp4check (TP=1/2/4 on the 8B shape,
+# dummy weights: greedy tokens of 8 prompts against TP=1 by the top-5 rule; NCCL's topology search
+# logged at TP=4 for the link bandwidth it reports), tp4lat (single-stream decode at each N),
+# tp70 (the 70B shape at TP=4, dummy weights: start-up, single stream, a 256-request batch, and
+# `vesta bench serve` through the router), tp4b1 (B1 at each N) and tp4prof (where a TP=4 decode
+# step goes, the all-reduce among it: VESTA_PROFILE=1, eager).
+M70D=/tmp/llama70b-config
+tp_prompts() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    [ -f "$W/tp_prompts.jsonl" ] || python3 -c "import json, random; r = random.Random(0); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(8)]" >"$W/tp_prompts.jsonl"
+}
+stage_tp4check() {
+    tp_prompts
+    nvidia-smi topo -m 2>&1 | head -8 | tee "$W/topo.txt"
+    local n
+    for n in 1 2 4; do
+        local dbg=()
+        [ $n = 4 ] && dbg=(env NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,GRAPH)
+        "${dbg[@]}" timeout 240 "$V" generate --backend cuda --model "$M8D" --load-format dummy --input "$W/tp_prompts.jsonl" \
+            --output "$W/tp$n.jsonl" --temperature 0 --max-tokens 32 --ignore-eos --logprobs 5 --no-progress \
+            --max-model-len 1024 --tensor-parallel-size $n >"$W/tp4_gen$n.log" 2>&1
+        echo "generate TP=$n: rc $? $(grep -h 'Start-up\|tp: GPU replica' "$W/tp4_gen$n.log" | tail -1)"
+    done
+    grep -h "Pattern\|bw \|NVLS\|P2P/\|via P2P" "$W/tp4_gen4.log" | sort | uniq -c | sort -rn | head -12 | tee "$W/nccl_bw.txt"
+    for n in 2 4; do
+        summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/tp1.jsonl" "$W/tp$n.jsonl" \
+            --label "TP=$n vs TP=1 (8 prompts x 32 greedy tokens)" | tee -a "$W/tp4.log")")
+        echo "${summary[-1]}"
+    done
+}
+stage_tp4lat() {
+    tp_prompts
+    local n
+    for n in 1 2 4; do
+        timeout 200 "$V" bench latency --model "$M8D" --load-format dummy --input-len 128 --output-len 256 --num-iters 2 \
+            --num-iters-warmup 1 --temperature 0 --tensor-parallel-size $n >"$W/tp4_lat$n.log" 2>&1
+        summary+=("single stream TP=$n: $(grep -h '^Latency' "$W/tp4_lat$n.log" | tail -1)")
+        echo "${summary[-1]}"
+    done
+}
+stage_tp70() {
+    [ -f "$M70D/config.json" ] || python3 bench/gpu/hf_e2e.py config70b "$M70D" 2>&1 | grep '\[hf\]'
+    timeout 300 "$V" bench latency --model "$M70D" --load-format dummy --input-len 128 --output-len 128 --num-iters 2 \
+        --num-iters-warmup 1 --temperature 0 --max-model-len 1024 --tensor-parallel-size 4 >"$W/tp70_lat.log" 2>&1
+    summary+=("70B TP=4 single stream: rc $? $(grep -h '^Latency' "$W/tp70_lat.log" | tail -1) $(grep -h '^Start-up' "$W/tp70_lat.log" | tail -1)")
+    echo "${summary[-1]}"
+    timeout 300 "$V" bench throughput --model "$M70D" --load-format dummy --num-prompts 256 --input-len 512 \
+        --output-len 128 --max-model-len 1024 --tensor-parallel-size 4 >"$W/tp70_tput.log" 2>&1
+    summary+=("70B TP=4 batch: rc $? $(grep -h '^Throughput' "$W/tp70_tput.log" | tail -1)")
+    echo "${summary[-1]}"
+    VESTA_SERVE_RATES=inf VESTA_SERVE_PROMPTS=200 VESTA_SERVE_IN=512 VESTA_SERVE_OUT=128 \
+        bench_serve_stage "$B/bin" "$M70D" "$W/serve70" --backend cuda --load-format dummy --tensor-parallel-size 4 |
+        tee "$OUT/serve70_table.txt"
+    summary+=("70B TP=4 serve: $(tail -1 "$OUT/serve70_table.txt")")
+}
+stage_tp4b1() {
+    tp_prompts
+    local n
+    for n in 1 2 4; do
+        timeout 240 "$V" bench throughput --model "$M8D" --load-format dummy --num-prompts 512 --input-len 512 \
+            --output-len 256 --max-model-len 1024 --tensor-parallel-size $n >"$W/tp4_b1_$n.log" 2>&1
+        summary+=("B1 TP=$n: $(grep -h '^Throughput' "$W/tp4_b1_$n.log" | tail -1)")
+        echo "${summary[-1]}"
+    done
+}
+stage_tp4prof() {
+    tp_prompts
+    VESTA_PROFILE=1 timeout 200 "$V" bench latency --model "$M8D" --load-format dummy --input-len 128 --output-len 128 \
+        --num-iters 1 --num-iters-warmup 1 --temperature 0 --tensor-parallel-size 4 --enforce-eager >"$W/tp4_prof.log" 2>&1
+    grep -h "cuda: profile" "$W/tp4_prof.log" | head -32 | tee "$OUT/tp4_profile.txt"
+}
+
 # Greedy tokens of the 320 prompts against an earlier build's (.gpu/ref320.jsonl, carried).
 stage_ref320() { vs_ref320 ref; }
 
@@ -920,6 +992,11 @@ run)
         base) stage_base ;;
         tiles) stage_tiles ;;
         ref320) stage_ref320 ;;
+        tp4check) stage_tp4check ;;
+        tp4lat) stage_tp4lat ;;
+        tp70) stage_tp70 ;;
+        tp4b1) stage_tp4b1 ;;
+        tp4prof) stage_tp4prof ;;
         b4) stage_b4 ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;

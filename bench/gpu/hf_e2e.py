@@ -10,6 +10,8 @@ scripts/gpu-run.sh; torch + transformers are installed there, nothing can be dow
                           every step and the top-20 at the first.
   hf_e2e.py config DIR    only DIR/config.json of that model (transformers' LlamaConfig), for the
                           benchmarks with --load-format dummy (no 16 GB of weights to write first)
+  hf_e2e.py config70b DIR the same for the Llama-3-70B shape (hidden 8192, 80 layers, 64 heads, 8 KV
+                          heads, FFN 28672), for --load-format dummy at --tensor-parallel-size 4
   hf_e2e.py peer DIR      HF generate() at batch 128, 128 prompt -> 128 output tokens (greedy, EOS
                           ignored): the static-batching peer of benchmark B1, same card, same call.
 """
@@ -26,6 +28,8 @@ LLAMA3_8B = dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, n
                  tie_word_embeddings=False,
                  rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
+
+LLAMA3_70B = dict(LLAMA3_8B, hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64)
 
 
 def log(*a):
@@ -99,10 +103,10 @@ def make(d):
             f.write(json.dumps({"prompt_token_ids": p}) + "\n")
 
 
-def config(d):
+def config(d, shape=LLAMA3_8B):
     from transformers import LlamaConfig
     os.makedirs(d, exist_ok=True)
-    cfg = LlamaConfig(**LLAMA3_8B)
+    cfg = LlamaConfig(**shape)
     cfg.architectures = ["LlamaForCausalLM"]
     cfg.dtype = "bfloat16"
     cfg.to_json_file(os.path.join(d, "config.json"))
@@ -136,4 +140,4 @@ def peer(d):
 
 
 if __name__ == "__main__":
-    {"make": make, "config": config, "peer": peer}[sys.argv[1]](sys.argv[2])
+    {"make": make, "config": config, "config70b": lambda d: config(d, LLAMA3_70B), "peer": peer}[sys.argv[1]](sys.argv[2])
