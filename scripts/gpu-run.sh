@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof (four GPUs), b4 (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl (four GPUs), b4 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -835,6 +835,25 @@ stage_tp4prof() {
     grep -h "cuda: profile" "$W/tp4_prof.log" | head -32 | tee "$OUT/tp4_profile.txt"
 }
 
+# NCCL's choices for the decode steps' small all-reduces (8 KB at one sequence): single-stream
+# decode at TP=2 and TP=4 with NCCL's defaults and with each setting below forced (environment
+# only; the rank processes inherit it).
+stage_tp4nccl() {
+    tp_prompts
+    local n cfg
+    for n in 2 4; do
+        for cfg in default NCCL_ALGO=Ring NCCL_ALGO=Tree NCCL_PROTO=LL NCCL_PROTO=Simple NCCL_MAX_NCHANNELS=2 \
+            NCCL_MAX_NCHANNELS=4; do
+            local e=()
+            [ "$cfg" != default ] && e=(env "$cfg")
+            "${e[@]}" timeout 120 "$V" bench latency --model "$M8D" --load-format dummy --input-len 128 --output-len 256 \
+                --num-iters 2 --num-iters-warmup 1 --temperature 0 --tensor-parallel-size $n >"$W/tpn_${n}_$cfg.log" 2>&1
+            summary+=("TP=$n $cfg: $(grep -h '^Latency' "$W/tpn_${n}_$cfg.log" | tail -1 | sed 's/.*time per output token/per token/')")
+            echo "${summary[-1]}"
+        done
+    done
+}
+
 # Greedy tokens of the 320 prompts against an earlier build's (.gpu/ref320.jsonl, carried).
 stage_ref320() { vs_ref320 ref; }
 
@@ -997,6 +1016,7 @@ run)
         tp70) stage_tp70 ;;
         tp4b1) stage_tp4b1 ;;
         tp4prof) stage_tp4prof ;;
+        tp4nccl) stage_tp4nccl ;;
         b4) stage_b4 ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
