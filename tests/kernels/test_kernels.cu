@@ -531,6 +531,20 @@ static void kernel_row(vk_sample_row &k, const vesta_sampling_params &p, const v
     k.offset = row.rng_offset;
 }
 
+/* A test row with output ids: the reference's row (parameters p, a random draw from r) and the
+ * kernel's, whose output ids go to the end of the ids pool (no prompt, stop or bias ids). */
+static void row_with_outputs(vesta_sample_row &row, vk_sample_row &k, const vesta_sampling_params &p, rng &r,
+                             const std::vector<int32_t> &outs, std::vector<int32_t> &ids)
+{
+    reference_row(row, p, r);
+    row.output_ids = outs.data();
+    row.num_output = (int)outs.size();
+    kernel_row(k, p, row);
+    k.prompt_off = k.output_off = k.bias_off = k.stop_off = (int)ids.size();
+    k.num_output = row.num_output;
+    ids.insert(ids.end(), outs.begin(), outs.end());
+}
+
 /* Runs vk_sample over R rows of V logits (kernel rows kr, with their ids and bias pools) on counts
  * scratch zeroed first, as the backend keeps it; returns each row's output and, in counts_zero,
  * whether the kernel left the scratch counts zero again. */
@@ -559,6 +573,70 @@ static void compare_logprobs(const vk_sample_out &got, const vesta_sample_result
         id_bad += got.top_ids[j] != want.top_ids[j];
         worst = std::max(worst, (double)fabsf(got.top_logprobs[j] - want.top_logprobs[j]));
     }
+}
+
+/* The kernel's and the reference's results for R rows: got[i] from vk_sample (gpu_sample), want[i]
+ * from vesta_sampler_sample where ok[i] (the reference refuses a row whose every token is masked).
+ * The reference's scratch s stays for sample_near_boundary. */
+struct sample_check {
+    std::vector<vk_sample_out> got;
+    std::vector<vesta_sample_result> want;
+    std::vector<char> ok;
+    bool counts_zero = false;
+    vesta_sampler_scratch *s = nullptr;
+    sample_check(const std::vector<float> &logits, int R, int V, const std::vector<vk_sample_row> &kr,
+                 const std::vector<int32_t> &ids, const std::vector<float> &biasv,
+                 const std::vector<vesta_sample_row> &rows)
+        : want(R), ok(R, 0)
+    {
+        got = gpu_sample(logits, R, V, kr, ids, biasv, counts_zero);
+        vesta_error err;
+        s = vesta_sampler_scratch_create(V, &err);
+        for (int i = 0; i < R; i++)
+            ok[i] = s && vesta_sampler_sample(&logits[(size_t)i * V], V, &rows[i], &want[i], s, &err) == VESTA_OK;
+    }
+    sample_check(const sample_check &) = delete;
+    sample_check &operator=(const sample_check &) = delete;
+    ~sample_check() { vesta_sampler_scratch_release(s); }
+};
+
+
+/* Every row against the reference: a token that differs counts as near where sample_near_boundary
+ * (1e-5 of the mass) says the draw is ambiguous, else as bad (printed); refused rows (every token
+ * masked) are counted, with those where the kernel answered -1; distinct: how many different
+ * reference tokens the rows from same_from on drew (one row's logits under many seeds). */
+struct sample_tally {
+    int bad = 0, near = 0, lp_bad = 0, refused = 0, refused_minus1 = 0, distinct = 0;
+    double worst_lp = 0;
+};
+static sample_tally sample_compare(const sample_check &c, const std::vector<float> &logits, int V,
+                                   const std::vector<vesta_sample_row> &rows,
+                                   const std::vector<vesta_sampling_params> &sp, int same_from)
+{
+    sample_tally t;
+    std::vector<int> same;
+    for (size_t i = 0; i < rows.size(); i++) {
+        if (!c.ok[i]) {
+            t.refused++;
+            t.refused_minus1 += c.got[i].token == -1;
+            continue;
+        }
+        const vesta_sample_result &want = c.want[i];
+        if ((int)i >= same_from) same.push_back(want.token);
+        if (c.got[i].token != want.token) {
+            if (sample_near_boundary(&logits[i * V], V, rows[i], c.s, 1e-5)) {
+                t.near++;
+            } else {
+                t.bad++;
+                printf("  row %zu: gpu %d cpu %d (T=%.2f top_k=%d top_p=%g min_p=%g)\n", i, c.got[i].token,
+                       want.token, sp[i].temperature, sp[i].top_k, sp[i].top_p, sp[i].min_p);
+            }
+        }
+        if (sp[i].logprobs >= 0) compare_logprobs(c.got[i], want, t.lp_bad, t.worst_lp);
+    }
+    std::sort(same.begin(), same.end());
+    t.distinct = (int)(std::unique(same.begin(), same.end()) - same.begin());
+    return t;
 }
 
 /* GPU sampler vs the CPU reference sampler (worker/sampler), row by row. */
@@ -636,30 +714,13 @@ static void test_sampling()
         k.num_stop = (int)ids.size() - k.stop_off;
         biasv.resize(ids.size());
     }
-    bool counts_zero = false;
-    auto got = gpu_sample(logits, R, V, kr, ids, biasv, counts_zero);
-    vesta_error err;
-    vesta_sampler_scratch *s = vesta_sampler_scratch_create(V, &err);
-    int tok_bad = 0, lp_bad = 0;
-    double worst_lp = 0;
-    for (int i = 0; i < R; i++) {
-        vesta_sample_result want;
-        if (vesta_sampler_sample(&logits[(size_t)i * V], V, &rows[i], &want, s, &err) != VESTA_OK) {
-            printf("  reference failed: %s\n", err.msg);
-            ref::failures()++;
-            continue;
-        }
-        if (got[i].token != want.token && !sample_near_boundary(&logits[(size_t)i * V], V, rows[i], s, 1e-5)) {
-            tok_bad++;
-            printf("  row %d: gpu %d cpu %d (T=%.2f)\n", i, got[i].token, want.token, sp[i].temperature);
-        }
-        if (sp[i].logprobs >= 0) compare_logprobs(got[i], want, lp_bad, worst_lp);
-    }
-    vesta_sampler_scratch_release(s);
-    printf("sampling V=%d rows=%d: %d token mismatches (0 expected; top-k/top-p rows within 1e-5 of a mass "
-           "boundary excepted), %d top-id mismatches, logprob max err %.2e (tol 1e-4), scratch counts zero again: %d\n",
-           V, R, tok_bad, lp_bad, worst_lp, counts_zero);
-    CHECK(tok_bad == 0 && lp_bad == 0 && worst_lp < 1e-4 && counts_zero, "sampling");
+    sample_check c(logits, R, V, kr, ids, biasv, rows);
+    const sample_tally t = sample_compare(c, logits, V, rows, sp, R);
+    printf("sampling V=%d rows=%d: %d token mismatches (0 expected; %d more within 1e-5 of a mass boundary), %d "
+           "refused by the reference, %d top-id mismatches, logprob max err %.2e (tol 1e-4), scratch counts zero "
+           "again: %d\n",
+           V, R, t.bad, t.near, t.refused, t.lp_bad, t.worst_lp, c.counts_zero);
+    CHECK(t.bad == 0 && t.refused == 0 && t.lp_bad == 0 && t.worst_lp < 1e-4 && c.counts_zero, "sampling");
 }
 
 /* Whether vk_sample's stated tolerance covers a disagreement on this row: the reference's draw u
@@ -762,15 +823,8 @@ static void test_sampling_in_order(int V)
             }
             if (r.below(4) == 0) p.logprobs = 3;
         }
-        vesta_sample_row &row = rows[i];
-        reference_row(row, p, r);
-        row.output_ids = outs[i].data();
-        row.num_output = (int)outs[i].size();
         vk_sample_row &k = kr[i];
-        kernel_row(k, p, row);
-        k.prompt_off = k.output_off = k.stop_off = (int)ids.size();
-        k.num_output = row.num_output;
-        ids.insert(ids.end(), outs[i].begin(), outs[i].end());
+        row_with_outputs(rows[i], k, p, r, outs[i], ids);
         biasv.resize(ids.size(), 0.f);
         k.bias_off = (int)ids.size();
         k.num_bias = p.num_logit_bias;
@@ -781,42 +835,14 @@ static void test_sampling_in_order(int V)
     }
     ids.push_back(0);
     biasv.resize(ids.size(), 0.f);
-    bool counts_zero = false;
-    auto got = gpu_sample(logits, R, V, kr, ids, biasv, counts_zero);
-    vesta_error err;
-    vesta_sampler_scratch *s = vesta_sampler_scratch_create(V, &err);
-    int tok_bad = 0, near_diff = 0, lp_bad = 0, masked_ok = 0, masked = 0, distinct = 0;
-    double worst_lp = 0;
-    std::vector<int> same_tokens;
-    for (int i = 0; i < R; i++) {
-        const float *l = &logits[(size_t)i * V];
-        vesta_sample_result want;
-        if (vesta_sampler_sample(l, V, &rows[i], &want, s, &err) != VESTA_OK) {
-            masked++; /* every token masked: the kernel answers -1 */
-            masked_ok += got[i].token == -1;
-            continue;
-        }
-        if (i >= R - SAME) same_tokens.push_back(want.token);
-        if (got[i].token != want.token) {
-            if (sample_near_boundary(l, V, rows[i], s, 1e-5)) {
-                near_diff++;
-            } else {
-                tok_bad++;
-                printf("  row %d: gpu %d cpu %d (T=%.2f min_p=%g kind %d)\n", i, got[i].token, want.token,
-                       sp[i].temperature, sp[i].min_p, i % 9);
-            }
-        }
-        if (sp[i].logprobs >= 0) compare_logprobs(got[i], want, lp_bad, worst_lp);
-    }
-    std::sort(same_tokens.begin(), same_tokens.end());
-    distinct = (int)(std::unique(same_tokens.begin(), same_tokens.end()) - same_tokens.begin());
-    vesta_sampler_scratch_release(s);
+    sample_check c(logits, R, V, kr, ids, biasv, rows);
+    const sample_tally t = sample_compare(c, logits, V, rows, sp, R - SAME);
     printf("sampling in id order V=%d rows=%d: %d token mismatches (0 expected), %d more within 1e-5 of a mass "
            "boundary, %d/%d all-masked rows give -1, %d distinct tokens over %d seeds, %d top-id mismatches, "
            "logprob max err %.2e (tol 1e-4)\n",
-           V, R, tok_bad, near_diff, masked_ok, masked, distinct, SAME, lp_bad, worst_lp);
-    CHECK(tok_bad == 0 && masked_ok == masked && masked == 1 && distinct > 1 && lp_bad == 0 &&
-              worst_lp < 1e-4 && counts_zero,
+           V, R, t.bad, t.near, t.refused_minus1, t.refused, t.distinct, SAME, t.lp_bad, t.worst_lp);
+    CHECK(t.bad == 0 && t.refused == 1 && t.refused_minus1 == 1 && t.distinct > 1 && t.lp_bad == 0 &&
+              t.worst_lp < 1e-4 && c.counts_zero,
           "sampling in id order");
 }
 
@@ -847,26 +873,12 @@ static void test_logprobs_fallback()
     }
     std::vector<int32_t> ids = {0};
     std::vector<float> biasv = {0.f};
-    bool counts_zero = false;
-    auto got = gpu_sample(logits, R, V, kr, ids, biasv, counts_zero);
-    vesta_error err;
-    vesta_sampler_scratch *s = vesta_sampler_scratch_create(V, &err);
-    int tok_bad = 0, lp_bad = 0;
-    double worst = 0;
-    for (int i = 0; i < R; i++) {
-        vesta_sample_result want;
-        if (vesta_sampler_sample(&logits[(size_t)i * V], V, &rows[i], &want, s, &err) != VESTA_OK) {
-            printf("  reference failed on row %d: %s\n", i, err.msg);
-            ref::failures()++;
-            continue;
-        }
-        tok_bad += got[i].token != want.token;
-        compare_logprobs(got[i], want, lp_bad, worst);
-    }
-    vesta_sampler_scratch_release(s);
-    printf("logprobs, n passes: %d token mismatches, %d top-id mismatches, logprob max err %.2e (tol 1e-4)\n", tok_bad,
-           lp_bad, worst);
-    CHECK(tok_bad == 0 && lp_bad == 0 && worst < 1e-4 && counts_zero, "logprobs fallback");
+    sample_check c(logits, R, V, kr, ids, biasv, rows);
+    const sample_tally t = sample_compare(c, logits, V, rows, sp, R);
+    printf("logprobs, n passes: %d token mismatches, %d refused by the reference, %d top-id mismatches, logprob max "
+           "err %.2e (tol 1e-4)\n",
+           t.bad, t.refused, t.lp_bad, t.worst_lp);
+    CHECK(t.bad == 0 && t.refused == 0 && t.lp_bad == 0 && t.worst_lp < 1e-4 && c.counts_zero, "logprobs fallback");
 }
 
 /* top-k / top-p / min-p rows (the GPU select path) against the reference: continuous, quantised
@@ -921,54 +933,20 @@ static void test_sampling_select()
             }
             if (r.below(3) == 0) p.logprobs = 5;
         }
-        vesta_sample_row &row = rows[i];
-        reference_row(row, p, r);
-        row.output_ids = outs[i].data();
-        row.num_output = (int)outs[i].size();
-        vk_sample_row &k = kr[i];
-        kernel_row(k, p, row);
-        k.prompt_off = k.output_off = k.bias_off = k.stop_off = (int)ids.size();
-        k.num_output = row.num_output;
-        ids.insert(ids.end(), outs[i].begin(), outs[i].end());
+        row_with_outputs(rows[i], kr[i], p, r, outs[i], ids);
     }
     ids.push_back(0);
     std::vector<float> biasv(ids.size(), 0.f);
-    bool counts_zero = false;
-    auto got = gpu_sample(logits, R, V, kr, ids, biasv, counts_zero);
-    vesta_error err;
-    vesta_sampler_scratch *s = vesta_sampler_scratch_create(V, &err);
-    int tok_bad = 0, near = 0, near_diff = 0, lp_bad = 0, distinct = 0;
-    double worst_lp = 0;
-    std::vector<int> same_tokens;
-    for (int i = 0; i < R; i++) {
-        const float *l = &logits[(size_t)i * V];
-        vesta_sample_result want;
-        if (vesta_sampler_sample(l, V, &rows[i], &want, s, &err) != VESTA_OK) {
-            printf("  reference failed on row %d: %s\n", i, err.msg);
-            ref::failures()++;
-            continue;
-        }
-        if (i >= R - SAME) same_tokens.push_back(want.token);
-        if (got[i].token != want.token) {
-            if (sample_near_boundary(l, V, rows[i], s, 1e-5)) {
-                near_diff++;
-            } else {
-                tok_bad++;
-                printf("  row %d: gpu %d cpu %d (T=%.2f top_k=%d top_p=%g min_p=%g kind %d)\n", i, got[i].token,
-                       want.token, sp[i].temperature, sp[i].top_k, sp[i].top_p, sp[i].min_p, i % 5);
-            }
-        }
-        if (i % 4 == 0) near += sample_near_boundary(l, V, rows[i], s, 1e-5);
-        if (sp[i].logprobs >= 0) compare_logprobs(got[i], want, lp_bad, worst_lp);
-    }
-    std::sort(same_tokens.begin(), same_tokens.end());
-    distinct = (int)(std::unique(same_tokens.begin(), same_tokens.end()) - same_tokens.begin());
-    vesta_sampler_scratch_release(s);
+    sample_check c(logits, R, V, kr, ids, biasv, rows);
+    const sample_tally t = sample_compare(c, logits, V, rows, sp, R - SAME);
+    int near = 0; /* how close the draws come: every fourth row, whatever the tokens */
+    for (int i = 0; i < R; i += 4) near += sample_near_boundary(&logits[(size_t)i * V], V, rows[i], c.s, 1e-5);
     printf("sampling select V=%d rows=%d: %d token mismatches (0 expected), %d more within 1e-5 of a mass boundary "
-           "(%d of %d sampled rows are that close), %d top-id mismatches, logprob max err %.2e (tol 1e-4), %d distinct "
-           "tokens over %d seeds, scratch counts zero again: %d\n",
-           V, R, tok_bad, near_diff, near, R / 4, lp_bad, worst_lp, distinct, SAME, counts_zero);
-    CHECK(tok_bad == 0 && near_diff <= 2 && lp_bad == 0 && worst_lp < 1e-4 && counts_zero && distinct > 1,
+           "(%d of %d sampled rows are that close), %d refused by the reference, %d top-id mismatches, logprob max "
+           "err %.2e (tol 1e-4), %d distinct tokens over %d seeds, scratch counts zero again: %d\n",
+           V, R, t.bad, t.near, near, R / 4, t.refused, t.lp_bad, t.worst_lp, t.distinct, SAME, c.counts_zero);
+    CHECK(t.bad == 0 && t.near <= 2 && t.refused == 0 && t.lp_bad == 0 && t.worst_lp < 1e-4 && c.counts_zero &&
+              t.distinct > 1,
           "sampling select");
 }
 
