@@ -695,7 +695,7 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     /* VESTA_PREFILL_GROUP=0|1: prefill attention blocks per KV group (1) or per head (0) */
     be->prefill_group = env_int("VESTA_PREFILL_GROUP", 1, 0, 1) && be->H % be->KVH == 0 && be->H / be->KVH >= 2 &&
                         be->H / be->KVH <= VK_PREFILL_MAX_GROUP;
-    /* VESTA_PREFILL_ORDER=0|1: prefill tiles sequence by sequence (0) or longest first (1) */
+    /* VESTA_PREFILL_ORDER=0|1: a sequence's prefill tiles in row order (0) or longest first (1) */
     be->prefill_longest_first = env_int("VESTA_PREFILL_ORDER", 1, 0, 1);
     be->batch_invariant = opts->batch_invariant;
     if (cuda_profile_init(be, err) != VESTA_OK) goto fail_quiet;

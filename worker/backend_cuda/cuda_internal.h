@@ -115,7 +115,7 @@ typedef struct cuda_backend {
     /* VESTA_PREFILL_GROUP (1, the default, where a group has 2..8 heads): prefill attention tiles per
      * KV group (vk_attention_args.group_heads) */
     bool prefill_group;
-    bool prefill_longest_first; /* prefill tiles in descending order of their first row */
+    bool prefill_longest_first; /* VK_TILES_LONGEST_FIRST: a sequence's prefill tiles last row first */
     /* batch-invariant mode (opts.batch_invariant, cuda_gemm_invariant.c): per weight shape, kernels
      * for bands of n checked at start-up to give a row the same bits at any n */
     bool batch_invariant;
