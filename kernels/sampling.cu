@@ -3,8 +3,9 @@
  * repetition / frequency / presence penalties, greedy argmax (ties: lowest id), temperature,
  * min_p, top_k, top_p, and the inverse-CDF draw with u = vk_rng_uniform(seed, offset).
  *
- * Rows without top-k / top-p draw in token-id order with probabilities exp(double(x) - max), as
- * the reference does. Rows with top-k or top-p follow the reference's sorted path: its candidates
+ * Rows without top-k / top-p draw in token-id order, as the reference does (sample_in_order: its
+ * masses exp(double(x) - max) taken as expf, rescaled and summed in fp64). Rows with top-k or
+ * top-p follow the reference's sorted path: its candidates
  * are ordered by (value descending, id ascending) and both the top-p cut and the draw walk that
  * order. No sort here: each of the three steps is one "select" over that order, a most-significant-
  * digit radix select over the 56-bit composite key (ordered float bits of x, then ~id) with 8-bit

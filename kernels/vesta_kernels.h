@@ -212,8 +212,9 @@ cudaError_t vk_fill_random(vk_dtype dt, void *p, size_t n, float scale, uint64_t
  *   inverse-CDF draw with u = vk_rng_uniform(seed, offset), in token order, or, when top_k > 0 or
  *   top_p < 1, in the reference's sorted order (value descending, id ascending).
  * Same token as the reference on the same logits, except where u * z or (1 - top_p) * z lies
- * within ~1e-6 of the total mass z from a cumulative-mass boundary (rows with top-k / top-p sum
- * fp32 masses in fixed point; the reference sums fp64). Out-of-range token ids in the pools are
+ * within ~1e-6 of the total mass z from a cumulative-mass boundary (the masses are expf in fp32:
+ * summed in fixed point for rows with top-k / top-p, in fp64 for the others; the reference's are
+ * fp64 exp throughout). Logprobs are within ~1e-6 of the reference's. Out-of-range token ids in the pools are
  * ignored. Token lists (penalty tokens, bias, stop ids) live in one int32 pool / one float pool. */
 typedef struct vk_sample_row {
     float temperature, top_p, min_p;
