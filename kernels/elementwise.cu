@@ -2,6 +2,7 @@
  * SiLU-and-multiply, KV block copy, random fill. All are memory-bound: 16-byte accesses, one
  * pass over the data. */
 #include "common.cuh"
+#include "rmsnorm.cuh"
 
 using namespace vk;
 
@@ -31,7 +32,6 @@ __global__ void add_rmsnorm_kernel(T *out, T *residual, const T *x, const T *w, 
     pdl_allow_dependents(); /* the next product may start loading its weights */
     size_t base = (size_t)blockIdx.x * hidden;
     float v[PER][8];
-    float ss = 0.f;
 #pragma unroll
     for (int k = 0; k < PER; k++) {
         int i = (threadIdx.x + k * blockDim.x) * 8;
@@ -44,40 +44,21 @@ __global__ void add_rmsnorm_kernel(T *out, T *residual, const T *x, const T *w, 
                 for (int j = 0; j < 8; j++) v[k][j] = rnd<T>(v[k][j] + xv[j]);
                 store8(residual + base + i, v[k]);
             }
-#pragma unroll
-            for (int j = 0; j < 8; j++) ss += v[k][j] * v[k][j];
         }
     }
-    ss = block_sum(ss, sh);
-    float inv = rsqrtf(ss / hidden + eps);
-#pragma unroll
-    for (int k = 0; k < PER; k++) {
-        int i = (threadIdx.x + k * blockDim.x) * 8;
-        if (i < hidden) {
-            float wv[8], o[8];
-            load8(w + i, wv);
-#pragma unroll
-            for (int j = 0; j < 8; j++) o[j] = wv[j] * rnd<T>(v[k][j] * inv);
-            store8(out + base + i, o);
-        }
-    }
+    rmsnorm_store<T, PER>(out + base, v, w, hidden, eps, sh);
 }
 
 extern "C" cudaError_t vk_add_rmsnorm(vk_dtype dt, void *out, void *residual, const void *x,
                                       const void *w, int n, int hidden, float eps, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
-    if (hidden % 8 || hidden > 8 * 8 * 1024) return cudaErrorInvalidValue;
-    int vecs = hidden / 8;
-    int threads = vecs < 1024 ? ((vecs + 31) / 32) * 32 : 1024;
-    int per = (vecs + threads - 1) / threads;
+    if (hidden % 8 || hidden > VK_RMSNORM_MAX_HIDDEN) return cudaErrorInvalidValue;
+    int threads = rmsnorm_threads(hidden);
 #define LAUNCH_NORM(P)                                                                             \
     VK_DISPATCH(dt, add_rmsnorm_kernel<T, P><<<n, threads, 0, s>>>((T *)out, (T *)residual,       \
                                                                    (const T *)x, (const T *)w,    \
                                                                    hidden, eps))
-    if (per <= 1) LAUNCH_NORM(1);
-    else if (per <= 2) LAUNCH_NORM(2);
-    else if (per <= 4) LAUNCH_NORM(4);
-    else LAUNCH_NORM(8);
+    VK_RMSNORM_PER(rmsnorm_per(hidden), LAUNCH_NORM);
 #undef LAUNCH_NORM
     return cudaGetLastError();
 }

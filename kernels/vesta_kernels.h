@@ -38,6 +38,40 @@ cudaError_t vk_embedding(vk_dtype dt, void *out, const void *table, const int32_
 cudaError_t vk_add_rmsnorm(vk_dtype dt, void *out, void *residual, const void *x, const void *w,
                            int n, int hidden, float eps, cudaStream_t s);
 
+/* One-shot all-reduce over peer-mapped memory (kernels/allreduce.cu), for the small all-reduces of
+ * tensor-parallel decode steps, where NCCL's ring costs more in latency than the bytes do. Every
+ * rank owns a region (VK_AR_REGION_BYTES) that every other rank has mapped (CUDA IPC; set up by
+ * worker/tp/p2p.c): flags at its head, then two data buffers used on alternate calls. A call
+ * copies this rank's part into its own buffer, tells every peer (a flag written into the peer's
+ * region), waits for every peer's flag, and sums all ranks' parts in rank order in fp32, so
+ * every rank ends with bit-identical values. Calls count themselves on the device (epoch), so
+ * they can be captured into CUDA graphs. Every rank must make the same calls in the same order
+ * with the same sizes. A peer that does not arrive within timeout_ns makes the call set *error
+ * (host-mapped, for the host to see) and *failed (device, for later calls, which then return at
+ * once) and return with its output unwritten: the replica is then failed. */
+#define VK_AR_MAX_RANKS 8
+#define VK_AR_MAX_BLOCKS 32
+#define VK_AR_FLAG_BYTES 4096 /* [VK_AR_MAX_BLOCKS][VK_AR_MAX_RANKS] uint64 flags, padded */
+#define VK_AR_REGION_BYTES(data_bytes) ((size_t)VK_AR_FLAG_BYTES + 2 * (size_t)(data_bytes))
+typedef struct vk_allreduce_ctx {
+    void *region[VK_AR_MAX_RANKS]; /* rank r's region as mapped in this process (own included) */
+    unsigned long long *epoch;     /* this rank's [VK_AR_MAX_BLOCKS] call counters, zeroed */
+    int *error;                    /* device view of a host-mapped word, set to 1 on a timeout */
+    int *failed;                   /* device word (zeroed), set with *error: read by every call */
+    size_t data_bytes;             /* capacity of one data buffer */
+    unsigned long long timeout_ns; /* bound on the wait for peers */
+    int rank, size;
+} vk_allreduce_ctx;
+
+/* buf[0..n) = the sum over ranks of every rank's buf[0..n), in place. n * element size must be a
+ * multiple of 16 and at most c->data_bytes (else cudaErrorInvalidValue). */
+cudaError_t vk_allreduce(vk_dtype dt, const vk_allreduce_ctx *c, void *buf, size_t n, cudaStream_t s);
+/* vk_allreduce of part[n][hidden] fused with vk_add_rmsnorm(out, residual, sum, w): the same
+ * values bit for bit as the two calls (part itself is left as it was). */
+cudaError_t vk_allreduce_add_rmsnorm(vk_dtype dt, const vk_allreduce_ctx *c, void *out, void *residual,
+                                     const void *part, const void *w, int n, int hidden, float eps,
+                                     cudaStream_t s);
+
 /* out[i, :] = in[idx[i], :] for row-major [*, cols] matrices of element size elem_bytes
  * (cols * elem_bytes must be a multiple of 16). */
 cudaError_t vk_gather_rows(void *out, const void *in, const int32_t *idx, int n, int cols,

@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl (four GPUs), b4 (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -31,7 +31,7 @@ build() {
     local dir=${1:-$B} arch=${2:-90a-real} pack=${3:-.gpu/bins.tar.xz}
     shift 3 2>/dev/null
     cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" >/dev/null || exit 1
-    local targets="${*:-test_kernels kernel_bench test_gemm_stream bench_gemm_stream vesta vesta-router vesta-worker vesta-tp-rank}"
+    local targets="${*:-test_kernels kernel_bench test_gemm_stream bench_gemm_stream vesta vesta-router vesta-worker vesta-tp-rank test_tp_p2p}"
     cmake --build "$dir" -j2 --target $targets || exit 1
     strip "$dir"/bin/* 2>/dev/null # the device calls carry at most 64 MiB
     mkdir -p .gpu/debs
@@ -774,33 +774,101 @@ tp_prompts() {
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
     [ -f "$W/tp_prompts.jsonl" ] || python3 -c "import json, random; r = random.Random(0); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(8)]" >"$W/tp_prompts.jsonl"
 }
+# Configurations of the TP stages: N, and "Nn" for N ranks with --disable-custom-all-reduce (NCCL
+# for every all-reduce instead of the peer-to-peer one for small ones).
+tp_args() { echo "--tensor-parallel-size ${1%n}$([ "${1%n}" != "$1" ] && echo ' --disable-custom-all-reduce')"; }
 stage_tp4check() {
     tp_prompts
     nvidia-smi topo -m 2>&1 | head -8 | tee "$W/topo.txt"
     local n
-    for n in 1 2 4; do
+    for n in 1 2 2n 4 4n; do
         local dbg=()
-        [ $n = 4 ] && dbg=(env NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,GRAPH)
+        [ $n = 4n ] && dbg=(env NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,GRAPH)
+        # shellcheck disable=SC2046
         "${dbg[@]}" timeout 240 "$V" generate --backend cuda --model "$M8D" --load-format dummy --input "$W/tp_prompts.jsonl" \
             --output "$W/tp$n.jsonl" --temperature 0 --max-tokens 32 --ignore-eos --logprobs 5 --no-progress \
-            --max-model-len 1024 --tensor-parallel-size $n >"$W/tp4_gen$n.log" 2>&1
-        echo "generate TP=$n: rc $? $(grep -h 'Start-up\|tp: GPU replica' "$W/tp4_gen$n.log" | tail -1)"
+            --max-model-len 1024 $(tp_args $n) >"$W/tp4_gen$n.log" 2>&1
+        echo "generate TP=$n: rc $? $(grep -h 'Start-up\|tp: GPU replica\|tp: peer-to-peer\|unavailable' "$W/tp4_gen$n.log" | tail -2 | tr '\n' ' ')"
     done
-    grep -h "Pattern\|bw \|NVLS\|P2P/\|via P2P" "$W/tp4_gen4.log" | sort | uniq -c | sort -rn | head -12 | tee "$W/nccl_bw.txt"
-    for n in 2 4; do
+    grep -h "Pattern\|bw \|NVLS\|P2P/\|via P2P" "$W/tp4_gen4n.log" | sort | uniq -c | sort -rn | head -12 | tee "$W/nccl_bw.txt"
+    for n in 2 2n 4 4n; do
         summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/tp1.jsonl" "$W/tp$n.jsonl" \
             --label "TP=$n vs TP=1 (8 prompts x 32 greedy tokens)" | tee -a "$W/tp4.log")")
         echo "${summary[-1]}"
     done
+    # two ranks: NCCL's sum of two bf16 values is the fp32 sum rounded once, as the peer-to-peer one's
+    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/tp2n.jsonl" "$W/tp2.jsonl" \
+        --label "TP=2 peer-to-peer vs TP=2 NCCL" | tee -a "$W/tp4.log")")
+    echo "${summary[-1]}"
 }
+# Single-stream decode (128 -> 256) and a 32-request batch (128 -> 256: 32-row decode steps, 256 KB
+# all-reduces) at each configuration.
 stage_tp4lat() {
     tp_prompts
     local n
-    for n in 1 2 4; do
+    for n in 1 2 2n 4 4n; do
+        # shellcheck disable=SC2046
         timeout 200 "$V" bench latency --model "$M8D" --load-format dummy --input-len 128 --output-len 256 --num-iters 2 \
-            --num-iters-warmup 1 --temperature 0 --tensor-parallel-size $n >"$W/tp4_lat$n.log" 2>&1
+            --num-iters-warmup 1 --temperature 0 $(tp_args $n) >"$W/tp4_lat$n.log" 2>&1
         summary+=("single stream TP=$n: $(grep -h '^Latency' "$W/tp4_lat$n.log" | tail -1)")
         echo "${summary[-1]}"
+        # shellcheck disable=SC2046
+        timeout 200 "$V" bench throughput --model "$M8D" --load-format dummy --num-prompts 32 --input-len 128 \
+            --output-len 256 --max-model-len 1024 $(tp_args $n) >"$W/tp4_b32_$n.log" 2>&1
+        summary+=("32 requests TP=$n: $(grep -h '^Throughput' "$W/tp4_b32_$n.log" | tail -1)")
+        echo "${summary[-1]}"
+    done
+}
+# The 70B shape's single stream at TP=4 with the peer-to-peer all-reduce (16 KB a row) and without.
+stage_tp70lat() {
+    [ -f "$M70D/config.json" ] || python3 bench/gpu/hf_e2e.py config70b "$M70D" 2>&1 | grep '\[hf\]'
+    local n
+    for n in 4 4n; do
+        # shellcheck disable=SC2046
+        timeout 200 "$V" bench latency --model "$M70D" --load-format dummy --input-len 128 --output-len 128 --num-iters 2 \
+            --num-iters-warmup 1 --temperature 0 --max-model-len 1024 $(tp_args $n) >"$W/tp70_lat$n.log" 2>&1
+        summary+=("70B single stream TP=$n: $(grep -h '^Latency' "$W/tp70_lat$n.log" | tail -1)")
+        echo "${summary[-1]}"
+    done
+}
+# The 32-request batch at TP=2 with the peer-to-peer all-reduce up to each VESTA_TP_P2P_KB_LIST size
+# (KB per rank; 0 = NCCL only), where its 256 KB all-reduces go one way or the other.
+stage_tpcut() {
+    tp_prompts
+    local kb
+    for kb in ${VESTA_TP_P2P_KB_LIST:-256 64 0}; do
+        VESTA_TP_P2P_MAX_KB=$kb timeout 200 "$V" bench throughput --model "$M8D" --load-format dummy --num-prompts 32 \
+            --input-len 128 --output-len 256 --max-model-len 1024 --tensor-parallel-size 2 >"$W/tpcut_$kb.log" 2>&1
+        summary+=("32 requests TP=2, p2p up to $kb KB: $(grep -h '^Throughput' "$W/tpcut_$kb.log" | tail -1)")
+        echo "${summary[-1]}"
+    done
+}
+# TP=2 and TP=4 against Hugging Face on the saved 8B-shaped checkpoint (made here first), and the
+# NCCL replica of one rank against the plain backend.
+stage_tp4hf() {
+    [ -f "$M8/hf_ref.json" ] || python3 bench/gpu/hf_e2e.py make "$M8" 2>&1 | tee "$W/hf.log" | grep '\[hf\]'
+    local n
+    for n in 2 4; do
+        gen "$M8" "$M8/prompts.jsonl" llama_tp$n --max-model-len 1536 --tensor-parallel-size $n
+        summary+=("$(cmp_ref "$M8/hf_ref.json" "$W/llama_tp$n.jsonl" --label "llama8b TP=$n vs HF bf16")")
+        echo "${summary[-1]}"
+    done
+    # a replica of one rank (the peer-to-peer all-reduce over one rank included) against the plain
+    # backend: byte-identical outputs
+    TP1_MODES="graphs eager" sh tests/worker/tp/gpu_tp1_exact.sh "$V" "$M8" "$M8/prompts.jsonl" --max-model-len 1536 \
+        >"$W/tp1x.log" 2>&1
+    summary+=("TP=1 replica vs plain: $(grep -c '^PASS' "$W/tp1x.log") PASS, $(grep -c '^FAIL' "$W/tp1x.log") FAIL")
+    grep -h "PASS\|FAIL" "$W/tp1x.log"
+}
+# The peer-to-peer all-reduce across processes (tests/worker/tp/test_tp_p2p.c): its checks at 2 and
+# 4 ranks, then its time per all-reduce against NCCL's at 8 KB to 1 MB per rank.
+stage_tpar() {
+    local n rc
+    for n in 2 4; do
+        timeout 240 "$B/bin/test_tp_p2p" --time $n >"$W/tpar$n.log" 2>&1
+        rc=$?
+        tail -16 "$W/tpar$n.log"
+        summary+=("p2p all-reduce test, $n ranks: $(tail -1 "$W/tpar$n.log") (rc $rc)")
     done
 }
 stage_tp70() {
@@ -1017,6 +1085,10 @@ run)
         tp4b1) stage_tp4b1 ;;
         tp4prof) stage_tp4prof ;;
         tp4nccl) stage_tp4nccl ;;
+        tpar) stage_tpar ;;
+        tp70lat) stage_tp70lat ;;
+        tpcut) stage_tpcut ;;
+        tp4hf) stage_tp4hf ;;
         b4) stage_b4 ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;

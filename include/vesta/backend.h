@@ -102,6 +102,8 @@ typedef struct vesta_backend_options {
     int tp_rank, tp_size;          /* tensor parallelism: this rank's shard (0, 1 = none) */
     int device;                    /* CUDA device ordinal */
     bool enforce_eager;            /* no CUDA graphs */
+    bool disable_custom_all_reduce; /* tensor parallelism on GPUs: NCCL for every all-reduce (vLLM's
+                                       name), not the peer-to-peer one for small ones */
     bool batch_invariant;          /* a row's result does not depend on the batch around it: same
                                       tokens whatever the batch, chunking or preemption (slower) */
     bool load_dummy;               /* --load-format dummy: random weights, no file */

@@ -59,6 +59,7 @@ typedef struct vesta_config {
     int cpu_kv_cache_space;         /* GiB, 0 = backend default */
     int num_threads;                /* CPU threads per worker, 0 = all */
     bool enforce_eager;
+    bool disable_custom_all_reduce; /* GPU tensor parallelism: NCCL for every all-reduce */
     bool batch_invariant;           /* results independent of the batch; not with tensor parallelism */
     int tensor_parallel_size;       /* ranks of one sharded replica (CPU: N processes), 1 = none */
     char load_format[16];           /* auto | dummy (random weights from config.json alone) */

@@ -14,11 +14,52 @@ static vesta_status gemm(cuda_backend *be, const void *x, int n, int in, const v
     return cuda_gemm(be, x, n, in, w, out, y, f32out, err);
 }
 
+/* Tensor parallelism: the peer-to-peer all-reduce's context when it takes `bytes` per rank
+ * (every rank decides alike: same sizes, same threshold), else NULL for NCCL. */
+static const vk_allreduce_ctx *p2p_for(const cuda_backend *be, size_t bytes)
+{
+#ifdef VESTA_HAVE_NCCL
+    return vesta_tp_p2p_ctx(be->p2p, bytes);
+#else
+    (void)be, (void)bytes;
+    return NULL;
+#endif
+}
+
 /* Tensor parallelism: the sum over ranks of a bf16 [n] buffer, in place, on the compute stream
  * (captured into decode graphs like any kernel). */
 static vesta_status all_reduce(cuda_backend *be, void *buf, size_t n, vesta_error *err)
 {
+    const vk_allreduce_ctx *p2p = p2p_for(be, n * 2);
+    if (p2p) {
+        K(vk_allreduce(VK_BF16, p2p, buf, n, be->stream));
+        return VESTA_OK;
+    }
     return vesta_tp_comm_all_reduce_sum_dtype(be->comm, buf, n, VESTA_TP_BF16, err);
+fail:
+    return VESTA_ERR_BACKEND;
+}
+
+/* x += the sum over ranks of tmp (tmp alone without TP); h = RMSNorm(x) * w. One kernel where
+ * the peer-to-peer all-reduce takes the rows: the same bits as the two steps. */
+static vesta_status reduce_add_norm(cuda_backend *be, int n, const void *w, float eps, vesta_error *err)
+{
+    const size_t elems = (size_t)n * (size_t)be->Hd;
+    const vk_allreduce_ctx *p2p = be->comm ? p2p_for(be, elems * 2) : NULL;
+    if (p2p) {
+        K(vk_allreduce_add_rmsnorm(VK_BF16, p2p, be->h, be->x, be->tmp, w, n, be->Hd, eps, be->stream));
+        MARK(COMM);
+        return VESTA_OK;
+    }
+    if (be->comm) {
+        if (all_reduce(be, be->tmp, elems, err)) return VESTA_ERR_BACKEND;
+        MARK(COMM);
+    }
+    K(vk_add_rmsnorm(VK_BF16, be->h, be->x, be->tmp, w, n, be->Hd, eps, be->stream));
+    MARK(NORM);
+    return VESTA_OK;
+fail:
+    return VESTA_ERR_BACKEND;
 }
 
 /* Vocabulary-parallel LM head: this rank's slice of the fp32 logits of n rows, every rank's slice
@@ -53,8 +94,10 @@ static vesta_status layer_forward(cuda_backend *be, int l, int n, vk_attention_a
     const cuda_layer *y = &be->layers[l];
     const int Hd = be->Hd, qd = be->H * be->D;
     cudaStream_t s = be->stream;
-    K(vk_add_rmsnorm(VK_BF16, be->h, be->x, l ? be->tmp : NULL, y->ln1, n, Hd, eps, s));
-    MARK(NORM);
+    if (l == 0) { /* later layers: the previous layer's last reduce_add_norm */
+        K(vk_add_rmsnorm(VK_BF16, be->h, be->x, NULL, y->ln1, n, Hd, eps, s));
+        MARK(NORM);
+    }
     if (gemm(be, be->h, n, Hd, y->wqkv, be->W, be->qkv, false, err)) return VESTA_ERR_BACKEND;
     MARK(QKV);
     a->k_cache = kcache(be, l, 0);
@@ -66,17 +109,17 @@ static vesta_status layer_forward(cuda_backend *be, int l, int n, vk_attention_a
     MARK(ATTN);
     if (gemm(be, be->attn, n, qd, y->wo, Hd, be->tmp, false, err)) return VESTA_ERR_BACKEND;
     MARK(O);
-    if (be->comm && all_reduce(be, be->tmp, (size_t)n * Hd, err)) return VESTA_ERR_BACKEND; /* row-split o_proj */
-    if (be->comm) MARK(COMM);
-    K(vk_add_rmsnorm(VK_BF16, be->h, be->x, be->tmp, y->ln2, n, Hd, eps, s));
-    MARK(NORM);
+    if (reduce_add_norm(be, n, y->ln2, eps, err)) return VESTA_ERR_BACKEND; /* o_proj's rows split under TP */
     if (gemm(be, be->h, n, Hd, y->wgu, 2 * be->F, be->gu, false, err)) return VESTA_ERR_BACKEND;
     MARK(GU);
     K(vk_silu_and_mul(VK_BF16, be->act, be->gu, n, be->F, s));
     MARK(SILU);
     if (gemm(be, be->act, n, be->F, y->wdown, Hd, be->tmp, false, err)) return VESTA_ERR_BACKEND;
     MARK(DOWN);
-    if (be->comm && all_reduce(be, be->tmp, (size_t)n * Hd, err)) return VESTA_ERR_BACKEND; /* row-split down */
+    /* down's rows split under TP; the next layer's input norm here; after the last layer the final
+     * norm takes only the sampled rows (cuda_forward) */
+    if (l + 1 < be->L) return reduce_add_norm(be, n, be->layers[l + 1].ln1, eps, err);
+    if (be->comm && all_reduce(be, be->tmp, (size_t)n * Hd, err)) return VESTA_ERR_BACKEND;
     if (be->comm) MARK(COMM);
     return VESTA_OK;
 fail:

@@ -11,6 +11,9 @@
 
 #include "backend_cuda.h"
 #include "comm.h"
+#ifdef VESTA_HAVE_NCCL
+#include "p2p.h"
+#endif
 #include "sampler.h"
 #include "shard.h"
 #include "vesta_kernels.h"
@@ -175,6 +178,7 @@ typedef struct cuda_backend {
     /* Tensor parallelism (docs/tensor-parallel.md). comm == NULL: the whole model, no collective.
      * Otherwise H, KVH, F, W above are this rank's shard (shard.h), V stays the full vocabulary. */
     vesta_tp_comm *comm; /* NCCL, on `stream`; owned */
+    struct vesta_tp_p2p *p2p; /* the peer-to-peer all-reduce for small ones (p2p.h); NULL: NCCL only */
     vesta_tp_shard shard;
     int Vr;                /* rows of the LM-head slice: V, or ceil(V / size) under TP */
     int Ve;                /* rows of the embedding table: V, or Vr + 1 (a zero row for other

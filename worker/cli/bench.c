@@ -69,7 +69,7 @@ typedef struct bench_args {
 
 enum {
     O_MODEL = 1000, O_BACKEND, O_BLOCK, O_SEQS, O_BATCHED, O_MODEL_LEN, O_PC_ON, O_PC_OFF, O_UTIL, O_NBLOCKS,
-    O_EAGER, O_LOADFMT, O_SEED, O_NUMP, O_IN, O_OUT, O_ITERS, O_WARMUP, O_PREFIX, O_TEMP, O_JSON, O_HELP, O_TP,
+    O_EAGER, O_NO_CUSTOM_AR, O_LOADFMT, O_SEED, O_NUMP, O_IN, O_OUT, O_ITERS, O_WARMUP, O_PREFIX, O_TEMP, O_JSON, O_HELP, O_TP,
     O_INVARIANT
 };
 static const struct option opts[] = {
@@ -80,6 +80,7 @@ static const struct option opts[] = {
     {"no-enable-prefix-caching", no_argument, 0, O_PC_OFF},
     {"gpu-memory-utilization", required_argument, 0, O_UTIL},
     {"num-gpu-blocks-override", required_argument, 0, O_NBLOCKS}, {"enforce-eager", no_argument, 0, O_EAGER},
+    {"disable-custom-all-reduce", no_argument, 0, O_NO_CUSTOM_AR},
     {"load-format", required_argument, 0, O_LOADFMT}, {"seed", required_argument, 0, O_SEED},
     {"num-prompts", required_argument, 0, O_NUMP}, {"input-len", required_argument, 0, O_IN},
     {"output-len", required_argument, 0, O_OUT}, {"num-iters", required_argument, 0, O_ITERS},
@@ -100,6 +101,7 @@ static void usage(FILE *f)
 "engine: --backend cpu|cuda (cuda)  --load-format auto|dummy  --max-num-seqs N  --max-model-len N\n"
 "  --max-num-batched-tokens N  --block-size N  --gpu-memory-utilization F  --enforce-eager\n"
 "  --[no-]enable-prefix-caching  --num-gpu-blocks-override N  --tensor-parallel-size N\n"
+"  --disable-custom-all-reduce  (N > 1: NCCL for every all-reduce)\n"
 "  --batch-invariant   a sequence's results do not depend on its batch (greedy tokens\n"
 "                      bit-identical); slower\n");
 }
@@ -154,6 +156,7 @@ static int parse(bench_args *a, int argc, char **argv)
             break;
         case O_NBLOCKS: ok = intok && v >= 1; a->cfg.num_gpu_blocks_override = (int)v; break;
         case O_EAGER: a->cfg.backend_opts.enforce_eager = true; break;
+        case O_NO_CUSTOM_AR: a->cfg.backend_opts.disable_custom_all_reduce = true; break;
         case O_INVARIANT: a->cfg.backend_opts.batch_invariant = true; break;
         case O_TP: ok = intok && v >= 1 && v <= 64; a->cfg.backend_opts.tp_size = (int)v; break;
         case O_LOADFMT:

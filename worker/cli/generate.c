@@ -126,7 +126,7 @@ static json_t *detokenize(gen_ctx *g, const int32_t *ids, int n)
 enum {
     OPT_MODEL = 256, OPT_INPUT, OPT_OUTPUT, OPT_BACKEND, OPT_BLOCK_SIZE, OPT_MAX_NUM_SEQS,
     OPT_MAX_BATCHED, OPT_MAX_MODEL_LEN, OPT_PREFIX_ON, OPT_PREFIX_OFF, OPT_GPU_UTIL,
-    OPT_NUM_BLOCKS, OPT_EAGER, OPT_LOAD_FORMAT, OPT_SEED, OPT_KV_SPACE, OPT_THREADS,
+    OPT_NUM_BLOCKS, OPT_EAGER, OPT_NO_CUSTOM_AR, OPT_LOAD_FORMAT, OPT_SEED, OPT_KV_SPACE, OPT_THREADS,
     OPT_TEMPERATURE, OPT_TOP_P, OPT_TOP_K, OPT_MIN_P, OPT_MAX_TOKENS, OPT_MIN_TOKENS,
     OPT_IGNORE_EOS, OPT_PRESENCE, OPT_FREQUENCY, OPT_REPETITION, OPT_N, OPT_LOGPROBS,
     OPT_STOP_IDS, OPT_SAMPLING_SEED, OPT_NO_PROGRESS, OPT_HELP, OPT_TP, OPT_BATCH_INVARIANT,
@@ -146,6 +146,7 @@ static const struct option options[] = {
     {"gpu-memory-utilization", required_argument, NULL, OPT_GPU_UTIL},
     {"num-gpu-blocks-override", required_argument, NULL, OPT_NUM_BLOCKS},
     {"enforce-eager", no_argument, NULL, OPT_EAGER},
+    {"disable-custom-all-reduce", no_argument, NULL, OPT_NO_CUSTOM_AR},
     {"load-format", required_argument, NULL, OPT_LOAD_FORMAT},
     {"seed", required_argument, NULL, OPT_SEED},
     {"cpu-kvcache-space", required_argument, NULL, OPT_KV_SPACE},
@@ -194,6 +195,7 @@ static void usage(FILE *f)
 "  --num-threads N                 CPU threads (all cores)\n"
 "  --tensor-parallel-size N        ranks of one sharded replica (1): N processes; cuda: GPUs 0..N-1\n"
 "  --enforce-eager                 no CUDA graphs\n"
+"  --disable-custom-all-reduce     cuda, N > 1: NCCL for every all-reduce\n"
 "  --batch-invariant               a sequence's results do not depend on its batch (greedy tokens\n"
 "                                  bit-identical); slower; not with --tensor-parallel-size > 1\n"
 "  --load-format auto|dummy        dummy: random weights of the model's shapes (auto)\n"
@@ -254,6 +256,7 @@ static int parse_args(gen_ctx *g, int argc, char **argv)
             break;
         case OPT_NUM_BLOCKS: ok = vesta_cli_parse_int(a, 1, 1 << 28, &iv); g->cfg.num_gpu_blocks_override = (int)iv; break;
         case OPT_EAGER: g->cfg.backend_opts.enforce_eager = true; break;
+        case OPT_NO_CUSTOM_AR: g->cfg.backend_opts.disable_custom_all_reduce = true; break;
         case OPT_BATCH_INVARIANT: g->cfg.backend_opts.batch_invariant = true; break;
         case OPT_LOAD_FORMAT:
             ok = strcmp(a, "auto") == 0 || strcmp(a, "dummy") == 0;

@@ -81,6 +81,7 @@ runner *engine_runner_create(const vesta_config *cfg, vesta_error *err)
     ec.backend_opts.num_threads = cfg->num_threads;
     ec.backend_opts.device = cfg->device;
     ec.backend_opts.enforce_eager = cfg->enforce_eager;
+    ec.backend_opts.disable_custom_all_reduce = cfg->disable_custom_all_reduce;
     ec.backend_opts.batch_invariant = cfg->batch_invariant;
     ec.backend_opts.tp_size = cfg->tensor_parallel_size; /* > 1: this worker is rank 0 of a replica */
     ec.backend_opts.load_dummy = strcmp(cfg->load_format, "dummy") == 0;

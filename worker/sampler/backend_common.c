@@ -19,6 +19,7 @@ void vesta_backend_options_init(vesta_backend_options *o)
     o->tp_size = 1;
     o->device = 0;
     o->enforce_eager = false;
+    o->disable_custom_all_reduce = false;
     o->batch_invariant = false;
     o->load_dummy = false;
     o->dummy_seed = 0;

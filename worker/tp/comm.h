@@ -98,6 +98,11 @@ vesta_tp_comm *vesta_tp_comm_nccl_create_timeout(const char *id_hex, int rank, i
  * communicator (ncclCommAbort) so that the stream's collective kernels stop; the communicator is
  * poisoned then. A communicator of another kind: VESTA_ERR_INVALID_ARG. */
 vesta_status vesta_tp_comm_nccl_wait(vesta_tp_comm *c, void *event, vesta_error *err);
+/* Makes vesta_tp_comm_nccl_wait also fail (and abort the communicator) once *word is nonzero: a
+ * host word that the replica's own collective kernels set when a peer does not arrive (the
+ * peer-to-peer all-reduce, p2p.h), named `what` in the error. NULL word: no watch. The word
+ * must outlive the watch. */
+void vesta_tp_comm_nccl_watch(vesta_tp_comm *c, const volatile int *word, const char *what);
 #endif
 
 #ifdef __cplusplus

@@ -25,6 +25,8 @@ typedef struct nccl_comm {
     cudaStream_t stream;
     int failed;
     int aborted;
+    const volatile int *watch; /* vesta_tp_comm_nccl_watch */
+    const char *watch_what;
 } nccl_comm;
 
 static const vesta_tp_comm_ops nccl_ops;
@@ -243,6 +245,13 @@ vesta_status vesta_tp_comm_nccl_wait(vesta_tp_comm *c, void *event, vesta_error 
      * then back off: a long wait is a long prefill or a peer in trouble. */
     for (unsigned spins = 0;; spins++) {
         cudaError_t ce = cudaEventQuery(ev);
+        /* checked after the query: a step that completed with a kernel timed out is failed too */
+        if (nc->watch && *nc->watch) {
+            nccl_abort(nc);
+            return vesta_error_set(err, VESTA_ERR_BACKEND, "tp comm (nccl rank %d): %s: a peer rank did not arrive "
+                                   "within %d ms (gone or hung); communicator aborted", c->rank, nc->watch_what,
+                                   c->timeout_ms);
+        }
         if (ce == cudaSuccess)
             break;
         if (ce != cudaErrorNotReady) {
@@ -269,4 +278,13 @@ vesta_status vesta_tp_comm_nccl_wait(vesta_tp_comm *c, void *event, vesta_error 
             sched_yield();
     }
     return VESTA_OK;
+}
+
+void vesta_tp_comm_nccl_watch(vesta_tp_comm *c, const volatile int *word, const char *what)
+{
+    if (!c || c->ops != &nccl_ops)
+        return;
+    nccl_comm *nc = nccl_of(c);
+    nc->watch = word;
+    nc->watch_what = what ? what : "a collective kernel";
 }

@@ -30,7 +30,8 @@ int main(int argc, char **argv)
         {"load-dummy", required_argument, 0, 'd'}, {"dummy-seed", required_argument, 0, 'D'},
         {"timeout-ms", required_argument, 0, 'o'}, {"backend", required_argument, 0, 'b'},
         {"nccl-id", required_argument, 0, 'i'}, {"gpu-memory-utilization", required_argument, 0, 'g'},
-        {"enforce-eager", required_argument, 0, 'e'}, {"device", required_argument, 0, 'v'}, {0, 0, 0, 0}};
+        {"enforce-eager", required_argument, 0, 'e'}, {"device", required_argument, 0, 'v'},
+        {"disable-custom-all-reduce", required_argument, 0, 'A'}, {0, 0, 0, 0}};
     const char *model = NULL, *shm = NULL, *backend = "cpu", *nccl_id = NULL;
     vesta_backend_options o;
     vesta_backend_options_init(&o);
@@ -67,6 +68,7 @@ int main(int argc, char **argv)
         case 'D': o.dummy_seed = (uint64_t)v; break;
         case 'o': timeout = v; break;
         case 'e': o.enforce_eager = v != 0; break;
+        case 'A': o.disable_custom_all_reduce = v != 0; break;
         case 'v': o.device = (int)v; break; /* the replica's first GPU (rank 0's) */
         }
     }

@@ -89,13 +89,14 @@ vesta_status vesta_tp_spawn_rank(const char *exe, const char *model, const vesta
     snprintf(a[11], 32, "%.17g", o->gpu_memory_utilization);
     snprintf(a[12], 32, "%d", o->enforce_eager ? 1 : 0);
     snprintf(a[13], 32, "%d", o->device);
+    snprintf(a[14], 32, "%d", o->disable_custom_all_reduce ? 1 : 0);
     /* a GPU rank (an NCCL id given) runs the cuda backend: without --backend the rank would load a
      * CPU shard and never join NCCL (the leader's join then times out) */
     char *argv[] = {(char *)RANK_EXE, "--model", (char *)model, "--shm", (char *)shm, "--rank", a[0], "--size", a[1],
                     "--max-num-batched-tokens", a[2], "--max-num-seqs", a[3], "--max-model-len", a[4],
                     "--block-size", a[5], "--kv-bytes", a[6], "--threads", a[7], "--load-dummy", a[8],
                     "--dummy-seed", a[9], "--timeout-ms", a[10], "--gpu-memory-utilization", a[11],
-                    "--enforce-eager", a[12], "--device", a[13], "--backend", nccl_id ? "cuda" : "cpu",
+                    "--enforce-eager", a[12], "--device", a[13], "--disable-custom-all-reduce", a[14], "--backend", nccl_id ? "cuda" : "cpu",
                     nccl_id ? "--nccl-id" : NULL, (char *)nccl_id, NULL};
     pid_t p;
     int rc = posix_spawn(&p, exe, NULL, NULL, argv, environ);

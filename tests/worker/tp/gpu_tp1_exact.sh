@@ -13,6 +13,10 @@ set -u
 vesta=$1; model=$2; prompts=$3; shift 3
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 export NCCL_NVLS_ENABLE=0
+# A replica's ranks multiply with cuBLAS at every size (the weight-streaming kernel that the plain
+# backend takes for 5-16 rows on sm_90a is not used on shards): the plain run does the same, so
+# that the two differ only in the tensor-parallel path.
+export VESTA_GEMM_STREAM=0
 fail=0
 run() { # NAME FORCE ARGS...
     name=$1; force=$2; shift 2

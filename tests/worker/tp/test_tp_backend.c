@@ -270,6 +270,7 @@ static int run_spawn_args(void)
     for (int i = 0; i < 2; i++) {
         vesta_error e = {0};
         int pid = 0;
+        o.disable_custom_all_reduce = i == 1; /* the GPU rank is told, as the leader was */
         if (vesta_tp_spawn_rank(exe, "m", &o, 1, "/shm", ids[i], 1000, &pid, &e) != VESTA_OK) {
             fprintf(stderr, "FAIL: spawn: %s\n", e.msg);
             return 1;
@@ -286,6 +287,7 @@ static int run_spawn_args(void)
         fclose(f);
     failures += !strstr(line[0], "--backend cpu") || strstr(line[0], "--nccl-id") != NULL;
     failures += !strstr(line[1], "--backend cuda --nccl-id 00112233");
+    failures += !strstr(line[0], "--disable-custom-all-reduce 0") || !strstr(line[1], "--disable-custom-all-reduce 1");
     printf("cpu rank: %s\ngpu rank: %s\n%s\n", line[0], line[1], failures ? "FAIL" : "ok");
     unlink(exe);
     unlink(out);
