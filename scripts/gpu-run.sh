@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4 (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -708,11 +708,36 @@ stage_final() {
 # prompts sampled at temperature 1 with fixed seeds by both (the same draws: equal tokens expected
 # but where a draw lies within ~1e-7 of a probability boundary), then B1, B3 and B2 interleaved,
 # two rounds.
-stage_base() {
-    local BB=/tmp/vesta-base
-    mkdir -p "$BB" && xz -dc .gpu/base.tar.xz | tar -C "$BB" -xf - || return
+# The base build (.gpu/base.tar.xz, unpacked into /tmp/vesta-base) and the 8B shape's config.
+base_unpack() {
+    mkdir -p /tmp/vesta-base && xz -dc .gpu/base.tar.xz | tar -C /tmp/vesta-base -xf - || return 1
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    local i
+    return 0
+}
+# B1, B3 and B2 (and B4 with VESTA_AB_B4=1) of the base build and this one, interleaved, two rounds,
+# dummy weights.
+ab_bench() {
+    local VESTA_BENCH_DUMMY=1 i v name bin
+    for i in 1 2; do
+        for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
+            IFS=: read -r name bin <<<"$v"
+            V=$bin vb "b1_${name}_$i" throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024
+            summary+=("B1 $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            V=$bin vb "b3_${name}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 \
+                --temperature 0
+            summary+=("B3 $name round $i: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+            V=$bin vb "b2_${name}_$i" latency --input-len 128 --output-len 512 --num-iters 3 --num-iters-warmup 1 \
+                --temperature 0
+            summary+=("B2 $name round $i: $(grep -h 'tokens/s decode' "$W/bench.log" | tail -1)")
+            [ -n "${VESTA_AB_B4:-}" ] || continue
+            V=$bin vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0
+            summary+=("B4 $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+        done
+    done
+}
+stage_base() {
+    base_unpack || return
+    local BB=/tmp/vesta-base i
     for i in 1 2; do
         echo "== sampling rows, round $i: base, then this build =="
         VESTA_KB_SAMPLING=1 timeout 60 "$BB/bin/kernel_bench" "$OUT/kb_sampling_base_$i.csv" 2>&1 | tail -12
@@ -723,21 +748,10 @@ stage_base() {
     gen320 "$W/t1_prompts.jsonl" "$W/t1_this.jsonl" "$W/t1.log" --temperature 1 --seed 7
     summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/t1_base.jsonl" "$W/t1_this.jsonl" \
         --label '320 prompts at temperature 1 (seed 7), this build vs base' | tee -a "$W/t1.log")")
-    local VESTA_BENCH_DUMMY=1 v name bin
-    for i in 1 2; do
-        for v in base:"$BB/bin/vesta" this:"$V"; do
-            IFS=: read -r name bin <<<"$v"
-            V=$bin vb "b1_${name}_$i" throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024
-            summary+=("B1 $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
-            V=$bin vb "b3_${name}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 \
-                --temperature 0
-            summary+=("B3 $name round $i: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
-            V=$bin vb "b2_${name}_$i" latency --input-len 128 --output-len 512 --num-iters 3 --num-iters-warmup 1 \
-                --temperature 0
-            summary+=("B2 $name round $i: $(grep -h 'tokens/s decode' "$W/bench.log" | tail -1)")
-        done
-    done
+    ab_bench
 }
+# B1-B4 of this build against the base build alone (no kernel rows).
+stage_baseab() { base_unpack && VESTA_AB_B4=1 ab_bench; }
 
 # The prefill tile order: longest first (VESTA_PREFILL_ORDER=1, the default) against sequence by
 # sequence (0) on kernel_bench's prefill rows (interleaved there), then B3, B4 and B1 interleaved,
@@ -1077,6 +1091,7 @@ run)
         prefillprof) stage_prefillprof ;;
         final) stage_final ;;
         base) stage_base ;;
+        baseab) stage_baseab ;;
         tiles) stage_tiles ;;
         ref320) stage_ref320 ;;
         tp4check) stage_tp4check ;;
