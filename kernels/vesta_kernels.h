@@ -48,7 +48,8 @@ cudaError_t vk_add_rmsnorm(vk_dtype dt, void *out, void *residual, const void *x
  * they can be captured into CUDA graphs. Every rank must make the same calls in the same order
  * with the same sizes. A peer that does not arrive within timeout_ns makes the call set *error
  * (host-mapped, for the host to see) and *failed (device, for later calls, which then return at
- * once) and return with its output unwritten: the replica is then failed. */
+ * once) and return with its output unwritten: the replica is then failed. The host failing the
+ * replica first (setting *error) ends a wait the same way. */
 #define VK_AR_MAX_RANKS 8
 #define VK_AR_MAX_BLOCKS 32
 #define VK_AR_FLAG_BYTES 4096 /* [VK_AR_MAX_BLOCKS][VK_AR_MAX_RANKS] uint64 flags, padded */

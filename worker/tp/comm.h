@@ -100,9 +100,10 @@ vesta_tp_comm *vesta_tp_comm_nccl_create_timeout(const char *id_hex, int rank, i
 vesta_status vesta_tp_comm_nccl_wait(vesta_tp_comm *c, void *event, vesta_error *err);
 /* Makes vesta_tp_comm_nccl_wait also fail (and abort the communicator) once *word is nonzero: a
  * host word that the replica's own collective kernels set when a peer does not arrive (the
- * peer-to-peer all-reduce, p2p.h), named `what` in the error. NULL word: no watch. The word
+ * peer-to-peer all-reduce, p2p.h), named `what` in the error. Both ways: an abort for any reason
+ * sets *word, which tells those kernels to stop waiting for peers. NULL word: no watch. The word
  * must outlive the watch. */
-void vesta_tp_comm_nccl_watch(vesta_tp_comm *c, const volatile int *word, const char *what);
+void vesta_tp_comm_nccl_watch(vesta_tp_comm *c, volatile int *word, const char *what);
 #endif
 
 #ifdef __cplusplus

@@ -25,7 +25,7 @@ typedef struct nccl_comm {
     cudaStream_t stream;
     int failed;
     int aborted;
-    const volatile int *watch; /* vesta_tp_comm_nccl_watch */
+    volatile int *watch; /* vesta_tp_comm_nccl_watch */
     const char *watch_what;
 } nccl_comm;
 
@@ -43,6 +43,8 @@ static double now_ms(void)
 static void nccl_abort(nccl_comm *n)
 {
     n->failed = 1;
+    if (n->watch)
+        *n->watch = 1; /* the watched kernels stop waiting too (ncclCommAbort stops only NCCL's) */
     if (n->comm && !n->aborted) {
         ncclCommAbort(n->comm);
         n->aborted = 1;
@@ -280,7 +282,7 @@ vesta_status vesta_tp_comm_nccl_wait(vesta_tp_comm *c, void *event, vesta_error 
     return VESTA_OK;
 }
 
-void vesta_tp_comm_nccl_watch(vesta_tp_comm *c, const volatile int *word, const char *what)
+void vesta_tp_comm_nccl_watch(vesta_tp_comm *c, volatile int *word, const char *what)
 {
     if (!c || c->ops != &nccl_ops)
         return;

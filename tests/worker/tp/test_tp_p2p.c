@@ -2,7 +2,8 @@
  * GPU each, joined by NCCL as a replica's ranks are. Needs a machine with 2 or more GPUs
  * (scripts/gpu-run.sh stage tpar); elsewhere it reports itself skipped (exit 77).
  *
- *   test_tp_p2p [--time] [N]     N ranks (default: every visible GPU); --time: then the timings
+ *   test_tp_p2p [--time] [--lone-host] [N]   N ranks (default: every visible GPU); --time: then
+ *                                            the timings; --lone-host: the last check's variant
  *
  * Every rank checks:
  *  - vk_allreduce against the host's sum (every rank's input regenerated from its seed, summed in
@@ -14,7 +15,9 @@
  *  - a CUDA graph of four calls replayed 50 times;
  *  - sizes it must refuse;
  *  - a peer that never comes: rank 0 calls alone with a 200 ms bound; the call gives up, the
- *    error word is set and vesta_tp_comm_nccl_wait fails instead of hanging.
+ *    error word is set and vesta_tp_comm_nccl_wait fails instead of hanging. --lone-host: the
+ *    call may wait an hour and the wait's own bound (1.5 s) fails first; its abort must end the
+ *    call within seconds.
  * --time: microseconds per all-reduce (20 calls in a CUDA graph, as decode steps replay them),
  * this path against NCCL, at 8 KB to 1 MB per rank; printed by rank 0. */
 #include <cuda_runtime.h>
@@ -319,7 +322,34 @@ static void timings(rank_ctx *c)
 }
 
 /* ---- a peer that never comes ---- */
-static void check_timeout(rank_ctx *c, const char *dir)
+
+/* host_mode 0: the call's own bound (200 ms) ends it and fails the wait. 1: the call may wait an
+ * hour, the wait's bound (the communicator's, cut to 1.5 s) ends first and aborts: the abort must
+ * end the call's wait too, not leave it spinning on the stream. */
+static void lone_call(rank_ctx *c, int host_mode)
+{
+    vk_allreduce_ctx solo = *vesta_tp_p2p_ctx(c->p2p, 16);
+    solo.timeout_ns = host_mode ? 3600ull * 1000000000ull : 200ull * 1000000ull;
+    if (host_mode) c->comm->timeout_ms = 1500;
+    struct timespec a, b, d;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    CUDA_OK(vk_allreduce(VK_BF16, &solo, c->d_a, 8, c->s));
+    vesta_error e = {0};
+    cudaEventRecord(c->ev, c->s);
+    vesta_status st = vesta_tp_comm_nccl_wait(c->comm, c->ev, &e);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    CUDA_OK(cudaStreamSynchronize(c->s)); /* the call itself has ended */
+    clock_gettime(CLOCK_MONOTONIC, &d);
+    double sec = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9;
+    double after = (double)(d.tv_sec - b.tv_sec) + (d.tv_nsec - b.tv_nsec) * 1e-9;
+    CHECK(st != VESTA_OK && strstr(e.msg, host_mode ? "did not finish" : "peer-to-peer"),
+          "a lone call did not fail the wait (%s)", e.msg);
+    CHECK(sec < 10.0 && after < 5.0, "the lone call took %.1f s to fail the wait and %.1f s more to end", sec, after);
+    printf("rank 0 alone (%s bound): the wait failed after %.2f s, the call ended %.2f s later: %s\n",
+           host_mode ? "the wait's" : "the call's", sec, after, e.msg);
+}
+
+static void check_timeout(rank_ctx *c, const char *dir, int host_mode)
 {
     char done[512];
     snprintf(done, sizeof done, "%s/rank0-done", dir);
@@ -328,24 +358,12 @@ static void check_timeout(rank_ctx *c, const char *dir)
         for (int i = 0; i < 600 && stat(done, &st) != 0; i++) usleep(50000);
         return;
     }
-    vk_allreduce_ctx solo = *vesta_tp_p2p_ctx(c->p2p, 16);
-    solo.timeout_ns = 200ull * 1000000ull;
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    CUDA_OK(vk_allreduce(VK_BF16, &solo, c->d_a, 8, c->s));
-    vesta_error e = {0};
-    cudaEventRecord(c->ev, c->s);
-    vesta_status st = vesta_tp_comm_nccl_wait(c->comm, c->ev, &e);
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    double sec = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9;
-    CHECK(st != VESTA_OK && strstr(e.msg, "peer-to-peer"), "a lone call did not fail the wait (%s)", e.msg);
-    CHECK(sec < 10.0, "the lone call took %.1f s to fail", sec);
-    printf("rank 0 alone: failed after %.2f s: %s\n", sec, e.msg);
+    lone_call(c, host_mode);
     FILE *f = fopen(done, "w");
     if (f) fclose(f);
 }
 
-static int rank_main(int rank, int size, const char *id, const char *dir, int time_it)
+static int rank_main(int rank, int size, const char *id, const char *dir, int host_mode, int time_it)
 {
     g_rank = rank;
     g_size = size;
@@ -369,7 +387,7 @@ static int rank_main(int rank, int size, const char *id, const char *dir, int ti
     /* every rank here before rank 0 calls alone */
     float *one = (float *)c.d_e;
     if (vesta_tp_comm_all_reduce_sum(c.comm, one, 1, &e) != VESTA_OK || !sync_ok(&c)) CHECK(0, "barrier: %s", e.msg);
-    if (!failures) check_timeout(&c, dir);
+    if (!failures) check_timeout(&c, dir, host_mode);
     printf("rank %d of %d: %s\n", rank, size, failures ? "FAIL" : "ok");
     fflush(stdout);
     /* rank 0's communicator is aborted now; the others leave without waiting on it */
@@ -378,12 +396,14 @@ static int rank_main(int rank, int size, const char *id, const char *dir, int ti
 
 int main(int argc, char **argv)
 {
-    int time_it = 0, n = 0;
-    if (argc >= 9 && !strcmp(argv[1], "--rank")) /* --rank R --size N --id HEX --dir D [--time] */
-        return rank_main(atoi(argv[2]), atoi(argv[4]), argv[6], argv[8], argc > 9);
+    int time_it = 0, host_mode = 0, n = 0;
+    if (argc >= 11 && !strcmp(argv[1], "--rank")) /* --rank R --size N --id HEX --dir D --lone call|host [--time] */
+        return rank_main(atoi(argv[2]), atoi(argv[4]), argv[6], argv[8], !strcmp(argv[10], "host"), argc > 11);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--time"))
             time_it = 1;
+        else if (!strcmp(argv[i], "--lone-host"))
+            host_mode = 1;
         else
             n = atoi(argv[i]);
     }
@@ -403,8 +423,19 @@ int main(int argc, char **argv)
     pid_t pids[VK_AR_MAX_RANKS];
     for (int r = 0; r < n; r++) {
         snprintf(rk[r], sizeof rk[r], "%d", r);
-        char *args[] = {"/proc/self/exe",          "--rank", rk[r], "--size", sz, "--id", id, "--dir", dir,
-                        time_it ? "--time" : NULL, NULL};
+        char *args[] = {"/proc/self/exe",
+                        "--rank",
+                        rk[r],
+                        "--size",
+                        sz,
+                        "--id",
+                        id,
+                        "--dir",
+                        dir,
+                        "--lone",
+                        host_mode ? "host" : "call",
+                        time_it ? "--time" : NULL,
+                        NULL};
         if (posix_spawn(&pids[r], "/proc/self/exe", NULL, NULL, args, environ) != 0) {
             fprintf(stderr, "FAIL: spawning rank %d\n", r);
             return 1;
