@@ -564,7 +564,7 @@ static vesta_status p2p_start(cuda_backend *be, vesta_error *err)
         if (err) *err = e;
         return e.code;
     }
-    if (be->shard.rank == 0) fprintf(stderr, "tp: %s; NCCL for every all-reduce\n", e.msg);
+    fprintf(stderr, "tp: %s; NCCL for every all-reduce\n", e.msg); /* every rank: each says its reason */
     return VESTA_OK;
 }
 #endif

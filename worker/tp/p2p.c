@@ -114,18 +114,35 @@ static vesta_status exchange(vesta_tp_comm *comm, cudaStream_t s, const cudaIpcM
     return wait_stream(comm, s, err);
 }
 
-/* sums[0]: the ranks that mapped every peer; sums[1]: the sum of the ranks' max_bytes / 16 (every
- * rank must cut between this path and NCCL at the same size). Small integers: exact in floats. */
-static vesta_status agree(vesta_tp_comm *comm, cudaStream_t s, bool ok, size_t max_bytes, float *dev, float sums[2],
+/* sums[k] = the sum over ranks of v[k] (small integers: exact in floats). */
+static vesta_status agree(vesta_tp_comm *comm, cudaStream_t s, const float v[2], float *dev, float sums[2],
                           vesta_error *err)
 {
-    const float v[2] = {ok ? 1.0f : 0.0f, (float)(max_bytes / 16)};
-    if (cudaMemcpyAsync(dev, v, sizeof v, cudaMemcpyHostToDevice, s) != cudaSuccess)
+    if (cudaMemcpyAsync(dev, v, 2 * sizeof *v, cudaMemcpyHostToDevice, s) != cudaSuccess)
         return vesta_error_set(err, VESTA_ERR_BACKEND, "tp p2p: copying the agreement failed");
     if (vesta_tp_comm_all_reduce_sum(comm, dev, 2, err) != VESTA_OK) return VESTA_ERR_BACKEND;
-    if (cudaMemcpyAsync(sums, dev, sizeof v, cudaMemcpyDeviceToHost, s) != cudaSuccess)
+    if (cudaMemcpyAsync(sums, dev, 2 * sizeof *sums, cudaMemcpyDeviceToHost, s) != cudaSuccess)
         return vesta_error_set(err, VESTA_ERR_BACKEND, "tp p2p: copying the agreement failed");
     return wait_stream(comm, s, err);
+}
+
+/* Whether every rank may use the path, decided alike on every rank. Round 1: how many ranks mapped
+ * every peer, and the sum of their sizes (each rank must cut between this path and NCCL at the
+ * same size). A rank whose size is not the mean knows the sizes differ; one whose size happens to
+ * be the mean may not, so round 2 counts the ranks that found nothing wrong. */
+static vesta_status decide(vesta_tp_comm *comm, cudaStream_t s, size_t max_bytes, char *why, size_t cap, float *dev,
+                           bool *all_ok, vesta_error *err)
+{
+    const int size = comm->size;
+    float v[2] = {*why ? 0.0f : 1.0f, (float)(max_bytes / 16)}, sums[2] = {0, 0};
+    if (agree(comm, s, v, dev, sums, err) != VESTA_OK) return VESTA_ERR_BACKEND;
+    if (!*why && (double)sums[1] != (double)(max_bytes / 16) * size)
+        snprintf(why, cap, "the ranks were given different sizes (this one %zu bytes)", max_bytes);
+    v[0] = !*why && (int)sums[0] == size ? 1.0f : 0.0f;
+    v[1] = 0.0f;
+    if (agree(comm, s, v, dev, sums, err) != VESTA_OK) return VESTA_ERR_BACKEND;
+    *all_ok = (int)sums[0] == size;
+    return VESTA_OK;
 }
 
 vesta_tp_p2p *vesta_tp_p2p_create(vesta_tp_comm *comm, void *stream, size_t max_bytes, vesta_error *err)
@@ -157,13 +174,11 @@ vesta_tp_p2p *vesta_tp_p2p_create(vesta_tp_comm *comm, void *stream, size_t max_
         alloc_local(p, s, max_bytes, &mine, why, sizeof why);
     if (exchange(comm, s, &mine, all, dev, err) != VESTA_OK) goto fail;
     if (!*why) map_peers(p, all, rank, size, why, sizeof why);
-    float sums[2] = {0, 0};
-    if (agree(comm, s, !*why, max_bytes, dev, sums, err) != VESTA_OK) goto fail;
-    if (!*why && (double)sums[1] != (double)(max_bytes / 16) * size)
-        snprintf(why, sizeof why, "the ranks were given different sizes (this one %zu bytes)", max_bytes);
-    if (*why || (int)sums[0] != size) {
+    bool all_ok = false;
+    if (decide(comm, s, max_bytes, why, sizeof why, dev, &all_ok, err) != VESTA_OK) goto fail;
+    if (!all_ok) {
         vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "tp p2p (rank %d): peer-to-peer all-reduce unavailable: %s", rank,
-                        *why ? why : "another rank could not map its peers");
+                        *why ? why : "another rank cannot use it (that rank's message says why)");
         goto fail;
     }
     p->ctx.rank = rank;

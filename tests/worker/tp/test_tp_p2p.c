@@ -13,7 +13,8 @@
  *  - 3,000 calls of changing sizes and kinds, each checked (call counting, the two buffers, blocks
  *    that sit calls out);
  *  - a CUDA graph of four calls replayed 50 times;
- *  - sizes it must refuse;
+ *  - sizes it must refuse, and ranks given different sizes (or one an unusable size) all refusing
+ *    the path alike;
  *  - a peer that never comes: rank 0 calls alone with a 200 ms bound; the call gives up, the
  *    error word is set and vesta_tp_comm_nccl_wait fails instead of hanging. --lone-host: the
  *    call may wait an hour and the wait's own bound (1.5 s) fails first; its abort must end the
@@ -363,6 +364,23 @@ static void check_timeout(rank_ctx *c, const char *dir, int host_mode)
     if (f) fclose(f);
 }
 
+/* Ranks given different sizes, or one an unusable size, must all refuse (NCCL for everything), never
+ * some use the path and some not. With 4 ranks, {64, 128, 128, 192} KB: ranks 1 and 2 hold the mean,
+ * so only the second round of the agreement tells them. */
+static void check_agreement(rank_ctx *c)
+{
+    const size_t kb = g_rank == 0 ? 64 : g_rank == g_size - 1 ? 192 : 128;
+    for (int round = 0; round < 2; round++) {
+        const size_t bytes = round == 0 ? kb << 10 : g_rank == g_size - 1 ? 0 : (size_t)128 << 10;
+        vesta_error e = {0};
+        vesta_tp_p2p *p = vesta_tp_p2p_create(c->comm, c->s, bytes, &e);
+        CHECK(p == NULL && e.code == VESTA_ERR_UNSUPPORTED, "sizes %s: this rank (%zu bytes) got %s (%s)",
+              round == 0 ? "differ" : "one unusable", bytes, p ? "the path" : "an error", e.msg);
+        if (g_rank == 0) printf("agreement, %s: %s\n", round == 0 ? "sizes differ" : "one size unusable", e.msg);
+        vesta_tp_p2p_release(p);
+    }
+}
+
 static int rank_main(int rank, int size, const char *id, const char *dir, int host_mode, int time_it)
 {
     g_rank = rank;
@@ -374,8 +392,8 @@ static int rank_main(int rank, int size, const char *id, const char *dir, int ho
         fprintf(stderr, "FAIL (rank %d): CUDA set-up\n", rank);
         return 1;
     }
-    if (!(c.comm = vesta_tp_comm_nccl_create_timeout(id, rank, size, rank, c.s, 60000, &e)) ||
-        !(c.p2p = vesta_tp_p2p_create(c.comm, c.s, MAX_BYTES, &e))) {
+    if ((c.comm = vesta_tp_comm_nccl_create_timeout(id, rank, size, rank, c.s, 60000, &e))) check_agreement(&c);
+    if (!c.comm || !(c.p2p = vesta_tp_p2p_create(c.comm, c.s, MAX_BYTES, &e))) {
         fprintf(stderr, "FAIL (rank %d): %s\n", rank, e.msg);
         return 1;
     }
