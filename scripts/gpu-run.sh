@@ -845,16 +845,22 @@ stage_tp70lat() {
         echo "${summary[-1]}"
     done
 }
-# The 32-request batch at TP=2 with the peer-to-peer all-reduce up to each VESTA_TP_P2P_KB_LIST size
-# (KB per rank; 0 = NCCL only), where its 256 KB all-reduces go one way or the other.
+# The peer-to-peer all-reduce up to each VESTA_TP_P2P_KB_LIST size (KB per rank; 0 = NCCL only) at
+# each of VESTA_TPCUT_TP (2): the 32-request batch (128 -> 256: 256 KB all-reduces), or B1 (512 rows:
+# 4 MB) with VESTA_TPCUT_B1=1; the sizes interleaved, VESTA_TPCUT_ROUNDS (1) rounds.
 stage_tpcut() {
     tp_prompts
-    local kb
-    for kb in ${VESTA_TP_P2P_KB_LIST:-256 64 0}; do
-        VESTA_TP_P2P_MAX_KB=$kb timeout 200 "$V" bench throughput --model "$M8D" --load-format dummy --num-prompts 32 \
-            --input-len 128 --output-len 256 --max-model-len 1024 --tensor-parallel-size 2 >"$W/tpcut_$kb.log" 2>&1
-        summary+=("32 requests TP=2, p2p up to $kb KB: $(grep -h '^Throughput' "$W/tpcut_$kb.log" | tail -1)")
-        echo "${summary[-1]}"
+    local kb n r work=(--num-prompts 32 --input-len 128 --output-len 256) name="32 requests"
+    [ -n "${VESTA_TPCUT_B1:-}" ] && work=(--num-prompts 512 --input-len 512 --output-len 256) name=B1
+    for r in $(seq "${VESTA_TPCUT_ROUNDS:-1}"); do
+        for n in ${VESTA_TPCUT_TP:-2}; do
+            for kb in ${VESTA_TP_P2P_KB_LIST:-256 64 0}; do
+                VESTA_TP_P2P_MAX_KB=$kb timeout 200 "$V" bench throughput --model "$M8D" --load-format dummy "${work[@]}" \
+                    --max-model-len 1024 --tensor-parallel-size "$n" >"$W/tpcut_${n}_${kb}_$r.log" 2>&1
+                summary+=("$name TP=$n, p2p up to $kb KB, round $r: $(grep -h '^Throughput' "$W/tpcut_${n}_${kb}_$r.log" | tail -1)")
+                echo "${summary[-1]}"
+            done
+        done
     done
 }
 # TP=2 and TP=4 against Hugging Face on the saved 8B-shaped checkpoint (made here first), and the
