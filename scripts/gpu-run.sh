@@ -881,7 +881,7 @@ stage_tp4hf() {
     grep -h "PASS\|FAIL" "$W/tp1x.log"
 }
 # The peer-to-peer all-reduce across processes (tests/worker/tp/test_tp_p2p.c): its checks at 2 and
-# 4 ranks, then its time per all-reduce against NCCL's at 8 KB to 1 MB per rank; the lone rank's
+# 4 ranks, then its time per all-reduce against NCCL's at 8 KB to 8 MB per rank; the lone rank's
 # call ends by its own bound at 2 ranks and by the wait's abort at 4 (--lone-host).
 stage_tpar() {
     local n rc
