@@ -194,6 +194,7 @@ decode_kernel(const vk_attention_args a, int max_splits, int part) {
 template <typename T, int D>
 __global__ void decode_combine_kernel(const vk_attention_args a, int max_splits, int part) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
+    pdl_wait_previous();    /* the partials are the attention kernel's */
     __shared__ float wt[32];
     __shared__ float stat[2];
     int seq = blockIdx.x, head = blockIdx.y;
@@ -232,8 +233,9 @@ __global__ void decode_combine_kernel(const vk_attention_args a, int max_splits,
 
 template <typename T, int D>
 static cudaError_t launch_combine(const vk_attention_args *a, int max_splits, int part, cudaStream_t s) {
-    decode_combine_kernel<T, D><<<dim3(a->num_seqs, a->H), D, 0, s>>>(*a, max_splits, part); /* D threads: see the loop */
-    return cudaGetLastError();
+    /* D threads: see the loop */
+    return launch_pdl(decode_combine_kernel<T, D>, dim3(a->num_seqs, a->H), dim3(D), 0, s, a->pdl != 0, *a, max_splits,
+                      part);
 }
 
 cudaError_t vk_decode_combine(const vk_attention_args *a, int max_splits, int part, cudaStream_t s) {

@@ -63,6 +63,7 @@ template <typename T, int D, int TK, int S, int WARPS, int MINB>
 __global__ void __launch_bounds__(WARPS * 32, MINB)
 decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
+    pdl_wait_previous(); /* q and the new keys are the RoPE kernel's */
     typedef v5_layout<D, TK, S> L;
     constexpr int THREADS = WARPS * 32;
     constexpr int LANES = D / 8;                  /* 16-byte chunks per row */
@@ -208,8 +209,9 @@ static cudaError_t launch_v5(const vk_attention_args *a, cudaStream_t s) {
     void (*k)(const vk_attention_args, int, int) = decode_v5_kernel<T, D, TK, S, WARPS, MINB>;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
-    k<<<dim3(a->KVH, a->num_seqs, max_splits), WARPS * 32, smem, s>>>(*a, max_splits, part);
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    if ((e = launch_pdl(k, dim3(a->KVH, a->num_seqs, max_splits), dim3(WARPS * 32), smem, s, a->pdl != 0, *a,
+                        max_splits, part)) != cudaSuccess)
+        return e;
     return max_splits > 1 ? vk_decode_combine(a, max_splits, part, s) : cudaSuccess;
 }
 

@@ -153,6 +153,7 @@ template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK_ASKED
 __global__ void __launch_bounds__(WARPS * 32, MINB)
 decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
+    pdl_wait_previous();    /* q and the new keys are the RoPE kernel's */
     constexpr bool BULK = BULK_ASKED && VK_HAVE_BULK;
     typedef v7_layout<D, TK, S> L;
     constexpr int LANES = D / 8;         /* 16-byte pieces per row */
@@ -318,8 +319,9 @@ static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
     void (*k)(const vk_attention_args, int, int, int) = decode_v7_kernel<T, D, TK, S, WARPS, MINB, BULK, TRANS>;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
-    k<<<blocks, WARPS * 32, smem, s>>>(*a, max_splits, part, (int)total);
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    if ((e = launch_pdl(k, dim3(blocks), dim3(WARPS * 32), smem, s, a->pdl != 0, *a, max_splits, part, (int)total)) !=
+        cudaSuccess)
+        return e;
     return max_splits > 1 ? vk_decode_combine(a, max_splits, part, s) : cudaSuccess;
 }
 

@@ -55,6 +55,7 @@ template <typename T, int D, bool INV, bool GRP>
 __global__ void __launch_bounds__(P2_THREADS)
 prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_rows) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
+    pdl_wait_previous(); /* q and the new keys are the RoPE kernel's */
     typedef p2_layout<D> L;
     extern __shared__ __align__(128) unsigned char smem[];
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
@@ -336,6 +337,7 @@ template <typename T, int D>
 __global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, int tile_tokens) {
     static_assert(P2_MAX_SPLITS <= D, "a thread per split (the block has D threads)");
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
+    pdl_wait_previous();    /* the partials are the attention kernel's */
     __shared__ float wgt[P2_MAX_SPLITS], mx[P2_MAX_SPLITS], ls[P2_MAX_SPLITS];
     __shared__ float total;
     const int tile = blockIdx.x / tile_tokens, r = blockIdx.x % tile_tokens, head = blockIdx.y;
@@ -395,9 +397,10 @@ __global__ void inv_combine_kernel(const vk_attention_args a, int nsplit) {
 
 /* Splits the key range when the blocks (tiles x heads, or x KV groups) would leave the GPU idle. */
 static int choose_splits(const vk_attention_args *a, int *chunk) {
-    /* want: two blocks per SM (128 threads at ~230 registers). Rounding the split down to stay in
-     * one wave measured no faster on B4's 32 queries over 4,128 keys (run 50: 46 us against 42-44
-     * rounding up), so it rounds up. */
+    /* want: two blocks per SM (128 threads at ~220 registers; held to 168 for three, the split
+     * launches measured slower: run 106). Rounding the split down to stay in one wave measured
+     * no faster on B4's 32 queries over 4,128 keys (run 50: 46 us against 42-44 rounding up), so
+     * it rounds up. */
     int blocks = a->num_prefill_tiles * (a->group_heads ? a->KVH : a->H), slots = 2 * vk_sm_count();
     int max_ctx = a->max_context_len > 0 ? a->max_context_len : 1;
     int nsplit = 1;
@@ -456,11 +459,13 @@ static cudaError_t launch_p2(const vk_attention_args *a, cudaStream_t s) {
     vk_attention_args b = *a;
     b.scratch = scratch;
     const dim3 grid = grp ? dim3(a->num_prefill_tiles * a->KVH, 1, nsplit) : dim3(a->num_prefill_tiles, a->H, nsplit);
-    kern<<<grid, P2_THREADS, smem, s>>>(b, nsplit, chunk, P2_BM);
-    if ((e = cudaGetLastError()) != cudaSuccess || nsplit == 1) return e;
+    if ((e = launch_pdl(kern, grid, dim3(P2_THREADS), smem, s, a->pdl != 0, b, nsplit, chunk, (int)P2_BM)) !=
+            cudaSuccess ||
+        nsplit == 1)
+        return e;
     const int tt = grp ? P2_BM / (a->H / a->KVH) : P2_BM;
-    prefill_combine_kernel<T, D><<<dim3(a->num_prefill_tiles * tt, a->H), D, 0, s>>>(b, nsplit, tt);
-    return cudaGetLastError();
+    return launch_pdl(prefill_combine_kernel<T, D>, dim3(a->num_prefill_tiles * tt, a->H), dim3(D), 0, s, a->pdl != 0, b,
+                      nsplit, tt);
 }
 
 cudaError_t vk_attention_prefill_v2(const vk_attention_args *a, cudaStream_t s) {

@@ -104,6 +104,19 @@ inline cudaLaunchConfig_t pdl_launch_config(dim3 grid, dim3 block, cudaStream_t 
     cfg.numAttrs = pdl ? 1 : 0;
     return cfg;
 }
+/* Host: launches kern<<<grid, block, smem, s>>>(args...), as a programmatic dependent when pdl
+ * (the kernel must then begin with pdl_wait_previous before it reads or writes anything an earlier
+ * kernel touches: a dependent that never waited could finish before its predecessor, and the
+ * kernel after it would no longer see the predecessor's writes). Returns the launch error. */
+template <typename... KArgs, typename... Args>
+inline cudaError_t launch_pdl(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, bool pdl,
+                              Args... args) {
+    cudaLaunchAttribute attr;
+    cudaLaunchConfig_t cfg = pdl_launch_config(grid, block, s, pdl, &attr);
+    cfg.dynamicSmemBytes = smem;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, kern, ((KArgs)args)...);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
 /* Host: whether kernel fn may be launched as a programmatic dependent: the current device runs
  * programmatic dependent launch (Hopper and later) and fn was compiled for sm_90 or later. The
  * portable compute_80 PTX, JIT-compiled for a newer GPU, has its griddepcontrol instructions

@@ -30,6 +30,7 @@ template <typename T, int PER>
 __global__ void add_rmsnorm_kernel(T *out, T *residual, const T *x, const T *w, int hidden, float eps) {
     __shared__ float sh[32];
     pdl_allow_dependents(); /* the next product may start loading its weights */
+    pdl_wait_previous();    /* residual and x are earlier kernels' outputs */
     size_t base = (size_t)blockIdx.x * hidden;
     float v[PER][8];
 #pragma unroll
@@ -50,17 +51,20 @@ __global__ void add_rmsnorm_kernel(T *out, T *residual, const T *x, const T *w, 
 }
 
 extern "C" cudaError_t vk_add_rmsnorm(vk_dtype dt, void *out, void *residual, const void *x,
-                                      const void *w, int n, int hidden, float eps, cudaStream_t s) {
+                                      const void *w, int n, int hidden, float eps, int pdl, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
     if (hidden % 8 || hidden > VK_RMSNORM_MAX_HIDDEN) return cudaErrorInvalidValue;
     int threads = rmsnorm_threads(hidden);
 #define LAUNCH_NORM(P)                                                                             \
-    VK_DISPATCH(dt, add_rmsnorm_kernel<T, P><<<n, threads, 0, s>>>((T *)out, (T *)residual,       \
-                                                                   (const T *)x, (const T *)w,    \
-                                                                   hidden, eps))
+    VK_DISPATCH(dt, return launch_pdl(add_rmsnorm_kernel<T, P>, dim3(n), dim3(threads), 0, s, pdl != 0, \
+                                      (T *)out, (T *)residual, (const T *)x, (const T *)w, hidden, eps))
     VK_RMSNORM_PER(rmsnorm_per(hidden), LAUNCH_NORM);
 #undef LAUNCH_NORM
     return cudaGetLastError();
+}
+
+extern "C" int vk_pdl_supported(void) {
+    return pdl_supported((const void *)add_rmsnorm_kernel<__nv_bfloat16, 1>);
 }
 
 __global__ void gather_rows_kernel(uint4 *out, const uint4 *in, const int32_t *idx, int vecs) {
@@ -81,6 +85,7 @@ extern "C" cudaError_t vk_gather_rows(void *out, const void *in, const int32_t *
 template <typename T>
 __global__ void silu_and_mul_kernel(T *out, const T *gu, int F) {
     pdl_allow_dependents();
+    pdl_wait_previous(); /* gu is the previous product's output */
     size_t row = blockIdx.y;
     int i = (blockIdx.x * blockDim.x + threadIdx.x) * 8;
     if (i >= F) return;
@@ -92,12 +97,12 @@ __global__ void silu_and_mul_kernel(T *out, const T *gu, int F) {
     store8(out + row * F + i, o);
 }
 
-extern "C" cudaError_t vk_silu_and_mul(vk_dtype dt, void *out, const void *gu, int n, int F, cudaStream_t s) {
+extern "C" cudaError_t vk_silu_and_mul(vk_dtype dt, void *out, const void *gu, int n, int F, int pdl, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
     if (F % 8) return cudaErrorInvalidValue;
     dim3 grid((F / 8 + 127) / 128, n);
-    VK_DISPATCH(dt, silu_and_mul_kernel<T><<<grid, 128, 0, s>>>((T *)out, (const T *)gu, F));
-    return cudaGetLastError();
+    VK_DISPATCH(dt, return launch_pdl(silu_and_mul_kernel<T>, grid, dim3(128), 0, s, pdl != 0, (T *)out, (const T *)gu, F));
+    return cudaErrorInvalidValue;
 }
 
 __global__ void copy_blocks_kernel(void *const *caches, const int32_t *src, const int32_t *dst,

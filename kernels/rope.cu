@@ -56,7 +56,9 @@ __global__ void rope_kv_kernel(T *qkv, const T *bias, const int32_t *positions, 
     int width = (H + 2 * KVH) * D;
     T *row = qkv + (size_t)t * width;
     int slot = slots[t];
-    rope_table<T>(cs, (float)positions[t], inv_freq, half);
+    pdl_allow_dependents();
+    rope_table<T>(cs, (float)positions[t], inv_freq, half); /* step metadata: no kernel writes it */
+    pdl_wait_previous();                                    /* the row is the q|k|v product's */
     /* q and k heads: one thread per rotation pair, RK pairs at a time, every load of a batch
      * issued before any store (the rows are written in place, so a load after a store would wait
      * for it: at a few tokens per step the kernel is a chain of memory round trips). */
@@ -125,7 +127,9 @@ __global__ void __launch_bounds__(128) rope_kv_kernel_v2(T *qkv, const T *bias, 
     const int t = blockIdx.x, half = D / 2, hv = half / 8;
     T *row = qkv + (size_t)t * (H + 2 * KVH) * D;
     const int slot = slots[t];
-    rope_table<T>(cs, (float)positions[t], inv_freq, half);
+    pdl_allow_dependents();
+    rope_table<T>(cs, (float)positions[t], inv_freq, half); /* step metadata: no kernel writes it */
+    pdl_wait_previous();                                    /* the row is the q|k|v product's */
     const int nrot = (H + KVH) * hv, nitems = nrot + (slot >= 0 ? KVH * D / 8 : 0);
     for (int p0 = threadIdx.x; p0 < nitems; p0 += RK * blockDim.x) {
         float x1[RK][8], x2[RK][8];
@@ -174,24 +178,25 @@ static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 extern "C" cudaError_t vk_rope_kv_write_v(int version, vk_dtype dt, void *qkv, const void *bias,
                                           const int32_t *positions, const int32_t *slot_mapping,
                                           const float *inv_freq, void *k_cache, void *v_cache, int n, int H, int KVH,
-                                          int D, cudaStream_t s) {
+                                          int D, int pdl, cudaStream_t s) {
     if (n <= 0) return cudaSuccess;
     if (D % 2 || D <= 0 || H <= 0 || KVH <= 0 || version < 0 || version > 2) return cudaErrorInvalidValue;
     const bool vec = D % 16 == 0 && aligned16(qkv) && aligned16(k_cache) && aligned16(v_cache) && (!bias || aligned16(bias));
     if (version == 2 && !vec) return cudaErrorInvalidValue;
+    const size_t smem = sizeof(float) * D;
     if (version != 1 && vec)
-        VK_DISPATCH(dt, rope_kv_kernel_v2<T><<<n, 128, sizeof(float) * D, s>>>((T *)qkv, (const T *)bias, positions,
-                                                                             slot_mapping, inv_freq, (T *)k_cache,
-                                                                             (T *)v_cache, H, KVH, D));
-    else
-        VK_DISPATCH(dt, rope_kv_kernel<T><<<n, 256, sizeof(float) * D, s>>>((T *)qkv, (const T *)bias, positions,
-                                                                          slot_mapping, inv_freq, (T *)k_cache,
-                                                                          (T *)v_cache, H, KVH, D));
-    return cudaGetLastError();
+        VK_DISPATCH(dt, return launch_pdl(rope_kv_kernel_v2<T>, dim3(n), dim3(128), smem, s, pdl != 0, (T *)qkv,
+                                          (const T *)bias, positions, slot_mapping, inv_freq, (T *)k_cache,
+                                          (T *)v_cache, H, KVH, D));
+    VK_DISPATCH(dt, return launch_pdl(rope_kv_kernel<T>, dim3(n), dim3(256), smem, s, pdl != 0, (T *)qkv,
+                                      (const T *)bias, positions, slot_mapping, inv_freq, (T *)k_cache, (T *)v_cache,
+                                      H, KVH, D));
+    return cudaErrorInvalidValue;
 }
 
 extern "C" cudaError_t vk_rope_kv_write(vk_dtype dt, void *qkv, const void *bias, const int32_t *positions,
                                         const int32_t *slot_mapping, const float *inv_freq, void *k_cache,
-                                        void *v_cache, int n, int H, int KVH, int D, cudaStream_t s) {
-    return vk_rope_kv_write_v(0, dt, qkv, bias, positions, slot_mapping, inv_freq, k_cache, v_cache, n, H, KVH, D, s);
+                                        void *v_cache, int n, int H, int KVH, int D, int pdl, cudaStream_t s) {
+    return vk_rope_kv_write_v(0, dt, qkv, bias, positions, slot_mapping, inv_freq, k_cache, v_cache, n, H, KVH, D, pdl,
+                              s);
 }

@@ -31,12 +31,22 @@ typedef enum vk_dtype { VK_BF16 = 0, VK_F16 = 1 } vk_dtype;
 cudaError_t vk_embedding(vk_dtype dt, void *out, const void *table, const int32_t *ids, int n,
                          int hidden, int vocab, cudaStream_t s);
 
+/* Programmatic dependent launch (Hopper): functions taking `int pdl` launch their kernels as
+ * programmatic dependents when it is non-zero. Such a kernel is placed on the GPU while the
+ * previous kernel of the stream still runs (once that one allows it: every Vesta kernel does so
+ * first thing) and waits for it (griddepcontrol.wait) before touching anything an earlier kernel
+ * wrote; only step metadata uploaded by copies (positions, slots, block tables, context lengths)
+ * and weights are read before the wait. Results are the same bits either way. pdl must be 0
+ * where vk_pdl_supported() is 0: before sm_90, and for the portable PTX build, whose kernels are
+ * compiled without the wait. */
+int vk_pdl_supported(void);
+
 /* Fused residual add + RMSNorm (HF LlamaRMSNorm rounding):
  *   if x != NULL: residual[i] = round(residual[i] + x[i])  (in place)
  *   out[i] = round(w * round(residual[i] * rsqrt(mean(residual[i]^2) + eps)))
  * rows may alias nothing; out must not alias residual. */
 cudaError_t vk_add_rmsnorm(vk_dtype dt, void *out, void *residual, const void *x, const void *w,
-                           int n, int hidden, float eps, cudaStream_t s);
+                           int n, int hidden, float eps, int pdl, cudaStream_t s);
 
 /* One-shot all-reduce over peer-mapped memory (kernels/allreduce.cu), for the small all-reduces of
  * tensor-parallel decode steps, where NCCL's ring costs more in latency than the bytes do. Every
@@ -95,14 +105,14 @@ void vk_rope_inv_freq(const vk_rope_config *c, float *inv_freq);
  * (slots < 0 are skipped: padding). */
 cudaError_t vk_rope_kv_write(vk_dtype dt, void *qkv, const void *bias, const int32_t *positions,
                              const int32_t *slot_mapping, const float *inv_freq, void *k_cache,
-                             void *v_cache, int n, int H, int KVH, int D, cudaStream_t s);
+                             void *v_cache, int n, int H, int KVH, int D, int pdl, cudaStream_t s);
 /* The same with a chosen kernel (the same results): 0 = production (version 2 where D % 16 == 0
  * and qkv, caches and bias are 16-byte aligned, else version 1), 1 = an element per thread,
  * 2 = 16-byte vectors (cudaErrorInvalidValue where the shape or alignment does not allow, and for
  * any other version). */
 cudaError_t vk_rope_kv_write_v(int version, vk_dtype dt, void *qkv, const void *bias, const int32_t *positions,
                                const int32_t *slot_mapping, const float *inv_freq, void *k_cache, void *v_cache,
-                               int n, int H, int KVH, int D, cudaStream_t s);
+                               int n, int H, int KVH, int D, int pdl, cudaStream_t s);
 
 /* Paged attention over the caches for a flattened batch (vesta_batch's layout).
  *   q:   element (t, h, d) at q[t * q_stride + h * D + d] (the rotated q inside qkv)
@@ -144,6 +154,9 @@ typedef struct vk_attention_args {
      * tokens (K and V read once per group, no padded rows for short queries); the tile list must be
      * built with VK_TILES_GROUP. 0: a block takes one head for VK_PREFILL_TILE_M tokens. */
     int group_heads;
+    /* launch the production kernels (decode versions 5 and 7, prefill version 2, their combines)
+     * as programmatic dependents (see vk_pdl_supported); other versions launch plainly */
+    int pdl;
 } vk_attention_args;
 
 #define VK_PREFILL_TILE_M 64
@@ -225,7 +238,7 @@ cudaError_t vk_gemm_stream_ex(vk_dtype dt, int f32_out, void *y, const void *x, 
                               int out, void *ws, size_t ws_bytes, int variant, int pdl, cudaStream_t s);
 
 /* out[i, j] = round(round(silu(gu[i, j])) * gu[i, F + j]) for gu [n][2F] (gate | up). */
-cudaError_t vk_silu_and_mul(vk_dtype dt, void *out, const void *gu, int n, int F, cudaStream_t s);
+cudaError_t vk_silu_and_mul(vk_dtype dt, void *out, const void *gu, int n, int F, int pdl, cudaStream_t s);
 
 /* Copies whole KV blocks src[i] -> dst[i] in every one of num_caches caches (K and V of every
  * layer; caches[c] points at cache c), each block block_bytes long. caches, src, dst: device. */

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU runs for the CUDA backend, in two halves:
-#   scripts/gpu-run.sh build            here (no GPU needed): builds the CUDA binaries into
+#   scripts/gpu-run.sh build [TARGET..] here (no GPU needed): builds the CUDA binaries into
 #                                       build-gpu/ and fetches the Debian runtime libraries the
 #                                       binaries link into .gpu/debs (both git-ignored)
 #   scripts/gpu-run.sh build-portable   the portable path alone (compute_80 PTX) into build-gpu80,
@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4 (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -162,6 +162,12 @@ stage_e2e_8b() {
     summary+=("$(cmp_ref --same "$W/llama.jsonl" "$W/llama_preempt.jsonl" --label 'preemption vs default')")
     grep -h "memory plan\|KV cache:\|captured\|preemptions\|weights" "$W/e2e.log" | sort | uniq -c | head -20
     [ -n "${VESTA_SKIP_TP1:-}" ] && return
+    stage_tp1
+}
+
+# The NCCL tensor-parallel path at N = 1 (VESTA_TP_FORCE_REPLICA) against the plain backend: the
+# small real model where carried, the 8B checkpoint with graphs and eager (stage e2e8b writes it).
+stage_tp1() {
     echo "== e2e: NCCL path at N = 1 (VESTA_TP_FORCE_REPLICA) against the plain backend =="
     local tp=0
     if [ -f "$SMALL" ]; then
@@ -446,9 +452,9 @@ gemm_ab() {
     local v name val
     for v in cublas:0:1 "$kname:$mode:1" nopdl:$mode:0; do
         IFS=: read -r name val pdl <<<"$v"
-        VESTA_GEMM_STREAM=$val VESTA_GEMM_PDL=$pdl gen320 "$W/gs_prompts.jsonl" "$W/gs_$name.jsonl" "$W/gs.log" \
+        VESTA_GEMM_STREAM=$val VESTA_PDL=$pdl gen320 "$W/gs_prompts.jsonl" "$W/gs_$name.jsonl" "$W/gs.log" \
             --max-num-seqs 48
-        echo "generate $name (VESTA_GEMM_STREAM=$val VESTA_GEMM_PDL=$pdl): rc $?"
+        echo "generate $name (VESTA_GEMM_STREAM=$val VESTA_PDL=$pdl): rc $?"
     done
     summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/gs_cublas.jsonl" "$W/gs_$kname.jsonl" \
         --label "320 prompts at 48 seqs, $kname vs cuBLAS" | tee -a "$W/gs.log")")
@@ -536,10 +542,11 @@ stage_smalln() {
     done
 }
 
-# Programmatic dependent launch of the small-n products (VESTA_GEMM_PDL; vk_gemv at n <= 4): the
-# gemv tests, the GEMM bench (its whole-step section has vk_gemv with and without pdl), 320
-# prompts at 4 sequences per step with pdl on and off (must be identical), B2 with each,
-# interleaved; then B4 profiled step by step (VESTA_PROFILE=2: where the second request's time goes).
+# Programmatic dependent launch of the small-n products alone (VESTA_PDL=1) against none (0;
+# vk_gemv at n <= 4): the gemv tests, the GEMM bench (its whole-step section has vk_gemv with and
+# without pdl), 320 prompts at 4 sequences per step with pdl on and off (must be identical), B2
+# with each, interleaved; then B4 profiled step by step (VESTA_PROFILE=2: where the second
+# request's time goes).
 stage_pdl() {
     echo "== gemv tests =="
     timeout 120 "$B/bin/test_kernels" gemv 2>&1 | tail -3
@@ -550,8 +557,8 @@ stage_pdl() {
     local v name val i
     for v in pdl:1 nopdl:0; do
         IFS=: read -r name val <<<"$v"
-        VESTA_GEMM_PDL=$val gen320 "$W/pdl_prompts.jsonl" "$W/pdl_$name.jsonl" "$W/pdl.log" --max-num-seqs 4
-        echo "generate $name (VESTA_GEMM_PDL=$val): rc $?"
+        VESTA_PDL=$val gen320 "$W/pdl_prompts.jsonl" "$W/pdl_$name.jsonl" "$W/pdl.log" --max-num-seqs 4
+        echo "generate $name (VESTA_PDL=$val): rc $?"
     done
     summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/pdl_pdl.jsonl" "$W/pdl_nopdl.jsonl" \
         --label '320 prompts at 4 seqs, pdl on vs off' | tee -a "$W/pdl.log")")
@@ -559,13 +566,97 @@ stage_pdl() {
     for i in 1 2; do
         for v in nopdl:0 pdl:1; do
             IFS=: read -r name val <<<"$v"
-            VESTA_GEMM_PDL=$val vb "b2_${name}_$i" latency --input-len 128 --output-len 512 --num-iters 3 \
+            VESTA_PDL=$val vb "b2_${name}_$i" latency --input-len 128 --output-len 512 --num-iters 3 \
                 --num-iters-warmup 1 --temperature 0
             summary+=("B2 $name round $i: $(grep -h 'tokens/s decode' "$W/bench.log" | tail -1)")
         done
     done
     VESTA_PROFILE=2 vb b4_profile prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0
     grep -h "profile step\|^Prefix caching" "$W/bench.log" | tail -12 | tee "$W/profile_b4.txt"
+}
+
+# small_rows_round TAG ENV...: B2, B4 and decode at 8 and 32 sequences with the environment
+# assignments ENV (summary lines tagged TAG).
+small_rows_round() {
+    local tag=$1
+    shift
+    (export "$@" && vb "b2_$tag" latency --input-len 128 --output-len 512 --num-iters 3 --num-iters-warmup 1 \
+        --temperature 0)
+    summary+=("B2 $tag: $(grep -h 'tokens/s decode' "$W/bench.log" | tail -1)")
+    (export "$@" && vb "b4_$tag" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0)
+    summary+=("B4 $tag: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+    local s
+    for s in ${VESTA_ROWS_SEQS:-8 32}; do
+        (export "$@" && vb "d${s}_$tag" throughput --num-prompts 64 --input-len 512 --output-len 128 \
+            --max-model-len 1024 --max-num-seqs "$s")
+        summary+=("decode at $s seqs $tag: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+    done
+}
+
+# Programmatic dependent launch of every kernel of a step (VESTA_PDL=2, the default) against the
+# products alone (1): the kernel tests that chain them (test_kernels pdl, attention), 320 prompts
+# at the default batch and at 4 sequences per step with each (must be identical), then B2, B4 and
+# decode at 8 and 32 sequences interleaved over two rounds, and B1 with each.
+stage_pdlall() {
+    echo "== kernel tests: pdl chains, attention =="
+    timeout 200 "$B/bin/test_kernels" pdl 2>&1 | tee "$OUT/kernels_pdl.log" | grep -v "^attention"
+    summary+=("kernel tests pdl: $(tail -1 "$OUT/kernels_pdl.log")")
+    timeout 200 "$B/bin/test_kernels" attention 2>&1 | tee "$OUT/kernels_attention.log" | tail -2
+    summary+=("kernel tests attention: $(tail -1 "$OUT/kernels_attention.log")")
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    prompts320 "$W/pa_prompts.jsonl"
+    local v name val i seqs
+    for seqs in 1024 4; do
+        for v in prod:1 all:2; do
+            IFS=: read -r name val <<<"$v"
+            VESTA_PDL=$val gen320 "$W/pa_prompts.jsonl" "$W/pa${seqs}_$name.jsonl" "$W/pa.log" --max-num-seqs "$seqs"
+            echo "generate at $seqs seqs $name (VESTA_PDL=$val): rc $?"
+        done
+        summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/pa${seqs}_prod.jsonl" "$W/pa${seqs}_all.jsonl" \
+            --label "320 prompts at up to $seqs seqs, every kernel pdl vs the products only" | tee -a "$W/pa.log")")
+        summary+=("  output files (tokens and logprobs): $(cmp -s "$W/pa${seqs}_prod.jsonl" "$W/pa${seqs}_all.jsonl" &&
+            echo byte-identical || echo differ)")
+    done
+    local VESTA_BENCH_DUMMY=1
+    for i in 1 2; do
+        small_rows_round "prod_$i" VESTA_PDL=1
+        small_rows_round "all_$i" VESTA_PDL=2
+    done
+    for v in prod:1 all:2; do
+        IFS=: read -r name val <<<"$v"
+        VESTA_PDL=$val vb "b1_$name" throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024
+        summary+=("B1 $name: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+    done
+}
+
+# vk_gemm_stream version 3 (VESTA_GEMM_STREAM=3: 5-64 rows) against cuBLAS above 16 rows (0), every
+# kernel chained by pdl: B4 (a 32-row step) and decode at 24, 32, 48 and 64 sequences, interleaved
+# over two rounds, then 320 prompts at 64 sequences per step with each by the top-5 rule. Run 105
+# measured the first cut (32 rows) and an L2 prefetch of o_proj's weights, since removed.
+stage_rows() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local VESTA_BENCH_DUMMY=1 i v name val s
+    for i in 1 2; do
+        for v in cublas:0 tma:3; do
+            IFS=: read -r name val <<<"$v"
+            VESTA_GEMM_STREAM=$val vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
+                --temperature 0
+            summary+=("B4 $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+            for s in 24 32 48 64; do
+                VESTA_GEMM_STREAM=$val vb "d${s}_${name}_$i" throughput --num-prompts 128 --input-len 512 \
+                    --output-len 128 --max-model-len 1024 --max-num-seqs "$s"
+                summary+=("decode at $s seqs $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            done
+        done
+    done
+    prompts320 "$W/rows_prompts.jsonl"
+    for v in cublas:0 tma:3; do
+        IFS=: read -r name val <<<"$v"
+        VESTA_GEMM_STREAM=$val gen320 "$W/rows_prompts.jsonl" "$W/rows_$name.jsonl" "$W/rows.log" --max-num-seqs 64
+        echo "generate $name (VESTA_GEMM_STREAM=$val): rc $?"
+    done
+    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/rows_cublas.jsonl" "$W/rows_tma.jsonl" \
+        --label '320 prompts at 64 seqs, version 3 vs cuBLAS above 16 rows' | tee -a "$W/rows.log")")
 }
 
 # ab_prefill VAR TAG LABEL NAME_A:VALUE_A NAME_B:VALUE_B: a prefill-attention setting against
@@ -947,6 +1038,12 @@ stage_tp4nccl() {
 # Greedy tokens of the 320 prompts against an earlier build's (.gpu/ref320.jsonl, carried).
 stage_ref320() { vs_ref320 ref; }
 
+# vk_gemm_stream's tests alone (versions 2 and 3 against the reference, rows identical at every n).
+stage_gemmtests() {
+    timeout 200 "$B/bin/test_gemm_stream" 2>&1 | tee "$OUT/gemm_stream_test.log" | tail -6
+    summary+=("vk_gemm_stream tests: $(tail -1 "$OUT/gemm_stream_test.log") (rc ${PIPESTATUS[0]})")
+}
+
 # B4 alone (a quick check of a build).
 stage_b4() {
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
@@ -1050,7 +1147,7 @@ stage_tp2() {
 }
 
 case "${1:-}" in
-build) build ;;
+build) shift; build "$B" 90a-real .gpu/bins.tar.xz "$@" ;; # build [TARGET...]: only these packed (a smaller carry)
 build-portable) build "$P80" 80-virtual .gpu/bins80.tar.xz test_kernels test_gemm_stream vesta ;;
 build-base) # build-base DIR: DIR's vesta and kernel_bench (same flags, its own build folder) for stage base
     [ -d "${2:-}" ] || { echo "build-base DIR: DIR is the checkout to build"; exit 2; }
@@ -1091,6 +1188,10 @@ run)
         gemmprof) stage_gemmprof ;;
         portable) stage_portable ;;
         pdl) stage_pdl ;;
+        pdlall) stage_pdlall ;;
+        rows) stage_rows ;;
+        tp1) stage_tp1 ;;
+        gemmtests) stage_gemmtests ;;
         prefill) stage_prefill ;;
         attncheck) stage_attncheck ;;
         kbbaseline) stage_kbbaseline ;;

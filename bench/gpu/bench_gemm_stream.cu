@@ -159,6 +159,7 @@ static const char *step_names[STEP_METHODS] = {"cuBLAS", "vk_gemv", "vk_gemv+pdl
 /* One decode step's products and the kernels between them (attention and RoPE left out: they
  * do not touch the weights), on stream st. */
 static void run_step(cublasHandle_t cb, model_bufs &m, int n, step_method how, cudaStream_t st) {
+    const int pdl_all = 0; /* the norms and SiLU launch plainly: the rows compare the products alone */
     auto gemm = [&](const void *x, int in, const void *w, int out, void *y, bool f32) {
         if (how == STEP_CUBLAS) cublas_gemm(cb, x, n, in, w, out, y, f32);
         else if (how == STEP_GEMV || how == STEP_GEMV_PDL)
@@ -170,15 +171,15 @@ static void run_step(cublasHandle_t cb, model_bufs &m, int n, step_method how, c
         }
     };
     for (int l = 0; l < LAYERS; l++) {
-        CK(vk_add_rmsnorm(VK_BF16, m.xn, m.res, m.h, m.norm_w, n, HID, 1e-5f, st));
+        CK(vk_add_rmsnorm(VK_BF16, m.xn, m.res, m.h, m.norm_w, n, HID, 1e-5f, pdl_all, st));
         gemm(m.xn, HID, m.w[0][l], 6144, m.big, false);
         gemm(m.xn, HID, m.w[1][l], HID, m.h, false); /* o_proj (its input stands in for attention's) */
-        CK(vk_add_rmsnorm(VK_BF16, m.xn, m.res, m.h, m.norm_w, n, HID, 1e-5f, st));
+        CK(vk_add_rmsnorm(VK_BF16, m.xn, m.res, m.h, m.norm_w, n, HID, 1e-5f, pdl_all, st));
         gemm(m.xn, HID, m.w[2][l], 2 * FFN, m.big, false);
-        CK(vk_silu_and_mul(VK_BF16, m.act, m.big, n, FFN, st));
+        CK(vk_silu_and_mul(VK_BF16, m.act, m.big, n, FFN, pdl_all, st));
         gemm(m.act, FFN, m.w[3][l], HID, m.h, false);
     }
-    CK(vk_add_rmsnorm(VK_BF16, m.xn, m.res, m.h, m.norm_w, n, HID, 1e-5f, st));
+    CK(vk_add_rmsnorm(VK_BF16, m.xn, m.res, m.h, m.norm_w, n, HID, 1e-5f, pdl_all, st));
     gemm(m.xn, HID, m.head, VOCAB, m.logits, true);
 }
 

@@ -217,11 +217,11 @@ int main(int argc, char **argv) {
         int n = 8192;
         void *res = dalloc_rand((size_t)n * hidden, 3), *x = dalloc_rand((size_t)n * hidden, 4), *w = dalloc_rand(hidden, 5), *out;
         CK(cudaMalloc(&out, (size_t)n * hidden * 2));
-        float ms = time_ms([&] { CK(vk_add_rmsnorm(VK_BF16, out, res, x, w, n, hidden, 1e-5f, 0)); });
+        float ms = time_ms([&] { CK(vk_add_rmsnorm(VK_BF16, out, res, x, w, n, hidden, 1e-5f, 0, 0)); });
         report("add_rmsnorm n=8192 h=4096", ms, 2.0 * n * hidden * 4, 0);
         void *gu = dalloc_rand((size_t)n * 2 * F, 6), *act;
         CK(cudaMalloc(&act, (size_t)n * F * 2));
-        ms = time_ms([&] { CK(vk_silu_and_mul(VK_BF16, act, gu, n, F, 0)); });
+        ms = time_ms([&] { CK(vk_silu_and_mul(VK_BF16, act, gu, n, F, 0, 0)); });
         report("silu_and_mul n=8192 F=14336", ms, 2.0 * n * F * 3, 0);
         void *qkv = dalloc_rand((size_t)n * W, 7);
         int nblocks = n / 16 + 1;
@@ -246,7 +246,7 @@ int main(int argc, char **argv) {
         for (int rn : {8192, 2048, 32})
             for (int rv : {1, 0}) {
                 ms = time_ms([&] {
-                    CK(vk_rope_kv_write_v(rv, VK_BF16, qkv, nullptr, dpos, dslot, dinv, kc, vc, rn, H, KVH, D, 0));
+                    CK(vk_rope_kv_write_v(rv, VK_BF16, qkv, nullptr, dpos, dslot, dinv, kc, vc, rn, H, KVH, D, 0, 0));
                 });
                 char name[96];
                 snprintf(name, sizeof name, "rope_kv_write%s n=%d (q rw, k,v write)", rv == 1 ? " v1" : "", rn);

@@ -54,7 +54,7 @@ static void test_rmsnorm(vk_dtype dt)
         auto w = rand_storage(dt, h, r, 1.5f);
         for (int with_x = 0; with_x < 2; with_x++) {
             dbuf<uint16_t> dres(res), dx(x), dw(w), dout((size_t)n * h);
-            CK(vk_add_rmsnorm(dt, dout.p, dres.p, with_x ? dx.p : nullptr, dw.p, n, h, 1e-5f, 0));
+            CK(vk_add_rmsnorm(dt, dout.p, dres.p, with_x ? dx.p : nullptr, dw.p, n, h, 1e-5f, 0, 0));
             auto fres = to_f(dt, res), fx = to_f(dt, x), fw = to_f(dt, w);
             std::vector<float> fout((size_t)n * h);
             add_rmsnorm(dt, fout.data(), fres.data(), with_x ? fx.data() : nullptr, fw.data(), n, h, 1e-5f);
@@ -73,7 +73,7 @@ static void test_gather_silu(vk_dtype dt)
     int n = 19, F = 1432;
     auto gu = rand_storage(dt, (size_t)n * 2 * F, r, 4.f);
     dbuf<uint16_t> dgu(gu), dout((size_t)n * F);
-    CK(vk_silu_and_mul(dt, dout.p, dgu.p, n, F, 0));
+    CK(vk_silu_and_mul(dt, dout.p, dgu.p, n, F, 0, 0));
     auto fgu = to_f(dt, gu);
     std::vector<float> ref((size_t)n * F);
     for (int i = 0; i < n; i++)
@@ -146,7 +146,7 @@ static void test_rope(vk_dtype dt)
             dbuf<int32_t> dpos(pos), dslot(slot);
             dbuf<float> dinv(invf);
             const cudaError_t e = vk_rope_kv_write_v(version, dt, dqkv.p, use_bias ? dbias.p : nullptr, dpos.p,
-                                                     dslot.p, dinv.p, kc.p, vc.p, n, H, KVH, D, 0);
+                                                     dslot.p, dinv.p, kc.p, vc.p, n, H, KVH, D, 0, 0);
             if (version == 2 && D % 16) { /* refused; production takes version 1 there */
                 CHECK(e == cudaErrorInvalidValue, "rope v2 accepted D=%d", D);
                 continue;
@@ -154,9 +154,9 @@ static void test_rope(vk_dtype dt)
             CK(e);
             if (run == 0) /* misaligned (q of token 0 one element in) and unknown versions are refused */
                 CHECK(vk_rope_kv_write_v(2, dt, dqkv.p + 1, nullptr, dpos.p, dslot.p, dinv.p, kc.p, vc.p, 1, H, KVH,
-                                         D, 0) == cudaErrorInvalidValue &&
+                                         D, 0, 0) == cudaErrorInvalidValue &&
                           vk_rope_kv_write_v(3, dt, dqkv.p, nullptr, dpos.p, dslot.p, dinv.p, kc.p, vc.p, n, H, KVH,
-                                             D, 0) == cudaErrorInvalidValue,
+                                             D, 0, 0) == cudaErrorInvalidValue,
                       "rope: a misaligned v2 or version 3 accepted");
             auto oq = to_f(dt, dqkv.down()), ok = to_f(dt, kc.down()), ov = to_f(dt, vc.down());
             std::vector<float> gq, wq, gk, wk;
@@ -269,6 +269,18 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
         CK(cudaDeviceSynchronize());
         gots.push_back(to_f(dt, dout.down()));
         names.push_back("v" + std::to_string(version));
+    }
+    if (vk_pdl_supported()) { /* production launched as programmatic dependents: the same bits */
+        std::vector<uint16_t> outs[2];
+        for (int pdl = 0; pdl < 2; pdl++) {
+            vk_attention_args ap = a;
+            ap.pdl = pdl;
+            CK(cudaMemset(dout.p, 0xff, dout.n * 2));
+            CK(vk_attention(&ap, 0));
+            CK(cudaDeviceSynchronize());
+            outs[pdl] = dout.down();
+        }
+        CHECK(outs[0] == outs[1], "attention %s %s: pdl changed the output", label, dtn(dt));
     }
     /* decode v5's and v7's other configurations (1..: variant 0 is the version itself), every dtype
      * and shape */
@@ -1024,6 +1036,100 @@ static void test_tiles()
           "prefill tiles");
 }
 
+/* Programmatic dependent launch: a layer's chain SiLU -> RoPE + KV write -> attention (a decode
+ * row, a prefix hit over a split key range, a fresh prompt) -> add + RMSNorm, each kernel reading
+ * the previous one's output, run K times back to back with pdl and plainly, eager and from a
+ * graph: every output bit-identical (each kernel waits
+ * for its predecessor before it reads; a kernel that did not would race here). */
+static void test_pdl_chain(vk_dtype dt)
+{
+    if (!vk_pdl_supported()) {
+        printf("pdl chain %s: not supported on this GPU / build: skipped\n", dtn(dt));
+        return;
+    }
+    const int H = 8, KVH = 2, D = 128, bs = 16, F = (H + 2 * KVH) * D, HD = H * D, K = 6;
+    const std::vector<std::pair<int, int>> seqs = {{1, 300}, {33, 700}, {64, 64}};
+    rng r(g_seed + 77);
+    int ns = (int)seqs.size(), ntok = 0, max_ctx = 0, mbps = 0;
+    for (auto &q : seqs) {
+        ntok += q.first;
+        max_ctx = std::max(max_ctx, q.second);
+        mbps = std::max(mbps, (q.second + bs - 1) / bs);
+    }
+    std::vector<int32_t> bt((size_t)ns * mbps, 0), qs(ns + 1, 0), cl(ns), pos, slot;
+    int next = 0;
+    for (int i = 0; i < ns; i++) {
+        for (int b = 0; b < (seqs[i].second + bs - 1) / bs; b++) bt[(size_t)i * mbps + b] = next++;
+        qs[i + 1] = qs[i] + seqs[i].first;
+        cl[i] = seqs[i].second;
+        for (int t = 0; t < seqs[i].first; t++) {
+            const int p = seqs[i].second - seqs[i].first + t;
+            pos.push_back(p);
+            slot.push_back(bt[(size_t)i * mbps + p / bs] * bs + p % bs);
+        }
+    }
+    std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
+    const int nt = vk_prefill_tiles_build(qs.data(), cl.data(), ns, VK_TILES_GROUP | VK_TILES_LONGEST_FIRST, H, KVH,
+                                          tiles.data(), (int)tiles.size() / 2);
+    CHECK(nt > 0, "pdl chain tiles");
+    const size_t cache = (size_t)next * bs * KVH * D;
+    auto gu = rand_storage(dt, (size_t)ntok * 2 * F, r, 2.f), kc0 = rand_storage(dt, cache, r, 1.f),
+         vc0 = rand_storage(dt, cache, r, 1.f), res0 = rand_storage(dt, (size_t)ntok * HD, r, 1.f),
+         w = rand_storage(dt, HD, r, 1.f);
+    vk_rope_config rc = {D, 500000.f, 2, 8.f, 1.f, 4.f, 8192};
+    std::vector<float> invf(D / 2);
+    vk_rope_inv_freq(&rc, invf.data());
+    dbuf<uint16_t> dgu(gu), dw(w), qkv((size_t)ntok * F), attn((size_t)ntok * HD), out((size_t)ntok * HD);
+    dbuf<int32_t> dbt(bt), dqs(qs), dcl(cl), dpos(pos), dslot(slot), dtiles(tiles);
+    dbuf<float> dinv(invf);
+    dbuf<char> scratch(vk_attention_scratch_bytes(ns, H, D, max_ctx));
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    struct state { std::vector<uint16_t> out, res, kc, vc; };
+    auto run = [&](int pdl, bool graph) {
+        dbuf<uint16_t> kc(kc0), vc(vc0), res(res0);
+        vk_attention_args a = {};
+        a.dt = dt, a.out = attn.p, a.q = qkv.p, a.q_stride = F, a.k_cache = kc.p, a.v_cache = vc.p;
+        a.query_start = dqs.p, a.context_lens = dcl.p, a.block_tables = dbt.p, a.num_seqs = ns;
+        a.max_blocks_per_seq = mbps, a.H = H, a.KVH = KVH, a.D = D, a.block_size = bs;
+        a.scale = 1.0f / sqrtf((float)D), a.max_context_len = max_ctx, a.has_decode = 1;
+        a.prefill_tiles = dtiles.p, a.num_prefill_tiles = nt, a.scratch = scratch.p, a.group_heads = 1;
+        a.pdl = pdl;
+        auto layer = [&]() {
+            CK(vk_silu_and_mul(dt, qkv.p, dgu.p, ntok, F, pdl, st));
+            CK(vk_rope_kv_write(dt, qkv.p, nullptr, dpos.p, dslot.p, dinv.p, kc.p, vc.p, ntok, H, KVH, D, pdl, st));
+            CK(vk_attention(&a, st));
+            CK(vk_add_rmsnorm(dt, out.p, res.p, attn.p, dw.p, ntok, HD, 1e-5f, pdl, st));
+        };
+        cudaGraphExec_t ex = nullptr;
+        if (graph) {
+            cudaGraph_t g;
+            CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+            layer();
+            CK(cudaStreamEndCapture(st, &g));
+            CK(cudaGraphInstantiate(&ex, g, 0));
+            CK(cudaGraphDestroy(g));
+        }
+        for (int k = 0; k < K; k++) /* the residual grows each round: a stale read shows */
+            if (graph) CK(cudaGraphLaunch(ex, st));
+            else layer();
+        CK(cudaStreamSynchronize(st));
+        if (ex) CK(cudaGraphExecDestroy(ex));
+        return state{out.down(), res.down(), kc.down(), vc.down()};
+    };
+    const state plain = run(0, false);
+    const struct { int pdl; bool graph; const char *name; } modes[] = {
+        {1, false, "pdl eager"}, {1, true, "pdl graph"}, {0, true, "plain graph"}};
+    for (const auto &m : modes) {
+        const state got = run(m.pdl, m.graph);
+        const bool same = got.out == plain.out && got.res == plain.res && got.kc == plain.kc && got.vc == plain.vc;
+        printf("pdl chain %s %s (%d rounds, %d tokens, %d tiles): %s\n", dtn(dt), m.name, K, ntok, nt,
+               same ? "identical" : "DIFFERENT");
+        CHECK(same, "pdl chain %s %s differs from the plain chain", dtn(dt), m.name);
+    }
+    CK(cudaStreamDestroy(st));
+}
+
 int main(int argc, char **argv)
 {
     std::string what = argc > 1 ? argv[1] : "all";
@@ -1051,6 +1157,7 @@ int main(int argc, char **argv)
         if (what == "attention" || what == "all") test_attention(dt);
         if (what == "invariant" || what == "all") test_attention_invariant(dt);
         if (what == "gemv" || what == "all") test_gemv(dt);
+        if (what == "pdl" || what == "all") test_pdl_chain(dt);
     }
     if (what == "copy_blocks" || what == "all") test_copy_blocks();
     if (what == "sampling" || what == "all") {

@@ -716,10 +716,12 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
         fprintf(stderr, "cuda: VESTA_GEMM_STREAM=3 needs an sm_90a GPU and build: cuBLAS instead\n");
         be->gemm_stream = 0;
     }
-    /* the default, version 3 for decode steps of 5-16 sequences, where it was measured faster: one
+    /* the default, version 3 for steps of 5-48 rows, where it was measured faster: one
      * H100 (sm_90a), not a tensor-parallel rank's slices, not batch-invariant mode's products */
     if (be->gemm_stream < 0 && (!vk_gemm_stream_has_tma() || be->comm || opts->batch_invariant)) be->gemm_stream = 0;
-    be->gemm_pdl = env_int("VESTA_GEMM_PDL", 1, 0, 1);
+    const int pdl = env_int("VESTA_PDL", 2, 0, 2);
+    be->gemm_pdl = pdl >= 1;
+    be->kernel_pdl = pdl >= 2 && vk_pdl_supported();
     /* VESTA_PREFILL_GROUP=0|1: prefill attention blocks per KV group (1) or per head (0) */
     be->prefill_group = env_int("VESTA_PREFILL_GROUP", 1, 0, 1) && be->H % be->KVH == 0 && be->H / be->KVH >= 2 &&
                         be->H / be->KVH <= VK_PREFILL_MAX_GROUP;

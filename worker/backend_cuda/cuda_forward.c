@@ -55,7 +55,7 @@ static vesta_status reduce_add_norm(cuda_backend *be, int n, const void *w, floa
         if (all_reduce(be, be->tmp, elems, err)) return VESTA_ERR_BACKEND;
         MARK(COMM);
     }
-    K(vk_add_rmsnorm(VK_BF16, be->h, be->x, be->tmp, w, n, be->Hd, eps, be->stream));
+    K(vk_add_rmsnorm(VK_BF16, be->h, be->x, be->tmp, w, n, be->Hd, eps, be->kernel_pdl, be->stream));
     MARK(NORM);
     return VESTA_OK;
 fail:
@@ -95,7 +95,7 @@ static vesta_status layer_forward(cuda_backend *be, int l, int n, vk_attention_a
     const int Hd = be->Hd, qd = be->H * be->D;
     cudaStream_t s = be->stream;
     if (l == 0) { /* later layers: the previous layer's last reduce_add_norm */
-        K(vk_add_rmsnorm(VK_BF16, be->h, be->x, NULL, y->ln1, n, Hd, eps, s));
+        K(vk_add_rmsnorm(VK_BF16, be->h, be->x, NULL, y->ln1, n, Hd, eps, be->kernel_pdl, s));
         MARK(NORM);
     }
     if (gemm(be, be->h, n, Hd, y->wqkv, be->W, be->qkv, false, err)) return VESTA_ERR_BACKEND;
@@ -103,7 +103,7 @@ static vesta_status layer_forward(cuda_backend *be, int l, int n, vk_attention_a
     a->k_cache = kcache(be, l, 0);
     a->v_cache = kcache(be, l, 1);
     K(vk_rope_kv_write(VK_BF16, be->qkv, y->bqkv, be->m.positions, be->m.slots, be->inv_freq, (void *)a->k_cache,
-                       (void *)a->v_cache, n, be->H, be->KVH, be->D, s));
+                       (void *)a->v_cache, n, be->H, be->KVH, be->D, be->kernel_pdl, s));
     MARK(ROPE);
     K(vk_attention_v(a, be->decode_attention, 2, s));
     MARK(ATTN);
@@ -112,7 +112,7 @@ static vesta_status layer_forward(cuda_backend *be, int l, int n, vk_attention_a
     if (reduce_add_norm(be, n, y->ln2, eps, err)) return VESTA_ERR_BACKEND; /* o_proj's rows split under TP */
     if (gemm(be, be->h, n, Hd, y->wgu, 2 * be->F, be->gu, false, err)) return VESTA_ERR_BACKEND;
     MARK(GU);
-    K(vk_silu_and_mul(VK_BF16, be->act, be->gu, n, be->F, s));
+    K(vk_silu_and_mul(VK_BF16, be->act, be->gu, n, be->F, be->kernel_pdl, s));
     MARK(SILU);
     if (gemm(be, be->act, n, be->F, y->wdown, Hd, be->tmp, false, err)) return VESTA_ERR_BACKEND;
     MARK(DOWN);
@@ -150,6 +150,7 @@ static void attention_args(cuda_backend *be, vk_attention_args *a, int nseq, int
     a->scratch = be->attn_scratch;
     a->batch_invariant = be->batch_invariant;
     a->group_heads = !be->batch_invariant && be->prefill_group;
+    a->pdl = be->kernel_pdl;
 }
 
 vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, int max_ctx, bool has_decode, int ntiles,
@@ -171,7 +172,7 @@ vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, in
     if (nsamples > 0) {
         K(vk_gather_rows(be->sx, be->x, be->m.sample_idx, nsamples, Hd, 2, s));
         K(vk_gather_rows(be->stmp, be->tmp, be->m.sample_idx, nsamples, Hd, 2, s));
-        K(vk_add_rmsnorm(VK_BF16, be->sh, be->sx, be->stmp, be->final_norm, nsamples, Hd, eps, s));
+        K(vk_add_rmsnorm(VK_BF16, be->sh, be->sx, be->stmp, be->final_norm, nsamples, Hd, eps, 0, s));
         if (be->comm) {
             if (lm_head_tp(be, nsamples, err)) return VESTA_ERR_BACKEND;
         } else if (gemm(be, be->sh, nsamples, Hd, be->lm_head, be->V, be->logits, true, err)) {

@@ -70,7 +70,7 @@ vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const voi
                        vesta_error *err)
 {
     if (be->batch_invariant) return cuda_gemm_invariant_run(be, x, n, in, w, out, y, f32out, err);
-    if (cuda_gemm_streams(be, n)) { /* VESTA_GEMM_STREAM; by default version 3 at 5-16 rows */
+    if (cuda_gemm_streams(be, n)) { /* VESTA_GEMM_STREAM; by default version 3 at 5-48 rows */
         const int variant = be->gemm_stream == 1 || be->gemm_stream == 2 ? 0 : VK_GEMM_STREAM_TMA;
         CU(vk_gemm_stream_ex(VK_BF16, f32out, y, x, w, n, in, out, be->gs_ws, be->gs_ws_bytes, variant, be->gemm_pdl,
                              be->stream));

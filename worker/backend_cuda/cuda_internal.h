@@ -74,9 +74,11 @@ typedef enum cuda_prof_class {
     CUDA_PROF_COUNT
 } cuda_prof_class;
 
-/* Up to this many rows the default takes vk_gemm_stream's version 3 over cuBLAS: decode at 8 and
- * 16 sequences +2.3 / +1.5 % on an H100 (run 73), level or slower from 32 rows (runs 67, 69). */
-#define CUDA_GEMM_STREAM_AUTO_MAX_N 16
+/* Up to this many rows the default takes vk_gemm_stream's version 3 over cuBLAS. With the whole step
+ * chained by programmatic dependent launch (VESTA_PDL=2), on an H100: decode at 24 / 32 / 48
+ * sequences +2.0 / +1.5 / +1.5 %, B4's 32-row step 0.35 ms faster, level at 64 (run 106); before
+ * that chaining it won only up to 16 rows (runs 67-73). cuBLAS keeps larger steps. */
+#define CUDA_GEMM_STREAM_AUTO_MAX_N 48
 
 /* A product shape tuned at start-up (cuda_gemm.c): n rows of `in` against an [out][in] weight. */
 typedef struct cuda_gemm_algo {
@@ -110,9 +112,12 @@ typedef struct cuda_backend {
      * VK_GEMV_MAX_N < n <= CUDA_GEMM_STREAM_AUTO_MAX_N where it runs, else 0; 0: off; 1:
      * vk_gemm_stream for VK_GEMV_MAX_N < n <= 64; 2: also for n <= VK_GEMV_MAX_N; 3: version 3 for
      * VK_GEMV_MAX_N < n <= 64); gs_ws: its workspace,
-     * sized for the largest product (NULL when off). VESTA_GEMM_PDL (1, the default): vk_gemv / vk_gemm_stream launched
-     * as programmatic dependents */
-    int gemm_stream, gemm_pdl;
+     * sized for the largest product (NULL when off). */
+    int gemm_stream;
+    /* VESTA_PDL: programmatic dependent launch (Hopper; vesta_kernels.h). gemm_pdl: vk_gemv /
+     * vk_gemm_stream (VESTA_PDL >= 1); kernel_pdl: also the norms, RoPE, SiLU and the attention
+     * kernels (VESTA_PDL = 2, and the kernels built with the wait: vk_pdl_supported) */
+    int gemm_pdl, kernel_pdl;
     void *gs_ws;
     size_t gs_ws_bytes;
     /* VESTA_PREFILL_GROUP (1, the default, where a group has 2..8 heads): prefill attention tiles per

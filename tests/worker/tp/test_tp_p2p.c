@@ -162,7 +162,7 @@ static void check_fused(rank_ctx *c, int rows, int hidden, uint64_t seed)
     CUDA_OK(cudaMemcpyAsync(d_w, w, (size_t)hidden * 2, cudaMemcpyHostToDevice, c->s));
     CUDA_OK(vk_allreduce_add_rmsnorm(VK_BF16, ar, c->d_c, c->d_b, c->d_a, d_w, rows, hidden, eps, c->s));
     CUDA_OK(vk_allreduce(VK_BF16, ar, c->d_d, n, c->s));
-    CUDA_OK(vk_add_rmsnorm(VK_BF16, c->d_a, c->d_e, c->d_d, d_w, rows, hidden, eps, c->s));
+    CUDA_OK(vk_add_rmsnorm(VK_BF16, c->d_a, c->d_e, c->d_d, d_w, rows, hidden, eps, 0, c->s));
     CUDA_OK(cudaMemcpyAsync(c->h_out, c->d_c, bytes, cudaMemcpyDeviceToHost, c->s));
     CUDA_OK(cudaMemcpyAsync(res2, c->d_b, bytes, cudaMemcpyDeviceToHost, c->s));
     CUDA_OK(cudaMemcpyAsync(out2, c->d_a, bytes, cudaMemcpyDeviceToHost, c->s));
