@@ -3,7 +3,8 @@
  * Grid (tiles, H, splits), 128 threads: a block takes 64 query rows of one sequence and one head,
  * 16 rows per warp. K/V tiles of 64 keys are gathered through the block table into shared
  * memory with cp.async, double-buffered (the next tile loads while this one computes). S = Q K^T
- * (Q fragments in registers), the online softmax (exp2, row statistics in registers, reduced
+ * (Q fragments in registers, read by ldmatrix from the block's query rows, which come into shared
+ * memory with the first tile), the online softmax (exp2, row statistics in registers, reduced
  * across the 4 lanes of a quad) and O += P V (P reused straight from the S accumulators as the
  * A operand; V fragments by ldmatrix.trans) all stay in registers: m16n8k16 bf16/fp16 tensor-core
  * instructions with fp32 accumulation.
@@ -26,7 +27,15 @@ template <int D> struct p2_layout {
     static constexpr int LD = D + 8; /* padded rows: conflict-free fragment loads */
     static constexpr size_t tile = (size_t)P2_BN * LD * 2;
     static constexpr size_t total = 4 * tile; /* K and V, two buffers each */
+    static constexpr size_t q = (size_t)P2_BM * LD * 2; /* the block's query rows, after the K/V buffers */
+    /* a default-mode partial (O, max, sum) every PART floats: 32-byte aligned rows, so a quad's
+     * 8-byte stores fill whole sectors (with D + 2 half the sectors were written twice, run 57) */
+    static constexpr int PART = D + 8;
 };
+/* the prefill partials follow the decode kernel's in the scratch, from a 256-byte boundary */
+static size_t prefill_scratch_offset(const vk_attention_args *a, int D) {
+    return (vk_attention_decode_scratch_bytes(a->num_seqs, a->H, D, a->max_context_len) + 255) & ~(size_t)255;
+}
 
 /* Batch-invariant mode sums each row's keys in fixed chunks of VK_INVARIANT_CHUNK keys (absolute
  * positions): a fresh online-softmax state per chunk, the chunk states folded into a total in
@@ -79,22 +88,10 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
     const int kv_lo = split * chunk, kv_hi = min(kv_end, kv_lo + chunk);
     const float sl2 = a.scale * 1.4426950408889634f;
 
-    /* Q fragments (rows 16w + g and + 8 of the tile), straight from global memory. */
+    /* Q fragments (rows 16w + g and + 8 of the tile): read into registers by ldmatrix from the
+     * query rows that the first tile's copies bring into shared memory (16-byte copies of whole
+     * rows; the 4-byte fragment loads from global memory used half of each sector, run 57) */
     uint32_t qa[D / 16][4];
-    {
-        const int r0 = 16 * w + g, r1 = r0 + 8;
-        const T *q = (const T *)a.q;
-        const T *p0 = q + (size_t)(q0 + m0 + rt[0]) * a.q_stride + rh[0] * D;
-        const T *p1 = q + (size_t)(q0 + m0 + rt[1]) * a.q_stride + rh[1] * D;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            int c = kk * 16 + 2 * t4;
-            qa[kk][0] = r0 < rows ? *(const uint32_t *)(p0 + c) : 0u;
-            qa[kk][1] = r1 < rows ? *(const uint32_t *)(p1 + c) : 0u;
-            qa[kk][2] = r0 < rows ? *(const uint32_t *)(p0 + c + 8) : 0u;
-            qa[kk][3] = r1 < rows ? *(const uint32_t *)(p1 + c + 8) : 0u;
-        }
-    }
     float o[D / 8][4];
 #pragma unroll
     for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
@@ -104,6 +101,8 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
      * or the group size G for decode-only launches) */
     if (INV && rows > total_rows) __trap(); /* a caller's decode_only was wrong: fail the step */
     float mt[2] = {-INFINITY, -INFINITY}, lt[2] = {0.f, 0.f};
+    /* ot shares its bytes with the query rows (sq): those are read once, before the first tile's
+     * barrier, and a fold comes only after a later tile's */
     float *ot = reinterpret_cast<float *>(smem + L::total);
     auto fold_chunk = [&]() {
 #pragma unroll
@@ -149,9 +148,26 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
         }
     };
 
+    T *sq = (T *)(smem + L::total);
+    {
+        const T *q = (const T *)a.q;
+#pragma unroll
+        for (int i = 0; i < P2_BM * DV / P2_THREADS; i++) {
+            const int idx = tid + i * P2_THREADS, r = idx / DV, c = (idx % DV) * 8;
+            const bool ok = r < rows;
+            const T *src = ok ? q + (size_t)(q0 + m0 + r / G) * a.q_stride + (head0 + r % G) * D + c : q;
+            mma_cp16(sq + r * L::LD + c, src, ok ? 16 : 0);
+        }
+    }
+    mma_commit();
     int buf = 0;
     if (kv_lo < kv_hi) load_tile(0, kv_lo);
     mma_commit();
+    mma_wait<1>(); /* the query rows (the first tile may still be on its way) */
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) /* A fragments: matrices (rows +0..7 | +8..15) x (k +0..7 | +8..15) */
+        mma_ldsm_x4(qa[kk], sq + (16 * w + ((lane >> 3) & 1) * 8 + (lane & 7)) * L::LD + kk * 16 + (lane >> 4) * 8);
     for (int n0 = kv_lo; n0 < kv_hi; n0 += P2_BN) {
         if (n0 + P2_BN < kv_hi) load_tile(buf ^ 1, n0 + P2_BN);
         mma_commit();
@@ -313,8 +329,8 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
             } else {
                 /* partials in the decode combine's format: unnormalized O, max (natural log), sum;
                  * indexed by (tile, token in the tile, head) */
-                float *part = (float *)a.scratch + (((size_t)tile * P2_BM + rt[h]) * a.H + rh[h]) * (size_t)nsplit * (D + 2) +
-                              (size_t)split * (D + 2);
+                float *part = (float *)a.scratch + (((size_t)tile * P2_BM + rt[h]) * a.H + rh[h]) * (size_t)nsplit * L::PART +
+                              (size_t)split * L::PART;
 #pragma unroll
                 for (int i = 0; i < D / 8; i++) {
                     part[i * 8 + 2 * t4] = o[i][2 * h];
@@ -344,11 +360,12 @@ __global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, in
     const int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
     const int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
     if (m0 + r >= qlen) return;
-    const float *part = (const float *)a.scratch + (((size_t)tile * P2_BM + r) * a.H + head) * (size_t)nsplit * (D + 2);
+    constexpr int PART = p2_layout<D>::PART;
+    const float *part = (const float *)a.scratch + (((size_t)tile * P2_BM + r) * a.H + head) * (size_t)nsplit * PART;
     const int i = threadIdx.x;
     if (i < nsplit) {
-        mx[i] = part[i * (D + 2) + D];
-        ls[i] = part[i * (D + 2) + D + 1];
+        mx[i] = part[i * PART + D];
+        ls[i] = part[i * PART + D + 1];
     }
     __syncthreads();
     if (i < nsplit) {
@@ -366,7 +383,7 @@ __global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, in
     for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float acc = 0.f;
 #pragma unroll 8
-        for (int j = 0; j < nsplit; j++) acc += part[j * (D + 2) + d] * wgt[j];
+        for (int j = 0; j < nsplit; j++) acc += part[j * PART + d] * wgt[j];
         ((T *)a.out)[((size_t)(q0 + m0 + r) * a.H + head) * D + d] = from_f<T>(total > 0.f ? acc / total : 0.f);
     }
 }
@@ -418,7 +435,8 @@ static int choose_splits(const vk_attention_args *a, int *chunk) {
 }
 
 size_t vk_attention_prefill_scratch_bytes(int H, int D) {
-    return sizeof(float) * (size_t)VK_PREFILL_SPLIT_ROWS * H * (D + 2);
+    /* + 256: the partials start on a 256-byte boundary (prefill_scratch_offset) */
+    return sizeof(float) * (size_t)VK_PREFILL_SPLIT_ROWS * H * (D + 8) + 256;
 }
 
 /* Batch-invariant launch: one block per (tile, KV group); the chunks of a row in separate blocks
@@ -426,10 +444,12 @@ size_t vk_attention_prefill_scratch_bytes(int H, int D) {
  * folded inside the block (O's total in shared memory when a row can span several chunks). */
 template <typename T, int D>
 static cudaError_t launch_inv(const vk_attention_args *a, void *scratch, cudaStream_t s) {
+    typedef p2_layout<D> L;
     const int total_rows = a->decode_only ? a->H / a->KVH : P2_BM;
-    const size_t total = (size_t)total_rows * D * sizeof(float), smem = p2_layout<D>::total;
+    const size_t total = (size_t)total_rows * D * sizeof(float), smem = L::total;
+    const size_t most = (size_t)P2_BM * D * sizeof(float) > L::q ? (size_t)P2_BM * D * sizeof(float) : L::q;
     cudaError_t e = cudaFuncSetAttribute(prefill_mma_kernel<T, D, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)(smem + (size_t)P2_BM * D * sizeof(float)));
+                                         (int)(smem + most));
     if (e != cudaSuccess) return e;
     const int max_ctx = a->max_context_len > 0 ? a->max_context_len : 1;
     const int chunks = (max_ctx + VK_INVARIANT_CHUNK - 1) / VK_INVARIANT_CHUNK, blocks = a->num_prefill_tiles * a->KVH;
@@ -438,7 +458,8 @@ static cudaError_t launch_inv(const vk_attention_args *a, void *scratch, cudaStr
     vk_attention_args b = *a;
     b.scratch = scratch;
     const int nsplit = par ? chunks : 1;
-    prefill_mma_kernel<T, D, true, true><<<dim3(blocks, 1, nsplit), P2_THREADS, smem + (chunks > 1 && !par ? total : 0), s>>>(
+    const size_t extra = chunks > 1 && !par && total > L::q ? total : L::q; /* the query rows, or O's folded total */
+    prefill_mma_kernel<T, D, true, true><<<dim3(blocks, 1, nsplit), P2_THREADS, smem + extra, s>>>(
         b, nsplit, par ? VK_INVARIANT_CHUNK : 1 << 30, total_rows);
     if ((e = cudaGetLastError()) != cudaSuccess || !par) return e;
     inv_combine_kernel<T, D><<<blocks * P2_BM, D, 0, s>>>(b, nsplit);
@@ -448,9 +469,9 @@ static cudaError_t launch_inv(const vk_attention_args *a, void *scratch, cudaStr
 template <typename T, int D>
 static cudaError_t launch_p2(const vk_attention_args *a, cudaStream_t s) {
     /* the decode kernel's partials live at the start of scratch; prefill partials after them */
-    void *scratch = (char *)a->scratch + vk_attention_decode_scratch_bytes(a->num_seqs, a->H, D, a->max_context_len);
+    void *scratch = (char *)a->scratch + prefill_scratch_offset(a, D);
     if (a->batch_invariant) return launch_inv<T, D>(a, scratch, s);
-    size_t smem = p2_layout<D>::total;
+    size_t smem = p2_layout<D>::total + p2_layout<D>::q;
     const bool grp = a->group_heads != 0;
     auto kern = grp ? prefill_mma_kernel<T, D, false, true> : prefill_mma_kernel<T, D, false, false>;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);

@@ -34,8 +34,10 @@
  * against 8.10-8.19 ms and decode at 32 sequences 2,976 against 3,002 tok/s: cuBLAS's level, no
  * better, where version 2 lost up to 2x. Against vk_gemv's 2.85 TB/s at n = 1 it still loses ~3 us
  * a product (the split-K combine and the pipeline's start). End to end it is faster at 8 and 16
- * rows (decode +2.3 / +1.5 %, run 73), so the CUDA backend takes it there by default
- * (VESTA_GEMM_STREAM). */
+ * rows (decode +2.3 / +1.5 %, run 73); since every kernel of a layer is chained by programmatic
+ * dependent launch (session 11) also at 24-48 rows (decode +1.5-2.0 %, B4's 32-row step 7.55
+ * against 7.93 ms; level at 64, run 106), so the CUDA backend takes it for 5-48 rows by default
+ * (VESTA_GEMM_STREAM, CUDA_GEMM_STREAM_AUTO_MAX_N). */
 #include <cuda.h>
 
 #include <type_traits>

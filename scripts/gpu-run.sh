@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320 (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -629,6 +629,59 @@ stage_pdlall() {
     done
 }
 
+# A prefill-attention change that must not move any bit, against the previous build
+# (.gpu/base.tar.xz) and that build's outputs (.gpu/ref320b.jsonl: vs_ref320's 320 prompts from
+# it): the attention and pdl tests, kernel_bench's prefill rows of both builds, the 320 prompts
+# compared token by token and byte by byte, then B4, B3 and B1 of both, interleaved, two rounds.
+stage_attnab() {
+    base_unpack || return
+    timeout 200 "$B/bin/test_kernels" attention 2>&1 | tee "$OUT/kernels_attention.log" | tail -1
+    summary+=("kernel tests attention: $(tail -1 "$OUT/kernels_attention.log")")
+    timeout 100 "$B/bin/test_kernels" pdl 2>&1 | tail -1
+    local i v name bin
+    for i in 1 2; do
+        for v in base:/tmp/vesta-base/bin/kernel_bench this:"$B/bin/kernel_bench"; do
+            IFS=: read -r name bin <<<"$v"
+            VESTA_KB_PREFILL=1 timeout 120 "$bin" "$OUT/kb_prefill_${name}_$i.csv" >"$OUT/kb_prefill_${name}_$i.log" 2>&1
+            summary+=("$(grep -h 'prefix-hit-v2 seqs=1 q=32 ctx=4128 per KV group' "$OUT/kb_prefill_${name}_$i.log" |
+                head -1 | sed "s/^/kb $name round $i: /")")
+            summary+=("$(grep -h 'prefill-v2 seqs=1 q=2048 ctx=2048 per KV group longest' "$OUT/kb_prefill_${name}_$i.log" |
+                tail -1 | sed "s/^/kb $name round $i: /")")
+        done
+    done
+    prompts320 "$W/ab_prompts.jsonl"
+    gen320 "$W/ab_prompts.jsonl" "$W/ab_this.jsonl" "$W/ab.log"
+    summary+=("$(python3 bench/gpu/compare_e2e.py --same .gpu/ref320b.jsonl "$W/ab_this.jsonl" \
+        --label '320 prompts, this build vs the previous build' | tee -a "$W/ab.log")")
+    summary+=("  output files: $(cmp -s .gpu/ref320b.jsonl "$W/ab_this.jsonl" && echo byte-identical || echo differ)")
+    local VESTA_BENCH_DUMMY=1
+    for i in 1 2; do
+        for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
+            IFS=: read -r name bin <<<"$v"
+            V=$bin vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0
+            summary+=("B4 $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+            V=$bin vb "b3_${name}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 \
+                --temperature 0
+            summary+=("B3 $name round $i: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+            V=$bin vb "b1_${name}_$i" throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024
+            summary+=("B1 $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+        done
+    done
+}
+
+# The base build (.gpu/base.tar.xz) and this one on the same 320 prompts in one call (one GEMM
+# tuning cache: picks timed on another machine or in another cache give other bits), compared
+# token by token and byte by byte.
+stage_same320() {
+    base_unpack || return
+    prompts320 "$W/same_prompts.jsonl"
+    V=/tmp/vesta-base/bin/vesta gen320 "$W/same_prompts.jsonl" "$W/same_base.jsonl" "$W/same.log"
+    gen320 "$W/same_prompts.jsonl" "$W/same_this.jsonl" "$W/same.log"
+    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/same_base.jsonl" "$W/same_this.jsonl" \
+        --label '320 prompts, this build vs the base build, one call' | tee -a "$W/same.log")")
+    summary+=("  output files: $(cmp -s "$W/same_base.jsonl" "$W/same_this.jsonl" && echo byte-identical || echo differ)")
+}
+
 # vk_gemm_stream version 3 (VESTA_GEMM_STREAM=3: 5-64 rows) against cuBLAS above 16 rows (0), every
 # kernel chained by pdl: B4 (a 32-row step) and decode at 24, 32, 48 and 64 sequences, interleaved
 # over two rounds, then 320 prompts at 64 sequences per step with each by the top-5 rule. Run 105
@@ -1192,6 +1245,8 @@ run)
         rows) stage_rows ;;
         tp1) stage_tp1 ;;
         gemmtests) stage_gemmtests ;;
+        attnab) stage_attnab ;;
+        same320) stage_same320 ;;
         prefill) stage_prefill ;;
         attncheck) stage_attncheck ;;
         kbbaseline) stage_kbbaseline ;;
