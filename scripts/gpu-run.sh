@@ -5,14 +5,14 @@
 #                                       binaries link into .gpu/debs (both git-ignored)
 #   scripts/gpu-run.sh build-portable   the portable path alone (compute_80 PTX) into build-gpu80,
 #                                       packed as .gpu/bins80.tar.xz (stage portable)
-#   scripts/gpu-run.sh build-base DIR   vesta and kernel_bench of another checkout (an earlier
-#                                       commit's worktree) into DIR/build, packed as
-#                                       .gpu/base.tar.xz (stage base)
+#   scripts/gpu-run.sh build-base DIR [TARGET..]  vesta and kernel_bench (or the TARGETs) of another
+#                                       checkout (an earlier commit's worktree) into DIR/build,
+#                                       packed as .gpu/base.tar.xz (stages base, baseab, attnab, serveab)
 #   scripts/gpu-run.sh run STAGE...     on the GPU machine (through the device tool, carrying
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320 (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -682,6 +682,26 @@ stage_same320() {
     summary+=("  output files: $(cmp -s "$W/same_base.jsonl" "$W/same_this.jsonl" && echo byte-identical || echo differ)")
 }
 
+# The HTTP serving path at moderate load, the base build (.gpu/base.tar.xz with vesta,
+# vesta-router and vesta-worker: `build-base DIR vesta vesta-router vesta-worker`) against this
+# one: `vesta serve` + `vesta bench serve` (512 -> 256 tokens, dummy weights) at request rates
+# VESTA_SERVE_RATES ("4 12"; VESTA_SERVE_PROMPTS "120 240"), where decode steps run 5-48
+# sequences, interleaved over two rounds; a table per run.
+stage_serveab() {
+    base_unpack || return
+    local i v name bin
+    for i in 1 2; do
+        for v in base:/tmp/vesta-base/bin this:"$B/bin"; do
+            IFS=: read -r name bin <<<"$v"
+            echo "== serving, round $i: $name =="
+            VESTA_SERVE_RATES=${VESTA_SERVE_RATES:-4 12} VESTA_SERVE_PROMPTS=${VESTA_SERVE_PROMPTS:-120 240} \
+                bench_serve_stage "$bin" "$M8D" "$W/serve_${name}_$i" --backend cuda --load-format dummy |
+                tee "$OUT/serve_${name}_$i.txt"
+            summary+=("serving $name round $i:" "$(grep '^| [0-9]' "$OUT/serve_${name}_$i.txt")")
+        done
+    done
+}
+
 # vk_gemm_stream version 3 (VESTA_GEMM_STREAM=3: 5-64 rows) against cuBLAS above 16 rows (0), every
 # kernel chained by pdl: B4 (a 32-row step) and decode at 24, 32, 48 and 64 sequences, interleaved
 # over two rounds, then 320 prompts at 64 sequences per step with each by the top-5 rule. Run 105
@@ -1202,12 +1222,16 @@ stage_tp2() {
 case "${1:-}" in
 build) shift; build "$B" 90a-real .gpu/bins.tar.xz "$@" ;; # build [TARGET...]: only these packed (a smaller carry)
 build-portable) build "$P80" 80-virtual .gpu/bins80.tar.xz test_kernels test_gemm_stream vesta ;;
-build-base) # build-base DIR: DIR's vesta and kernel_bench (same flags, its own build folder) for stage base
+build-base) # build-base DIR [TARGET...]: DIR's vesta and kernel_bench, or the TARGETs (same flags,
+    # its own build folder) for the stages that compare with it (base, baseab, attnab, serveab)
     [ -d "${2:-}" ] || { echo "build-base DIR: DIR is the checkout to build"; exit 2; }
-    cmake -S "$2" -B "$2/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a-real >/dev/null || exit 1
-    cmake --build "$2/build" -j2 --target vesta kernel_bench || exit 1
-    strip "$2/build/bin/vesta" "$2/build/bin/kernel_bench"
-    tar -C "$2/build" -cf - bin/vesta bin/kernel_bench | xz -T2 -6 -c >.gpu/base.tar.xz
+    dir=$2
+    shift 2
+    targets="${*:-vesta kernel_bench}"
+    cmake -S "$dir" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a-real >/dev/null || exit 1
+    cmake --build "$dir/build" -j2 --target $targets || exit 1
+    for t in $targets; do strip "$dir/build/bin/$t"; done
+    tar -C "$dir/build" -cf - $(for t in $targets; do echo "bin/$t"; done) | xz -T2 -6 -c >.gpu/base.tar.xz
     du -sh .gpu/base.tar.xz
     ;;
 run)
@@ -1247,6 +1271,7 @@ run)
         gemmtests) stage_gemmtests ;;
         attnab) stage_attnab ;;
         same320) stage_same320 ;;
+        serveab) stage_serveab ;;
         prefill) stage_prefill ;;
         attncheck) stage_attncheck ;;
         kbbaseline) stage_kbbaseline ;;
