@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -702,6 +702,33 @@ stage_serveab() {
     done
 }
 
+# Programmatic dependent launch under tensor parallelism (two GPUs): 8 prompts x 32 greedy tokens
+# at TP=1, then at TP=2 with every kernel chained (VESTA_PDL=2) and with the products only (1):
+# TP=2 against TP=1 by the top-5 rule, the two TP=2 runs token for token (the second reads the
+# first's GEMM tuning cache); then single-stream decode at TP=2 with each.
+stage_tp2pdl() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    python3 -c "import json, random; r = random.Random(0); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(16, 300))]})) for i in range(8)]" >"$W/tp_prompts.jsonl"
+    local v name tp pdl
+    for v in tp1:1:2 all:2:2 prod:2:1; do
+        IFS=: read -r name tp pdl <<<"$v"
+        VESTA_PDL=$pdl timeout 240 "$V" generate --backend cuda --model "$M8D" --load-format dummy \
+            --input "$W/tp_prompts.jsonl" --output "$W/tpp_$name.jsonl" --temperature 0 --max-tokens 32 --ignore-eos \
+            --logprobs 5 --no-progress --max-model-len 1024 --tensor-parallel-size "$tp" >>"$W/tp2pdl.log" 2>&1
+        echo "generate $name (TP=$tp, VESTA_PDL=$pdl): rc $?"
+    done
+    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/tpp_tp1.jsonl" "$W/tpp_all.jsonl" \
+        --label 'TP=2 (every kernel pdl) vs TP=1' | tee -a "$W/tp2pdl.log")")
+    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/tpp_prod.jsonl" "$W/tpp_all.jsonl" \
+        --label 'TP=2: every kernel pdl vs the products only' | tee -a "$W/tp2pdl.log")")
+    for v in prod:1 all:2 prod:1 all:2; do
+        IFS=: read -r name pdl <<<"$v"
+        summary+=("TP=2 single stream $name: $(VESTA_PDL=$pdl timeout 200 "$V" bench latency --model "$M8D" \
+            --load-format dummy --input-len 128 --output-len 256 --num-iters 2 --num-iters-warmup 1 --temperature 0 \
+            --tensor-parallel-size 2 2>&1 | grep 'tokens/s decode' | tail -1)")
+    done
+}
+
 # vk_gemm_stream version 3 (VESTA_GEMM_STREAM=3: 5-64 rows) against cuBLAS above 16 rows (0), every
 # kernel chained by pdl: B4 (a 32-row step) and decode at 24, 32, 48 and 64 sequences, interleaved
 # over two rounds, then 320 prompts at 64 sequences per step with each by the top-5 rule. Run 105
@@ -1272,6 +1299,7 @@ run)
         attnab) stage_attnab ;;
         same320) stage_same320 ;;
         serveab) stage_serveab ;;
+        tp2pdl) stage_tp2pdl ;;
         prefill) stage_prefill ;;
         attncheck) stage_attncheck ;;
         kbbaseline) stage_kbbaseline ;;
