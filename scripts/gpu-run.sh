@@ -274,20 +274,27 @@ vs_ref320() {
         --label '320 prompts, this build vs the reference build' | tee -a "$W/$tag.log")")
 }
 
-# ab320 VAR TAG LABEL NAME_A:VALUE_A NAME_B:VALUE_B: the 320 prompts generated with VAR=VALUE_A and
-# with VAR=VALUE_B (into $W/TAG_NAME.jsonl, log $W/TAG.log), compared by the top-5 rule (summary).
-ab320() {
-    local var=$1 tag=$2 label=$3 v name val
+# pair320 RULE VAR TAG LABEL NAME_A:VALUE_A NAME_B:VALUE_B [engine flags]: the 320 prompts generated
+# with VAR=VALUE_A and with VAR=VALUE_B (into $W/TAG_NAME.jsonl, log $W/TAG.log), compared by
+# compare_e2e.py's RULE (--top5: the top-5 rule; --same: token for token, and the files byte for
+# byte) into the summary.
+pair320() {
+    local rule=$1 var=$2 tag=$3 label=$4 a=$5 b=$6 v name val
+    shift 6
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
     prompts320 "$W/${tag}_prompts.jsonl"
-    for v in "$4" "$5"; do
+    for v in "$a" "$b"; do
         IFS=: read -r name val <<<"$v"
-        (export "$var=$val" && gen320 "$W/${tag}_prompts.jsonl" "$W/${tag}_$name.jsonl" "$W/$tag.log")
+        (export "$var=$val" && gen320 "$W/${tag}_prompts.jsonl" "$W/${tag}_$name.jsonl" "$W/$tag.log" "$@")
         echo "generate $name ($var=$val): rc $?"
     done
-    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/${tag}_${4%%:*}.jsonl" "$W/${tag}_${5%%:*}.jsonl" \
-        --label "$label" | tee -a "$W/$tag.log")")
+    local fa="$W/${tag}_${a%%:*}.jsonl" fb="$W/${tag}_${b%%:*}.jsonl"
+    summary+=("$(python3 bench/gpu/compare_e2e.py "$rule" "$fa" "$fb" --label "$label" | tee -a "$W/$tag.log")")
+    [ "$rule" = --same ] && summary+=("  output files (tokens and logprobs): $(cmp -s "$fa" "$fb" && echo byte-identical || echo differ)")
+    return 0
 }
+# ab320 VAR TAG LABEL NAME_A:VALUE_A NAME_B:VALUE_B: pair320 by the top-5 rule at the default batch.
+ab320() { pair320 --top5 "$@"; }
 
 # Start-up GEMM tuning (VESTA_GEMM_TUNE) against cuBLAS's default picks: greedy outputs of 320
 # prompts by the top-5 rule, then B1 and B4 with each, in the same call.
@@ -552,17 +559,8 @@ stage_pdl() {
     timeout 120 "$B/bin/test_kernels" gemv 2>&1 | tail -3
     echo "== gemm bench =="
     timeout 300 "$B/bin/bench_gemm_stream" 2>&1 | tee "$OUT/gemm_pdl_bench.log" | sed -n '/whole step back/,$p'
-    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    prompts320 "$W/pdl_prompts.jsonl"
-    local v name val i
-    for v in pdl:1 nopdl:0; do
-        IFS=: read -r name val <<<"$v"
-        VESTA_PDL=$val gen320 "$W/pdl_prompts.jsonl" "$W/pdl_$name.jsonl" "$W/pdl.log" --max-num-seqs 4
-        echo "generate $name (VESTA_PDL=$val): rc $?"
-    done
-    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/pdl_pdl.jsonl" "$W/pdl_nopdl.jsonl" \
-        --label '320 prompts at 4 seqs, pdl on vs off' | tee -a "$W/pdl.log")")
-    local VESTA_BENCH_DUMMY=1
+    pair320 --same VESTA_PDL pdl '320 prompts at 4 seqs, pdl on vs off' pdl:1 nopdl:0 --max-num-seqs 4
+    local v name val i VESTA_BENCH_DUMMY=1
     for i in 1 2; do
         for v in nopdl:0 pdl:1; do
             IFS=: read -r name val <<<"$v"
@@ -603,19 +601,10 @@ stage_pdlall() {
     summary+=("kernel tests pdl: $(tail -1 "$OUT/kernels_pdl.log")")
     timeout 200 "$B/bin/test_kernels" attention 2>&1 | tee "$OUT/kernels_attention.log" | tail -2
     summary+=("kernel tests attention: $(tail -1 "$OUT/kernels_attention.log")")
-    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    prompts320 "$W/pa_prompts.jsonl"
     local v name val i seqs
     for seqs in 1024 4; do
-        for v in prod:1 all:2; do
-            IFS=: read -r name val <<<"$v"
-            VESTA_PDL=$val gen320 "$W/pa_prompts.jsonl" "$W/pa${seqs}_$name.jsonl" "$W/pa.log" --max-num-seqs "$seqs"
-            echo "generate at $seqs seqs $name (VESTA_PDL=$val): rc $?"
-        done
-        summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/pa${seqs}_prod.jsonl" "$W/pa${seqs}_all.jsonl" \
-            --label "320 prompts at up to $seqs seqs, every kernel pdl vs the products only" | tee -a "$W/pa.log")")
-        summary+=("  output files (tokens and logprobs): $(cmp -s "$W/pa${seqs}_prod.jsonl" "$W/pa${seqs}_all.jsonl" &&
-            echo byte-identical || echo differ)")
+        pair320 --same VESTA_PDL "pa$seqs" "320 prompts at up to $seqs seqs, every kernel pdl vs the products only" \
+            prod:1 all:2 --max-num-seqs "$seqs"
     done
     local VESTA_BENCH_DUMMY=1
     for i in 1 2; do
@@ -749,14 +738,8 @@ stage_rows() {
             done
         done
     done
-    prompts320 "$W/rows_prompts.jsonl"
-    for v in cublas:0 tma:3; do
-        IFS=: read -r name val <<<"$v"
-        VESTA_GEMM_STREAM=$val gen320 "$W/rows_prompts.jsonl" "$W/rows_$name.jsonl" "$W/rows.log" --max-num-seqs 64
-        echo "generate $name (VESTA_GEMM_STREAM=$val): rc $?"
-    done
-    summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/rows_cublas.jsonl" "$W/rows_tma.jsonl" \
-        --label '320 prompts at 64 seqs, version 3 vs cuBLAS above 16 rows' | tee -a "$W/rows.log")")
+    pair320 --top5 VESTA_GEMM_STREAM rows '320 prompts at 64 seqs, version 3 vs cuBLAS above 16 rows' cublas:0 tma:3 \
+        --max-num-seqs 64
 }
 
 # ab_prefill VAR TAG LABEL NAME_A:VALUE_A NAME_B:VALUE_B: a prefill-attention setting against
