@@ -532,6 +532,18 @@ stage_b3prof() {
     b3_weights dummy b3prof_dummy
     sed -n '/b3prof_real/,$p' "$W/bench.log" | grep -v "^cuda: GEMM\\|^Start-up" | tail -60
 }
+# decode_at SEQS PROMPTS TAG [VAR=VALUE...]: PROMPTS requests of 512 -> 128 tokens at --max-num-seqs
+# SEQS (the caller's model choice, VESTA_BENCH_DUMMY), with the environment assignments for this
+# run only; its throughput line into the summary.
+decode_at() {
+    local s=$1 n=$2 tag=$3
+    shift 3
+    (if [ $# -gt 0 ]; then export "$@"; fi
+     vb "d${s}_$tag" throughput --num-prompts "$n" --input-len 512 --output-len 128 --max-model-len 1024 \
+        --max-num-seqs "$s")
+    summary+=("decode at $s seqs $tag: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+}
+
 # Decode at 8 and 16 sequences (64 requests, 512 in -> 128 out) with cuBLAS (VESTA_GEMM_STREAM=0)
 # and with vk_gemm_stream's version 3 (3), interleaved, two rounds.
 stage_smalln() {
@@ -541,9 +553,7 @@ stage_smalln() {
         for s in 8 16; do
             for v in cublas:0 tma:3; do
                 IFS=: read -r name val <<<"$v"
-                VESTA_GEMM_STREAM=$val vb "d${s}_${name}_$i" throughput --num-prompts 64 --input-len 512 \
-                    --output-len 128 --max-model-len 1024 --max-num-seqs "$s"
-                summary+=("decode at $s seqs $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+                decode_at "$s" 64 "${name}_$i" VESTA_GEMM_STREAM="$val"
             done
         done
     done
@@ -584,10 +594,8 @@ small_rows_round() {
     (export "$@" && vb "b4_$tag" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0)
     summary+=("B4 $tag: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
     local s
-    for s in ${VESTA_ROWS_SEQS:-8 32}; do
-        (export "$@" && vb "d${s}_$tag" throughput --num-prompts 64 --input-len 512 --output-len 128 \
-            --max-model-len 1024 --max-num-seqs "$s")
-        summary+=("decode at $s seqs $tag: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+    for s in 8 32; do
+        decode_at "$s" 64 "$tag" "$@"
     done
 }
 
@@ -732,9 +740,7 @@ stage_rows() {
                 --temperature 0
             summary+=("B4 $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
             for s in 24 32 48 64; do
-                VESTA_GEMM_STREAM=$val vb "d${s}_${name}_$i" throughput --num-prompts 128 --input-len 512 \
-                    --output-len 128 --max-model-len 1024 --max-num-seqs "$s"
-                summary+=("decode at $s seqs $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+                decode_at "$s" 128 "${name}_$i" VESTA_GEMM_STREAM="$val"
             done
         done
     done
