@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -699,6 +699,22 @@ stage_serveab() {
     done
 }
 
+# The HTTP serving path at 12 requests/s (240 prompts, 512 -> 256) with this build under
+# VESTA_SERVE_ENVS (space-separated, each NAME=VALUE[,NAME=VALUE]; default: VESTA_PDL=1, VESTA_PDL=2
+# and VESTA_GEMM_STREAM=0), interleaved over two rounds: which setting moves the TPOT tail.
+stage_serveenv() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local i e
+    for i in 1 2; do
+        for e in ${VESTA_SERVE_ENVS:-VESTA_PDL=1 VESTA_PDL=2 VESTA_GEMM_STREAM=0}; do
+            (export ${e//,/ } && VESTA_SERVE_RATES=12 VESTA_SERVE_PROMPTS=240 \
+                bench_serve_stage "$B/bin" "$M8D" "$W/serve_${e//[=,]/_}_$i" --backend cuda --load-format dummy) |
+                tee "$OUT/serve_${e//[=,]/_}_$i.txt"
+            summary+=("serving $e round $i: $(grep '^| 12' "$OUT/serve_${e//[=,]/_}_$i.txt")")
+        done
+    done
+}
+
 # Programmatic dependent launch under tensor parallelism (two GPUs): 8 prompts x 32 greedy tokens
 # at TP=1, then at TP=2 with every kernel chained (VESTA_PDL=2) and with the products only (1):
 # TP=2 against TP=1 by the top-5 rule, the two TP=2 runs token for token (the second reads the
@@ -1289,6 +1305,7 @@ run)
         same320) stage_same320 ;;
         serveab) stage_serveab ;;
         tp2pdl) stage_tp2pdl ;;
+        serveenv) stage_serveenv ;;
         prefill) stage_prefill ;;
         attncheck) stage_attncheck ;;
         kbbaseline) stage_kbbaseline ;;
