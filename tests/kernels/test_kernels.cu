@@ -1039,8 +1039,8 @@ static void test_tiles()
 /* Programmatic dependent launch: a layer's chain SiLU -> RoPE + KV write -> attention (a decode
  * row, a prefix hit over a split key range, a fresh prompt) -> add + RMSNorm, each kernel reading
  * the previous one's output, run K times back to back with pdl and plainly, eager and from a
- * graph: every output bit-identical (each kernel waits
- * for its predecessor before it reads; a kernel that did not would race here). */
+ * graph: every output bit-identical (each kernel waits for its predecessor before it reads; a
+ * kernel that did not would race here). */
 static void test_pdl_chain(vk_dtype dt)
 {
     if (!vk_pdl_supported()) {
