@@ -200,10 +200,12 @@ extern "C" int vk_prefill_tiles_max(int num_tokens, int num_seqs) {
 }
 
 extern "C" int vk_prefill_tile_tokens(int mode, int H, int KVH) {
-    if (mode == VK_TILES_HEAD) return PF_BM;
-    if (mode != VK_TILES_INVARIANT && mode != VK_TILES_GROUP) return -1;
+    const int wide = (mode & VK_TILES_WIDE) ? 2 : 1; /* grouped default-mode tiles only */
+    mode &= ~VK_TILES_WIDE;
+    if (mode == VK_TILES_HEAD) return wide == 1 ? PF_BM : -1;
+    if (mode != VK_TILES_GROUP && (mode != VK_TILES_INVARIANT || wide == 2)) return -1;
     if (KVH <= 0 || H % KVH || H / KVH > VK_PREFILL_MAX_GROUP) return -1;
-    return PF_BM / (H / KVH);
+    return wide * PF_BM / (H / KVH);
 }
 
 /* Longest first: later query rows see more keys (causal), so their tiles take longer; blocks are
@@ -223,7 +225,7 @@ extern "C" int vk_prefill_tiles_build(const int32_t *query_start, const int32_t 
     const bool longest_first = (mode & VK_TILES_LONGEST_FIRST) != 0;
     mode &= ~VK_TILES_LONGEST_FIRST;
     const int tt = vk_prefill_tile_tokens(mode, H, KVH);
-    const bool batch_invariant = mode == VK_TILES_INVARIANT;
+    const bool batch_invariant = (mode & ~VK_TILES_WIDE) == VK_TILES_INVARIANT;
     if (tt <= 0) return -1;
     int n = 0;
     for (int i = 0; i < num_seqs; i++) {

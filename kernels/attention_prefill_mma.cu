@@ -11,23 +11,33 @@
  * When the grid would not fill the GPU (a few query rows over a long cached context: prefix-cache
  * hits, chunked prefill of a long prompt) the key range is split across blocks; partial results go
  * to scratch and vk_attention merges them (split-K).
+ * Wide tiles (vk_attention_args.wide_tiles, picked by vk_prefill_wide for such steps): a block of
+ * 8 warps takes the 128 rows of a KV group's wide tile, so each K/V tile is read once for all of
+ * them, with one block per SM and a ring of P2W_STAGES tiles, so that a split's keys are all in
+ * flight at once instead of one tile at a time (the 64-row blocks were latency-bound there: 0.3
+ * eligible warps per scheduler, run 57). Their blocks request the tiles of keys that earlier steps
+ * wrote (positions before the sequence's first query) before the wait for the previous kernel.
  * Version 1 (attention_prefill.cu, WMMA with the S and P tiles in shared memory) is kept as the
  * reference alternative: the kernel tests run both. */
 #include "attention_mma.cuh"
 
 using namespace vk;
 
-#define P2_THREADS 128
 #define P2_BM VK_PREFILL_TILE_M
 #define P2_BN 64
 /* key splits at most (the partials' scratch: VK_PREFILL_SPLIT_ROWS rows of at least one tile) */
 #define P2_MAX_SPLITS (VK_PREFILL_SPLIT_ROWS / VK_PREFILL_TILE_M)
+/* wide tiles: warps per block and key tiles in flight (5: 209 KB of shared memory at D = 128) */
+#define P2W_WARPS 8
+#define P2W_STAGES 5
 
-template <int D> struct p2_layout {
+/* NW warps of 16 query rows each, S key tiles in the ring */
+template <int D, int NW = 4, int S = 2> struct p2_layout {
     static constexpr int LD = D + 8; /* padded rows: conflict-free fragment loads */
+    static constexpr int BM = 16 * NW, THREADS = 32 * NW;
     static constexpr size_t tile = (size_t)P2_BN * LD * 2;
-    static constexpr size_t total = 4 * tile; /* K and V, two buffers each */
-    static constexpr size_t q = (size_t)P2_BM * LD * 2; /* the block's query rows, after the K/V buffers */
+    static constexpr size_t total = 2 * S * tile; /* K and V, S stages each */
+    static constexpr size_t q = (size_t)BM * LD * 2; /* the block's query rows, after the K/V buffers */
     /* a default-mode partial (O, max, sum) every PART floats: 32-byte aligned rows, so a quad's
      * 8-byte stores fill whole sectors (with D + 2 half the sectors were written twice, run 57) */
     static constexpr int PART = D + 8;
@@ -60,12 +70,15 @@ __device__ __forceinline__ float inv_fold(int mode, float t, float c, float fa, 
 }
 __device__ __forceinline__ float inv_normalize(float o, float l) { return l > 0.f ? __fdiv_rn(o, l) : 0.f; }
 
-template <typename T, int D, bool INV, bool GRP>
-__global__ void __launch_bounds__(P2_THREADS)
+/* NW warps (BM = 16 NW rows a block), a ring of S key tiles: 4 and 2, or the wide tiles' 8 and 5 */
+template <typename T, int D, bool INV, bool GRP, int NW = 4, int S = 2>
+__global__ void __launch_bounds__(NW * 32)
 prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_rows) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
-    pdl_wait_previous(); /* q and the new keys are the RoPE kernel's */
-    typedef p2_layout<D> L;
+    /* the 64-row blocks wait here; the ring (wide tiles) after requesting the cached keys */
+    if constexpr (S == 2) pdl_wait_previous(); /* q and the new keys are the RoPE kernel's */
+    typedef p2_layout<D, NW, S> L;
+    constexpr int BM = L::BM, THREADS = L::THREADS;
     extern __shared__ __align__(128) unsigned char smem[];
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
     /* Row r of the block is query token m0 + r / G of the tile's sequence, head head0 + r % G.
@@ -79,7 +92,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
     const int seq = a.prefill_tiles[tile * 2], m0 = a.prefill_tiles[tile * 2 + 1];
     const int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
     const int ctx = a.context_lens[seq], pos0 = ctx - qlen;
-    const int ntq = min(P2_BM / G, qlen - m0); /* query tokens of this tile */
+    const int ntq = min(BM / G, qlen - m0); /* query tokens of this tile */
     const int rows = ntq * G;
     const int kv_end = min(ctx, pos0 + m0 + ntq);
     /* this thread's two rows (16w + g and + 8): token offset in the tile and head */
@@ -131,52 +144,110 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
 
     const int32_t *bt = a.block_tables + (size_t)seq * a.max_blocks_per_seq;
     const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
-    constexpr int DV = D / 8, VEC = P2_BN * DV / P2_THREADS;
+    constexpr int DV = D / 8, VEC = P2_BN * DV / THREADS;
     /* a power-of-two block size (the usual 16) divides by a shift: the gathers are a large share of
      * the instructions when a block's rows are few */
     const int bsz = a.block_size, bsh = (bsz & (bsz - 1)) == 0 ? __ffs(bsz) - 1 : -1;
     auto load_tile = [&](int buf, int n0) {
         T *sk = (T *)(smem + (size_t)buf * 2 * L::tile), *sv = (T *)(smem + (size_t)buf * 2 * L::tile + L::tile);
+        if constexpr (S == 2) {
 #pragma unroll
-        for (int i = 0; i < VEC; i++) {
-            int idx = tid + i * P2_THREADS, r = idx / DV, c = (idx % DV) * 8, tk = n0 + r;
-            bool ok = tk < kv_hi;
-            const int blk = bsh >= 0 ? tk >> bsh : tk / bsz, slot = tk - blk * bsz;
-            size_t off = ok ? (((size_t)bt[blk] * bsz + slot) * a.KVH + kvh) * D + c : 0;
-            mma_cp16(sk + r * L::LD + c, kc + off, ok ? 16 : 0);
-            mma_cp16(sv + r * L::LD + c, vc + off, ok ? 16 : 0);
+            for (int i = 0; i < VEC; i++) {
+                int idx = tid + i * THREADS, r = idx / DV, c = (idx % DV) * 8, tk = n0 + r;
+                bool ok = tk < kv_hi;
+                const int blk = bsh >= 0 ? tk >> bsh : tk / bsz, slot = tk - blk * bsz;
+                size_t off = ok ? (((size_t)bt[blk] * bsz + slot) * a.KVH + kvh) * D + c : 0;
+                mma_cp16(sk + r * L::LD + c, kc + off, ok ? 16 : 0);
+                mma_cp16(sv + r * L::LD + c, vc + off, ok ? 16 : 0);
+            }
+        } else {
+            /* the ring's tiles: the block numbers of a tile's rows all read first, in flight
+             * together (each copy's "memory" clobber would otherwise hold the next read back until
+             * the copy before it was issued); the 64-row blocks keep the code above: this form
+             * made them 5-10 % slower on long prompts (runs 117-121) */
+            constexpr int RS = THREADS / DV;
+            static_assert(THREADS % DV == 0, "a thread's rows of a tile are RS apart");
+            const int r0 = tid / DV, col = (tid % DV) * 8;
+            int32_t pb[VEC], sl[VEC];
+#pragma unroll
+            for (int i = 0; i < VEC; i++) {
+                const int tk = n0 + r0 + i * RS;
+                const int blk = bsh >= 0 ? tk >> bsh : tk / bsz;
+                sl[i] = tk < kv_hi ? tk - blk * bsz : -1;
+                pb[i] = tk < kv_hi ? bt[blk] : 0;
+            }
+#pragma unroll
+            for (int i = 0; i < VEC; i++) {
+                const bool ok = sl[i] >= 0;
+                const size_t off = ok ? (((size_t)pb[i] * bsz + sl[i]) * a.KVH + kvh) * D + col : 0;
+                mma_cp16(sk + (r0 + i * RS) * L::LD + col, kc + off, ok ? 16 : 0);
+                mma_cp16(sv + (r0 + i * RS) * L::LD + col, vc + off, ok ? 16 : 0);
+            }
         }
     };
 
     T *sq = (T *)(smem + L::total);
-    {
-        const T *q = (const T *)a.q;
+    const T *q = (const T *)a.q;
+    if constexpr (S == 2) {
+        /* the query rows by 16-byte copies of whole rows with the first tile (4-byte fragment loads
+         * from global memory used half of each sector, run 57) */
 #pragma unroll
-        for (int i = 0; i < P2_BM * DV / P2_THREADS; i++) {
-            const int idx = tid + i * P2_THREADS, r = idx / DV, c = (idx % DV) * 8;
+        for (int i = 0; i < BM * DV / THREADS; i++) {
+            const int idx = tid + i * THREADS, r = idx / DV, c = (idx % DV) * 8;
             const bool ok = r < rows;
             const T *src = ok ? q + (size_t)(q0 + m0 + r / G) * a.q_stride + (head0 + r % G) * D + c : q;
             mma_cp16(sq + r * L::LD + c, src, ok ? 16 : 0);
         }
+        mma_commit();
+        if (kv_lo < kv_hi) load_tile(0, kv_lo);
+        mma_commit();
+        mma_wait<1>(); /* the query rows (the first tile may still be on its way) */
+    } else {
+        /* The ring's first S - 1 tiles, a commit group each (empty past the range). Keys before
+         * the first query (pos0) were written by earlier steps, which the host waited for, and
+         * the block table, lengths and tiles by the step's uploads, which the step's first kernel
+         * (an ordinary launch) followed: their tiles are requested before the wait. */
+        int j = 0;
+        for (; j < S - 1 && kv_lo + (j + 1) * P2_BN <= pos0; j++) {
+            if (kv_lo + j * P2_BN < kv_hi) load_tile(j, kv_lo + j * P2_BN);
+            mma_commit();
+        }
+        pdl_wait_previous(); /* q and the new keys are the RoPE kernel's */
+        for (; j < S - 1; j++) {
+            if (kv_lo + j * P2_BN < kv_hi) load_tile(j, kv_lo + j * P2_BN);
+            mma_commit();
+        }
+        /* the query rows: 16-byte loads, all before any store (a store may alias a later load
+         * for the compiler, which then waits out each load in turn) */
+        constexpr int QV = BM * DV / THREADS;
+        uint4 v[QV];
+#pragma unroll
+        for (int i = 0; i < QV; i++) {
+            const int idx = tid + i * THREADS, r = idx / DV, c = (idx % DV) * 8;
+            v[i] = r < rows ? *(const uint4 *)(q + (size_t)(q0 + m0 + r / G) * a.q_stride + (head0 + r % G) * D + c)
+                            : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int i = 0; i < QV; i++) {
+            const int idx = tid + i * THREADS;
+            *(uint4 *)(sq + (idx / DV) * L::LD + (idx % DV) * 8) = v[i];
+        }
     }
-    mma_commit();
-    int buf = 0;
-    if (kv_lo < kv_hi) load_tile(0, kv_lo);
-    mma_commit();
-    mma_wait<1>(); /* the query rows (the first tile may still be on its way) */
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) /* A fragments: matrices (rows +0..7 | +8..15) x (k +0..7 | +8..15) */
         mma_ldsm_x4(qa[kk], sq + (16 * w + ((lane >> 3) & 1) * 8 + (lane & 7)) * L::LD + kk * 16 + (lane >> 4) * 8);
+    int buf = 0; /* the stage of key tile n0; the tile S - 1 ahead loads into the stage read last */
     for (int n0 = kv_lo; n0 < kv_hi; n0 += P2_BN) {
-        if (n0 + P2_BN < kv_hi) load_tile(buf ^ 1, n0 + P2_BN);
+        if (n0 + (S - 1) * P2_BN < kv_hi) load_tile(S == 2 ? buf ^ 1 : (buf + S - 1) % S, n0 + (S - 1) * P2_BN);
         mma_commit();
-        mma_wait<1>();
+        mma_wait<S - 1>();
         __syncthreads();
         const T *sk = (const T *)(smem + (size_t)buf * 2 * L::tile), *sv = (const T *)(smem + (size_t)buf * 2 * L::tile + L::tile);
+        const int next = S == 2 ? buf ^ 1 : (buf + 1) % S;
         if (16 * w >= rows) { /* no query rows in this warp (a short last tile, a decode row): it only loads */
             __syncthreads();
-            buf ^= 1;
+            buf = next;
             continue;
         }
         if (INV && n0 > kv_lo && n0 % VK_INVARIANT_CHUNK == 0) { /* a chunk ends: into the total */
@@ -271,7 +342,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
             }
         }
         __syncthreads(); /* everyone is done with this buffer before it is refilled */
-        buf ^= 1;
+        buf = next;
     }
 
     if (INV) {
@@ -297,7 +368,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
                     *(uint32_t *)(out + i * 8 + 2 * t4) = mma_pack2<T>(inv_normalize(x0, l), inv_normalize(x1, l));
                 }
             } else { /* this chunk's state, raw (log2-domain max), for inv_combine_kernel */
-                float *part = (float *)a.scratch + (((size_t)blockIdx.x * P2_BM + r) * nsplit + split) * (D + 2);
+                float *part = (float *)a.scratch + (((size_t)blockIdx.x * BM + r) * nsplit + split) * (D + 2);
 #pragma unroll
                 for (int i = 0; i < D / 8; i++) {
                     part[i * 8 + 2 * t4] = o[i][2 * h];
@@ -329,7 +400,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
             } else {
                 /* partials in the decode combine's format: unnormalized O, max (natural log), sum;
                  * indexed by (tile, token in the tile, head) */
-                float *part = (float *)a.scratch + (((size_t)tile * P2_BM + rt[h]) * a.H + rh[h]) * (size_t)nsplit * L::PART +
+                float *part = (float *)a.scratch + (((size_t)tile * BM + rt[h]) * a.H + rh[h]) * (size_t)nsplit * L::PART +
                               (size_t)split * L::PART;
 #pragma unroll
                 for (int i = 0; i < D / 8; i++) {
@@ -346,11 +417,12 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
 }
 
 /* Merges the key splits of one (query token, head): a block per pair that has a token (grid x:
- * tile x tile_tokens), a thread per element. The splits' maxima, sums and weights go through
- * shared memory once; then each thread reads its element of every split, loads issued several at
- * a time (no branch between them: an empty split has O = 0, l = 0 and weight 0, which adds 0). */
+ * tile x tile_tokens; a tile's partials every bm rows), a thread per element. The splits'
+ * maxima, sums and weights go through shared memory once; then each thread reads its element of
+ * every split, loads issued several at a time (no branch between them: an empty split has O = 0,
+ * l = 0 and weight 0, which adds 0). */
 template <typename T, int D>
-__global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, int tile_tokens) {
+__global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, int tile_tokens, int bm) {
     static_assert(P2_MAX_SPLITS <= D, "a thread per split (the block has D threads)");
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
     pdl_wait_previous();    /* the partials are the attention kernel's */
@@ -361,7 +433,7 @@ __global__ void prefill_combine_kernel(const vk_attention_args a, int nsplit, in
     const int q0 = a.query_start[seq], qlen = a.query_start[seq + 1] - q0;
     if (m0 + r >= qlen) return;
     constexpr int PART = p2_layout<D>::PART;
-    const float *part = (const float *)a.scratch + (((size_t)tile * P2_BM + r) * a.H + head) * (size_t)nsplit * PART;
+    const float *part = (const float *)a.scratch + (((size_t)tile * bm + r) * a.H + head) * (size_t)nsplit * PART;
     const int i = threadIdx.x;
     if (i < nsplit) {
         mx[i] = part[i * PART + D];
@@ -434,6 +506,44 @@ static int choose_splits(const vk_attention_args *a, int *chunk) {
     return nsplit;
 }
 
+/* Wide tiles, one block per SM: the splits of every (tile, KV group) in one wave (a second wave
+ * of whole blocks would cost a whole block's time), each split whole 64-key tiles. */
+static int choose_splits_wide(const vk_attention_args *a, int bm, int *chunk) {
+    const int blocks = a->num_prefill_tiles * a->KVH;
+    const int ktiles = ((a->max_context_len > 0 ? a->max_context_len : 1) + P2_BN - 1) / P2_BN;
+    int nsplit = blocks < vk_sm_count() ? vk_sm_count() / blocks : 1;
+    if (nsplit > ktiles) nsplit = ktiles;
+    if (nsplit > P2_MAX_SPLITS) nsplit = P2_MAX_SPLITS;
+    const int rows_cap = VK_PREFILL_SPLIT_ROWS / (a->num_prefill_tiles * bm); /* the partials' scratch */
+    if (nsplit > rows_cap) nsplit = rows_cap > 1 ? rows_cap : 1;
+    const int per = (ktiles + nsplit - 1) / nsplit;
+    *chunk = per * P2_BN;
+    return (ktiles + per - 1) / per;
+}
+
+extern "C" int vk_prefill_wide_supported(int D) {
+    if (D != 64 && D != 128) return 0;
+    int dev = 0, major = 0, optin = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+        return 0;
+    const size_t need = D == 128 ? p2_layout<128, P2W_WARPS, P2W_STAGES>::total + p2_layout<128, P2W_WARPS, P2W_STAGES>::q
+                                 : p2_layout<64, P2W_WARPS, P2W_STAGES>::total + p2_layout<64, P2W_WARPS, P2W_STAGES>::q;
+    return major >= 8 && (size_t)optin >= need;
+}
+
+extern "C" int vk_prefill_wide(const int32_t *query_start, int num_seqs, int H, int KVH, int max_context_len) {
+    const int tt = vk_prefill_tile_tokens(VK_TILES_GROUP | VK_TILES_WIDE, H, KVH);
+    if (tt <= 0 || max_context_len < 8 * P2_BN) return 0;
+    long tiles = 0;
+    for (int i = 0; i < num_seqs; i++) {
+        const int len = query_start[i + 1] - query_start[i];
+        if (len > 1) tiles += (len + tt - 1) / tt;
+    }
+    return tiles > 0 && tiles * KVH * 2 <= vk_sm_count();
+}
+
 size_t vk_attention_prefill_scratch_bytes(int H, int D) {
     /* + 256: the partials start on a 256-byte boundary (prefill_scratch_offset) */
     return sizeof(float) * (size_t)VK_PREFILL_SPLIT_ROWS * H * (D + 8) + 256;
@@ -459,11 +569,32 @@ static cudaError_t launch_inv(const vk_attention_args *a, void *scratch, cudaStr
     b.scratch = scratch;
     const int nsplit = par ? chunks : 1;
     const size_t extra = chunks > 1 && !par && total > L::q ? total : L::q; /* the query rows, or O's folded total */
-    prefill_mma_kernel<T, D, true, true><<<dim3(blocks, 1, nsplit), P2_THREADS, smem + extra, s>>>(
+    prefill_mma_kernel<T, D, true, true><<<dim3(blocks, 1, nsplit), L::THREADS, smem + extra, s>>>(
         b, nsplit, par ? VK_INVARIANT_CHUNK : 1 << 30, total_rows);
     if ((e = cudaGetLastError()) != cudaSuccess || !par) return e;
     inv_combine_kernel<T, D><<<blocks * P2_BM, D, 0, s>>>(b, nsplit);
     return cudaGetLastError();
+}
+
+/* The default mode's launch: NW warps, a ring of S tiles; the splits' partials merged by
+ * prefill_combine_kernel. */
+template <typename T, int D, bool GRP, int NW, int S>
+static cudaError_t launch_split(const vk_attention_args *a, void *scratch, int nsplit, int chunk, cudaStream_t s) {
+    typedef p2_layout<D, NW, S> L;
+    auto kern = prefill_mma_kernel<T, D, false, GRP, NW, S>;
+    const size_t smem = L::total + L::q;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    vk_attention_args b = *a;
+    b.scratch = scratch;
+    const dim3 grid = GRP ? dim3(a->num_prefill_tiles * a->KVH, 1, nsplit) : dim3(a->num_prefill_tiles, a->H, nsplit);
+    if ((e = launch_pdl(kern, grid, dim3(L::THREADS), smem, s, a->pdl != 0, b, nsplit, chunk, (int)L::BM)) !=
+            cudaSuccess ||
+        nsplit == 1)
+        return e;
+    const int tt = GRP ? L::BM / (a->H / a->KVH) : L::BM;
+    return launch_pdl(prefill_combine_kernel<T, D>, dim3(a->num_prefill_tiles * tt, a->H), dim3(D), 0, s, a->pdl != 0, b,
+                      nsplit, tt, L::BM);
 }
 
 template <typename T, int D>
@@ -471,28 +602,21 @@ static cudaError_t launch_p2(const vk_attention_args *a, cudaStream_t s) {
     /* the decode kernel's partials live at the start of scratch; prefill partials after them */
     void *scratch = (char *)a->scratch + prefill_scratch_offset(a, D);
     if (a->batch_invariant) return launch_inv<T, D>(a, scratch, s);
-    size_t smem = p2_layout<D>::total + p2_layout<D>::q;
-    const bool grp = a->group_heads != 0;
-    auto kern = grp ? prefill_mma_kernel<T, D, false, true> : prefill_mma_kernel<T, D, false, false>;
-    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e != cudaSuccess) return e;
-    int chunk, nsplit = choose_splits(a, &chunk);
-    vk_attention_args b = *a;
-    b.scratch = scratch;
-    const dim3 grid = grp ? dim3(a->num_prefill_tiles * a->KVH, 1, nsplit) : dim3(a->num_prefill_tiles, a->H, nsplit);
-    if ((e = launch_pdl(kern, grid, dim3(P2_THREADS), smem, s, a->pdl != 0, b, nsplit, chunk, (int)P2_BM)) !=
-            cudaSuccess ||
-        nsplit == 1)
-        return e;
-    const int tt = grp ? P2_BM / (a->H / a->KVH) : P2_BM;
-    return launch_pdl(prefill_combine_kernel<T, D>, dim3(a->num_prefill_tiles * tt, a->H), dim3(D), 0, s, a->pdl != 0, b,
-                      nsplit, tt);
+    int chunk, nsplit;
+    if (a->wide_tiles) {
+        nsplit = choose_splits_wide(a, 16 * P2W_WARPS, &chunk);
+        return launch_split<T, D, true, P2W_WARPS, P2W_STAGES>(a, scratch, nsplit, chunk, s);
+    }
+    nsplit = choose_splits(a, &chunk);
+    return a->group_heads ? launch_split<T, D, true, 4, 2>(a, scratch, nsplit, chunk, s)
+                          : launch_split<T, D, false, 4, 2>(a, scratch, nsplit, chunk, s);
 }
 
 cudaError_t vk_attention_prefill_v2(const vk_attention_args *a, cudaStream_t s) {
     if (a->num_prefill_tiles <= 0) return cudaSuccess;
     if (a->H % a->KVH || ((a->batch_invariant || a->group_heads) && a->H / a->KVH > VK_PREFILL_MAX_GROUP))
         return cudaErrorInvalidValue;
+    if (a->wide_tiles && (!a->group_heads || a->batch_invariant)) return cudaErrorInvalidValue;
     if (a->D == 128) VK_DISPATCH(a->dt, return (launch_p2<T, 128>(a, s)));
     if (a->D == 64) VK_DISPATCH(a->dt, return (launch_p2<T, 64>(a, s)));
     return cudaErrorInvalidValue;

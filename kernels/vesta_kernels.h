@@ -154,6 +154,12 @@ typedef struct vk_attention_args {
      * tokens (K and V read once per group, no padded rows for short queries); the tile list must be
      * built with VK_TILES_GROUP. 0: a block takes one head for VK_PREFILL_TILE_M tokens. */
     int group_heads;
+    /* the tile list was built with VK_TILES_GROUP | VK_TILES_WIDE (group_heads set, not
+     * batch_invariant; else cudaErrorInvalidValue): a block of 8 warps takes a wide tile, one
+     * block per SM, several key tiles in flight. vk_prefill_wide says when (few query rows over
+     * long contexts: prefix-cache hits, a long prompt's later chunks) and vk_prefill_wide_supported
+     * where (its shared memory). */
+    int wide_tiles;
     /* launch the production kernels (decode versions 5 and 7, prefill version 2, their combines)
      * as programmatic dependents (see vk_pdl_supported); other versions launch plainly */
     int pdl;
@@ -174,6 +180,8 @@ enum { VK_TILES_HEAD = 0, VK_TILES_INVARIANT = 1, VK_TILES_GROUP = 2 };
  * context_lens; every sequence when context_lens is NULL), sequences still in order; the results
  * do not change, only the order in which the GPU takes the blocks. */
 #define VK_TILES_LONGEST_FIRST 0x100
+/* OR-ed into VK_TILES_GROUP: wide tiles, twice the tokens (vk_attention_args.wide_tiles) */
+#define VK_TILES_WIDE 0x200
 /* Host: fills tiles (capacity cap pairs) of vk_prefill_tile_tokens query tokens each for the
  * sequences with query_len > 1 (VK_TILES_INVARIANT: >= 1); returns the count, or -1 if cap is too
  * small or the shape has no grouped tiling. vk_prefill_tiles_max: a cap that always suffices for
@@ -182,9 +190,16 @@ int vk_prefill_tiles_build(const int32_t *query_start, const int32_t *context_le
                            int KVH, int32_t *tiles, int cap);
 int vk_prefill_tiles_max(int num_tokens, int num_seqs);
 /* Query tokens per tile: VK_PREFILL_TILE_M; grouped modes: VK_PREFILL_TILE_M / (H / KVH), the
- * rows of a tile being (token, head) pairs of one KV group; -1 for groups above
- * VK_PREFILL_MAX_GROUP. */
+ * rows of a tile being (token, head) pairs of one KV group, twice that with VK_TILES_WIDE
+ * (VK_TILES_GROUP only); -1 for groups above VK_PREFILL_MAX_GROUP and other modes. */
 int vk_prefill_tile_tokens(int mode, int H, int KVH);
+/* Host: whether the current GPU runs wide prefill tiles for head size D (64 or 128): their
+ * blocks' shared memory (209 KB at D = 128) and mma.sync (sm_80 and later). */
+int vk_prefill_wide_supported(int D);
+/* Host: whether a default-mode grouped step (query_start: host memory) should take wide tiles:
+ * its wide tiles x KV heads leave at least two key splits for every SM's one block, over a
+ * context of at least 512 keys. A pure function of its arguments and the GPU. */
+int vk_prefill_wide(const int32_t *query_start, int num_seqs, int H, int KVH, int max_context_len);
 cudaError_t vk_attention(const vk_attention_args *a, cudaStream_t s);
 /* The same with a chosen prefill kernel: 2 = mma.sync flash kernel with split-K (production,
  * what vk_attention runs), 1 = the first WMMA version (kept for comparison in tests/benches). */

@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -635,23 +635,33 @@ stage_attnab() {
     timeout 200 "$B/bin/test_kernels" attention 2>&1 | tee "$OUT/kernels_attention.log" | tail -1
     summary+=("kernel tests attention: $(tail -1 "$OUT/kernels_attention.log")")
     timeout 100 "$B/bin/test_kernels" pdl 2>&1 | tail -1
+    ab_kb_prefill
+    prompts320 "$W/ab_prompts.jsonl"
+    gen320 "$W/ab_prompts.jsonl" "$W/ab_this.jsonl" "$W/ab.log"
+    summary+=("$(python3 bench/gpu/compare_e2e.py --same .gpu/ref320b.jsonl "$W/ab_this.jsonl" \
+        --label '320 prompts, this build vs the previous build' | tee -a "$W/ab.log")")
+    summary+=("  output files: $(cmp -s .gpu/ref320b.jsonl "$W/ab_this.jsonl" && echo byte-identical || echo differ)")
+    ab_b4_b3_b1
+}
+
+# kernel_bench's prefill rows of the base build (/tmp/vesta-base) and this one, interleaved, two
+# rounds; B4's and B3's attention rows into the summary.
+ab_kb_prefill() {
     local i v name bin
     for i in 1 2; do
         for v in base:/tmp/vesta-base/bin/kernel_bench this:"$B/bin/kernel_bench"; do
             IFS=: read -r name bin <<<"$v"
-            VESTA_KB_PREFILL=1 timeout 120 "$bin" "$OUT/kb_prefill_${name}_$i.csv" >"$OUT/kb_prefill_${name}_$i.log" 2>&1
+            VESTA_KB_PREFILL=1 timeout 200 "$bin" "$OUT/kb_prefill_${name}_$i.csv" >"$OUT/kb_prefill_${name}_$i.log" 2>&1
             summary+=("$(grep -h 'prefix-hit-v2 seqs=1 q=32 ctx=4128 per KV group' "$OUT/kb_prefill_${name}_$i.log" |
                 head -1 | sed "s/^/kb $name round $i: /")")
             summary+=("$(grep -h 'prefill-v2 seqs=1 q=2048 ctx=2048 per KV group longest' "$OUT/kb_prefill_${name}_$i.log" |
                 tail -1 | sed "s/^/kb $name round $i: /")")
         done
     done
-    prompts320 "$W/ab_prompts.jsonl"
-    gen320 "$W/ab_prompts.jsonl" "$W/ab_this.jsonl" "$W/ab.log"
-    summary+=("$(python3 bench/gpu/compare_e2e.py --same .gpu/ref320b.jsonl "$W/ab_this.jsonl" \
-        --label '320 prompts, this build vs the previous build' | tee -a "$W/ab.log")")
-    summary+=("  output files: $(cmp -s .gpu/ref320b.jsonl "$W/ab_this.jsonl" && echo byte-identical || echo differ)")
-    local VESTA_BENCH_DUMMY=1
+}
+# B4, B3 and B1 of the base build and this one (dummy weights), interleaved, two rounds.
+ab_b4_b3_b1() {
+    local VESTA_BENCH_DUMMY=1 i v name bin
     for i in 1 2; do
         for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
             IFS=: read -r name bin <<<"$v"
@@ -664,6 +674,75 @@ stage_attnab() {
             summary+=("B1 $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
         done
     done
+}
+
+# Wide prefill tiles (VESTA_PREFILL_WIDE): the kernel tests (attention with wide tiles against the
+# CPU reference and with pdl, the pdl chains with both tilings, the tile lists), the greedy tokens
+# of 12 prompts sharing a 4,096-token document (one at a time: 32-token prefix-cache hits) with
+# wide tiles against without them and against no prefix caching, by the top-5 rule, then B4 with
+# and without them, interleaved, two rounds.
+docprompts() { python3 -c "import json, random; r = random.Random(2); d = [r.randrange(128000) for _ in range(4096)]; [print(json.dumps({'prompt_token_ids': d + [r.randrange(128000) for _ in range(32)]})) for i in range(12)]" >"$1"; }
+stage_wide() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local t v name val i
+    for t in attention pdl tiles; do
+        timeout 300 "$B/bin/test_kernels" $t >"$OUT/kernels_$t.log" 2>&1
+        summary+=("kernel tests $t: rc $? $(tail -1 "$OUT/kernels_$t.log")")
+    done
+    grep -h -e "wide" "$OUT/kernels_attention.log" "$OUT/kernels_pdl.log" | head -30
+    docprompts "$W/doc_prompts.jsonl"
+    for v in wide:1 grouped:0 nocache:1; do
+        IFS=: read -r name val <<<"$v"
+        VESTA_PREFILL_WIDE=$val timeout 240 "$V" generate --backend cuda --model "$M8D" --load-format dummy \
+            --input "$W/doc_prompts.jsonl" --output "$W/doc_$name.jsonl" --temperature 0 --max-tokens 32 --ignore-eos \
+            --logprobs 5 --no-progress --max-model-len 4200 --max-num-seqs 1 \
+            $([ "$name" = nocache ] && echo --no-enable-prefix-caching) >>"$W/doc.log" 2>&1
+        summary+=("generate doc $name: rc $? $(grep -h 'prefix cache' "$W/doc.log" | tail -1)")
+    done
+    for v in grouped nocache; do
+        summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/doc_$v.jsonl" "$W/doc_wide.jsonl" \
+            --label "12 prompts sharing a 4,096-token document: wide tiles vs $v" | tee -a "$W/doc.log")")
+    done
+    local VESTA_BENCH_DUMMY=1
+    for i in 1 2; do
+        for v in grouped:0 wide:1; do
+            IFS=: read -r name val <<<"$v"
+            VESTA_PREFILL_WIDE=$val vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
+                --temperature 0
+            summary+=("B4 $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+        done
+    done
+}
+# kernel_bench's prefill rows: wide tiles against grouped ones (interleaved there, two rounds).
+stage_widekb() {
+    VESTA_KB_PREFILL=1 timeout 200 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" >"$OUT/kb_prefill.log" 2>&1
+    summary+=("kernel_bench prefill rows: rc $?" "$(grep -h 'longest-first' "$OUT/kb_prefill.log" | grep prefix-hit)")
+}
+# Nsight Systems over B4 (one iteration after one warm-up, dummy weights): the second request's
+# step kernel by kernel, with the time each adds to the step (bench/gpu/trace_summary.py), where
+# the machine has nsys.
+stage_b4trace() {
+    local nsys=/usr/local/cuda/bin/nsys csv
+    [ -x "$nsys" ] || nsys=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+    if [ -z "$nsys" ] || [ ! -x "$nsys" ]; then
+        summary+=("b4trace: no nsys on this machine")
+        return
+    fi
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    timeout 300 "$nsys" profile -t cuda -o "$W/b4" --force-overwrite true "$V" bench prefix --model "$M8D" \
+        --load-format dummy --prefix-len 4096 --num-iters 1 --num-iters-warmup 1 --temperature 0 >"$W/b4trace.log" 2>&1
+    timeout 300 "$nsys" stats --report cuda_gpu_trace --format csv --output "$W/b4" "$W/b4.nsys-rep" >>"$W/b4trace.log" 2>&1
+    csv=$(ls "$W"/b4*cuda_gpu_trace*.csv 2>/dev/null | head -1)
+    [ -n "$csv" ] && python3 bench/gpu/trace_summary.py "$csv" --top 25 | tee "$OUT/b4trace.txt"
+    summary+=("b4trace: $(grep -h '^Prefix caching' "$W/b4trace.log" | tail -1)" "$(head -2 "$OUT/b4trace.txt" 2>/dev/null)")
+}
+# The base build (.gpu/base.tar.xz) against this one: the 320 prompts token by token and byte by
+# byte in one call (the grouped tiles' loop was reshaped: no bit may move), kernel_bench's prefill
+# rows, then B4, B3 and B1, interleaved, two rounds.
+stage_wideab() {
+    stage_same320 || return
+    ab_kb_prefill
+    ab_b4_b3_b1
 }
 
 # The base build (.gpu/base.tar.xz) and this one on the same 320 prompts in one call (one GEMM
@@ -1328,6 +1407,10 @@ run)
         tpcut) stage_tpcut ;;
         tp4hf) stage_tp4hf ;;
         b4) stage_b4 ;;
+        wide) stage_wide ;;
+        widekb) stage_widekb ;;
+        b4trace) stage_b4trace ;;
+        wideab) stage_wideab ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
         esac

@@ -266,7 +266,7 @@ int main(int argc, char **argv) {
      * -1: batch-invariant mode, every row through the prefill kernel);
      * kvh: KV heads (the query heads are 4 x kvh); shuffle: fragmented block tables (else in order) */
     auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv, int KVH = 8, bool shuffle = true, int pv = 2,
-                    bool grp = false, bool longest_first = false) {
+                    bool grp = false, bool longest_first = false, bool wide = false) {
         int H = 4 * KVH, W = (H + 2 * KVH) * D;
         int bs = 16, mbps = (ctx + bs - 1) / bs, nblocks = ns * mbps;
         size_t cache = (size_t)nblocks * bs * KVH * D;
@@ -283,7 +283,7 @@ int main(int argc, char **argv) {
         std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
         const bool inv = dv < 0;
         const int mode = (inv ? VK_TILES_INVARIANT : grp ? VK_TILES_GROUP : VK_TILES_HEAD) |
-                         (longest_first ? VK_TILES_LONGEST_FIRST : 0);
+                         (longest_first ? VK_TILES_LONGEST_FIRST : 0) | (wide ? VK_TILES_WIDE : 0);
         int nt = vk_prefill_tiles_build(qs.data(), cl.data(), ns, mode, H, KVH, tiles.data(), (int)tiles.size() / 2);
         int32_t *dbt, *dqs, *dcl, *dt;
         CK(cudaMalloc(&dbt, bt.size() * 4));
@@ -321,6 +321,7 @@ int main(int argc, char **argv) {
         a.batch_invariant = inv;
         a.decode_only = qlen == 1;
         a.group_heads = grp;
+        a.wide_tiles = wide;
         float ms = time_ms([&] { CK(vk_attention_v(&a, inv ? 0 : dv, pv, 0)); });
         double kv_bytes = 2.0 * ns * ctx * KVH * D * 2;
         double flops = qlen == 1 ? 4.0 * ns * ctx * H * D : 4.0 * ns * H * D * ((double)qlen * (qlen + 1) / 2);
@@ -331,8 +332,9 @@ int main(int argc, char **argv) {
             snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s", label, dv, ns, qlen, ctx,
                      KVH == 8 ? "" : KVH == 1 ? " kvh=1 (4 KB contiguous per block)" : " kvh=?", shuffle ? "" : " in-order");
         else
-            snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s", label, pv, ns, qlen, ctx,
-                     grp ? " per KV group" : "", longest_first ? " longest-first" : "");
+            snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s%s", label, pv, ns, qlen, ctx,
+                     grp ? " per KV group" : "", longest_first ? " longest-first" : "",
+                     wide ? (vk_prefill_wide(qs.data(), ns, H, KVH, ctx) ? " wide" : " wide (not picked)") : "");
         report(name, ms, kv_bytes + 2.0 * ntok * H * D * 2, flops);
         for (void *p : {kc, vc, q, out, (void *)dbt, (void *)dqs, (void *)dcl, (void *)dt, scratch}) cudaFree(p);
     };
@@ -353,6 +355,16 @@ int main(int argc, char **argv) {
                 attn(32, 512, 512, "prefill", 2, 8, true, 2, true, lf);
                 attn(1, 4128, 4128, "prefill", 2, 8, true, 2, true, lf);
             }
+        /* wide tiles against the grouped ones (production before them), interleaved: B4's second
+         * request, several prefix hits, a long context, a long prompt's chunks, and steps at the
+         * edge of vk_prefill_wide's pick (two splits) */
+        const int wide_shapes[][3] = {{1, 32, 4128}, {4, 32, 4128},  {1, 32, 32768}, {1, 128, 8192},
+                                      {1, 256, 4352}, {8, 32, 2048}, {2, 64, 1024}};
+        if (vk_prefill_wide_supported(D))
+            for (int round = 0; round < 2; round++)
+                for (auto &w : wide_shapes)
+                    for (bool wide : {false, true})
+                        attn(w[0], w[1], w[2], "prefix-hit", 2, 8, true, 2, true, true, wide);
         return finish();
     }
     for (int dv : {0, 1, 2, 3, 5, 7}) { /* production (0) and each decode kernel (4 and 6 were removed) */

@@ -304,19 +304,33 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
         vk_attention_args am = a;
         am.prefill_tiles = dmtiles.p;
         am.num_prefill_tiles = nmt;
-        am.group_heads = (mode & ~VK_TILES_LONGEST_FIRST) == VK_TILES_GROUP;
+        am.group_heads = (mode & ~(VK_TILES_LONGEST_FIRST | VK_TILES_WIDE)) == VK_TILES_GROUP;
+        am.wide_tiles = (mode & VK_TILES_WIDE) != 0;
         am.batch_invariant = mode == VK_TILES_INVARIANT;
         CK(cudaMemset(dout.p, 0xff, dout.n * 2)); /* poison */
         CK(vk_attention(&am, 0));
         CK(cudaDeviceSynchronize());
         gots.push_back(to_f(dt, dout.down()));
         names.push_back(label);
+        if (am.wide_tiles && vk_pdl_supported()) { /* launched as a programmatic dependent: the same bits */
+            const std::vector<uint16_t> plain = dout.down();
+            am.pdl = 1;
+            CK(cudaMemset(dout.p, 0xff, dout.n * 2));
+            CK(vk_attention(&am, 0));
+            CK(cudaDeviceSynchronize());
+            CHECK(dout.down() == plain, "attention %s %s: pdl changed the wide tiles' output", label, dtn(dt));
+        }
         if (mode == VK_TILES_GROUP && nmt > 0) /* prefill version 1 takes one head per tile only */
             CHECK(vk_attention_ex(&am, 1, 0) == cudaErrorInvalidValue, "prefill v1 accepted grouped tiles");
     };
     if (H / KVH <= VK_PREFILL_MAX_GROUP) run_tiled(VK_TILES_GROUP, "grouped prefill");
     if (H / KVH <= VK_PREFILL_MAX_GROUP)
         run_tiled(VK_TILES_GROUP | VK_TILES_LONGEST_FIRST, "grouped prefill, longest first"); /* production */
+    /* wide tiles wherever the GPU has them, also where vk_prefill_wide would not pick them */
+    if (H / KVH >= 2 && H / KVH <= VK_PREFILL_MAX_GROUP && vk_prefill_wide_supported(D)) {
+        run_tiled(VK_TILES_GROUP | VK_TILES_WIDE, "wide prefill");
+        run_tiled(VK_TILES_GROUP | VK_TILES_WIDE | VK_TILES_LONGEST_FIRST, "wide prefill, longest first");
+    }
     run_tiled(VK_TILES_HEAD | VK_TILES_LONGEST_FIRST, "prefill per head, longest first");
     run_tiled(VK_TILES_INVARIANT, "batch-invariant");
     auto fk = to_f(dt, kc), fv = to_f(dt, vc), fq = to_f(dt, q);
@@ -373,6 +387,11 @@ static void test_attention(vk_dtype dt)
     /* few query rows over a long cached context: the prefill kernel splits the key range */
     run_attention_case(dt, 32, 8, 128, 16, {{32, 4128}}, "prefix-hit-split");
     run_attention_case(dt, 9, 3, 64, 16, {{5, 3000}, {1, 900}, {70, 2000}}, "split-gqa3");
+    /* wide tiles' shapes: groups of 8 and 2, several sequences and decode rows, a split whose keys
+     * end inside a block, a tile that starts past its sequence's last query row's keys */
+    run_attention_case(dt, 16, 2, 128, 16, {{20, 3000}, {1, 2500}, {48, 1500}, {17, 17}}, "split-gqa8");
+    run_attention_case(dt, 8, 4, 64, 16, {{64, 2600}, {3, 700}, {1, 1}, {130, 1200}}, "split-gqa2");
+    run_attention_case(dt, 32, 8, 128, 16, {{32, 4128}, {31, 9000}, {96, 600}}, "prefix-hits");
     /* a block size that is not a power of two (the kernels' gathers divide instead of shifting) */
     run_attention_case(dt, 32, 8, 128, 12, {{1, 700}, {100, 1124}, {32, 2000}, {1, 13}}, "block-size-12");
 }
@@ -979,14 +998,16 @@ static void test_tiles()
     rng r(g_seed + 7);
     int bad = 0, lists = 0;
     const int shapes[][2] = {{32, 8}, {9, 3}, {8, 8}, {64, 8}, {14, 2}}; /* H, KVH: groups 4, 3, 1, 8, 7 */
+    const int modes[] = {VK_TILES_HEAD, VK_TILES_INVARIANT, VK_TILES_GROUP, VK_TILES_GROUP | VK_TILES_WIDE};
     for (auto &sh : shapes)
-        for (int mode = VK_TILES_HEAD; mode <= VK_TILES_GROUP; mode++)
+        for (int mode : modes)
             for (int trial = 0; trial < 50; trial++, lists++) {
                 const bool inv = mode == VK_TILES_INVARIANT;
                 const int ns = 1 + r.below(40);
                 std::vector<int32_t> qs(ns + 1, 0);
                 for (int i = 0; i < ns; i++) qs[i + 1] = qs[i] + (r.below(3) ? 1 : 1 + r.below(300));
-                const int tt = mode != VK_TILES_HEAD ? VK_PREFILL_TILE_M / (sh[0] / sh[1]) : VK_PREFILL_TILE_M;
+                const int tt = mode != VK_TILES_HEAD ? (mode & VK_TILES_WIDE ? 2 : 1) * VK_PREFILL_TILE_M / (sh[0] / sh[1])
+                                                     : VK_PREFILL_TILE_M;
                 CHECK(vk_prefill_tile_tokens(mode, sh[0], sh[1]) == tt, "tile tokens H=%d KVH=%d mode=%d", sh[0],
                       sh[1], mode);
                 std::vector<int32_t> want;
@@ -1029,10 +1050,20 @@ static void test_tiles()
             }
     std::vector<int32_t> qs = {0, 5}, t(64);
     const int over = vk_prefill_tiles_build(qs.data(), nullptr, 1, 1, 16, 1, t.data(), 32); /* group 16 */
+    /* the wide tiles' pick: 32 queries over 4,128 keys (B4's second request) take them; a short
+     * context, 512 sequences' prompts or a shape without grouped tiles do not */
+    std::vector<int32_t> many(513);
+    for (int i = 0; i <= 512; i++) many[i] = 64 * i;
+    const int32_t hit[] = {0, 32};
+    CHECK(vk_prefill_wide(hit, 1, 32, 8, 4128) == 1 && vk_prefill_wide(hit, 1, 32, 8, 300) == 0 &&
+              vk_prefill_wide(many.data(), 512, 32, 8, 4128) == 0 && vk_prefill_wide(hit, 1, 16, 1, 4128) == 0,
+          "wide tiles' pick");
     printf("prefill tiles: %d of %d lists differ from the expected tiling; group 16: %d (-1 expected)\n", bad, lists,
            over);
     CHECK(bad == 0 && over == -1 && vk_prefill_tile_tokens(VK_TILES_INVARIANT, 16, 1) == -1 &&
-              vk_prefill_tile_tokens(VK_TILES_GROUP, 16, 1) == -1 && vk_prefill_tile_tokens(3, 32, 8) == -1,
+              vk_prefill_tile_tokens(VK_TILES_GROUP, 16, 1) == -1 && vk_prefill_tile_tokens(3, 32, 8) == -1 &&
+              vk_prefill_tile_tokens(VK_TILES_HEAD | VK_TILES_WIDE, 32, 8) == -1 &&
+              vk_prefill_tile_tokens(VK_TILES_INVARIANT | VK_TILES_WIDE, 32, 8) == -1,
           "prefill tiles");
 }
 
@@ -1068,10 +1099,6 @@ static void test_pdl_chain(vk_dtype dt)
             slot.push_back(bt[(size_t)i * mbps + p / bs] * bs + p % bs);
         }
     }
-    std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
-    const int nt = vk_prefill_tiles_build(qs.data(), cl.data(), ns, VK_TILES_GROUP | VK_TILES_LONGEST_FIRST, H, KVH,
-                                          tiles.data(), (int)tiles.size() / 2);
-    CHECK(nt > 0, "pdl chain tiles");
     const size_t cache = (size_t)next * bs * KVH * D;
     auto gu = rand_storage(dt, (size_t)ntok * 2 * F, r, 2.f), kc0 = rand_storage(dt, cache, r, 1.f),
          vc0 = rand_storage(dt, cache, r, 1.f), res0 = rand_storage(dt, (size_t)ntok * HD, r, 1.f),
@@ -1080,52 +1107,64 @@ static void test_pdl_chain(vk_dtype dt)
     std::vector<float> invf(D / 2);
     vk_rope_inv_freq(&rc, invf.data());
     dbuf<uint16_t> dgu(gu), dw(w), qkv((size_t)ntok * F), attn((size_t)ntok * HD), out((size_t)ntok * HD);
-    dbuf<int32_t> dbt(bt), dqs(qs), dcl(cl), dpos(pos), dslot(slot), dtiles(tiles);
+    dbuf<int32_t> dbt(bt), dqs(qs), dcl(cl), dpos(pos), dslot(slot);
     dbuf<float> dinv(invf);
     dbuf<char> scratch(vk_attention_scratch_bytes(ns, H, D, max_ctx));
     cudaStream_t st;
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     struct state { std::vector<uint16_t> out, res, kc, vc; };
-    auto run = [&](int pdl, bool graph) {
-        dbuf<uint16_t> kc(kc0), vc(vc0), res(res0);
-        vk_attention_args a = {};
-        a.dt = dt, a.out = attn.p, a.q = qkv.p, a.q_stride = F, a.k_cache = kc.p, a.v_cache = vc.p;
-        a.query_start = dqs.p, a.context_lens = dcl.p, a.block_tables = dbt.p, a.num_seqs = ns;
-        a.max_blocks_per_seq = mbps, a.H = H, a.KVH = KVH, a.D = D, a.block_size = bs;
-        a.scale = 1.0f / sqrtf((float)D), a.max_context_len = max_ctx, a.has_decode = 1;
-        a.prefill_tiles = dtiles.p, a.num_prefill_tiles = nt, a.scratch = scratch.p, a.group_heads = 1;
-        a.pdl = pdl;
-        auto layer = [&]() {
-            CK(vk_silu_and_mul(dt, qkv.p, dgu.p, ntok, F, pdl, st));
-            CK(vk_rope_kv_write(dt, qkv.p, nullptr, dpos.p, dslot.p, dinv.p, kc.p, vc.p, ntok, H, KVH, D, pdl, st));
-            CK(vk_attention(&a, st));
-            CK(vk_add_rmsnorm(dt, out.p, res.p, attn.p, dw.p, ntok, HD, 1e-5f, pdl, st));
+    /* the grouped tiles, and the wide ones: their blocks request the cached keys' tiles before the
+     * wait, while the RoPE kernel before them writes the new keys */
+    for (int wide = 0; wide < 2; wide++) {
+        if (wide && !vk_prefill_wide_supported(D)) continue;
+        std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
+        const int nt = vk_prefill_tiles_build(qs.data(), cl.data(), ns,
+                                              VK_TILES_GROUP | VK_TILES_LONGEST_FIRST | (wide ? VK_TILES_WIDE : 0), H, KVH,
+                                              tiles.data(), (int)tiles.size() / 2);
+        CHECK(nt > 0, "pdl chain tiles");
+        dbuf<int32_t> dtiles(tiles);
+        auto run = [&](int pdl, bool graph) {
+            dbuf<uint16_t> kc(kc0), vc(vc0), res(res0);
+            vk_attention_args a = {};
+            a.dt = dt, a.out = attn.p, a.q = qkv.p, a.q_stride = F, a.k_cache = kc.p, a.v_cache = vc.p;
+            a.query_start = dqs.p, a.context_lens = dcl.p, a.block_tables = dbt.p, a.num_seqs = ns;
+            a.max_blocks_per_seq = mbps, a.H = H, a.KVH = KVH, a.D = D, a.block_size = bs;
+            a.scale = 1.0f / sqrtf((float)D), a.max_context_len = max_ctx, a.has_decode = 1;
+            a.prefill_tiles = dtiles.p, a.num_prefill_tiles = nt, a.scratch = scratch.p, a.group_heads = 1;
+            a.wide_tiles = wide;
+            a.pdl = pdl;
+            auto layer = [&]() {
+                CK(vk_silu_and_mul(dt, qkv.p, dgu.p, ntok, F, pdl, st));
+                CK(vk_rope_kv_write(dt, qkv.p, nullptr, dpos.p, dslot.p, dinv.p, kc.p, vc.p, ntok, H, KVH, D, pdl, st));
+                CK(vk_attention(&a, st));
+                CK(vk_add_rmsnorm(dt, out.p, res.p, attn.p, dw.p, ntok, HD, 1e-5f, pdl, st));
+            };
+            cudaGraphExec_t ex = nullptr;
+            if (graph) {
+                cudaGraph_t g;
+                CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+                layer();
+                CK(cudaStreamEndCapture(st, &g));
+                CK(cudaGraphInstantiate(&ex, g, 0));
+                CK(cudaGraphDestroy(g));
+            }
+            for (int k = 0; k < K; k++) /* the residual grows each round: a stale read shows */
+                if (graph) CK(cudaGraphLaunch(ex, st));
+                else layer();
+            CK(cudaStreamSynchronize(st));
+            if (ex) CK(cudaGraphExecDestroy(ex));
+            return state{out.down(), res.down(), kc.down(), vc.down()};
         };
-        cudaGraphExec_t ex = nullptr;
-        if (graph) {
-            cudaGraph_t g;
-            CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-            layer();
-            CK(cudaStreamEndCapture(st, &g));
-            CK(cudaGraphInstantiate(&ex, g, 0));
-            CK(cudaGraphDestroy(g));
+        const state plain = run(0, false);
+        const struct { int pdl; bool graph; const char *name; } modes[] = {
+            {1, false, "pdl eager"}, {1, true, "pdl graph"}, {0, true, "plain graph"}};
+        for (const auto &m : modes) {
+            const state got = run(m.pdl, m.graph);
+            const bool same = got.out == plain.out && got.res == plain.res && got.kc == plain.kc && got.vc == plain.vc;
+            printf("pdl chain %s %s (%d rounds, %d tokens, %d %stiles): %s\n", dtn(dt), m.name, K, ntok, nt,
+                   wide ? "wide " : "", same ? "identical" : "DIFFERENT");
+            CHECK(same, "pdl chain %s %s%s differs from the plain chain", dtn(dt), m.name, wide ? " (wide tiles)" : "");
         }
-        for (int k = 0; k < K; k++) /* the residual grows each round: a stale read shows */
-            if (graph) CK(cudaGraphLaunch(ex, st));
-            else layer();
-        CK(cudaStreamSynchronize(st));
-        if (ex) CK(cudaGraphExecDestroy(ex));
-        return state{out.down(), res.down(), kc.down(), vc.down()};
-    };
-    const state plain = run(0, false);
-    const struct { int pdl; bool graph; const char *name; } modes[] = {
-        {1, false, "pdl eager"}, {1, true, "pdl graph"}, {0, true, "plain graph"}};
-    for (const auto &m : modes) {
-        const state got = run(m.pdl, m.graph);
-        const bool same = got.out == plain.out && got.res == plain.res && got.kc == plain.kc && got.vc == plain.vc;
-        printf("pdl chain %s %s (%d rounds, %d tokens, %d tiles): %s\n", dtn(dt), m.name, K, ntok, nt,
-               same ? "identical" : "DIFFERENT");
-        CHECK(same, "pdl chain %s %s differs from the plain chain", dtn(dt), m.name);
     }
     CK(cudaStreamDestroy(st));
 }

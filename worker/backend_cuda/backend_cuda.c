@@ -297,12 +297,15 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
     for (int i = 0; i < nsm; i++) be->hm.sample_idx[i] = b->sample_token_index[i];
     for (int i = nsm; i < nsamp_rows; i++) be->hm.sample_idx[i] = i;
     int ntiles = 0;
+    be->step_wide = false;
     if (be->batch_invariant) { /* every row through the prefill kernel, graph padding included */
         ntiles = vk_prefill_tiles_build(be->hm.query_start, NULL, rows, VK_TILES_INVARIANT, be->H, be->KVH,
                                         be->hm.tiles, be->tiles_cap);
         if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
     } else if (!all_decode) {
-        const int mode = (be->prefill_group ? VK_TILES_GROUP : VK_TILES_HEAD) |
+        be->step_wide = be->prefill_wide && vk_prefill_wide(b->query_start, ns, be->H, be->KVH,
+                                                            b->max_context_len > 0 ? b->max_context_len : 1);
+        const int mode = (be->prefill_group ? VK_TILES_GROUP : VK_TILES_HEAD) | (be->step_wide ? VK_TILES_WIDE : 0) |
                          (be->prefill_longest_first ? VK_TILES_LONGEST_FIRST : 0);
         ntiles = vk_prefill_tiles_build(b->query_start, b->context_lens, ns, mode, be->H, be->KVH, be->hm.tiles,
                                         be->tiles_cap);
@@ -727,6 +730,9 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
                         be->H / be->KVH <= VK_PREFILL_MAX_GROUP;
     /* VESTA_PREFILL_ORDER=0|1: a sequence's prefill tiles in row order (0) or longest first (1) */
     be->prefill_longest_first = env_int("VESTA_PREFILL_ORDER", 1, 0, 1);
+    /* VESTA_PREFILL_WIDE=0|1: wide prefill tiles for the steps vk_prefill_wide picks (1) or never */
+    be->prefill_wide = env_int("VESTA_PREFILL_WIDE", 1, 0, 1) && be->prefill_group && !opts->batch_invariant &&
+                       vk_prefill_wide_supported(be->D);
     be->batch_invariant = opts->batch_invariant;
     if (cuda_profile_init(be, err) != VESTA_OK) goto fail_quiet;
 
