@@ -676,6 +676,13 @@ ab_b4_b3_b1() {
     done
 }
 
+# b4_with VAR VALUE NAME ROUND: B4 (dummy weights) with VAR=VALUE, into the summary as "B4 NAME round
+# ROUND".
+b4_with() {
+    (export "$1=$2" VESTA_BENCH_DUMMY=1 && vb "b4_$3_$4" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
+        --temperature 0)
+    summary+=("B4 $3 round $4: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+}
 # Wide prefill tiles (VESTA_PREFILL_WIDE): the kernel tests (attention with wide tiles against the
 # CPU reference and with pdl, the pdl chains with both tilings, the tile lists), the greedy tokens
 # of 12 prompts sharing a 4,096-token document (one at a time: 32-token prefix-cache hits) with
@@ -703,13 +710,10 @@ stage_wide() {
         summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/doc_$v.jsonl" "$W/doc_wide.jsonl" \
             --label "12 prompts sharing a 4,096-token document: wide tiles vs $v" | tee -a "$W/doc.log")")
     done
-    local VESTA_BENCH_DUMMY=1
     for i in 1 2; do
         for v in grouped:0 wide:1; do
             IFS=: read -r name val <<<"$v"
-            VESTA_PREFILL_WIDE=$val vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
-                --temperature 0
-            summary+=("B4 $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+            b4_with VESTA_PREFILL_WIDE "$val" "$name" "$i"
         done
     done
 }
@@ -831,9 +835,7 @@ stage_rows() {
     for i in 1 2; do
         for v in cublas:0 tma:3; do
             IFS=: read -r name val <<<"$v"
-            VESTA_GEMM_STREAM=$val vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
-                --temperature 0
-            summary+=("B4 $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+            b4_with VESTA_GEMM_STREAM "$val" "$name" "$i"
             for s in 24 32 48 64; do
                 decode_at "$s" 128 "${name}_$i" VESTA_GEMM_STREAM="$val"
             done
