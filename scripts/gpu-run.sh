@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, tp2wide (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -717,6 +717,34 @@ stage_wide() {
         done
     done
 }
+# Wide prefill tiles under tensor parallelism (two GPUs: 4 KV heads a rank): the 12 document prompts
+# at TP=1 and at TP=2 with and without wide tiles, by the top-5 rule, then B4 at TP=2 with each,
+# interleaved, two rounds.
+stage_tp2wide() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    docprompts "$W/doc_prompts.jsonl"
+    local v name tp val i
+    for v in tp1:1:1 wide:2:1 grouped:2:0; do
+        IFS=: read -r name tp val <<<"$v"
+        VESTA_PREFILL_WIDE=$val timeout 240 "$V" generate --backend cuda --model "$M8D" --load-format dummy \
+            --input "$W/doc_prompts.jsonl" --output "$W/tpdoc_$name.jsonl" --temperature 0 --max-tokens 32 \
+            --ignore-eos --logprobs 5 --no-progress --max-model-len 4200 --max-num-seqs 1 --tensor-parallel-size "$tp" \
+            >>"$W/tpdoc.log" 2>&1
+        summary+=("generate doc $name (TP=$tp, VESTA_PREFILL_WIDE=$val): rc $?")
+    done
+    for v in tp1 grouped; do
+        summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/tpdoc_$v.jsonl" "$W/tpdoc_wide.jsonl" \
+            --label "12 document prompts: TP=2 wide tiles vs $v" | tee -a "$W/tpdoc.log")")
+    done
+    for i in 1 2; do
+        for v in grouped:0 wide:1; do
+            IFS=: read -r name val <<<"$v"
+            summary+=("TP=2 B4 $name round $i: $(VESTA_PREFILL_WIDE=$val timeout 200 "$V" bench prefix --model "$M8D" \
+                --load-format dummy --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0 \
+                --tensor-parallel-size 2 2>&1 | grep '^Prefix caching' | tail -1)")
+        done
+    done
+}
 # kernel_bench's prefill rows: wide tiles against grouped ones (interleaved there, two rounds).
 stage_widekb() {
     VESTA_KB_PREFILL=1 timeout 200 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" >"$OUT/kb_prefill.log" 2>&1
@@ -1412,6 +1440,7 @@ run)
         wide) stage_wide ;;
         widekb) stage_widekb ;;
         b4trace) stage_b4trace ;;
+        tp2wide) stage_tp2wide ;;
         wideab) stage_wideab ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
