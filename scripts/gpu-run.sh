@@ -717,9 +717,9 @@ stage_wide() {
         done
     done
 }
-# Wide prefill tiles under tensor parallelism (two GPUs: 4 KV heads a rank): the 12 document prompts
-# at TP=1 and at TP=2 with and without wide tiles, by the top-5 rule, then B4 at TP=2 with each,
-# interleaved, two rounds.
+# Wide prefill tiles under tensor parallelism (two GPUs: 4 KV heads a rank; the carry needs
+# vesta-tp-rank beside vesta): the 12 document prompts at TP=1 and at TP=2 with and without wide
+# tiles, by the top-5 rule, then B4 at TP=2 with each, interleaved, two rounds.
 stage_tp2wide() {
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
     docprompts "$W/doc_prompts.jsonl"
