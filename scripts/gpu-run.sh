@@ -676,22 +676,51 @@ ab_b4_b3_b1() {
     done
 }
 
-# b4_with VAR VALUE NAME ROUND: B4 (dummy weights) with VAR=VALUE, into the summary as "B4 NAME round
-# ROUND".
+# b4_with VAR VALUE NAME ROUND [flags]: B4 (dummy weights) with VAR=VALUE, into the summary as "B4
+# NAME round ROUND".
 b4_with() {
     (export "$1=$2" VESTA_BENCH_DUMMY=1 && vb "b4_$3_$4" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 \
-        --temperature 0)
+        --temperature 0 "${@:5}")
     summary+=("B4 $3 round $4: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+}
+# b4_ab VAR NAME_A:VALUE_A NAME_B:VALUE_B [flags]: b4_with for each, interleaved, two rounds.
+b4_ab() {
+    local var=$1 a=$2 b=$3 i v name val
+    shift 3
+    for i in 1 2; do
+        for v in "$a" "$b"; do
+            IFS=: read -r name val <<<"$v"
+            b4_with "$var" "$val" "$name" "$i" "$@"
+        done
+    done
+}
+# doc_top5 TAG LOG LABEL NAME...: $W/TAG_wide.jsonl against each $W/TAG_NAME.jsonl by the top-5 rule.
+doc_top5() {
+    local tag=$1 log=$2 label=$3 v
+    shift 3
+    for v in "$@"; do
+        summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/${tag}_$v.jsonl" "$W/${tag}_wide.jsonl" \
+            --label "$label: wide tiles vs $v" | tee -a "$log")")
+    done
 }
 # Wide prefill tiles (VESTA_PREFILL_WIDE): the kernel tests (attention with wide tiles against the
 # CPU reference and with pdl, the pdl chains with both tilings, the tile lists), the greedy tokens
 # of 12 prompts sharing a 4,096-token document (one at a time: 32-token prefix-cache hits) with
 # wide tiles against without them and against no prefix caching, by the top-5 rule, then B4 with
 # and without them, interleaved, two rounds.
+# gendoc OUTPUT LOG [engine flags]: docprompts' 12 prompts ($W/doc_prompts.jsonl), one at a time, 32
+# greedy tokens each with their top-5 logprobs (the 8B shape, dummy weights).
+gendoc() {
+    local out=$1 log=$2
+    shift 2
+    timeout 240 "$V" generate --backend cuda --model "$M8D" --load-format dummy --input "$W/doc_prompts.jsonl" \
+        --output "$out" --temperature 0 --max-tokens 32 --ignore-eos --logprobs 5 --no-progress --max-model-len 4200 \
+        --max-num-seqs 1 "$@" >>"$log" 2>&1
+}
 docprompts() { python3 -c "import json, random; r = random.Random(2); d = [r.randrange(128000) for _ in range(4096)]; [print(json.dumps({'prompt_token_ids': d + [r.randrange(128000) for _ in range(32)]})) for i in range(12)]" >"$1"; }
 stage_wide() {
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    local t v name val i
+    local t v name val
     for t in attention pdl tiles; do
         timeout 300 "$B/bin/test_kernels" $t >"$OUT/kernels_$t.log" 2>&1
         summary+=("kernel tests $t: rc $? $(tail -1 "$OUT/kernels_$t.log")")
@@ -700,22 +729,12 @@ stage_wide() {
     docprompts "$W/doc_prompts.jsonl"
     for v in wide:1 grouped:0 nocache:1; do
         IFS=: read -r name val <<<"$v"
-        VESTA_PREFILL_WIDE=$val timeout 240 "$V" generate --backend cuda --model "$M8D" --load-format dummy \
-            --input "$W/doc_prompts.jsonl" --output "$W/doc_$name.jsonl" --temperature 0 --max-tokens 32 --ignore-eos \
-            --logprobs 5 --no-progress --max-model-len 4200 --max-num-seqs 1 \
-            $([ "$name" = nocache ] && echo --no-enable-prefix-caching) >>"$W/doc.log" 2>&1
+        (export VESTA_PREFILL_WIDE=$val && gendoc "$W/doc_$name.jsonl" "$W/doc.log" \
+            $([ "$name" = nocache ] && echo --no-enable-prefix-caching))
         summary+=("generate doc $name: rc $? $(grep -h 'prefix cache' "$W/doc.log" | tail -1)")
     done
-    for v in grouped nocache; do
-        summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/doc_$v.jsonl" "$W/doc_wide.jsonl" \
-            --label "12 prompts sharing a 4,096-token document: wide tiles vs $v" | tee -a "$W/doc.log")")
-    done
-    for i in 1 2; do
-        for v in grouped:0 wide:1; do
-            IFS=: read -r name val <<<"$v"
-            b4_with VESTA_PREFILL_WIDE "$val" "$name" "$i"
-        done
-    done
+    doc_top5 doc "$W/doc.log" "12 prompts sharing a 4,096-token document" grouped nocache
+    b4_ab VESTA_PREFILL_WIDE grouped:0 wide:1
 }
 # Wide prefill tiles under tensor parallelism (two GPUs: 4 KV heads a rank; the carry needs
 # vesta-tp-rank beside vesta): the 12 document prompts at TP=1 and at TP=2 with and without wide
@@ -723,27 +742,14 @@ stage_wide() {
 stage_tp2wide() {
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
     docprompts "$W/doc_prompts.jsonl"
-    local v name tp val i
+    local v name tp val
     for v in tp1:1:1 wide:2:1 grouped:2:0; do
         IFS=: read -r name tp val <<<"$v"
-        VESTA_PREFILL_WIDE=$val timeout 240 "$V" generate --backend cuda --model "$M8D" --load-format dummy \
-            --input "$W/doc_prompts.jsonl" --output "$W/tpdoc_$name.jsonl" --temperature 0 --max-tokens 32 \
-            --ignore-eos --logprobs 5 --no-progress --max-model-len 4200 --max-num-seqs 1 --tensor-parallel-size "$tp" \
-            >>"$W/tpdoc.log" 2>&1
+        (export VESTA_PREFILL_WIDE=$val && gendoc "$W/tpdoc_$name.jsonl" "$W/tpdoc.log" --tensor-parallel-size "$tp")
         summary+=("generate doc $name (TP=$tp, VESTA_PREFILL_WIDE=$val): rc $?")
     done
-    for v in tp1 grouped; do
-        summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/tpdoc_$v.jsonl" "$W/tpdoc_wide.jsonl" \
-            --label "12 document prompts: TP=2 wide tiles vs $v" | tee -a "$W/tpdoc.log")")
-    done
-    for i in 1 2; do
-        for v in grouped:0 wide:1; do
-            IFS=: read -r name val <<<"$v"
-            summary+=("TP=2 B4 $name round $i: $(VESTA_PREFILL_WIDE=$val timeout 200 "$V" bench prefix --model "$M8D" \
-                --load-format dummy --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0 \
-                --tensor-parallel-size 2 2>&1 | grep '^Prefix caching' | tail -1)")
-        done
-    done
+    doc_top5 tpdoc "$W/tpdoc.log" "12 document prompts at TP=2 (TP=1: tp1)" tp1 grouped
+    b4_ab VESTA_PREFILL_WIDE tp2_grouped:0 tp2_wide:1 --tensor-parallel-size 2
 }
 # kernel_bench's prefill rows: wide tiles against grouped ones (interleaved there, two rounds).
 stage_widekb() {
