@@ -756,22 +756,31 @@ stage_widekb() {
     VESTA_KB_PREFILL=1 timeout 200 "$B/bin/kernel_bench" "$OUT/kb_prefill.csv" >"$OUT/kb_prefill.log" 2>&1
     summary+=("kernel_bench prefill rows: rc $?" "$(grep -h 'longest-first' "$OUT/kb_prefill.log" | grep prefix-hit)")
 }
-# Nsight Systems over B4 (one iteration after one warm-up, dummy weights): the second request's
-# step kernel by kernel, with the time each adds to the step (bench/gpu/trace_summary.py), where
-# the machine has nsys.
+# A kernel trace of B4 (one iteration after one warm-up, dummy weights): the second request's step
+# kernel by kernel, with the time each adds to the step (bench/gpu/trace_summary.py). Nsight
+# Systems where the machine has it, else bench/gpu/cupti_trace.c (carry build-gpu/bin/
+# libvesta_cupti_trace.so; CUPTI from the CUDA toolkit or the Python packages).
 stage_b4trace() {
-    local nsys=/usr/local/cuda/bin/nsys csv
-    [ -x "$nsys" ] || nsys=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
-    if [ -z "$nsys" ] || [ ! -x "$nsys" ]; then
-        summary+=("b4trace: no nsys on this machine")
-        return
-    fi
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    timeout 300 "$nsys" profile -t cuda -o "$W/b4" --force-overwrite true "$V" bench prefix --model "$M8D" \
-        --load-format dummy --prefix-len 4096 --num-iters 1 --num-iters-warmup 1 --temperature 0 >"$W/b4trace.log" 2>&1
-    timeout 300 "$nsys" stats --report cuda_gpu_trace --format csv --output "$W/b4" "$W/b4.nsys-rep" >>"$W/b4trace.log" 2>&1
-    csv=$(ls "$W"/b4*cuda_gpu_trace*.csv 2>/dev/null | head -1)
-    [ -n "$csv" ] && python3 bench/gpu/trace_summary.py "$csv" --top 25 | tee "$OUT/b4trace.txt"
+    local nsys=/usr/local/cuda/bin/nsys csv="" cupti
+    local run=("$V" bench prefix --model "$M8D" --load-format dummy --prefix-len 4096 --num-iters 1 --num-iters-warmup 1
+        --temperature 0)
+    [ -x "$nsys" ] || nsys=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+    if [ -n "$nsys" ] && [ -x "$nsys" ]; then
+        timeout 300 "$nsys" profile -t cuda -o "$W/b4" --force-overwrite true "${run[@]}" >"$W/b4trace.log" 2>&1
+        timeout 300 "$nsys" stats --report cuda_gpu_trace --format csv --output "$W/b4" "$W/b4.nsys-rep" >>"$W/b4trace.log" 2>&1
+        csv=$(ls "$W"/b4*cuda_gpu_trace*.csv 2>/dev/null | head -1)
+    else
+        cupti=$(find /usr/local/cuda* /usr/lib /usr/local/lib /usr/lib/python3 -name 'libcupti.so.13*' 2>/dev/null | head -1)
+        if [ -z "$cupti" ] || [ ! -f "$B/bin/libvesta_cupti_trace.so" ]; then
+            summary+=("b4trace: no nsys, and no CUPTI (${cupti:-none}) or tracer library")
+            return
+        fi
+        csv=$W/b4_cupti.csv
+        LD_LIBRARY_PATH=$(dirname "$cupti"):$LD_LIBRARY_PATH LD_PRELOAD=$ROOT/$B/bin/libvesta_cupti_trace.so \
+            VESTA_CUPTI_TRACE=$csv timeout 300 "${run[@]}" >"$W/b4trace.log" 2>&1
+    fi
+    [ -n "$csv" ] && python3 bench/gpu/trace_summary.py "$csv" --start embedding --top 25 | tee "$OUT/b4trace.txt"
     summary+=("b4trace: $(grep -h '^Prefix caching' "$W/b4trace.log" | tail -1)" "$(head -2 "$OUT/b4trace.txt" 2>/dev/null)")
 }
 # The base build (.gpu/base.tar.xz) against this one: the 320 prompts token by token and byte by

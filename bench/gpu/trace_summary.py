@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Summarises the last step of an Nsight Systems GPU trace (nsys stats --report cuda_gpu_trace
---format csv): the kernels after the last idle gap of more than --gap-ms, grouped by kernel name.
+"""Summarises the last step of a GPU kernel trace: Nsight Systems' (nsys stats --report
+cuda_gpu_trace --format csv) or bench/gpu/cupti_trace.c's. The step is the kernels from the last
+one whose name matches --start (a step's first kernel), or else after the last idle gap of more
+than --gap-ms, grouped by kernel name.
 
 For each group: launches, summed duration, and the time it adds to the step's critical path:
 a kernel's end minus the later of its start and the previous kernel's end (kernels launched as
 programmatic dependents overlap their predecessors, so durations alone overcount).
 
-Usage: trace_summary.py TRACE.csv [--gap-ms 1.0] [--top 20]
+Usage: trace_summary.py TRACE.csv [--start REGEX] [--gap-ms 1.0] [--top 20]
 """
 import argparse
 import csv
@@ -32,6 +34,7 @@ def short(name):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("trace")
+    ap.add_argument("--start", default=None)
     ap.add_argument("--gap-ms", type=float, default=1.0)
     ap.add_argument("--top", type=int, default=20)
     a = ap.parse_args()
@@ -52,9 +55,14 @@ def main():
     first = 0
     end = kern[0][0] + kern[0][1]
     for i in range(1, len(kern)):
-        if kern[i][0] - end > a.gap_ms * 1e6:
+        if a.start is None and kern[i][0] - end > a.gap_ms * 1e6:
             first = i
         end = max(end, kern[i][0] + kern[i][1])
+    if a.start is not None:
+        hits = [i for i, k in enumerate(kern) if re.search(a.start, k[2])]
+        if not hits:
+            sys.exit(f"trace_summary: no kernel matches {a.start!r}")
+        first = hits[-1]
     step = kern[first:]
     t0 = step[0][0]
     t1 = max(s + d for s, d, _ in step)
