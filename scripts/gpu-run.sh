@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, tp2wide (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, tp2wide, widencu (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -736,6 +736,18 @@ stage_wide() {
     doc_top5 doc "$W/doc.log" "12 prompts sharing a 4,096-token document" grouped nocache
     b4_ab VESTA_PREFILL_WIDE grouped:0 wide:1
 }
+# Nsight Compute on one wide-tile attention launch of B4's second request (replayed alone, so the
+# wait for its predecessor is not in it): throughput, warp stalls, scheduler, occupancy, memory.
+stage_widencu() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local ncu=/usr/local/cuda/bin/ncu
+    [ -x "$ncu" ] || ncu=ncu
+    timeout 200 "$ncu" --kernel-name-base mangled -k "regex:prefill_mma_kernel.*Li8ELi5E" --launch-skip 5 \
+        --launch-count 1 --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section Occupancy \
+        --section LaunchStats --section MemoryWorkloadAnalysis "$V" bench prefix --model "$M8D" --load-format dummy \
+        --prefix-len 4096 --num-iters 1 --num-iters-warmup 0 --temperature 0 >"$OUT/ncu_wide.txt" 2>&1
+    summary+=("ncu wide: rc $? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu_wide.txt") kernel reports)")
+}
 # Wide prefill tiles under tensor parallelism (two GPUs: 4 KV heads a rank; the carry needs
 # vesta-tp-rank beside vesta): the 12 document prompts at TP=1 and at TP=2 with and without wide
 # tiles, by the top-5 rule, then B4 at TP=2 with each, interleaved, two rounds.
@@ -1456,6 +1468,7 @@ run)
         widekb) stage_widekb ;;
         b4trace) stage_b4trace ;;
         tp2wide) stage_tp2wide ;;
+        widencu) stage_widencu ;;
         wideab) stage_wideab ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
