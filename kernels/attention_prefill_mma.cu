@@ -38,6 +38,7 @@ template <int D, int NW = 4, int S = 2> struct p2_layout {
     static constexpr size_t tile = (size_t)P2_BN * LD * 2;
     static constexpr size_t total = 2 * S * tile; /* K and V, S stages each */
     static constexpr size_t q = (size_t)BM * LD * 2; /* the block's query rows, after the K/V buffers */
+    static constexpr size_t smem = total + q;        /* a default-mode block's dynamic shared memory */
     /* a default-mode partial (O, max, sum) every PART floats: 32-byte aligned rows, so a quad's
      * 8-byte stores fill whole sectors (with D + 2 half the sectors were written twice, run 57) */
     static constexpr int PART = D + 8;
@@ -509,9 +510,9 @@ static int choose_splits(const vk_attention_args *a, int *chunk) {
 /* Wide tiles, one block per SM: the splits of every (tile, KV group) in one wave (a second wave
  * of whole blocks would cost a whole block's time), each split whole 64-key tiles. */
 static int choose_splits_wide(const vk_attention_args *a, int bm, int *chunk) {
-    const int blocks = a->num_prefill_tiles * a->KVH;
+    const int blocks = a->num_prefill_tiles * a->KVH, sms = vk_sm_count();
     const int ktiles = ((a->max_context_len > 0 ? a->max_context_len : 1) + P2_BN - 1) / P2_BN;
-    int nsplit = blocks < vk_sm_count() ? vk_sm_count() / blocks : 1;
+    int nsplit = blocks < sms ? sms / blocks : 1;
     if (nsplit > ktiles) nsplit = ktiles;
     if (nsplit > P2_MAX_SPLITS) nsplit = P2_MAX_SPLITS;
     const int rows_cap = VK_PREFILL_SPLIT_ROWS / (a->num_prefill_tiles * bm); /* the partials' scratch */
@@ -528,8 +529,8 @@ extern "C" int vk_prefill_wide_supported(int D) {
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
         return 0;
-    const size_t need = D == 128 ? p2_layout<128, P2W_WARPS, P2W_STAGES>::total + p2_layout<128, P2W_WARPS, P2W_STAGES>::q
-                                 : p2_layout<64, P2W_WARPS, P2W_STAGES>::total + p2_layout<64, P2W_WARPS, P2W_STAGES>::q;
+    const size_t need =
+        D == 128 ? p2_layout<128, P2W_WARPS, P2W_STAGES>::smem : p2_layout<64, P2W_WARPS, P2W_STAGES>::smem;
     return major >= 8 && (size_t)optin >= need;
 }
 
@@ -582,7 +583,7 @@ template <typename T, int D, bool GRP, int NW, int S>
 static cudaError_t launch_split(const vk_attention_args *a, void *scratch, int nsplit, int chunk, cudaStream_t s) {
     typedef p2_layout<D, NW, S> L;
     auto kern = prefill_mma_kernel<T, D, false, GRP, NW, S>;
-    const size_t smem = L::total + L::q;
+    const size_t smem = L::smem;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     vk_attention_args b = *a;

@@ -1050,12 +1050,13 @@ static void test_tiles()
             }
     std::vector<int32_t> qs = {0, 5}, t(64);
     const int over = vk_prefill_tiles_build(qs.data(), nullptr, 1, 1, 16, 1, t.data(), 32); /* group 16 */
-    /* the wide tiles' pick: 32 queries over 4,128 keys (B4's second request) take them; a short
-     * context, 512 sequences' prompts or a shape without grouped tiles do not */
+    /* the wide tiles' pick: 32 queries over 4,128 keys (B4's second request; 2 KV heads, so that
+     * any GPU with 4 SMs has room for two splits) take them; a short context, 512 sequences'
+     * prompts or a shape without grouped tiles do not */
     std::vector<int32_t> many(513);
     for (int i = 0; i <= 512; i++) many[i] = 64 * i;
     const int32_t hit[] = {0, 32};
-    CHECK(vk_prefill_wide(hit, 1, 32, 8, 4128) == 1 && vk_prefill_wide(hit, 1, 32, 8, 300) == 0 &&
+    CHECK(vk_prefill_wide(hit, 1, 8, 2, 4128) == 1 && vk_prefill_wide(hit, 1, 8, 2, 300) == 0 &&
               vk_prefill_wide(many.data(), 512, 32, 8, 4128) == 0 && vk_prefill_wide(hit, 1, 16, 1, 4128) == 0,
           "wide tiles' pick");
     printf("prefill tiles: %d of %d lists differ from the expected tiling; group 16: %d (-1 expected)\n", bad, lists,
