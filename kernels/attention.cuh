@@ -23,5 +23,12 @@ size_t vk_attention_decode_scratch_bytes(int num_seqs, int H, int D, int max_con
 cudaError_t vk_attention_prefill(const vk_attention_args *a, cudaStream_t s);
 cudaError_t vk_attention_prefill_v2(const vk_attention_args *a, cudaStream_t s);
 size_t vk_attention_prefill_scratch_bytes(int H, int D);
+/* Wide tiles on wgmma (attention_prefill_wg.cu): the main kernel only, its partials (nsplit > 1)
+ * at b->scratch for the prefill combine; cudaErrorNotSupported where
+ * vk_prefill_wide_wgmma_supported says no. */
+cudaError_t vk_attention_prefill_wide_wg(const vk_attention_args *b, int nsplit, int chunk, cudaStream_t s);
+/* Whether its tensor copies take this block size: 8 or more consecutive slots of a block inside
+ * a 64-key tile (gcd(block_size, 64) >= 8; 16, the default, copies whole blocks). */
+int vk_attention_prefill_wide_wg_fits(int block_size);
 /* Query rows (tiles x 64) whose prefill partials fit in scratch when the key range is split. */
 #define VK_PREFILL_SPLIT_ROWS 4096

@@ -577,6 +577,15 @@ static cudaError_t launch_inv(const vk_attention_args *a, void *scratch, cudaStr
     return cudaGetLastError();
 }
 
+/* The merge of a split launch's partials (none for one split): tt query tokens a tile, its rows
+ * bm apart in the scratch. */
+template <typename T, int D>
+static cudaError_t launch_combine(const vk_attention_args *b, int nsplit, int tt, int bm, cudaStream_t s) {
+    if (nsplit == 1) return cudaSuccess;
+    return launch_pdl(prefill_combine_kernel<T, D>, dim3(b->num_prefill_tiles * tt, b->H), dim3(D), 0, s, b->pdl != 0,
+                      *b, nsplit, tt, bm);
+}
+
 /* The default mode's launch: NW warps, a ring of S tiles; the splits' partials merged by
  * prefill_combine_kernel. */
 template <typename T, int D, bool GRP, int NW, int S>
@@ -590,12 +599,20 @@ static cudaError_t launch_split(const vk_attention_args *a, void *scratch, int n
     b.scratch = scratch;
     const dim3 grid = GRP ? dim3(a->num_prefill_tiles * a->KVH, 1, nsplit) : dim3(a->num_prefill_tiles, a->H, nsplit);
     if ((e = launch_pdl(kern, grid, dim3(L::THREADS), smem, s, a->pdl != 0, b, nsplit, chunk, (int)L::BM)) !=
-            cudaSuccess ||
-        nsplit == 1)
+        cudaSuccess)
         return e;
-    const int tt = GRP ? L::BM / (a->H / a->KVH) : L::BM;
-    return launch_pdl(prefill_combine_kernel<T, D>, dim3(a->num_prefill_tiles * tt, a->H), dim3(D), 0, s, a->pdl != 0, b,
-                      nsplit, tt, L::BM);
+    return launch_combine<T, D>(&b, nsplit, GRP ? L::BM / (a->H / a->KVH) : L::BM, L::BM, s);
+}
+
+/* Wide tiles on wgmma (attention_prefill_wg.cu), their partials merged as the mma.sync ones. */
+template <typename T, int D>
+static cudaError_t launch_wide_wg(const vk_attention_args *a, void *scratch, int nsplit, int chunk, cudaStream_t s) {
+    constexpr int BM = 16 * P2W_WARPS;
+    vk_attention_args b = *a;
+    b.scratch = scratch;
+    cudaError_t e = vk_attention_prefill_wide_wg(&b, nsplit, chunk, s);
+    if (e != cudaSuccess) return e;
+    return launch_combine<T, D>(&b, nsplit, BM / (a->H / a->KVH), BM, s);
 }
 
 template <typename T, int D>
@@ -606,6 +623,9 @@ static cudaError_t launch_p2(const vk_attention_args *a, cudaStream_t s) {
     int chunk, nsplit;
     if (a->wide_tiles) {
         nsplit = choose_splits_wide(a, 16 * P2W_WARPS, &chunk);
+        /* the same tiles on mma.sync where the block size does not suit the tensor copies */
+        if (a->wide_tiles == VK_WIDE_WGMMA && vk_attention_prefill_wide_wg_fits(a->block_size))
+            return launch_wide_wg<T, D>(a, scratch, nsplit, chunk, s);
         return launch_split<T, D, true, P2W_WARPS, P2W_STAGES>(a, scratch, nsplit, chunk, s);
     }
     nsplit = choose_splits(a, &chunk);
@@ -617,7 +637,8 @@ cudaError_t vk_attention_prefill_v2(const vk_attention_args *a, cudaStream_t s) 
     if (a->num_prefill_tiles <= 0) return cudaSuccess;
     if (a->H % a->KVH || ((a->batch_invariant || a->group_heads) && a->H / a->KVH > VK_PREFILL_MAX_GROUP))
         return cudaErrorInvalidValue;
-    if (a->wide_tiles && (!a->group_heads || a->batch_invariant)) return cudaErrorInvalidValue;
+    if (a->wide_tiles && (!a->group_heads || a->batch_invariant || a->wide_tiles > VK_WIDE_WGMMA || a->wide_tiles < 0))
+        return cudaErrorInvalidValue;
     if (a->D == 128) VK_DISPATCH(a->dt, return (launch_p2<T, 128>(a, s)));
     if (a->D == 64) VK_DISPATCH(a->dt, return (launch_p2<T, 64>(a, s)));
     return cudaErrorInvalidValue;

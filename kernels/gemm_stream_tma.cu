@@ -46,6 +46,8 @@
 #include "mbarrier.cuh"
 #include "gemm_stream_tma.h"
 #include "stream_k.cuh"
+#include "tma_map.h"
+#include "wgmma.cuh"
 
 using namespace vk;
 
@@ -82,56 +84,6 @@ template <int BM_, int KB_, int S_, int NT_> struct gst_cfg {
 };
 
 #if GST_DEVICE && defined(__CUDA_ARCH__)
-/* A shared-memory matrix descriptor: K-major rows of 128 bytes, 128-byte swizzle, 8-row groups
- * 1024 bytes apart. Moving along k inside the swizzle span is a plain address offset. */
-__device__ __forceinline__ uint64_t gst_desc(uint32_t saddr)
-{
-    return (uint64_t)((saddr & 0x3FFFF) >> 4) | (uint64_t)(1024 >> 4) << 32 | (uint64_t)1 << 62;
-}
-
-template <int F> __device__ __forceinline__ void gst_fence_acc(float (&d)[F])
-{
-#pragma unroll
-    for (int i = 0; i < F; i++) asm volatile("" : "+f"(d[i])::"memory");
-}
-
-#define GST_R4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
-/* d[NT / 2] += A (64 x 16, desc a) . B (16 x NT, desc b) for one warpgroup. */
-template <typename T, int NT> __device__ __forceinline__ void gst_wgmma(float (&d)[NT / 2], uint64_t a, uint64_t b);
-#define GST_WGMMA_8(TY)                                                                                                \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"                                                          \
-                 "wgmma.mma_async.sync.aligned.m64n8k16.f32." TY "." TY " {%0, %1, %2, %3}, %4, %5, p, 1, 1, 0, 0;\n}\n" \
-                 : GST_R4(0)                                                                                           \
-                 : "l"(a), "l"(b), "r"(1))
-#define GST_WGMMA_16(TY)                                                                                               \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"                                                         \
-                 "wgmma.mma_async.sync.aligned.m64n16k16.f32." TY "." TY                                               \
-                 " {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, 0, 0;\n}\n"                                     \
-                 : GST_R4(0), GST_R4(4)                                                                                \
-                 : "l"(a), "l"(b), "r"(1))
-#define GST_WGMMA_32(TY)                                                                                               \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"                                                         \
-                 "wgmma.mma_async.sync.aligned.m64n32k16.f32." TY "." TY                                               \
-                 " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n" \
-                 : GST_R4(0), GST_R4(4), GST_R4(8), GST_R4(12)                                                         \
-                 : "l"(a), "l"(b), "r"(1))
-#define GST_WGMMA_64(TY)                                                                                               \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                         \
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY                                               \
-                 " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, "   \
-                 "%21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"              \
-                 : GST_R4(0), GST_R4(4), GST_R4(8), GST_R4(12), GST_R4(16), GST_R4(20), GST_R4(24), GST_R4(28)         \
-                 : "l"(a), "l"(b), "r"(1))
-#define GST_WGMMA_FN(CT, TY, N)                                                                                        \
-    template <> __device__ __forceinline__ void gst_wgmma<CT, N>(float(&d)[N / 2], uint64_t a, uint64_t b)            \
-    {                                                                                                                  \
-        GST_WGMMA_##N(TY);                                                                                             \
-    }
-#define GST_WGMMA_SPECIALIZE(CT, TY)                                                                                   \
-    GST_WGMMA_FN(CT, TY, 8) GST_WGMMA_FN(CT, TY, 16) GST_WGMMA_FN(CT, TY, 32) GST_WGMMA_FN(CT, TY, 64)
-GST_WGMMA_SPECIALIZE(__nv_bfloat16, "bf16")
-GST_WGMMA_SPECIALIZE(__half, "f16")
-
 /* The producer (one thread): the CTA's items [s0, s1) into the ring, in order. */
 template <typename C>
 __device__ void gst_produce(const CUtensorMap *tw, const CUtensorMap *tx, const sk_plan &p, int s0, int s1,
@@ -225,16 +177,17 @@ __global__ void __launch_bounds__(C::threads, 1)
         const int i = s - s0, st = i % C::stages;
         bulk_bar_wait(full + st, (i / C::stages) & 1);
         const uint32_t a = ring_s + st * C::stage + wg * 64 * GST_ROW_BYTES, b = ring_s + st * C::stage + C::w_bytes;
-        gst_fence_acc(acc);
-        asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+        wg_fence_acc(acc);
+        wg_fence();
 #pragma unroll
         for (int kb = 0; kb < C::KB; kb++)
 #pragma unroll
             for (int kk = 0; kk < GST_BOX_K / 16; kk++)
-                gst_wgmma<T, NT>(acc, gst_desc(a + kb * C::w_box + kk * 32), gst_desc(b + kb * C::x_box + kk * 32));
-        asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-        asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-        gst_fence_acc(acc);
+                wg_mma_ss<T, NT>(acc, wg_desc(a + kb * C::w_box + kk * 32, 0, 1024),
+                                 wg_desc(b + kb * C::x_box + kk * 32, 0, 1024), 1);
+        wg_commit();
+        wg_wait<0>();
+        wg_fence_acc(acc);
         __syncwarp();
         if (lane == 0) bulk_bar_arrive(empty + st);
         if (s + 1 == s1 || (s + 1) % p.kst == 0) {
@@ -250,36 +203,12 @@ __global__ void __launch_bounds__(C::threads, 1)
 #endif
 }
 
-typedef CUresult (*gst_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
-                                  const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
-                                  CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-/* The driver's tensor-map encoder, looked up once (the runtime links no driver symbols). */
-gst_encode_fn gst_encoder()
-{
-    static const gst_encode_fn fn = [] {
-        void *f = nullptr;
-        cudaDriverEntryPointQueryResult q;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) !=
-                cudaSuccess ||
-            q != cudaDriverEntryPointSuccess)
-            return (gst_encode_fn) nullptr;
-        return (gst_encode_fn)f;
-    }();
-    return fn;
-}
-
 /* A tensor map over a row-major [rows][in] matrix of 16-bit elements, tiles of box_rows x 64. */
 bool gst_map(CUtensorMap *m, vk_dtype dt, const void *base, int in, int rows, int box_rows)
 {
-    const gst_encode_fn enc = gst_encoder();
-    if (!enc) return false;
-    const cuuint64_t dims[2] = {(cuuint64_t)in, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)in * 2};
-    const cuuint32_t box[2] = {GST_BOX_K, (cuuint32_t)box_rows}, elem[2] = {1, 1};
-    return enc(m, dt == VK_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2,
-               const_cast<void *>(base), dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
-               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    const uint64_t dims[2] = {(uint64_t)in, (uint64_t)rows}, strides[1] = {(uint64_t)in * 2};
+    const uint32_t box[2] = {GST_BOX_K, (uint32_t)box_rows};
+    return vk_tma_map(m, dt, base, 2, dims, strides, box);
 }
 
 /* One launch: grid and plan for configuration C (BM, KB, S) at x tile NT. */
@@ -354,7 +283,7 @@ static bool gst_runnable_query()
     cudaFuncAttributes fa;
     if (cudaFuncGetAttributes(&fa, gst_kernel<__nv_bfloat16, __nv_bfloat16, gst_cfg<128, 1, 8, 8>>) != cudaSuccess)
         return false;
-    return fa.ptxVersion >= 90 && gst_encoder() != nullptr;
+    return fa.ptxVersion >= 90 && vk_tma_available();
 }
 
 /* Asked once per process: a process drives GPUs of one kind (tensor-parallel ranks are alike). */

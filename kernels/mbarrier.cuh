@@ -43,6 +43,14 @@ __device__ __forceinline__ void bulk_tensor_2d(void *dst, const void *map, int c
                  "l"(map), "r"(c0), "r"(c1), "r"(bulk_smem(b)), "l"(policy)
                  : "memory");
 }
+/* The same for a 3-D tile at element (c0, c1, c2). */
+__device__ __forceinline__ void bulk_tensor_3d(void *dst, const void *map, int c0, int c1, int c2, uint64_t *b,
+                                               uint64_t policy) {
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+                 " [%0], [%1, {%2, %3, %4}], [%5], %6;\n" ::"r"(bulk_smem(dst)),
+                 "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bulk_smem(b)), "l"(policy)
+                 : "memory");
+}
 __device__ __forceinline__ bool bulk_bar_test(uint64_t *b, uint32_t parity) {
     uint32_t done;
     asm volatile("{\n"
@@ -69,6 +77,7 @@ __device__ __forceinline__ void bulk_bar_expect(uint64_t *, uint32_t) {}
 __device__ __forceinline__ void bulk_bar_arrive(uint64_t *) {}
 __device__ __forceinline__ void bulk_copy(void *, const void *, uint32_t, uint64_t *) {}
 __device__ __forceinline__ void bulk_tensor_2d(void *, const void *, int, int, uint64_t *, uint64_t) {}
+__device__ __forceinline__ void bulk_tensor_3d(void *, const void *, int, int, int, uint64_t *, uint64_t) {}
 __device__ __forceinline__ void bulk_bar_wait(uint64_t *, uint32_t) {}
 #endif
 

@@ -158,7 +158,9 @@ typedef struct vk_attention_args {
      * batch_invariant; else cudaErrorInvalidValue): a block of 8 warps takes a wide tile, one
      * block per SM, several key tiles in flight. vk_prefill_wide says when (few query rows over
      * long contexts: prefix-cache hits, a long prompt's later chunks) and vk_prefill_wide_supported
-     * where (its shared memory). */
+     * where (its shared memory). VK_WIDE_MMA (1): 8 warps on mma.sync; VK_WIDE_WGMMA (2): two
+     * warpgroups on wgmma fed by tensor copies (H100 / H200 with sm_90a code:
+     * vk_prefill_wide_wgmma_supported; elsewhere the tiles go to VK_WIDE_MMA's kernel). */
     int wide_tiles;
     /* launch the production kernels (decode versions 5 and 7, prefill version 2, their combines)
      * as programmatic dependents (see vk_pdl_supported); other versions launch plainly */
@@ -180,6 +182,8 @@ enum { VK_TILES_HEAD = 0, VK_TILES_INVARIANT = 1, VK_TILES_GROUP = 2 };
  * context_lens; every sequence when context_lens is NULL), sequences still in order; the results
  * do not change, only the order in which the GPU takes the blocks. */
 #define VK_TILES_LONGEST_FIRST 0x100
+/* vk_attention_args.wide_tiles: which kernel takes the wide tiles */
+enum { VK_WIDE_MMA = 1, VK_WIDE_WGMMA = 2 };
 /* OR-ed into VK_TILES_GROUP: wide tiles, twice the tokens (vk_attention_args.wide_tiles) */
 #define VK_TILES_WIDE 0x200
 /* Host: fills tiles (capacity cap pairs) of vk_prefill_tile_tokens query tokens each for the
@@ -196,7 +200,15 @@ int vk_prefill_tile_tokens(int mode, int H, int KVH);
 /* Host: whether the current GPU runs wide prefill tiles for head size D (64 or 128): their
  * blocks' shared memory (209 KB at D = 128) and mma.sync (sm_80 and later). */
 int vk_prefill_wide_supported(int D);
-/* Host: whether a default-mode grouped step (query_start: host memory) should take wide tiles:
+/* Host: whether the current GPU runs the wgmma kernel for wide tiles (VK_WIDE_WGMMA) at head size
+ * D (64 or 128) over caches of this block size: compute capability 9.0, this binary's sm_90a code,
+ * 226 KB of shared memory per block at D = 128, and gcd(block_size, 64) >= 8 (its tensor copies
+ * take 8 or more consecutive slots). Where it does, every step with prefill rows should take wide
+ * tiles on it: it is faster than the 64-row tiles on whole prompts too (docs/benchmarks.md,
+ * session 13). The device part is asked once per process. */
+int vk_prefill_wide_wgmma_supported(int D, int block_size);
+/* Host: whether a default-mode grouped step (query_start: host memory) should take wide tiles on
+ * the mma.sync kernel (VK_WIDE_MMA):
  * its wide tiles x KV heads leave at least two key splits for every SM's one block, over a
  * context of at least 512 keys. A pure function of its arguments and the GPU. */
 int vk_prefill_wide(const int32_t *query_start, int num_seqs, int H, int KVH, int max_context_len);

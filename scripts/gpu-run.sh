@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, tp2wide, widencu (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, tp2wide, widencu, wg, wgall (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -736,15 +736,75 @@ stage_wide() {
     doc_top5 doc "$W/doc.log" "12 prompts sharing a 4,096-token document" grouped nocache
     b4_ab VESTA_PREFILL_WIDE grouped:0 wide:1
 }
+# Wide tiles on wgmma (VESTA_PREFILL_WIDE=2, kernels/attention_prefill_wg.cu): the kernel tests
+# (attention: both wide kernels against the CPU reference and with pdl; the pdl chains; the tile
+# lists; vk_gemm_stream, whose wgmma wrappers moved to kernels/wgmma.cuh), kernel_bench's prefill
+# rows (no wide tiles, mma.sync, wgmma, interleaved), the 12 document prompts on wgmma against
+# mma.sync and against no prefix caching by the top-5 rule, then B4 with each, interleaved.
+stage_wg() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local t v name val
+    for t in attention pdl tiles; do
+        timeout 300 "$B/bin/test_kernels" $t >"$OUT/kernels_$t.log" 2>&1
+        summary+=("kernel tests $t: rc $? $(tail -1 "$OUT/kernels_$t.log")")
+    done
+    grep -h -e "wgmma" -e FAIL "$OUT/kernels_attention.log" "$OUT/kernels_pdl.log" | head -40
+    if [ -x "$B/bin/test_gemm_stream" ]; then # (a cold call carries vesta and test_kernels only)
+        timeout 200 "$B/bin/test_gemm_stream" >"$OUT/gemm_stream_test.log" 2>&1
+        summary+=("vk_gemm_stream tests: rc $? $(tail -1 "$OUT/gemm_stream_test.log")")
+    fi
+    [ -x "$B/bin/kernel_bench" ] && stage_widekb
+    docprompts "$W/doc_prompts.jsonl"
+    for v in wide:2 mma:1 nocache:2; do
+        IFS=: read -r name val <<<"$v"
+        (export VESTA_PREFILL_WIDE=$val && gendoc "$W/doc_$name.jsonl" "$W/doc.log" \
+            $([ "$name" = nocache ] && echo --no-enable-prefix-caching))
+        summary+=("generate doc $name: rc $? $(grep -h 'prefix cache' "$W/doc.log" | tail -1)")
+    done
+    doc_top5 doc "$W/doc.log" "12 prompts sharing a 4,096-token document (wide: wgmma)" mma nocache
+    b4_ab VESTA_PREFILL_WIDE mma:1 wgmma:2
+}
+# ab_env_b4_b3_b1 VAR NAME_A:VALUE_A NAME_B:VALUE_B: B4, B3 and B1 (dummy weights) with VAR=VALUE_A
+# and with VAR=VALUE_B, interleaved, two rounds, into the summary.
+ab_env_b4_b3_b1() {
+    local var=$1 a=$2 b=$3 i v name val
+    for i in 1 2; do
+        for v in "$a" "$b"; do
+            IFS=: read -r name val <<<"$v"
+            (export "$var=$val" VESTA_BENCH_DUMMY=1 &&
+                vb "b4_${name}_$i" prefix --prefix-len 4096 --num-iters 3 --num-iters-warmup 1 --temperature 0)
+            summary+=("B4 $name round $i: $(grep -h '^Prefix caching' "$W/bench.log" | tail -1)")
+            (export "$var=$val" VESTA_BENCH_DUMMY=1 &&
+                vb "b3_${name}_$i" latency --input-len 2048 --output-len 1 --num-iters 5 --num-iters-warmup 2 \
+                    --temperature 0)
+            summary+=("B3 $name round $i: $(grep -h 'time to first token' "$W/bench.log" | tail -1)")
+            (export "$var=$val" VESTA_BENCH_DUMMY=1 &&
+                vb "b1_${name}_$i" throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024)
+            summary+=("B1 $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+        done
+    done
+}
+# Wide tiles on wgmma for every step with prefill rows (VESTA_PREFILL_WIDE=2, the default since
+# session 13) against session 12's choice (1: 64-row tiles for whole prompts, mma.sync wide tiles
+# where vk_prefill_wide picks them): the attention kernel tests, the 320 prompts by the top-5 rule,
+# then B4, B3 and B1 with each, interleaved, two rounds.
+stage_wgall() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    timeout 300 "$B/bin/test_kernels" attention >"$OUT/kernels_attention.log" 2>&1
+    summary+=("kernel tests attention: rc $? $(tail -1 "$OUT/kernels_attention.log")")
+    pair320 --top5 VESTA_PREFILL_WIDE wgall "320 prompts, wgmma wide tiles everywhere (2) vs 1" mma:1 wgmma:2
+    ab_env_b4_b3_b1 VESTA_PREFILL_WIDE mma:1 wgmma:2
+}
 # Nsight Compute on one wide-tile attention launch of B4's second request (replayed alone, so the
 # wait for its predecessor is not in it): throughput, warp stalls, scheduler, occupancy, memory.
 stage_widencu() {
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
     local ncu=/usr/local/cuda/bin/ncu
     [ -x "$ncu" ] || ncu=ncu
-    timeout 200 "$ncu" --kernel-name-base mangled -k "regex:prefill_mma_kernel.*Li8ELi5E" --launch-skip 5 \
-        --launch-count 1 --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section Occupancy \
-        --section LaunchStats --section MemoryWorkloadAnalysis "$V" bench prefix --model "$M8D" --load-format dummy \
+    # VESTA_NCU_KERNEL: another kernel's name (regex), VESTA_NCU_SECTIONS: more --section flags
+    timeout 200 "$ncu" --kernel-name-base mangled -k "regex:${VESTA_NCU_KERNEL:-prefill_mma_kernel.*Li8ELi5E}" \
+        --launch-skip 5 --launch-count 1 --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
+        --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis ${VESTA_NCU_SECTIONS:-} "$V" bench prefix --model "$M8D" --load-format dummy \
         --prefix-len 4096 --num-iters 1 --num-iters-warmup 0 --temperature 0 >"$OUT/ncu_wide.txt" 2>&1
     summary+=("ncu wide: rc $? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu_wide.txt") kernel reports)")
 }
@@ -1470,6 +1530,8 @@ run)
         tp2wide) stage_tp2wide ;;
         widencu) stage_widencu ;;
         wideab) stage_wideab ;;
+        wg) stage_wg ;;
+        wgall) stage_wgall ;;
         all) stage_kernels; stage_e2e; stage_bench ;;
         *) echo "unknown stage $s"; exit 2 ;;
         esac

@@ -266,7 +266,7 @@ int main(int argc, char **argv) {
      * -1: batch-invariant mode, every row through the prefill kernel);
      * kvh: KV heads (the query heads are 4 x kvh); shuffle: fragmented block tables (else in order) */
     auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv, int KVH = 8, bool shuffle = true, int pv = 2,
-                    bool grp = false, bool longest_first = false, bool wide = false) {
+                    bool grp = false, bool longest_first = false, int wide = 0) {
         int H = 4 * KVH, W = (H + 2 * KVH) * D;
         int bs = 16, mbps = (ctx + bs - 1) / bs, nblocks = ns * mbps;
         size_t cache = (size_t)nblocks * bs * KVH * D;
@@ -334,7 +334,10 @@ int main(int argc, char **argv) {
         else
             snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s%s", label, pv, ns, qlen, ctx,
                      grp ? " per KV group" : "", longest_first ? " longest-first" : "",
-                     wide ? (vk_prefill_wide(qs.data(), ns, H, KVH, ctx) ? " wide" : " wide (not picked)") : "");
+                     wide ? (vk_prefill_wide(qs.data(), ns, H, KVH, ctx) ? (wide == VK_WIDE_WGMMA ? " wide wgmma" : " wide")
+                                                                         : (wide == VK_WIDE_WGMMA ? " wide wgmma (not picked)"
+                                                                                                  : " wide (not picked)"))
+                          : "");
         report(name, ms, kv_bytes + 2.0 * ntok * H * D * 2, flops);
         for (void *p : {kc, vc, q, out, (void *)dbt, (void *)dqs, (void *)dcl, (void *)dt, scratch}) cudaFree(p);
     };
@@ -363,8 +366,18 @@ int main(int argc, char **argv) {
         if (vk_prefill_wide_supported(D))
             for (int round = 0; round < 2; round++)
                 for (auto &w : wide_shapes)
-                    for (bool wide : {false, true})
-                        attn(w[0], w[1], w[2], "prefix-hit", 2, 8, true, 2, true, true, wide);
+                    for (int wide = 0; wide <= VK_WIDE_WGMMA; wide++)
+                        if (wide < VK_WIDE_WGMMA || vk_prefill_wide_wgmma_supported(D, 16))
+                            attn(w[0], w[1], w[2], "prefix-hit", 2, 8, true, 2, true, true, wide);
+        /* whole prompts on wide tiles (which vk_prefill_wide does not pick there; one key split):
+         * B3's prompt, B1's prefill step, B4's first request, against the grouped tiles */
+        const int prompt_shapes[][3] = {{1, 2048, 2048}, {32, 512, 512}, {1, 4128, 4128}};
+        if (vk_prefill_wide_supported(D))
+            for (int round = 0; round < 2; round++)
+                for (auto &w : prompt_shapes)
+                    for (int wide = 0; wide <= VK_WIDE_WGMMA; wide++)
+                        if (wide < VK_WIDE_WGMMA || vk_prefill_wide_wgmma_supported(D, 16))
+                            attn(w[0], w[1], w[2], "prefill", 2, 8, true, 2, true, true, wide);
         return finish();
     }
     for (int dv : {0, 1, 2, 3, 5, 7}) { /* production (0) and each decode kernel (4 and 6 were removed) */

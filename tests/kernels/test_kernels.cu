@@ -296,7 +296,7 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
         }
     /* The prefill kernel with another tiling: per KV group in the default mode (split-K as usual),
      * or batch-invariant (every row through the prefill kernel, no key split). */
-    auto run_tiled = [&](int mode, const char *label) {
+    auto run_tiled = [&](int mode, const char *label, int wide_kernel = VK_WIDE_MMA) {
         std::vector<int32_t> mtiles(2 * vk_prefill_tiles_max(ntok, ns));
         const int nmt = vk_prefill_tiles_build(qs.data(), cl.data(), ns, mode, H, KVH, mtiles.data(), (int)mtiles.size() / 2);
         CHECK(nmt >= 0, "%s tiles", label);
@@ -305,7 +305,7 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
         am.prefill_tiles = dmtiles.p;
         am.num_prefill_tiles = nmt;
         am.group_heads = (mode & ~(VK_TILES_LONGEST_FIRST | VK_TILES_WIDE)) == VK_TILES_GROUP;
-        am.wide_tiles = (mode & VK_TILES_WIDE) != 0;
+        am.wide_tiles = (mode & VK_TILES_WIDE) ? wide_kernel : 0;
         am.batch_invariant = mode == VK_TILES_INVARIANT;
         CK(cudaMemset(dout.p, 0xff, dout.n * 2)); /* poison */
         CK(vk_attention(&am, 0));
@@ -330,6 +330,11 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     if (H / KVH >= 2 && H / KVH <= VK_PREFILL_MAX_GROUP && vk_prefill_wide_supported(D)) {
         run_tiled(VK_TILES_GROUP | VK_TILES_WIDE, "wide prefill");
         run_tiled(VK_TILES_GROUP | VK_TILES_WIDE | VK_TILES_LONGEST_FIRST, "wide prefill, longest first");
+        if (vk_prefill_wide_wgmma_supported(D, bs)) { /* the same tiles on wgmma */
+            run_tiled(VK_TILES_GROUP | VK_TILES_WIDE, "wide prefill (wgmma)", VK_WIDE_WGMMA);
+            run_tiled(VK_TILES_GROUP | VK_TILES_WIDE | VK_TILES_LONGEST_FIRST, "wide prefill, longest first (wgmma)",
+                      VK_WIDE_WGMMA);
+        }
     }
     run_tiled(VK_TILES_HEAD | VK_TILES_LONGEST_FIRST, "prefill per head, longest first");
     run_tiled(VK_TILES_INVARIANT, "batch-invariant");
@@ -1116,8 +1121,9 @@ static void test_pdl_chain(vk_dtype dt)
     struct state { std::vector<uint16_t> out, res, kc, vc; };
     /* the grouped tiles, and the wide ones: their blocks request the cached keys' tiles before the
      * wait, while the RoPE kernel before them writes the new keys */
-    for (int wide = 0; wide < 2; wide++) {
-        if (wide && !vk_prefill_wide_supported(D)) continue;
+    for (int wide = 0; wide <= VK_WIDE_WGMMA; wide++) {
+        if ((wide && !vk_prefill_wide_supported(D)) || (wide == VK_WIDE_WGMMA && !vk_prefill_wide_wgmma_supported(D, bs)))
+            continue;
         std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
         const int nt = vk_prefill_tiles_build(qs.data(), cl.data(), ns,
                                               VK_TILES_GROUP | VK_TILES_LONGEST_FIRST | (wide ? VK_TILES_WIDE : 0), H, KVH,
@@ -1163,8 +1169,9 @@ static void test_pdl_chain(vk_dtype dt)
             const state got = run(m.pdl, m.graph);
             const bool same = got.out == plain.out && got.res == plain.res && got.kc == plain.kc && got.vc == plain.vc;
             printf("pdl chain %s %s (%d rounds, %d tokens, %d %stiles): %s\n", dtn(dt), m.name, K, ntok, nt,
-                   wide ? "wide " : "", same ? "identical" : "DIFFERENT");
-            CHECK(same, "pdl chain %s %s%s differs from the plain chain", dtn(dt), m.name, wide ? " (wide tiles)" : "");
+                   wide == VK_WIDE_WGMMA ? "wide (wgmma) " : wide ? "wide " : "", same ? "identical" : "DIFFERENT");
+            CHECK(same, "pdl chain %s %s%s differs from the plain chain", dtn(dt), m.name,
+                  wide == VK_WIDE_WGMMA ? " (wide tiles, wgmma)" : wide ? " (wide tiles)" : "");
         }
     }
     CK(cudaStreamDestroy(st));

@@ -303,8 +303,9 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
                                         be->hm.tiles, be->tiles_cap);
         if (ntiles < 0) return vesta_error_set(err, VESTA_ERR_INTERNAL, "execute: prefill tile list overflow");
     } else if (!all_decode) {
-        be->step_wide = be->prefill_wide && vk_prefill_wide(b->query_start, ns, be->H, be->KVH,
-                                                            b->max_context_len > 0 ? b->max_context_len : 1);
+        be->step_wide = be->prefill_wide == VK_WIDE_WGMMA ||
+                        (be->prefill_wide > 0 && vk_prefill_wide(b->query_start, ns, be->H, be->KVH,
+                                                                 b->max_context_len > 0 ? b->max_context_len : 1));
         const int mode = (be->prefill_group ? VK_TILES_GROUP : VK_TILES_HEAD) | (be->step_wide ? VK_TILES_WIDE : 0) |
                          (be->prefill_longest_first ? VK_TILES_LONGEST_FIRST : 0);
         ntiles = vk_prefill_tiles_build(b->query_start, b->context_lens, ns, mode, be->H, be->KVH, be->hm.tiles,
@@ -730,9 +731,14 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
                         be->H / be->KVH <= VK_PREFILL_MAX_GROUP;
     /* VESTA_PREFILL_ORDER=0|1: a sequence's prefill tiles in row order (0) or longest first (1) */
     be->prefill_longest_first = env_int("VESTA_PREFILL_ORDER", 1, 0, 1);
-    /* VESTA_PREFILL_WIDE=0|1: wide prefill tiles for the steps vk_prefill_wide picks (1) or never */
-    be->prefill_wide = env_int("VESTA_PREFILL_WIDE", 1, 0, 1) && be->prefill_group && !opts->batch_invariant &&
-                       vk_prefill_wide_supported(be->D);
+    /* VESTA_PREFILL_WIDE=0|1|2: wide prefill tiles on wgmma for every step with prefill rows (2, the
+     * default where vk_prefill_wide_wgmma_supported; else 1), on mma.sync for the steps
+     * vk_prefill_wide picks (1), or never (0) */
+    const int wgmma = vk_prefill_wide_wgmma_supported(be->D, opts->block_size);
+    const int wide_default = wgmma ? VK_WIDE_WGMMA : VK_WIDE_MMA;
+    be->prefill_wide = env_int("VESTA_PREFILL_WIDE", wide_default, 0, VK_WIDE_WGMMA);
+    if (be->prefill_wide == VK_WIDE_WGMMA && !wgmma) be->prefill_wide = VK_WIDE_MMA;
+    if (!be->prefill_group || opts->batch_invariant || !vk_prefill_wide_supported(be->D)) be->prefill_wide = 0;
     be->batch_invariant = opts->batch_invariant;
     if (cuda_profile_init(be, err) != VESTA_OK) goto fail_quiet;
 

@@ -150,7 +150,7 @@ static void attention_args(cuda_backend *be, vk_attention_args *a, int nseq, int
     a->scratch = be->attn_scratch;
     a->batch_invariant = be->batch_invariant;
     a->group_heads = !be->batch_invariant && be->prefill_group;
-    a->wide_tiles = ntiles > 0 && be->step_wide;
+    a->wide_tiles = ntiles > 0 && be->step_wide ? be->prefill_wide : 0;
     a->pdl = be->kernel_pdl;
 }
 

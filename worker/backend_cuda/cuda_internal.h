@@ -124,10 +124,13 @@ typedef struct cuda_backend {
      * KV group (vk_attention_args.group_heads) */
     bool prefill_group;
     bool prefill_longest_first; /* VK_TILES_LONGEST_FIRST: a sequence's prefill tiles last row first */
-    /* VESTA_PREFILL_WIDE (1, the default, with prefill_group where the GPU has the shared memory:
+    /* VESTA_PREFILL_WIDE (with prefill_group where the GPU has the shared memory:
      * vk_prefill_wide_supported): steps that vk_prefill_wide picks (few query rows over long
-     * contexts) take wide tiles; step_wide: this step's tiles are wide */
-    bool prefill_wide, step_wide;
+     * contexts) take wide tiles, on the kernel prefill_wide names (vk_attention_args.wide_tiles:
+     * VK_WIDE_WGMMA by default where the GPU runs it, else VK_WIDE_MMA; 0: never); step_wide:
+     * this step's tiles are wide */
+    int prefill_wide;
+    bool step_wide;
     /* batch-invariant mode (opts.batch_invariant, cuda_gemm_invariant.c): per weight shape, kernels
      * for bands of n checked at start-up to give a row the same bits at any n */
     bool batch_invariant;
