@@ -56,6 +56,77 @@ template <typename T> __device__ __forceinline__ uint32_t mma_pack2(float lo, fl
 
 constexpr float MMA_LOG2E = 1.4426950408889634f, MMA_LN2 = 0.6931471805599453f;
 
+/* The prefill kernels' tile step after the scores' row maxima (mu: this tile's subtrahend per
+ * row half, alpha: the old state's factor): P = prob(score, row half) for the warp's 16 rows x BN
+ * keys, packed as the A fragments of the P V product (key groups of 16), the rows' partial sums
+ * into lrow (this lane's; the quad adds up at the end), O rescaled unless no row of the warp found
+ * a new maximum. One copy for the mma.sync and the wgmma kernels: prob is each one's exp2. */
+template <typename T, int BN, int D, typename P>
+__device__ __forceinline__ void mma_prefill_probs(const float (&s)[BN / 8][4], uint32_t (&pa)[BN / 16][4], float (&lrow)[2],
+                                                  float (&o)[D / 8][4], const float (&alpha)[2], P prob) {
+    float ls[2] = {0.f, 0.f};
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; nt++) {
+        const float p0 = prob(s[nt][0], 0), p1 = prob(s[nt][1], 0);
+        const float p2 = prob(s[nt][2], 1), p3 = prob(s[nt][3], 1);
+        ls[0] += p0 + p1;
+        ls[1] += p2 + p3;
+        pa[nt / 2][(nt & 1) * 2 + 0] = mma_pack2<T>(p0, p1);
+        pa[nt / 2][(nt & 1) * 2 + 1] = mma_pack2<T>(p2, p3);
+    }
+    lrow[0] = lrow[0] * alpha[0] + ls[0];
+    lrow[1] = lrow[1] * alpha[1] + ls[1];
+    if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) /* no new maximum: O stays */
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) {
+            o[i][0] *= alpha[0];
+            o[i][1] *= alpha[0];
+            o[i][2] *= alpha[1];
+            o[i][3] *= alpha[1];
+        }
+}
+
+/* The prefill kernels' rows after the last key tile (default mode): the warp's rows 16 w + g and
+ * + 8 (those below `rows`), token tok0 + rt[h] and head rh[h], normalized into a.out when the keys
+ * were not split, else as partials for prefill_combine_kernel -- unnormalized O, the max in
+ * natural log (mrow is in the log2 domain), the sum -- at the scratch row ((tile * bm + rt[h]) * H
+ * + rh[h]) * nsplit + split of PART floats. Reduces lrow over the quad first. */
+template <typename T, int D, int PART>
+__device__ __forceinline__ void mma_prefill_store(const vk_attention_args &a, const float (&o)[D / 8][4], const float (&mrow)[2],
+                                                  float (&lrow)[2], int rows, int w, int lane, size_t tok0, const int (&rt)[2],
+                                                  const int (&rh)[2], int tile, int bm, int nsplit, int split) {
+    const int g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 1);
+        lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 2);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        if (16 * w + g + h * 8 >= rows) continue;
+        const size_t tok = tok0 + rt[h];
+        if (nsplit == 1) {
+            const float inv = lrow[h] > 0.f ? 1.f / lrow[h] : 0.f;
+            T *out = (T *)a.out + (tok * a.H + rh[h]) * D;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++)
+                *(uint32_t *)(out + i * 8 + 2 * t4) = mma_pack2<T>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
+        } else {
+            float *part = (float *)a.scratch + (((size_t)tile * bm + rt[h]) * a.H + rh[h]) * (size_t)nsplit * PART +
+                          (size_t)split * PART;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+                part[i * 8 + 2 * t4] = o[i][2 * h];
+                part[i * 8 + 2 * t4 + 1] = o[i][2 * h + 1];
+            }
+            if (t4 == 0) {
+                part[D] = mrow[h] == -INFINITY ? -INFINITY : mrow[h] * MMA_LN2;
+                part[D + 1] = lrow[h];
+            }
+        }
+    }
+}
+
 /* The query fragments of one decode row: A operand rows gr = query heads head0 + gr (zero for
  * gr >= G); rows gr + 8 are always zero (G <= 8), so their registers are the constant 0. */
 template <typename T, int D>

@@ -307,27 +307,8 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
             alpha[h] = mrow[h] == -INFINITY ? (mn == -INFINITY ? 1.f : 0.f) : exp2f(mrow[h] - mn);
             mrow[h] = mn;
         }
-        float ls[2] = {0.f, 0.f};
         uint32_t pa[P2_BN / 16][4];
-#pragma unroll
-        for (int nt = 0; nt < P2_BN / 8; nt++) {
-            float p0 = exp2f(s[nt][0] - mu[0]), p1 = exp2f(s[nt][1] - mu[0]);
-            float p2 = exp2f(s[nt][2] - mu[1]), p3 = exp2f(s[nt][3] - mu[1]);
-            ls[0] += p0 + p1;
-            ls[1] += p2 + p3;
-            pa[nt / 2][(nt & 1) * 2 + 0] = mma_pack2<T>(p0, p1);
-            pa[nt / 2][(nt & 1) * 2 + 1] = mma_pack2<T>(p2, p3);
-        }
-        lrow[0] = lrow[0] * alpha[0] + ls[0]; /* per-lane partial sums: reduced at the end */
-        lrow[1] = lrow[1] * alpha[1] + ls[1];
-        if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) /* no new maximum: O stays */
-#pragma unroll
-            for (int i = 0; i < D / 8; i++) {
-                o[i][0] *= alpha[0];
-                o[i][1] *= alpha[0];
-                o[i][2] *= alpha[1];
-                o[i][3] *= alpha[1];
-            }
+        mma_prefill_probs<T, P2_BN, D>(s, pa, lrow, o, alpha, [&](float x, int h) { return exp2f(x - mu[h]); });
         /* O += P V */
 #pragma unroll
         for (int kc2 = 0; kc2 < P2_BN / 16; kc2++) {
@@ -382,38 +363,7 @@ prefill_mma_kernel(const vk_attention_args a, int nsplit, int chunk, int total_r
             }
         }
     } else {
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 1);
-            lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 2);
-        }
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            int r = 16 * w + g + h * 8;
-            if (r >= rows) continue;
-            size_t tok = (size_t)(q0 + m0 + rt[h]);
-            if (nsplit == 1) {
-                float inv = lrow[h] > 0.f ? 1.f / lrow[h] : 0.f;
-                T *out = (T *)a.out + (tok * a.H + rh[h]) * D;
-#pragma unroll
-                for (int i = 0; i < D / 8; i++)
-                    *(uint32_t *)(out + i * 8 + 2 * t4) = mma_pack2<T>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
-            } else {
-                /* partials in the decode combine's format: unnormalized O, max (natural log), sum;
-                 * indexed by (tile, token in the tile, head) */
-                float *part = (float *)a.scratch + (((size_t)tile * BM + rt[h]) * a.H + rh[h]) * (size_t)nsplit * L::PART +
-                              (size_t)split * L::PART;
-#pragma unroll
-                for (int i = 0; i < D / 8; i++) {
-                    part[i * 8 + 2 * t4] = o[i][2 * h];
-                    part[i * 8 + 2 * t4 + 1] = o[i][2 * h + 1];
-                }
-                if (t4 == 0) {
-                    part[D] = mrow[h] == -INFINITY ? -INFINITY : mrow[h] * 0.6931471805599453f;
-                    part[D + 1] = lrow[h];
-                }
-            }
-        }
+        mma_prefill_store<T, D, L::PART>(a, o, mrow, lrow, rows, w, lane, (size_t)(q0 + m0), rt, rh, tile, BM, nsplit, split);
     }
 }
 

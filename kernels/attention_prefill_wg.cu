@@ -238,27 +238,9 @@ __global__ void __launch_bounds__(PWG_THREADS + 32, 1)
                 alpha[h] = mrow[h] == -INFINITY ? (mn == -INFINITY ? 1.f : 0.f) : pwg_exp2(mrow[h] - mn);
                 mrow[h] = mn;
             }
-            float ls[2] = {0.f, 0.f};
             uint32_t pa[PWG_BN / 16][4]; /* P as wgmma's A fragments, key groups of 16 */
-#pragma unroll
-            for (int nt = 0; nt < PWG_BN / 8; nt++) {
-                const float p0 = pwg_exp2(fmaf(s[nt][0], sl2, -mu[0])), p1 = pwg_exp2(fmaf(s[nt][1], sl2, -mu[0]));
-                const float p2 = pwg_exp2(fmaf(s[nt][2], sl2, -mu[1])), p3 = pwg_exp2(fmaf(s[nt][3], sl2, -mu[1]));
-                ls[0] += p0 + p1;
-                ls[1] += p2 + p3;
-                pa[nt / 2][(nt & 1) * 2 + 0] = mma_pack2<T>(p0, p1);
-                pa[nt / 2][(nt & 1) * 2 + 1] = mma_pack2<T>(p2, p3);
-            }
-            lrow[0] = lrow[0] * alpha[0] + ls[0]; /* per-lane partial sums: reduced at the end */
-            lrow[1] = lrow[1] * alpha[1] + ls[1];
-            if (!__all_sync(0xffffffffu, alpha[0] == 1.f && alpha[1] == 1.f)) /* no new maximum: O stays */
-#pragma unroll
-                for (int i = 0; i < D / 8; i++) {
-                    o[i][0] *= alpha[0];
-                    o[i][1] *= alpha[0];
-                    o[i][2] *= alpha[1];
-                    o[i][3] *= alpha[1];
-                }
+            mma_prefill_probs<T, PWG_BN, D>(s, pa, lrow, o, alpha,
+                                            [&](float x, int h) { return pwg_exp2(fmaf(x, sl2, -mu[h])); });
             /* O += P V: 16 keys a step (two 8-key groups of V's rows, 1024 bytes apart), D / 64 spans */
             wg_fence_acc(of);
             wg_fence();
@@ -273,37 +255,8 @@ __global__ void __launch_bounds__(PWG_THREADS + 32, 1)
         if (lane == 0) bulk_bar_arrive(empty + st); /* this warp is done with the stage */
     }
 
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 1);
-        lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 2);
-    }
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        const int r = 16 * w + g + h * 8;
-        if (r >= rows) continue;
-        const size_t tok = (size_t)(q0 + m0 + rt[h]);
-        if (nsplit == 1) {
-            const float inv = lrow[h] > 0.f ? 1.f / lrow[h] : 0.f;
-            T *out = (T *)a.out + (tok * a.H + rh[h]) * D;
-#pragma unroll
-            for (int i = 0; i < D / 8; i++)
-                *(uint32_t *)(out + i * 8 + 2 * t4) = mma_pack2<T>(o[i][2 * h] * inv, o[i][2 * h + 1] * inv);
-        } else { /* the partials of prefill_combine_kernel: unnormalized O, max (natural log), sum */
-            float *part = (float *)a.scratch +
-                          (((size_t)tile * PWG_BM + rt[h]) * a.H + rh[h]) * (size_t)nsplit * L::PART +
-                          (size_t)split * L::PART;
-#pragma unroll
-            for (int i = 0; i < D / 8; i++) {
-                part[i * 8 + 2 * t4] = o[i][2 * h];
-                part[i * 8 + 2 * t4 + 1] = o[i][2 * h + 1];
-            }
-            if (t4 == 0) {
-                part[D] = mrow[h] == -INFINITY ? -INFINITY : mrow[h] * MMA_LN2;
-                part[D + 1] = lrow[h];
-            }
-        }
-    }
+    mma_prefill_store<T, D, L::PART>(a, o, mrow, lrow, rows, w, lane, (size_t)(q0 + m0), rt, rh, tile, PWG_BM, nsplit,
+                                     split);
 #else
     static_assert(pwg_layout<D>::S >= 2, "the portable pass compiles no body");
 #endif

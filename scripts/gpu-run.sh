@@ -718,21 +718,32 @@ gendoc() {
         --max-num-seqs 1 "$@" >>"$log" 2>&1
 }
 docprompts() { python3 -c "import json, random; r = random.Random(2); d = [r.randrange(128000) for _ in range(4096)]; [print(json.dumps({'prompt_token_ids': d + [r.randrange(128000) for _ in range(32)]})) for i in range(12)]" >"$1"; }
-stage_wide() {
-    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    local t v name val
+# wide_kernel_tests PATTERN: test_kernels attention, pdl and tiles into the summary, their lines
+# matching PATTERN (and failures) printed.
+wide_kernel_tests() {
+    local t
     for t in attention pdl tiles; do
         timeout 300 "$B/bin/test_kernels" $t >"$OUT/kernels_$t.log" 2>&1
         summary+=("kernel tests $t: rc $? $(tail -1 "$OUT/kernels_$t.log")")
     done
-    grep -h -e "wide" "$OUT/kernels_attention.log" "$OUT/kernels_pdl.log" | head -30
+    grep -h -e "$1" -e FAIL "$OUT/kernels_attention.log" "$OUT/kernels_pdl.log" | head -40
+}
+# wide_docs NAME:VALUE...: docprompts' 12 prompts with VESTA_PREFILL_WIDE=VALUE into
+# $W/doc_NAME.jsonl (NAME nocache: without prefix caching).
+wide_docs() {
+    local v name val
     docprompts "$W/doc_prompts.jsonl"
-    for v in wide:1 grouped:0 nocache:1; do
+    for v in "$@"; do
         IFS=: read -r name val <<<"$v"
         (export VESTA_PREFILL_WIDE=$val && gendoc "$W/doc_$name.jsonl" "$W/doc.log" \
             $([ "$name" = nocache ] && echo --no-enable-prefix-caching))
         summary+=("generate doc $name: rc $? $(grep -h 'prefix cache' "$W/doc.log" | tail -1)")
     done
+}
+stage_wide() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    wide_kernel_tests wide
+    wide_docs wide:1 grouped:0 nocache:1
     doc_top5 doc "$W/doc.log" "12 prompts sharing a 4,096-token document" grouped nocache
     b4_ab VESTA_PREFILL_WIDE grouped:0 wide:1
 }
@@ -743,24 +754,13 @@ stage_wide() {
 # mma.sync and against no prefix caching by the top-5 rule, then B4 with each, interleaved.
 stage_wg() {
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    local t v name val
-    for t in attention pdl tiles; do
-        timeout 300 "$B/bin/test_kernels" $t >"$OUT/kernels_$t.log" 2>&1
-        summary+=("kernel tests $t: rc $? $(tail -1 "$OUT/kernels_$t.log")")
-    done
-    grep -h -e "wgmma" -e FAIL "$OUT/kernels_attention.log" "$OUT/kernels_pdl.log" | head -40
+    wide_kernel_tests wgmma
     if [ -x "$B/bin/test_gemm_stream" ]; then # (a cold call carries vesta and test_kernels only)
         timeout 200 "$B/bin/test_gemm_stream" >"$OUT/gemm_stream_test.log" 2>&1
         summary+=("vk_gemm_stream tests: rc $? $(tail -1 "$OUT/gemm_stream_test.log")")
     fi
     [ -x "$B/bin/kernel_bench" ] && stage_widekb
-    docprompts "$W/doc_prompts.jsonl"
-    for v in wide:2 mma:1 nocache:2; do
-        IFS=: read -r name val <<<"$v"
-        (export VESTA_PREFILL_WIDE=$val && gendoc "$W/doc_$name.jsonl" "$W/doc.log" \
-            $([ "$name" = nocache ] && echo --no-enable-prefix-caching))
-        summary+=("generate doc $name: rc $? $(grep -h 'prefix cache' "$W/doc.log" | tail -1)")
-    done
+    wide_docs wide:2 mma:1 nocache:2
     doc_top5 doc "$W/doc.log" "12 prompts sharing a 4,096-token document (wide: wgmma)" mma nocache
     b4_ab VESTA_PREFILL_WIDE mma:1 wgmma:2
 }

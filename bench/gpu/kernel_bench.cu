@@ -358,26 +358,21 @@ int main(int argc, char **argv) {
                 attn(32, 512, 512, "prefill", 2, 8, true, 2, true, lf);
                 attn(1, 4128, 4128, "prefill", 2, 8, true, 2, true, lf);
             }
-        /* wide tiles against the grouped ones (production before them), interleaved: B4's second
+        /* wide tiles (mma.sync, then wgmma) against the grouped ones, interleaved: B4's second
          * request, several prefix hits, a long context, a long prompt's chunks, and steps at the
-         * edge of vk_prefill_wide's pick (two splits) */
-        const int wide_shapes[][3] = {{1, 32, 4128}, {4, 32, 4128},  {1, 32, 32768}, {1, 128, 8192},
-                                      {1, 256, 4352}, {8, 32, 2048}, {2, 64, 1024}};
+         * edge of vk_prefill_wide's pick (two splits); then whole prompts, where vk_prefill_wide
+         * does not pick them (one key split): B3's prompt, B1's prefill step, B4's first request */
+        const struct { int ns, q, ctx; const char *label; } wide_shapes[] = {
+            {1, 32, 4128, "prefix-hit"},  {4, 32, 4128, "prefix-hit"}, {1, 32, 32768, "prefix-hit"},
+            {1, 128, 8192, "prefix-hit"}, {1, 256, 4352, "prefix-hit"}, {8, 32, 2048, "prefix-hit"},
+            {2, 64, 1024, "prefix-hit"},  {1, 2048, 2048, "prefill"},   {32, 512, 512, "prefill"},
+            {1, 4128, 4128, "prefill"}};
         if (vk_prefill_wide_supported(D))
             for (int round = 0; round < 2; round++)
                 for (auto &w : wide_shapes)
                     for (int wide = 0; wide <= VK_WIDE_WGMMA; wide++)
                         if (wide < VK_WIDE_WGMMA || vk_prefill_wide_wgmma_supported(D, 16))
-                            attn(w[0], w[1], w[2], "prefix-hit", 2, 8, true, 2, true, true, wide);
-        /* whole prompts on wide tiles (which vk_prefill_wide does not pick there; one key split):
-         * B3's prompt, B1's prefill step, B4's first request, against the grouped tiles */
-        const int prompt_shapes[][3] = {{1, 2048, 2048}, {32, 512, 512}, {1, 4128, 4128}};
-        if (vk_prefill_wide_supported(D))
-            for (int round = 0; round < 2; round++)
-                for (auto &w : prompt_shapes)
-                    for (int wide = 0; wide <= VK_WIDE_WGMMA; wide++)
-                        if (wide < VK_WIDE_WGMMA || vk_prefill_wide_wgmma_supported(D, 16))
-                            attn(w[0], w[1], w[2], "prefill", 2, 8, true, 2, true, true, wide);
+                            attn(w.ns, w.q, w.ctx, w.label, 2, 8, true, 2, true, true, wide);
         return finish();
     }
     for (int dv : {0, 1, 2, 3, 5, 7}) { /* production (0) and each decode kernel (4 and 6 were removed) */
