@@ -399,6 +399,8 @@ static void test_attention(vk_dtype dt)
     run_attention_case(dt, 32, 8, 128, 16, {{32, 4128}, {31, 9000}, {96, 600}}, "prefix-hits");
     /* a block size that is not a power of two (the kernels' gathers divide instead of shifting) */
     run_attention_case(dt, 32, 8, 128, 12, {{1, 700}, {100, 1124}, {32, 2000}, {1, 13}}, "block-size-12");
+    /* blocks of 32 slots: the wgmma kernel's tensor copies take 32 slots at a time */
+    run_attention_case(dt, 32, 8, 128, 32, {{32, 2000}, {100, 1124}, {1, 700}, {45, 45}}, "block-size-32");
 }
 
 /* Batch invariance (vesta_kernels.h, batch_invariant): attention rows of one L-token document
