@@ -346,8 +346,24 @@ def test_limits(c):
                            json={"prompt": "hold", "max_tokens": 200, "stream": True})
     resp = holder.__enter__()
     try:
-        next(resp.iter_lines())  # the first chunk: the request is running
-        r = expect_error(c, "/v1/completions", {"prompt": "more", "max_tokens": 2}, 503)
+        lines = resp.iter_lines()
+        first = next(lines)  # the first chunk: the request is running
+        check(first.startswith("data: {") and '"error"' not in first, f"the holder's first chunk: {first!r}")
+
+        def holder_gone(what):  # (seen twice in ~500 runs under load: say how the holder ended)
+            inflight = {n: w["inflight_requests"] for n, w in c.admin_workers().items()}
+            counters = [x for x in c.http.get("/metrics").text.splitlines()
+                        if x.startswith(("vesta:router_client_aborts", "vesta:router_worker_failures"))]
+            rest = [x for x in lines if x][-3:]
+            raise AssertionError(f"{what}; in flight {inflight}, {counters}; the holder's first chunk {first!r}, "
+                                 f"its last {rest}")
+
+        if sum(w["inflight_requests"] for w in c.admin_workers().values()) != 1:
+            holder_gone("the holder is not in flight")
+        try:
+            r = expect_error(c, "/v1/completions", {"prompt": "more", "max_tokens": 2}, 503)
+        except AssertionError as e:
+            holder_gone(str(e)[:300])
         check(r.headers.get("retry-after") == "1", f"Retry-After {r.headers}")
     finally:
         holder.__exit__(None, None, None)
