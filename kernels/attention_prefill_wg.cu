@@ -20,11 +20,11 @@
  *   The tiles of keys that earlier steps wrote (before the sequence's first query) are requested
  *   before the wait for the previous kernel, on the mma.sync wide kernel's argument.
  *
- * Shared memory: the ring of PWG_STAGES (K, V) tiles and the block's 128 query rows, all 128-byte
- * swizzled (wgmma.cuh): a 64-key tile is D / 64 spans of 64 rows x 128 bytes, the query rows D / 64
- * spans of 128 rows x 128 bytes. Rows past the key range come as zeros (copies of slots outside
- * the map) or, inside the sequence's last block, are zeroed in V before P V (P is 0 there, but
- * 0 x NaN would not be).
+ * Shared memory: a ring of pwg_layout::S (K, V) tiles (6 at D = 128), the block's 128 query rows,
+ * the stage barriers. K, V and Q are 128-byte swizzled (wgmma.cuh): a 64-key tile is D / 64 spans
+ * of 64 rows x 128 bytes, the query rows D / 64 spans of 128 rows x 128 bytes. Rows past the key
+ * range come as zeros (copies of slots outside the map) or, inside the sequence's last block, are
+ * zeroed in V before P V (P is 0 there, but 0 x NaN would not be).
  *
  * The softmax, the masks, the fragment layouts (wgmma's accumulators are mma.sync's m16n8 tiles
  * side by side) and the partials are the mma.sync kernel's; only the summation order inside the
