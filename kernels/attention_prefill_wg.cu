@@ -30,6 +30,8 @@
  * side by side) and the partials are the mma.sync kernel's; only the summation order inside the
  * tensor-core products and the SFU's exp2 differ, so outputs agree within rounding, not bit for
  * bit. */
+#include <numeric>
+
 #include "attention_mma.cuh"
 #include "mbarrier.cuh"
 #include "tma_map.h"
@@ -263,16 +265,7 @@ __global__ void __launch_bounds__(PWG_THREADS + 32, 1)
 }
 
 /* Slots per tensor copy for a block size: the most that stay inside one block and one key tile. */
-int pwg_run(int bsz)
-{
-    int a = bsz, b = PWG_BN;
-    while (b) {
-        const int t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
+int pwg_run(int bsz) { return std::gcd(bsz, PWG_BN); }
 
 template <typename T, int D> cudaError_t pwg_launch(const vk_attention_args *b, int nsplit, int chunk, cudaStream_t s)
 {
