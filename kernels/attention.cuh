@@ -14,6 +14,10 @@ cudaError_t vk_attention_decode_v5x(const vk_attention_args *a, int variant, cud
  * items (no block barrier, no cross-warp merge); _v7x: configuration variant (< VK_DECODE_V7_VARIANTS) */
 cudaError_t vk_attention_decode_v7(const vk_attention_args *a, cudaStream_t s);
 cudaError_t vk_attention_decode_v7x(const vk_attention_args *a, int variant, cudaStream_t s);
+/* Whether a batch's (sequence, KV head) pairs give at least 7/8 of the warps of version 7's
+ * default configuration a work item, whatever the contexts: a decode graph is captured for a batch
+ * size with the longest context the model allows, so the real contexts are not known there. */
+int vk_attention_decode_v7_fills(int num_seqs, int KVH);
 /* The current device's SM count (132 when it cannot be read). */
 int vk_sm_count(void);
 /* Keys per decode split for a batch (both decode versions); the split-K merge of their partials. */

@@ -295,15 +295,18 @@ cudaError_t vk_attention_decode_v2(const vk_attention_args *a, cudaStream_t s) {
 }
 
 /* Production: version 7 (attention_decode_v7.cu: version 5's tensor-core arithmetic in persistent
- * warps) for batches whose (sequence, KV head) pairs fill the GPU (vk_decode_partition's full
- * partition), version 5 (attention_decode_v5.cu: blocks of 4 warps over a shared cp.async pipeline,
- * key ranges split to reach 2 blocks per SM) below that. Version 5 on the H100 (run 12), per layer:
- * 256 x 640 keys 0.277 ms (2.44 TB/s) against version 3's 0.394; one sequence of 4,096 keys 0.019
- * against 0.027, of 32K 0.071 against 0.103 -- bench/gpu/results/run12-decode-v5; version 7 against
- * version 5: docs/benchmarks.md (run 35). A pure function of the arguments, so a captured graph
- * keeps its choice. */
+ * warps) for batches with a work item for 7/8 of its warps (vk_attention_decode_v7_fills), version
+ * 5 (attention_decode_v5.cu: blocks of 4 warps over a shared cp.async pipeline, key ranges split
+ * to reach 2 blocks per SM) below that. Until run 143 the test was version 5's partition reaching
+ * its full 512 keys, which long context bounds reach with few sequences (a decode graph's bound is
+ * the model's longest context): one sequence ran on version 7 with a few of its warps busy, 0.153
+ * ms a layer over 32K keys against version 5's 0.075, 0.096 against 0.015 over 640 (run 142), and
+ * 33-95 sequences over 640 keys took version 7 at up to twice version 5's time. Version 5 on the H100 (run 12), per layer: 256 x 640 keys 0.277 ms (2.44 TB/s) against
+ * version 3's 0.394; one sequence of 4,096 keys 0.019 against 0.027 -- bench/gpu/results/run12-
+ * decode-v5; version 7 against version 5: docs/benchmarks.md. A pure function of the arguments,
+ * so a captured graph keeps its choice. */
 cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
-    const bool full = vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len) == VK_DECODE_PARTITION;
+    const bool full = vk_attention_decode_v7_fills(a->num_seqs, a->KVH);
     cudaError_t e = full ? vk_attention_decode_v7(a, s) : vk_attention_decode_v5(a, s);
     if (e != cudaErrorInvalidValue) return e;
     /* shapes versions 5 and 7 do not take (head_dim other than 64 / 128): the CUDA-core kernels */

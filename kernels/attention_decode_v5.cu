@@ -32,14 +32,15 @@
  * ldmatrix traffic) or share P through shared memory with a barrier per tile; with keys split the
  * warps never synchronize inside a tile except at the pipeline's one barrier.
  *
- * Shared memory rows are padded to D + 8 elements (272 bytes at D 128): the 8 rows of an
- * ldmatrix 8x8 matrix then start 16 bytes apart modulo 128, so fragment loads are
- * conflict-free. Rows past the range are zero-filled by cp.async (never read from the cache), so
+ * Shared memory rows are dense with their 16-byte pieces swizzled (mma_tile_off): the 8 rows of
+ * an ldmatrix 8x8 matrix then sit in 8 different bank groups, so fragment loads are
+ * conflict-free (the first form padded rows to D + 8 elements, 272 bytes at D 128, for the same
+ * end, and variant 6 keeps it). Rows past the range are zero-filled by cp.async (never read from the cache), so
  * masked keys meet zeros in V, not stale or NaN data.
  *
  * Default configuration: TK 64 keys per tile, S 3 stages, 4 warps (128 threads), each warp one
  * 16-key chunk per tile: 16 mma for S and 16 for P V per warp per tile. Shared memory at D 128:
- * 3 stages x 2 (K, V) x 64 x 272 B = 102 KB + the block table (<= 136 B): 2 blocks per SM,
+ * 3 stages x 2 (K, V) x 64 x 256 B = 96 KB + the block table (<= 136 B): 2 blocks per SM,
  * 2 x 2 tiles x 32 KB = 128 KB of K/V in flight per SM. Registers (ptxas -v, sm_90a, CUDA 13.0):
  * D 128 166-178 per thread for every configuration (default 168; q fragments 16, O accumulators
  * 64), D 64 106-115; 0 bytes of spills, no stack frame. 2 x 128 threads x 168 = 43K of the SM's
@@ -53,18 +54,18 @@ using namespace vk;
 
 namespace {
 
-template <int D, int TK, int S> struct v5_layout {
-    static constexpr int LD = D + 8;                           /* padded row, elements */
+template <int D, int TK, int S, bool SWZ> struct v5_layout {
+    static constexpr int LD = SWZ ? D : D + 8;                 /* row, elements: swizzled or padded */
     static constexpr size_t tile = (size_t)TK * LD * 2;        /* bytes of one K (or V) tile */
     static constexpr size_t stages = 2 * S * tile;             /* K and V of every stage */
 };
 
-template <typename T, int D, int TK, int S, int WARPS, int MINB>
+template <typename T, int D, int TK, int S, int WARPS, int MINB, bool SWZ>
 __global__ void __launch_bounds__(WARPS * 32, MINB)
 decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
     pdl_wait_previous(); /* q and the new keys are the RoPE kernel's */
-    typedef v5_layout<D, TK, S> L;
+    typedef v5_layout<D, TK, S, SWZ> L;
     constexpr int THREADS = WARPS * 32;
     constexpr int LANES = D / 8;                  /* 16-byte chunks per row */
     constexpr int PER = TK * LANES / THREADS;     /* chunks of K (and of V) per thread per tile */
@@ -119,8 +120,8 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
                 pv = vc + off;
                 n = 16;
             }
-            mma_cp16(dk + row * L::LD + col, pk, n);
-            mma_cp16(dv + row * L::LD + col, pv, n);
+            mma_cp16(dk + mma_tile_off<D, L::LD>(row, col), pk, n);
+            mma_cp16(dv + mma_tile_off<D, L::LD>(row, col), pv, n);
         }
     };
 
@@ -196,9 +197,9 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
     }
 }
 
-template <typename T, int D, int TK, int S, int WARPS, int MINB>
+template <typename T, int D, int TK, int S, int WARPS, int MINB, bool SWZ = false>
 static cudaError_t launch_v5(const vk_attention_args *a, cudaStream_t s) {
-    typedef v5_layout<D, TK, S> L;
+    typedef v5_layout<D, TK, S, SWZ> L;
     const int part = vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len);
     int max_splits = (a->max_context_len + part - 1) / part;
     if (max_splits < 1) max_splits = 1;
@@ -206,7 +207,7 @@ static cudaError_t launch_v5(const vk_attention_args *a, cudaStream_t s) {
     const size_t stages = L::stages + sizeof(int) * (part / a->block_size + 2);
     const size_t merge = sizeof(float) * WARPS * G * (D + 2);
     const size_t smem = stages > merge ? stages : merge;
-    void (*k)(const vk_attention_args, int, int) = decode_v5_kernel<T, D, TK, S, WARPS, MINB>;
+    void (*k)(const vk_attention_args, int, int) = decode_v5_kernel<T, D, TK, S, WARPS, MINB, SWZ>;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     if ((e = launch_pdl(k, dim3(a->KVH, a->num_seqs, max_splits), dim3(WARPS * 32), smem, s, a->pdl != 0, *a,
@@ -216,15 +217,18 @@ static cudaError_t launch_v5(const vk_attention_args *a, cudaStream_t s) {
 }
 
 /* Configurations (tile keys, stages, warps; blocks per SM from shared memory at D 128: stage
- * bytes = 2 (K, V) x S x TK x 272 B, an SM has 228 KB). Variant 0 is version 5's own. */
+ * bytes = 2 (K, V) x S x TK x 272 B with padded rows, 256 B swizzled; an SM has 228 KB). Variant 0
+ * is version 5's own, with swizzled rows since run 142 (mma_tile_off: 4-6 % faster than padded at
+ * 8-32 sequences over 1-4K keys and one of 32K, run 141). */
 template <typename T, int D> static cudaError_t launch_v5_variant(const vk_attention_args *a, int variant, cudaStream_t s) {
     switch (variant) {
-    case 0: return launch_v5<T, D, 64, 3, 4, 2>(a, s);  /* 102 KB: 2 blocks/SM, 128 KB in flight/SM */
+    case 0: return launch_v5<T, D, 64, 3, 4, 2, true>(a, s); /* 96 KB: 2 blocks/SM, 128 KB in flight/SM */
     case 1: return launch_v5<T, D, 32, 4, 2, 3>(a, s);  /* 68 KB: 3 blocks/SM, 144 KB in flight/SM */
     case 2: return launch_v5<T, D, 32, 3, 2, 4>(a, s);  /* 51 KB: 4 blocks/SM, 128 KB in flight/SM */
     case 3: return launch_v5<T, D, 64, 2, 4, 3>(a, s);  /* 68 KB: 3 blocks/SM, 96 KB in flight/SM */
     case 4: return launch_v5<T, D, 64, 4, 4, 1>(a, s);  /* 136 KB: 1 block/SM, 96 KB in flight/SM */
     case 5: return launch_v5<T, D, 128, 2, 8, 1>(a, s); /* 136 KB: 1 block/SM, 64 KB in flight/SM */
+    case 6: return launch_v5<T, D, 64, 3, 4, 2>(a, s); /* variant 0 with padded rows (production until run 142) */
     default: return cudaErrorInvalidValue;
     }
 }

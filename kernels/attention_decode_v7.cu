@@ -26,11 +26,16 @@
  * ranges and the partials' format are version 5's (vk_decode_combine merges them). The grid
  * depends only on num_seqs, KVH and the max context bound, so the launch can be graph-captured.
  *
- * Per warp and stage: TK keys of K and of V, rows padded to D + 8 elements (conflict-free
- * ldmatrix, as in version 5), plus 6 ints of chunk metadata (every lane writes the same values and
- * reads back its own write, so the metadata needs no synchronization). Default configuration: 16-key
- * chunks, 3 stages, 4 warps, 2 blocks per SM: 8 warps x 3 x 8.5 KB = 209 KB of shared memory per
- * SM, 8 x 2 x 8 KB = 128 KB in flight per SM (version 5's figure). The variants
+ * Per warp and stage: TK keys of K and of V, plus 6 ints of chunk metadata (every lane writes the
+ * same values and reads back its own write, so the metadata needs no synchronization). Rows are
+ * dense, their 16-byte pieces swizzled (mma_tile_off) so that ldmatrix stays conflict-free without
+ * version 5's padding to D + 8 elements: 17 KB less shared memory per SM, and 6 % more bandwidth
+ * (runs 140-141: 512 sequences x 640 keys 0.461-0.468 ms against 0.494-0.520 with padded rows, the
+ * same grid and arithmetic; why was not measured). Default configuration: 16-key
+ * chunks, 3 stages, 4 warps, 2 blocks per SM: 8 warps x 3 x 8 KB = 192 KB of shared memory per SM,
+ * 8 x 2 x 8 KB = 128 KB in flight per SM (version 5's figure). Fewer warps with deeper rings (4-6
+ * warps a SM, 144-160 KB in flight) were 20-50 % slower (run 140): a warp's arithmetic between its
+ * chunks needs the other warps to hide it. The variants
  * (VK_DECODE_V7_VARIANT_BASE + i) trade chunk size, stages and warps. */
 #include <type_traits>
 
@@ -43,8 +48,8 @@ using namespace vk;
 
 namespace {
 
-template <int D, int TK, int S> struct v7_layout {
-    static constexpr int LD = D + 8;                    /* padded row, elements */
+template <int D, int TK, int S, bool SWZ> struct v7_layout {
+    static constexpr int LD = SWZ ? D : D + 8;          /* row, elements: dense and swizzled, or padded */
     static constexpr size_t tile = (size_t)TK * LD * 2; /* bytes of one K (or V) chunk */
     static constexpr size_t ring = 2 * S * tile;        /* one warp's K and V stages */
 };
@@ -149,13 +154,14 @@ template <typename T, int D, int LD> struct v7_cols {
     }
 };
 
-template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK_ASKED, bool TRANS>
+template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK_ASKED, bool TRANS, bool SWZ>
 __global__ void __launch_bounds__(WARPS * 32, MINB)
 decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
     pdl_wait_previous();    /* q and the new keys are the RoPE kernel's */
     constexpr bool BULK = BULK_ASKED && VK_HAVE_BULK;
-    typedef v7_layout<D, TK, S> L;
+    typedef v7_layout<D, TK, S, SWZ> L;
+    static_assert(!(BULK && SWZ), "a bulk copy writes a row as it is: no swizzle");
     constexpr int LANES = D / 8;         /* 16-byte pieces per row */
     constexpr int PER = TK * LANES / 32; /* pieces of K (and of V) per lane per chunk */
     static_assert(TK % 16 == 0 && TK <= 32, "chunks of 16 or 32 keys (a lane holds one row's table entry)");
@@ -253,8 +259,8 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
                     pv = vc + off;
                     n = 16;
                 }
-                mma_cp16(dk + row * L::LD + col, pk, n);
-                mma_cp16(dv + row * L::LD + col, pv, n);
+                mma_cp16(dk + mma_tile_off<D, L::LD>(row, col), pk, n);
+                mma_cp16(dv + mma_tile_off<D, L::LD>(row, col), pv, n);
             }
         }
         meta[st] = v7_meta{key, it.end, it.idx, it.q0, it.nsplit, (key == it.start ? V7_FIRST : 0) | (key + TK >= it.end ? V7_LAST : 0)};
@@ -303,9 +309,9 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
     if (!BULK) mma_wait<0>();
 }
 
-template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK, bool TRANS = false>
+template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK, bool TRANS = false, bool SWZ = false>
 static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
-    typedef v7_layout<D, TK, S> L;
+    typedef v7_layout<D, TK, S, SWZ> L;
     const int part = V7_PARTITION;
     int max_splits = (a->max_context_len + part - 1) / part;
     if (max_splits < 1) max_splits = 1;
@@ -316,7 +322,7 @@ static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
     const long want = (total + WARPS - 1) / WARPS;
     const int blocks = (int)(want < (long)MINB * sms ? want : (long)MINB * sms);
     const size_t smem = WARPS * (L::ring + S * (sizeof(v7_meta) + sizeof(uint64_t)));
-    void (*k)(const vk_attention_args, int, int, int) = decode_v7_kernel<T, D, TK, S, WARPS, MINB, BULK, TRANS>;
+    void (*k)(const vk_attention_args, int, int, int) = decode_v7_kernel<T, D, TK, S, WARPS, MINB, BULK, TRANS, SWZ>;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     if ((e = launch_pdl(k, dim3(blocks), dim3(WARPS * 32), smem, s, a->pdl != 0, *a, max_splits, part, (int)total)) !=
@@ -329,10 +335,14 @@ static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
  * 2 x S x TK x 272 B of 228 KB). Variant 0 is version 7's own. */
 template <typename T, int D> static cudaError_t launch_v7_variant(const vk_attention_args *a, int variant, cudaStream_t s) {
     switch (variant) {
-    case 0: return launch_v7<T, D, 16, 3, 4, 2, false>(a, s); /* 8 warps/SM, 128 KB in flight/SM */
-    case 1: return launch_v7<T, D, 16, 3, 4, 2, true>(a, s);  /* the same with bulk (TMA) row copies */
+    case 0: return launch_v7<T, D, 16, 3, 4, 2, false, false, true>(a, s); /* 8 warps/SM, 128 KB in flight/SM */
+    case 1: return launch_v7<T, D, 16, 3, 4, 2, true>(a, s);  /* padded rows by bulk (TMA) row copies */
     case 2: return launch_v7<T, D, 16, 3, 4, 2, false, true>(a, s); /* products transposed (mma_decode_chunk_t) */
     case 3: return launch_v7<T, D, 16, 2, 4, 3, false, true>(a, s); /* transposed: 12 warps/SM, 96 KB in flight/SM */
+    case 4: return launch_v7<T, D, 16, 3, 4, 2, false>(a, s); /* variant 0 with padded rows (production until run 141) */
+    case 5: return launch_v7<T, D, 16, 3, 3, 3, false, false, true>(a, s); /* 9 warps/SM, 144 KB in flight/SM */
+    case 6: return launch_v7<T, D, 16, 3, 4, 2, false, true, true>(a, s);  /* variant 2 swizzled */
+    case 7: return launch_v7<T, D, 16, 3, 8, 1, false, false, true>(a, s); /* variant 0 as one block of 8 warps */
     default: return cudaErrorInvalidValue;
     }
 }
@@ -348,3 +358,10 @@ cudaError_t vk_attention_decode_v7x(const vk_attention_args *a, int variant, cud
 }
 
 cudaError_t vk_attention_decode_v7(const vk_attention_args *a, cudaStream_t s) { return vk_attention_decode_v7x(a, 0, s); }
+
+int vk_attention_decode_v7_fills(int num_seqs, int KVH) {
+    const long warps = 2L * 4 * vk_sm_count(); /* variant 0: 2 blocks of 4 warps per SM */
+    /* 7/8 of the warps busy already beats version 5's block barriers and merges: 128 sequences x
+     * 8 KV heads (1,024 items for 1,056 warps) over 640 keys 0.125 ms against 0.148 (run 142) */
+    return 8L * num_seqs * KVH >= 7 * warps;
+}

@@ -140,10 +140,23 @@ __device__ __forceinline__ void mma_load_q(uint32_t (&qa)[D / 16][2], const T *q
     }
 }
 
+/* Element offset of (row, col) in a tile of K or V rows in shared memory, col a multiple of 8.
+ * LD > D: rows padded to LD elements, which spreads an ldmatrix's 8 rows over the banks. LD == D:
+ * dense rows, the 16-byte pieces of each 128-byte half-row permuted by XOR with row % 8, which
+ * does the same without the padding (so more stages fit in shared memory). Writers and readers
+ * of a tile must use the same LD. */
+template <int D, int LD> __device__ __forceinline__ int mma_tile_off(int row, int col) {
+    static_assert(LD == D || LD >= D + 8, "dense (swizzled) or padded rows");
+    if constexpr (LD == D)
+        return row * D + ((((col >> 3) ^ row) & 7) | ((col >> 3) & ~7)) * 8;
+    else
+        return row * LD + col;
+}
+
 /* One 16-key chunk of flash-decoding for the 16 A rows (the GQA group's heads) held by a warp:
  * S = Q K^T on the tensor cores, an online-softmax step in the exp2 domain (scores scaled by
- * sl2 = scale x log2 e), O += P V. kt / vt: the chunk's first K / V row in shared memory, rows LD
- * elements apart; key0: the absolute position of row 0 (rows at or past `end` are masked; their
+ * sl2 = scale x log2 e), O += P V. kt / vt: the chunk's first K / V row in shared memory, laid out
+ * by mma_tile_off<D, LD>; key0: the absolute position of row 0 (rows at or past `end` are masked; their
  * V rows must be finite, e.g. zero-filled). mrow: row gr's running max (log2 domain), lrow: this
  * lane's partial sum of row gr (the quad's 4 lanes add up at the end). Fragment layouts: S's
  * element e is row gr (e < 2) or gr + 8, key 2 t4 + (e & 1) (+ 8 in s[1]); K's B fragments by
@@ -160,7 +173,7 @@ __device__ __forceinline__ void mma_decode_chunk(const uint32_t (&qa)[D / 16][2]
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
         uint32_t b[4];
-        mma_ldsm_x4(b, kt + ((mi >> 1) * 8 + r8) * LD + kk * 16 + (mi & 1) * 8);
+        mma_ldsm_x4(b, kt + mma_tile_off<D, LD>((mi >> 1) * 8 + r8, kk * 16 + (mi & 1) * 8));
         mma_16816<T>(s[0], qa[kk][0], 0u, qa[kk][1], 0u, b[0], b[1]);
         mma_16816<T>(s[1], qa[kk][0], 0u, qa[kk][1], 0u, b[2], b[3]);
     }
@@ -194,7 +207,7 @@ __device__ __forceinline__ void mma_decode_chunk(const uint32_t (&qa)[D / 16][2]
 #pragma unroll
     for (int dn = 0; dn < D / 16; dn++) {
         uint32_t b[4];
-        mma_ldsm_x4_trans(b, vt + ((mi & 1) * 8 + r8) * LD + dn * 16 + (mi >> 1) * 8);
+        mma_ldsm_x4_trans(b, vt + mma_tile_off<D, LD>((mi & 1) * 8 + r8, dn * 16 + (mi >> 1) * 8));
         mma_16816<T>(o[2 * dn], pa0, 0u, pa2, 0u, b[0], b[1]);
         mma_16816<T>(o[2 * dn + 1], pa0, 0u, pa2, 0u, b[2], b[3]);
     }
@@ -234,7 +247,7 @@ __device__ __forceinline__ void mma_decode_chunk_t(const uint32_t (&qb)[D / 16][
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) { /* A = K rows (matrices: keys +0..7 | +8..15 x dims +0..7 | +8..15) */
         uint32_t ka[4];
-        mma_ldsm_x4(ka, kt + ((mi & 1) * 8 + r8) * LD + kk * 16 + (mi >> 1) * 8);
+        mma_ldsm_x4(ka, kt + mma_tile_off<D, LD>((mi & 1) * 8 + r8, kk * 16 + (mi >> 1) * 8));
         mma_16816<T>(st, ka[0], ka[1], ka[2], ka[3], qb[kk][0], qb[kk][1]);
     }
     const int k = key0 + g;
@@ -260,7 +273,7 @@ __device__ __forceinline__ void mma_decode_chunk_t(const uint32_t (&qb)[D / 16][
         o[dm][3] *= alpha[1];
         /* A = V^T dims dm * 16.. x keys: ldmatrix.trans of V rows (dims +0..7 | +8..15 x keys +0..7 | +8..15) */
         uint32_t va[4];
-        mma_ldsm_x4_trans(va, vt + ((mi >> 1) * 8 + r8) * LD + dm * 16 + (mi & 1) * 8);
+        mma_ldsm_x4_trans(va, vt + mma_tile_off<D, LD>((mi >> 1) * 8 + r8, dm * 16 + (mi & 1) * 8));
         mma_16816<T>(o[dm], va[0], va[1], va[2], va[3], pb0, pb1);
     }
 }

@@ -199,9 +199,11 @@ static void test_rope(vk_dtype dt)
     }
 }
 
-/* A batch of sequences (query_len, context_len) over a fragmented, shuffled block pool. */
+/* A batch of sequences (query_len, context_len) over a fragmented, shuffled block pool. bound > 0:
+ * the launch's max_context_len, a decode graph's (the longest context the model allows) instead of
+ * the batch's. */
 static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const std::vector<std::pair<int, int>> &seqs,
-                               const char *label)
+                               const char *label, int bound = 0)
 {
     rng r(g_seed + H * 131 + D + seqs.size());
     int ns = (int)seqs.size();
@@ -213,6 +215,7 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     }
     int pool = total_blocks + 7;
     int mbps = (max_ctx + bs - 1) / bs + 2;
+    if (bound > max_ctx) max_ctx = bound;
     std::vector<int32_t> perm(pool);
     for (int i = 0; i < pool; i++) perm[i] = i;
     for (int i = pool - 1; i > 0; i--) std::swap(perm[i], perm[r.below(i + 1)]);
@@ -259,6 +262,7 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
     a.scratch = scratch.p;
     std::vector<std::vector<float>> gots;
     std::vector<std::string> names;
+    std::vector<uint16_t> bits5, bits7; /* decode versions 5 and 7, for production's pick */
     /* 1: both first kernels; 2: one-pass decode + mma prefill; 3, 5, 7: decode v3 / v5 / v7 + mma
      * prefill (versions 4 and 6 were removed); 3, 5 and 7 only where there are decode rows (else the
      * same kernels as 2) */
@@ -269,6 +273,20 @@ static void run_attention_case(vk_dtype dt, int H, int KVH, int D, int bs, const
         CK(cudaDeviceSynchronize());
         gots.push_back(to_f(dt, dout.down()));
         names.push_back("v" + std::to_string(version));
+        if (version == 5) bits5 = dout.down();
+        if (version == 7) bits7 = dout.down();
+    }
+    if (has_decode && (D == 128 || D == 64) && H / KVH <= 8) {
+        /* production's decode kernel: version 7 where its (sequence, KV head) pairs keep 7/8 of its
+         * warps (2 blocks of 4 per SM) busy, version 5 below, whatever the contexts' bound */
+        int sms = 0;
+        CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+        const bool v7 = 8L * ns * KVH >= 7L * 8 * sms;
+        CK(cudaMemset(dout.p, 0xff, dout.n * 2));
+        CK(vk_attention(&a, 0));
+        CK(cudaDeviceSynchronize());
+        CHECK(dout.down() == (v7 ? bits7 : bits5), "attention %s %s: production is not decode version %d", label, dtn(dt),
+              v7 ? 7 : 5);
     }
     if (vk_pdl_supported()) { /* production launched as programmatic dependents: the same bits */
         std::vector<uint16_t> outs[2];
@@ -383,6 +401,16 @@ static void test_attention(vk_dtype dt)
     std::vector<std::pair<int, int>> many;
     for (int i = 0; i < 300; i++) many.push_back(i % 97 == 5 ? std::make_pair(9, 40 + i) : std::make_pair(1, 1 + (i * 613) % 2300));
     run_attention_case(dt, 32, 8, 128, 16, many, "decode-many");
+    /* production's pick under a decode graph's bound: one sequence (version 5, even under
+     * Llama-3.1's 131,072 tokens), one per SM (version 7) and half as many (version 5) */
+    run_attention_case(dt, 32, 8, 128, 16, {{1, 640}}, "decode-pick-one-long-bound", 131072);
+    int sms = 0;
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    for (int n : {sms, sms / 2}) {
+        std::vector<std::pair<int, int>> batch;
+        for (int i = 0; i < n; i++) batch.push_back({1, 1 + (i * 389) % 900});
+        run_attention_case(dt, 32, 8, 128, 16, batch, n == sms ? "decode-pick-per-sm" : "decode-pick-half", 8192);
+    }
     /* prefill from empty, odd lengths; chunked prefill / prefix hits (context > query) */
     run_attention_case(dt, 32, 8, 128, 16, {{63, 63}, {65, 65}, {2, 2}, {200, 200}}, "prefill");
     run_attention_case(dt, 32, 8, 128, 16, {{100, 1124}, {64, 80}, {3, 515}}, "chunked");

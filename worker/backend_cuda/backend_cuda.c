@@ -573,14 +573,15 @@ static vesta_status p2p_start(cuda_backend *be, vesta_error *err)
 }
 #endif
 
-/* VESTA_DECODE_ATTENTION=0|1|2|3|5|7: the decode-attention kernel (vesta_kernels.h; 0, the default,
- * is production's choice per batch) -- for side-by-side benchmarks of the versions, as vLLM's
- * VLLM_ATTENTION_BACKEND picks an attention backend. Other values keep the default. */
+/* VESTA_DECODE_ATTENTION=0|1|2|3|5|7, or 70 + i for version 7's configuration i: the
+ * decode-attention kernel (vesta_kernels.h; 0, the default, is production's choice per batch) --
+ * for side-by-side benchmarks of the versions, as vLLM's VLLM_ATTENTION_BACKEND picks an attention
+ * backend. Other values keep the default. */
 static int env_decode_attention(void)
 {
-    int v = env_int("VESTA_DECODE_ATTENTION", 0, 0, 7);
-    if (v == 4 || v == 6) {
-        fprintf(stderr, "cuda: ignoring VESTA_DECODE_ATTENTION=%d (versions 4 and 6 were removed)\n", v);
+    int v = env_int("VESTA_DECODE_ATTENTION", 0, 0, VK_DECODE_V7_VARIANT_BASE + VK_DECODE_V7_VARIANTS - 1);
+    if (v == 4 || v == 6 || (v > 7 && v < VK_DECODE_V7_VARIANT_BASE)) {
+        fprintf(stderr, "cuda: ignoring VESTA_DECODE_ATTENTION=%d (no such version; 4 and 6 were removed)\n", v);
         return 0;
     }
     return v;
