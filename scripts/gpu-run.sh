@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, tp2wide, widencu, wg, wgall (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, v7var, v7swz, v7rule, tp2wide, widencu, wg, wgall (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -832,28 +832,114 @@ stage_widekb() {
 # kernel by kernel, with the time each adds to the step (bench/gpu/trace_summary.py). Nsight
 # Systems where the machine has it, else bench/gpu/cupti_trace.c (carry build-gpu/bin/
 # libvesta_cupti_trace.so; CUPTI from the CUDA toolkit or the Python packages).
-stage_b4trace() {
-    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    local nsys=/usr/local/cuda/bin/nsys csv="" cupti
-    local run=("$V" bench prefix --model "$M8D" --load-format dummy --prefix-len 4096 --num-iters 1 --num-iters-warmup 1
-        --temperature 0)
+# traced CSV LOG CMD...: runs CMD with every kernel's start and end recorded into CSV (Nsight
+# Systems where the machine has it, else bench/gpu/cupti_trace.c through LD_PRELOAD); the command's
+# output goes to LOG. Fails (into the summary) without either.
+traced() {
+    local csv=$1 log=$2 nsys=/usr/local/cuda/bin/nsys cupti
+    shift 2
     [ -x "$nsys" ] || nsys=$(command -v nsys || ls /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
     if [ -n "$nsys" ] && [ -x "$nsys" ]; then
-        timeout 300 "$nsys" profile -t cuda -o "$W/b4" --force-overwrite true "${run[@]}" >"$W/b4trace.log" 2>&1
-        timeout 300 "$nsys" stats --report cuda_gpu_trace --format csv --output "$W/b4" "$W/b4.nsys-rep" >>"$W/b4trace.log" 2>&1
-        csv=$(ls "$W"/b4*cuda_gpu_trace*.csv 2>/dev/null | head -1)
-    else
-        cupti=$(find /usr/local/cuda* /usr/lib /usr/local/lib /usr/lib/python3 -name 'libcupti.so.13*' 2>/dev/null | head -1)
-        if [ -z "$cupti" ] || [ ! -f "$B/bin/libvesta_cupti_trace.so" ]; then
-            summary+=("b4trace: no nsys, and no CUPTI (${cupti:-none}) or tracer library")
-            return
-        fi
-        csv=$W/b4_cupti.csv
-        LD_LIBRARY_PATH=$(dirname "$cupti"):$LD_LIBRARY_PATH LD_PRELOAD=$ROOT/$B/bin/libvesta_cupti_trace.so \
-            VESTA_CUPTI_TRACE=$csv timeout 300 "${run[@]}" >"$W/b4trace.log" 2>&1
+        timeout 300 "$nsys" profile -t cuda -o "${csv%.csv}" --force-overwrite true "$@" >"$log" 2>&1
+        timeout 300 "$nsys" stats --report cuda_gpu_trace --format csv --output "${csv%.csv}" "${csv%.csv}.nsys-rep" >>"$log" 2>&1
+        mv "$(ls "${csv%.csv}"*cuda_gpu_trace*.csv | head -1)" "$csv"
+        return
     fi
-    [ -n "$csv" ] && python3 bench/gpu/trace_summary.py "$csv" --start embedding --top 25 | tee "$OUT/b4trace.txt"
+    cupti=$(find /usr/local/cuda* /usr/lib /usr/local/lib /usr/lib/python3 -name 'libcupti.so.13*' 2>/dev/null | head -1)
+    if [ -z "$cupti" ] || [ ! -f "$B/bin/libvesta_cupti_trace.so" ]; then
+        summary+=("trace: no nsys, and no CUPTI (${cupti:-none}) or tracer library")
+        return 1
+    fi
+    LD_LIBRARY_PATH=$(dirname "$cupti"):$LD_LIBRARY_PATH LD_PRELOAD=$ROOT/$B/bin/libvesta_cupti_trace.so \
+        VESTA_CUPTI_TRACE=$csv timeout 300 "$@" >"$log" 2>&1
+}
+stage_b4trace() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    traced "$W/b4.csv" "$W/b4trace.log" "$V" bench prefix --model "$M8D" --load-format dummy --prefix-len 4096 \
+        --num-iters 1 --num-iters-warmup 1 --temperature 0 || return
+    python3 bench/gpu/trace_summary.py "$W/b4.csv" --start embedding --top 25 | tee "$OUT/b4trace.txt"
     summary+=("b4trace: $(grep -h '^Prefix caching' "$W/b4trace.log" | tail -1)" "$(head -2 "$OUT/b4trace.txt" 2>/dev/null)")
+}
+# B1 traced kernel by kernel (every step; the summary splits steps with prefill rows from
+# decode-only ones), then untraced, to show the tracer's cost.
+stage_b1trace() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local b1=(throughput --model "$M8D" --load-format dummy --num-prompts 512 --input-len 512 --output-len 256
+        --max-model-len 1024)
+    traced "$W/b1.csv" "$W/b1trace.log" "$V" bench "${b1[@]}" || return
+    python3 bench/gpu/trace_summary.py "$W/b1.csv" --all-steps --start embedding --top 30 | tee "$OUT/b1trace.txt"
+    summary+=("b1trace: $(grep -h '^Throughput' "$W/b1trace.log" | tail -1)" "$(head -1 "$OUT/b1trace.txt" 2>/dev/null)")
+    VESTA_BENCH_DUMMY=1 vb b1_untraced throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024
+    summary+=("B1 untraced: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+}
+# Version 7's configurations (kernels/attention_decode_v7.cu): kernel_bench's decode rows, then
+# B1 with each forced (VESTA_DECODE_ATTENTION=70 + i; VESTA_V7_VARIANTS, default "74 70": padded
+# rows, then production's swizzled ones) beside production's choice (0), interleaved, two rounds.
+stage_v7var() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    VESTA_KB_DECODE=1 timeout 300 "$B/bin/kernel_bench" "$OUT/kb_decode.csv" >"$OUT/kb_decode.txt" 2>&1
+    summary+=("kernel_bench decode rows: rc $?")
+    local i v
+    for i in 1 2; do
+        for v in 0 ${VESTA_V7_VARIANTS:-74 70}; do
+            VESTA_DECODE_ATTENTION=$v VESTA_BENCH_DUMMY=1 vb "b1_v${v}_$i" throughput --num-prompts 512 --input-len 512 \
+                --output-len 256 --max-model-len 1024 >/dev/null
+            summary+=("B1 decode attention $v round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+        done
+    done
+}
+# Swizzled rows in decode version 7 change where bytes sit in shared memory, not the arithmetic:
+# 320 prompts with version 7 forced, padded (74) against swizzled (70), must be bit-identical;
+# then stage v7var.
+stage_v7swz() {
+    pair320 --same VESTA_DECODE_ATTENTION v7swz "320 prompts x 32 greedy tokens, v7 swizzled (70) vs padded (74)" \
+        padded:74 swizzled:70
+    stage_v7var
+}
+# Decode attention's choice since run 143 (version 7 only where 7/8 of its warps get a (sequence,
+# KV head) pair; version 5 with swizzled rows below): kernel_bench's decode rows (version 7's
+# configurations; production beside versions 5 and 7 over batch sizes and contexts), 320 prompts at
+# 64 sequences by the top-5 rule against version 7 forced (production's pick there before), then,
+# interleaved, two rounds, each against the kernel the earlier rule picked there (forced): B1 (74,
+# version 7 with padded rows), B2 (56, version 5 with padded rows), 64 requests at once (74) and
+# one sequence with Llama-3.1's 131,072-token bound (74; B2's shape and a 32K-token prompt).
+stage_v7rule() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    VESTA_KB_DECODE=1 timeout 300 "$B/bin/kernel_bench" "$OUT/kb_decode.csv" >"$OUT/kb_decode.txt" 2>&1
+    summary+=("kernel_bench decode rows: rc $?")
+    pair320 --top5 VESTA_DECODE_ATTENTION rule64 "320 prompts at 64 sequences, production (version 5 there) vs version 7" \
+        v7:74 prod:0 --max-num-seqs 64
+    local m128=/tmp/llama8b-128k i v
+    mkdir -p "$m128"
+    python3 -c "import json, sys; c = json.load(open(sys.argv[1])); c['max_position_embeddings'] = 131072; json.dump(c, open(sys.argv[2], 'w'))" \
+        "$M8D/config.json" "$m128/config.json"
+    for i in 1 2; do
+        for v in 74 0; do
+            VESTA_DECODE_ATTENTION=$v VESTA_BENCH_DUMMY=1 vb "b1_v${v}_$i" throughput --num-prompts 512 --input-len 512 \
+                --output-len 256 --max-model-len 1024 >/dev/null
+            summary+=("B1 decode attention $v round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            VESTA_DECODE_ATTENTION=$v VESTA_BENCH_DUMMY=1 vb "c64_v${v}_$i" throughput --num-prompts 64 --input-len 512 \
+                --output-len 256 --max-num-seqs 64 >/dev/null
+            summary+=("64 requests decode attention $v round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            VESTA_DECODE_ATTENTION=$v M8D=$m128 VESTA_BENCH_DUMMY=1 vb "b2l_v${v}_$i" latency --input-len 128 --output-len 512 \
+                --num-iters 3 --num-iters-warmup 1 --temperature 0 --max-model-len 131072 >/dev/null
+            summary+=("B2 at a 131,072 bound, decode attention $v round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+            VESTA_DECODE_ATTENTION=$v M8D=$m128 VESTA_BENCH_DUMMY=1 vb "l32_v${v}_$i" latency --input-len 32768 --output-len 256 \
+                --num-iters 2 --num-iters-warmup 1 --temperature 0 --max-model-len 131072 >/dev/null
+            summary+=("32K prompt at a 131,072 bound, decode attention $v round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+        done
+        for v in 56 0; do
+            VESTA_DECODE_ATTENTION=$v VESTA_BENCH_DUMMY=1 vb "b2_v${v}_$i" latency --input-len 128 --output-len 512 \
+                --num-iters 3 --num-iters-warmup 1 --temperature 0 >/dev/null
+            summary+=("B2 decode attention $v round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+        done
+    done
+}
+# kernel_bench's overlap rows: a prefill chunk's product beside B1's decode attention on two
+# streams, cuBLAS at all SMs and fewer.
+stage_overlap() {
+    VESTA_KB_OVERLAP=1 timeout 300 "$B/bin/kernel_bench" "$OUT/overlap.csv" >"$OUT/overlap.txt" 2>&1
+    summary+=("overlap: rc $? $(grep -h 'overlap:' "$OUT/overlap.txt" | sort -t'(' -k2 -n | tail -1)")
 }
 # The base build (.gpu/base.tar.xz) against this one: the 320 prompts token by token and byte by
 # byte in one call (the grouped tiles' loop was reshaped: no bit may move), kernel_bench's prefill
@@ -1527,6 +1613,11 @@ run)
         wide) stage_wide ;;
         widekb) stage_widekb ;;
         b4trace) stage_b4trace ;;
+        b1trace) stage_b1trace ;;
+        overlap) stage_overlap ;;
+        v7var) stage_v7var ;;
+        v7swz) stage_v7swz ;;
+        v7rule) stage_v7rule ;;
         tp2wide) stage_tp2wide ;;
         widencu) stage_widencu ;;
         wideab) stage_wideab ;;

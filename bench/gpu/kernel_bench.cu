@@ -128,6 +128,156 @@ static void bench_sampling(int V) {
         cudaFree(q);
 }
 
+/* One attention launch at Llama-3-8B head size on random data (block size 16): the paged caches,
+ * block tables (shuffled: fragmented, or in order), query rows and prefill tiles, freed with it.
+ * Every sequence has ctx keys and its last qlen rows as queries. */
+struct attn_case {
+    static const int D = 128, bs = 16;
+    vk_attention_args a = {};
+    int ntok;
+    bool wide_picked = false;
+    std::vector<void *> mem;
+
+    attn_case(int ns, int qlen, int ctx, int KVH, bool shuffle, bool inv, bool grp, bool longest_first, int wide) {
+        const int H = 4 * KVH, W = (H + 2 * KVH) * D;
+        const int mbps = (ctx + bs - 1) / bs, nblocks = ns * mbps;
+        const size_t cache = (size_t)nblocks * bs * KVH * D;
+        ntok = ns * qlen;
+        void *kc = keep(dalloc_rand(cache, 9)), *vc = keep(dalloc_rand(cache, 10));
+        void *q = keep(dalloc_rand((size_t)ntok * W, 11)), *out = keep(dalloc((size_t)ntok * H * D * 2));
+        std::vector<int32_t> bt((size_t)ns * mbps), qs(ns + 1), cl(ns, ctx);
+        rng r(42);
+        for (size_t i = 0; i < bt.size(); i++) bt[i] = (int32_t)i;
+        if (shuffle)
+            for (size_t i = bt.size() - 1; i > 0; i--) std::swap(bt[i], bt[r.below((int)i + 1)]); /* fragmented */
+        for (int i = 0; i <= ns; i++) qs[i] = i * qlen;
+        std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
+        const int mode = (inv ? VK_TILES_INVARIANT : grp ? VK_TILES_GROUP : VK_TILES_HEAD) |
+                         (longest_first ? VK_TILES_LONGEST_FIRST : 0) | (wide ? VK_TILES_WIDE : 0);
+        int nt = vk_prefill_tiles_build(qs.data(), cl.data(), ns, mode, H, KVH, tiles.data(), (int)tiles.size() / 2);
+        wide_picked = wide && vk_prefill_wide(qs.data(), ns, H, KVH, ctx);
+        a.dt = VK_BF16;
+        a.out = out;
+        a.q = q;
+        a.q_stride = W;
+        a.k_cache = kc;
+        a.v_cache = vc;
+        a.query_start = (int32_t *)upload(qs);
+        a.context_lens = (int32_t *)upload(cl);
+        a.block_tables = (int32_t *)upload(bt);
+        a.num_seqs = ns;
+        a.max_blocks_per_seq = mbps;
+        a.H = H;
+        a.KVH = KVH;
+        a.D = D;
+        a.block_size = bs;
+        a.scale = 0.0883883f;
+        a.max_context_len = ctx;
+        a.has_decode = qlen == 1;
+        a.prefill_tiles = (int32_t *)upload(tiles);
+        a.num_prefill_tiles = nt;
+        a.scratch = keep(dalloc(vk_attention_scratch_bytes(ns, H, D, ctx)));
+        a.batch_invariant = inv;
+        a.decode_only = qlen == 1;
+        a.group_heads = grp;
+        a.wide_tiles = wide;
+    }
+    ~attn_case() {
+        for (void *p : mem) cudaFree(p);
+    }
+    attn_case(const attn_case &) = delete;
+    attn_case &operator=(const attn_case &) = delete;
+
+    void run(int dv, int pv, cudaStream_t s) const { CK(vk_attention_v(&a, a.batch_invariant ? 0 : dv, pv, s)); }
+    /* bytes that must move: the keys and values once */
+    double kv_bytes() const { return 2.0 * a.num_seqs * a.max_context_len * a.KVH * D * 2; }
+    double flops() const {
+        double qlen = (double)ntok / a.num_seqs;
+        return qlen == 1 ? 4.0 * a.num_seqs * a.max_context_len * a.H * D
+                         : 4.0 * a.num_seqs * a.H * D * (qlen * (qlen + 1) / 2);
+    }
+
+  private:
+    void *keep(void *p) {
+        mem.push_back(p);
+        return p;
+    }
+    static void *dalloc(size_t bytes) {
+        void *p;
+        CK(cudaMalloc(&p, bytes));
+        return p;
+    }
+    void *upload(const std::vector<int32_t> &v) {
+        void *p = keep(dalloc(v.size() * 4 + 4));
+        CK(cudaMemcpy(p, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+        return p;
+    }
+};
+
+/* Can a compute-bound product and the memory-bound decode attention share the GPU? A prefill
+ * chunk's gate|up product (cuBLAS, n tokens) on one stream and B1's decode attention (512
+ * sequences over 640 keys, production kernel) on another: each alone, one after the other, and
+ * both at once, with cuBLAS told to use all SMs or fewer (cublasSetSmCountTarget) so that the
+ * attention's blocks find SMs free. Overlap = the time saved against one after the other, as a
+ * share of the shorter of the two. */
+static void bench_overlap(cublasHandle_t cb, int hidden, int F) {
+    cudaStream_t sg, sa;
+    CK(cudaStreamCreate(&sg));
+    CK(cudaStreamCreate(&sa));
+    int sms = 0;
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    attn_case att(512, 1, 640, 8, true, false, false, false, 0);
+    for (int n : {1024, 2048, 4096}) {
+        const int out = 2 * F, in = hidden;
+        void *x = dalloc_rand((size_t)n * in, 1), *w = dalloc_rand((size_t)out * in, 2), *y;
+        CK(cudaMalloc(&y, (size_t)n * out * 2));
+        float alpha = 1, beta = 0;
+        auto gemm = [&] {
+            if (cublasGemmEx(cb, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF, in, x, CUDA_R_16BF, in,
+                             &beta, y, CUDA_R_16BF, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS) {
+                fprintf(stderr, "cublasGemmEx failed\n");
+                exit(1);
+            }
+        };
+        const double flops = 2.0 * n * out * in;
+        for (int target : {0, sms - 12, sms - 24, sms - 36, sms - 48}) {
+            cublasSetStream(cb, sg);
+            cublasSetSmCountTarget(cb, target);
+            float tg = time_ms([&] { gemm(); });
+            float ta = time_ms([&] { att.run(0, 2, sa); });
+            float seq = time_ms([&] {
+                gemm();
+                att.run(0, 2, sg);
+            });
+            float both_gf = time_ms([&] {
+                gemm();
+                att.run(0, 2, sa);
+            });
+            float both_af = time_ms([&] {
+                att.run(0, 2, sa);
+                gemm();
+            });
+            char name[160];
+            snprintf(name, sizeof name, "overlap gemm n=%d out=%d in=%d sm_target=%d alone", n, out, in, target);
+            report(name, tg, 0, flops);
+            report("  decode attention 512 x 640 alone", ta, att.kv_bytes(), att.flops());
+            report("  one after the other", seq, att.kv_bytes(), flops);
+            report("  both, gemm launched first", both_gf, att.kv_bytes(), flops);
+            report("  both, attention launched first", both_af, att.kv_bytes(), flops);
+            float best = std::min(both_gf, both_af);
+            printf("  overlap: %.0f %% of the shorter saved (%.3f ms)\n", 100.0 * (seq - best) / std::min(tg, ta),
+                   seq - best);
+        }
+        cudaFree(x);
+        cudaFree(w);
+        cudaFree(y);
+    }
+    cublasSetSmCountTarget(cb, 0);
+    cublasSetStream(cb, 0);
+    cudaStreamDestroy(sg);
+    cudaStreamDestroy(sa);
+}
+
 int main(int argc, char **argv) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -137,7 +287,8 @@ int main(int argc, char **argv) {
     g_csv = argc > 1 ? fopen(argv[1], "w") : nullptr;
     /* VESTA_KB_PREFILL: only the prefill-attention rows (per head and per KV group);
      * VESTA_KB_ELEMENTWISE: only the elementwise kernels (norm, SiLU, RoPE, embedding);
-     * VESTA_KB_SAMPLING: only the sampling rows */
+     * VESTA_KB_SAMPLING: only the sampling rows; VESTA_KB_OVERLAP: only the overlap rows;
+     * VESTA_KB_DECODE: only the decode rows of production and version 7's configurations */
     const bool prefill_only = getenv("VESTA_KB_PREFILL") != nullptr;
     const bool elem_only = getenv("VESTA_KB_ELEMENTWISE") != nullptr;
     const bool all_rows = !prefill_only && !elem_only;
@@ -267,66 +418,11 @@ int main(int argc, char **argv) {
      * kvh: KV heads (the query heads are 4 x kvh); shuffle: fragmented block tables (else in order) */
     auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv, int KVH = 8, bool shuffle = true, int pv = 2,
                     bool grp = false, bool longest_first = false, int wide = 0) {
-        int H = 4 * KVH, W = (H + 2 * KVH) * D;
-        int bs = 16, mbps = (ctx + bs - 1) / bs, nblocks = ns * mbps;
-        size_t cache = (size_t)nblocks * bs * KVH * D;
-        void *kc = dalloc_rand(cache, 9), *vc = dalloc_rand(cache, 10);
-        int ntok = ns * qlen;
-        void *q = dalloc_rand((size_t)ntok * W, 11), *out;
-        CK(cudaMalloc(&out, (size_t)ntok * H * D * 2));
-        std::vector<int32_t> bt((size_t)ns * mbps), qs(ns + 1), cl(ns, ctx);
-        rng r(42);
-        for (size_t i = 0; i < bt.size(); i++) bt[i] = (int32_t)i;
-        if (shuffle)
-            for (size_t i = bt.size() - 1; i > 0; i--) std::swap(bt[i], bt[r.below((int)i + 1)]); /* fragmented */
-        for (int i = 0; i <= ns; i++) qs[i] = i * qlen;
-        std::vector<int32_t> tiles(2 * vk_prefill_tiles_max(ntok, ns));
-        const bool inv = dv < 0;
-        const int mode = (inv ? VK_TILES_INVARIANT : grp ? VK_TILES_GROUP : VK_TILES_HEAD) |
-                         (longest_first ? VK_TILES_LONGEST_FIRST : 0) | (wide ? VK_TILES_WIDE : 0);
-        int nt = vk_prefill_tiles_build(qs.data(), cl.data(), ns, mode, H, KVH, tiles.data(), (int)tiles.size() / 2);
-        int32_t *dbt, *dqs, *dcl, *dt;
-        CK(cudaMalloc(&dbt, bt.size() * 4));
-        CK(cudaMalloc(&dqs, qs.size() * 4));
-        CK(cudaMalloc(&dcl, cl.size() * 4));
-        CK(cudaMalloc(&dt, tiles.size() * 4 + 4));
-        CK(cudaMemcpy(dbt, bt.data(), bt.size() * 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(dqs, qs.data(), qs.size() * 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(dcl, cl.data(), cl.size() * 4, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(dt, tiles.data(), tiles.size() * 4, cudaMemcpyHostToDevice));
-        void *scratch;
-        CK(cudaMalloc(&scratch, vk_attention_scratch_bytes(ns, H, D, ctx)));
-        vk_attention_args a = {};
-        a.dt = VK_BF16;
-        a.out = out;
-        a.q = q;
-        a.q_stride = W;
-        a.k_cache = kc;
-        a.v_cache = vc;
-        a.query_start = dqs;
-        a.context_lens = dcl;
-        a.block_tables = dbt;
-        a.num_seqs = ns;
-        a.max_blocks_per_seq = mbps;
-        a.H = H;
-        a.KVH = KVH;
-        a.D = D;
-        a.block_size = bs;
-        a.scale = 0.0883883f;
-        a.max_context_len = ctx;
-        a.has_decode = qlen == 1;
-        a.prefill_tiles = dt;
-        a.num_prefill_tiles = nt;
-        a.scratch = scratch;
-        a.batch_invariant = inv;
-        a.decode_only = qlen == 1;
-        a.group_heads = grp;
-        a.wide_tiles = wide;
-        float ms = time_ms([&] { CK(vk_attention_v(&a, inv ? 0 : dv, pv, 0)); });
-        double kv_bytes = 2.0 * ns * ctx * KVH * D * 2;
-        double flops = qlen == 1 ? 4.0 * ns * ctx * H * D : 4.0 * ns * H * D * ((double)qlen * (qlen + 1) / 2);
+        attn_case c(ns, qlen, ctx, KVH, shuffle, dv < 0, grp, longest_first, wide);
+        const int H = c.a.H;
+        float ms = time_ms([&] { c.run(dv, pv, 0); });
         char name[160];
-        if (inv)
+        if (c.a.batch_invariant)
             snprintf(name, sizeof name, "attention %s-invariant seqs=%d q=%d ctx=%d", label, ns, qlen, ctx);
         else if (qlen == 1)
             snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s", label, dv, ns, qlen, ctx,
@@ -334,13 +430,15 @@ int main(int argc, char **argv) {
         else
             snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s%s", label, pv, ns, qlen, ctx,
                      grp ? " per KV group" : "", longest_first ? " longest-first" : "",
-                     wide ? (vk_prefill_wide(qs.data(), ns, H, KVH, ctx) ? (wide == VK_WIDE_WGMMA ? " wide wgmma" : " wide")
-                                                                         : (wide == VK_WIDE_WGMMA ? " wide wgmma (not picked)"
-                                                                                                  : " wide (not picked)"))
+                     wide ? (c.wide_picked ? (wide == VK_WIDE_WGMMA ? " wide wgmma" : " wide")
+                                           : (wide == VK_WIDE_WGMMA ? " wide wgmma (not picked)" : " wide (not picked)"))
                           : "");
-        report(name, ms, kv_bytes + 2.0 * ntok * H * D * 2, flops);
-        for (void *p : {kc, vc, q, out, (void *)dbt, (void *)dqs, (void *)dcl, (void *)dt, scratch}) cudaFree(p);
+        report(name, ms, c.kv_bytes() + 2.0 * c.ntok * H * D * 2, c.flops());
     };
+    if (getenv("VESTA_KB_OVERLAP")) { /* only the overlap rows */
+        bench_overlap(cb, hidden, F);
+        return finish();
+    }
     if (prefill_only) {
         /* one head per block against a KV group per block: a prompt, B1's prefill step, and B4's
          * 32 queries over a 4,096-token cached prefix (the key range split) */
@@ -373,6 +471,22 @@ int main(int argc, char **argv) {
                     for (int wide = 0; wide <= VK_WIDE_WGMMA; wide++)
                         if (wide < VK_WIDE_WGMMA || vk_prefill_wide_wgmma_supported(D, 16))
                             attn(w.ns, w.q, w.ctx, w.label, 2, 8, true, 2, true, true, wide);
+        return finish();
+    }
+    if (getenv("VESTA_KB_DECODE")) { /* only decode rows: version 7's configurations, then where 5 and 7 cross */
+        for (int dv = -1; dv < VK_DECODE_V7_VARIANTS; dv++) {
+            const int v = dv < 0 ? 0 : VK_DECODE_V7_VARIANT_BASE + dv;
+            attn(256, 1, 640, "decode", v);
+            attn(512, 1, 640, "decode", v);
+            attn(256, 1, 1024, "decode", v);
+            attn(64, 1, 4096, "decode", v);
+        }
+        /* production (0) beside versions 5 and 7 (and 5's padded rows) over batch sizes and contexts */
+        for (int ctx : {640, 2048, 8192, 32768})
+            for (int ns : {1, 8, 16, 33, 48, 64, 96, 128, 192, 256}) {
+                if ((double)ns * ctx > 256.0 * 8192) continue; /* the cache must fit */
+                for (int v : {0, 5, 7, VK_DECODE_V5_VARIANT_BASE + 6}) attn(ns, 1, ctx, "decode", v);
+            }
         return finish();
     }
     for (int dv : {0, 1, 2, 3, 5, 7}) { /* production (0) and each decode kernel (4 and 6 were removed) */
