@@ -10,11 +10,14 @@
  * 16-key x 16-row score block with 16 mma instructions and reduces each row's max / sum across
  * the 4 lanes of a quad once per TILE, never per key.
  *
- * Grid (KVH, num_seqs, splits) and split-K exactly as versions 2 and 4 (vk_decode_partition,
- * balanced ranges of ceil(ctx / nsplit) keys, partials in the same scratch layout, merged by
- * vk_decode_combine; blocks past a sequence's splits exit, so the grid depends only on the max
- * context bound and the launch can be graph-captured). A block handles one KV head of one
- * sequence over one key range for all G = H / KVH query heads of the group.
+ * Split-K exactly as versions 2 and 4 (vk_decode_partition, balanced ranges of ceil(ctx / nsplit)
+ * keys, partials in the same scratch layout, merged by vk_decode_combine). A work unit is one KV
+ * head of one sequence over one key range, for all G = H / KVH query heads of the group. The grid
+ * is persistent (MINB blocks per SM) and each block loops over units up to the splits of the
+ * batch's longest real context, which it reads from context_lens; the grid depends only on the
+ * batch and the max context bound, so the launch can be graph-captured. Until run 148 the grid
+ * had one block per (KV head, sequence, split of the bound): under a decode graph's bound of
+ * 131,072 keys that was 2,048 blocks a layer for one sequence, nearly all returning at once.
  *
  * Matrices: the G query heads are the rows of the A operand (Q[16 x D], rows >= G zero: G = 4
  * uses 4 of 16 rows, the tensor cores have throughput to spare, and G = 8 fits as well). The
@@ -79,121 +82,140 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
     T *sv = reinterpret_cast<T *>(v5_smem + S * L::tile);   /* [S][TK][LD] */
     int *sbt = reinterpret_cast<int *>(v5_smem + L::stages);
 
-    const int kvh = blockIdx.x, seq = blockIdx.y, split = blockIdx.z;
-    const int q0 = a.query_start[seq];
-    if (a.query_start[seq + 1] - q0 != 1) return;
-    const int ctx = a.context_lens[seq];
-    const int nsplit = (ctx + part - 1) / part;
-    if (split >= nsplit) return;
-    const int per = (ctx + nsplit - 1) / nsplit;
-    const int start = split * per, end = min(ctx, start + per); /* may be empty: the partial is then 0 */
-    const int G = a.H / a.KVH, bs = a.block_size;
+    const int KVH = a.KVH, ns = a.num_seqs, G = a.H / a.KVH, bs = a.block_size;
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gr = lane >> 2, t4 = lane & 3;
-
-    /* The range's block-table entries (at most part / bs + 2: the launcher sized sbt so). */
-    const int32_t *bt = a.block_tables + (size_t)seq * a.max_blocks_per_seq;
-    const int b0 = start / bs;
-    const int nb = end > start ? (end - 1) / bs - b0 + 1 : 0;
-    for (int i = tid; i < nb; i += THREADS) sbt[i] = __ldg(bt + b0 + i);
-
+    /* The grid is persistent: block b takes work units b, b + gridDim.x, ... (split, sequence, KV
+     * head; KV head fastest, so neighbouring blocks read the heads of the same cache blocks) up to
+     * the splits of the batch's longest real context. A decode graph is captured with the model's
+     * longest context as its bound: at 131,072 keys that is 256 splits, nearly all past the real
+     * contexts, and one block per split of the bound meant 2,048 blocks a layer for one sequence
+     * and 131,072 for 64, nearly all returning at once. */
+    __shared__ int s_max_ctx;
+    if (tid == 0) s_max_ctx = 0;
+    __syncthreads();
+    int mx = 0;
+    for (int i = tid; i < ns; i += THREADS) mx = max(mx, a.context_lens[i]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if (lane == 0) atomicMax(&s_max_ctx, mx);
+    __syncthreads();
+    const int units = ns * KVH * min(max_splits, (s_max_ctx + part - 1) / part);
     uint32_t qa[D / 16][2];
-    mma_load_q<T, D>(qa, (const T *)a.q + (size_t)q0 * a.q_stride, kvh * G, G, lane);
-    __syncthreads(); /* sbt */
+    for (int u = blockIdx.x; u < units; u += gridDim.x) {
+        const int kvh = u % KVH, seq = (u / KVH) % ns, split = u / (KVH * ns);
+        const int q0 = a.query_start[seq];
+        if (a.query_start[seq + 1] - q0 != 1) continue; /* a prefill row (block-uniform: no barrier skipped) */
+        const int ctx = a.context_lens[seq];
+        const int nsplit = (ctx + part - 1) / part;
+        if (split >= nsplit) continue;
+        const int per = (ctx + nsplit - 1) / nsplit;
+        const int start = split * per, end = min(ctx, start + per); /* may be empty: the partial is then 0 */
 
-    const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
-    const int KVH = a.KVH, base = b0 * bs;
-    /* Tile i (keys start + i * TK ...) into stage i % S, one commit group per tile. A thread's
-     * chunks are rows tid / LANES + j * (THREADS / LANES), column (tid % LANES) * 8. */
-    auto issue = [&](int i) {
-        const int tb = start + i * TK;
-        T *dk = sk + (i % S) * TK * L::LD, *dv = sv + (i % S) * TK * L::LD;
+        /* The range's block-table entries (at most part / bs + 2: the launcher sized sbt so). */
+        const int32_t *bt = a.block_tables + (size_t)seq * a.max_blocks_per_seq;
+        const int b0 = start / bs;
+        const int nb = end > start ? (end - 1) / bs - b0 + 1 : 0;
+        for (int i = tid; i < nb; i += THREADS) sbt[i] = __ldg(bt + b0 + i);
+        mma_load_q<T, D>(qa, (const T *)a.q + (size_t)q0 * a.q_stride, kvh * G, G, lane); /* flies with sbt's */
+        __syncthreads(); /* sbt */
+
+        const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
+        const int KVH = a.KVH, base = b0 * bs;
+        /* Tile i (keys start + i * TK ...) into stage i % S, one commit group per tile. A thread's
+         * chunks are rows tid / LANES + j * (THREADS / LANES), column (tid % LANES) * 8. */
+        auto issue = [&](int i) {
+            const int tb = start + i * TK;
+            T *dk = sk + (i % S) * TK * L::LD, *dv = sv + (i % S) * TK * L::LD;
 #pragma unroll
-        for (int j = 0; j < PER; j++) {
-            const int c = tid + j * THREADS, row = c / LANES, col = (c % LANES) * 8;
-            const int t = tb + row;
-            const T *pk = kc, *pv = vc; /* any valid address when zero-filling */
-            int n = 0;
-            if (t < end) {
-                const int rel = t - base;
-                const size_t off = (((size_t)sbt[rel / bs] * bs + rel % bs) * KVH + kvh) * D + col;
-                pk = kc + off;
-                pv = vc + off;
-                n = 16;
+            for (int j = 0; j < PER; j++) {
+                const int c = tid + j * THREADS, row = c / LANES, col = (c % LANES) * 8;
+                const int t = tb + row;
+                const T *pk = kc, *pv = vc; /* any valid address when zero-filling */
+                int n = 0;
+                if (t < end) {
+                    const int rel = t - base;
+                    const size_t off = (((size_t)sbt[rel / bs] * bs + rel % bs) * KVH + kvh) * D + col;
+                    pk = kc + off;
+                    pv = vc + off;
+                    n = 16;
+                }
+                mma_cp16(dk + mma_tile_off<D, L::LD>(row, col), pk, n);
+                mma_cp16(dv + mma_tile_off<D, L::LD>(row, col), pv, n);
             }
-            mma_cp16(dk + mma_tile_off<D, L::LD>(row, col), pk, n);
-            mma_cp16(dv + mma_tile_off<D, L::LD>(row, col), pv, n);
-        }
-    };
+        };
 
-    float o[D / 8][4];
+        float o[D / 8][4];
 #pragma unroll
-    for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    float mrow = -INFINITY, lrow = 0.f; /* row gr, log2 domain; lrow: this lane's partial sum */
-    const float sl2 = a.scale * MMA_LOG2E;
+        for (int i = 0; i < D / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+        float mrow = -INFINITY, lrow = 0.f; /* row gr, log2 domain; lrow: this lane's partial sum */
+        const float sl2 = a.scale * MMA_LOG2E;
 
-    const int ntiles = (end - start + TK - 1) / TK;
+        const int ntiles = (end - start + TK - 1) / TK;
 #pragma unroll
-    for (int i = 0; i < S - 1; i++) {
-        if (i < ntiles) issue(i);
-        mma_commit(); /* empty groups keep the count uniform: wait_group S - 2 always means tile i */
-    }
-    for (int i = 0; i < ntiles; i++) {
-        mma_wait<S - 2>(); /* this thread's copies of tile i have landed */
-        __syncthreads();  /* everyone's have; and every warp is done with tile i - 1's stage */
-        if (i + S - 1 < ntiles) issue(i + S - 1);
-        mma_commit();
-        const T *tk = sk + (i % S) * TK * L::LD, *tv = sv + (i % S) * TK * L::LD;
-#pragma unroll
-        for (int cc = 0; cc < CH / WARPS; cc++) {
-            const int kb = (w + cc * WARPS) * 16; /* this chunk's first key within the tile */
-            mma_decode_chunk<T, D, L::LD>(qa, tk + kb * L::LD, tv + kb * L::LD, start + i * TK + kb, end, sl2, lane, o, mrow, lrow);
+        for (int i = 0; i < S - 1; i++) {
+            if (i < ntiles) issue(i);
+            mma_commit(); /* empty groups keep the count uniform: wait_group S - 2 always means tile i */
         }
-    }
-
-    /* Merge the warps through shared memory that aliases the stages (all copies done, all warps
-     * past their last tile). */
-    mma_wait<0>();
-    __syncthreads();
-    lrow += __shfl_xor_sync(0xffffffffu, lrow, 1);
-    lrow += __shfl_xor_sync(0xffffffffu, lrow, 2);
-    float *wacc = reinterpret_cast<float *>(v5_smem); /* [WARPS][G][D] */
-    float *wstat = wacc + WARPS * G * D;              /* [WARPS][G][2]: max (log2 domain), sum */
-    if (gr < G) {
+        for (int i = 0; i < ntiles; i++) {
+            mma_wait<S - 2>(); /* this thread's copies of tile i have landed */
+            __syncthreads();  /* everyone's have; and every warp is done with tile i - 1's stage */
+            if (i + S - 1 < ntiles) issue(i + S - 1);
+            mma_commit();
+            const T *tk = sk + (i % S) * TK * L::LD, *tv = sv + (i % S) * TK * L::LD;
 #pragma unroll
-        for (int d = 0; d < D / 8; d++)
-            *reinterpret_cast<float2 *>(wacc + (w * G + gr) * D + d * 8 + 2 * t4) = make_float2(o[d][0], o[d][1]);
-        if (t4 == 0) {
-            wstat[(w * G + gr) * 2] = mrow;
-            wstat[(w * G + gr) * 2 + 1] = lrow;
-        }
-    }
-    __syncthreads();
-    for (int i = tid; i < G * D; i += THREADS) {
-        const int g = i / D, d = i % D;
-        float M = -INFINITY;
-#pragma unroll
-        for (int k = 0; k < WARPS; k++) M = fmaxf(M, wstat[(k * G + g) * 2]);
-        float r = 0.f, Ls = 0.f;
-        if (M != -INFINITY) { /* a warp without keys has m = -inf, l = 0, O = 0: weight 0 */
-#pragma unroll
-            for (int k = 0; k < WARPS; k++) {
-                const float c = exp2f(wstat[(k * G + g) * 2] - M);
-                r += c * wacc[(k * G + g) * D + d];
-                Ls += c * wstat[(k * G + g) * 2 + 1];
+            for (int cc = 0; cc < CH / WARPS; cc++) {
+                const int kb = (w + cc * WARPS) * 16; /* this chunk's first key within the tile */
+                mma_decode_chunk<T, D, L::LD>(qa, tk + kb * L::LD, tv + kb * L::LD, start + i * TK + kb, end, sl2, lane,
+                                              o, mrow, lrow);
             }
         }
-        const int head = kvh * G + g;
-        if (nsplit == 1) {
-            ((T *)a.out)[((size_t)q0 * a.H + head) * D + d] = from_f<T>(r / Ls);
-        } else {
-            /* the combine kernel's format: unnormalized O, max (natural logarithm), sum */
-            float *pp = (float *)a.scratch + (((size_t)seq * a.H + head) * max_splits + split) * (D + 2);
-            pp[d] = r;
-            if (d == 0) {
-                pp[D] = M == -INFINITY ? -INFINITY : M * MMA_LN2;
-                pp[D + 1] = Ls;
+
+        /* Merge the warps through shared memory that aliases the stages (all copies done, all warps
+         * past their last tile). */
+        mma_wait<0>();
+        __syncthreads();
+        lrow += __shfl_xor_sync(0xffffffffu, lrow, 1);
+        lrow += __shfl_xor_sync(0xffffffffu, lrow, 2);
+        float *wacc = reinterpret_cast<float *>(v5_smem); /* [WARPS][G][D] */
+        float *wstat = wacc + WARPS * G * D;              /* [WARPS][G][2]: max (log2 domain), sum */
+        if (gr < G) {
+#pragma unroll
+            for (int d = 0; d < D / 8; d++)
+                *reinterpret_cast<float2 *>(wacc + (w * G + gr) * D + d * 8 + 2 * t4) = make_float2(o[d][0], o[d][1]);
+            if (t4 == 0) {
+                wstat[(w * G + gr) * 2] = mrow;
+                wstat[(w * G + gr) * 2 + 1] = lrow;
             }
         }
+        __syncthreads();
+        for (int i = tid; i < G * D; i += THREADS) {
+            const int g = i / D, d = i % D;
+            float M = -INFINITY;
+#pragma unroll
+            for (int k = 0; k < WARPS; k++) M = fmaxf(M, wstat[(k * G + g) * 2]);
+            float r = 0.f, Ls = 0.f;
+            if (M != -INFINITY) { /* a warp without keys has m = -inf, l = 0, O = 0: weight 0 */
+#pragma unroll
+                for (int k = 0; k < WARPS; k++) {
+                    const float c = exp2f(wstat[(k * G + g) * 2] - M);
+                    r += c * wacc[(k * G + g) * D + d];
+                    Ls += c * wstat[(k * G + g) * 2 + 1];
+                }
+            }
+            const int head = kvh * G + g;
+            if (nsplit == 1) {
+                ((T *)a.out)[((size_t)q0 * a.H + head) * D + d] = from_f<T>(r / Ls);
+            } else {
+                /* the combine kernel's format: unnormalized O, max (natural logarithm), sum */
+                float *pp = (float *)a.scratch + (((size_t)seq * a.H + head) * max_splits + split) * (D + 2);
+                pp[d] = r;
+                if (d == 0) {
+                    pp[D] = M == -INFINITY ? -INFINITY : M * MMA_LN2;
+                    pp[D + 1] = Ls;
+                }
+            }
+        }
+        __syncthreads(); /* the merge's reads of the stages come before the next split's copies */
     }
 }
 
@@ -210,7 +232,11 @@ static cudaError_t launch_v5(const vk_attention_args *a, cudaStream_t s) {
     void (*k)(const vk_attention_args, int, int) = decode_v5_kernel<T, D, TK, S, WARPS, MINB, SWZ>;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
-    if ((e = launch_pdl(k, dim3(a->KVH, a->num_seqs, max_splits), dim3(WARPS * 32), smem, s, a->pdl != 0, *a,
+    /* persistent: MINB blocks per SM, or one per work unit of the bound where that is fewer */
+    const long units = (long)a->KVH * a->num_seqs * max_splits, slots = (long)MINB * vk_sm_count();
+    if (units > INT32_MAX) return cudaErrorInvalidValue;
+    const unsigned blocks = (unsigned)(units < slots ? units : slots);
+    if ((e = launch_pdl(k, dim3(blocks), dim3(WARPS * 32), smem, s, a->pdl != 0, *a,
                         max_splits, part)) != cudaSuccess)
         return e;
     return max_splits > 1 ? vk_decode_combine(a, max_splits, part, s) : cudaSuccess;

@@ -181,6 +181,13 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
 
     const int KVH = a.KVH, ns = a.num_seqs, G = a.H / a.KVH, bs = a.block_size;
     const int nw = gridDim.x * WARPS;
+    if (max_splits > 1) { /* items past the batch's longest real context are empty: stop there */
+        int mx = 0;
+        for (int i = lane; i < ns; i += 32) mx = max(mx, a.context_lens[i]);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        total = (int)min((long)total, (long)ns * KVH * max(1, (mx + part - 1) / part));
+    }
     const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
 
     /* Issue side: the item being issued, the next chunk's first key and block-table entry (lane r
