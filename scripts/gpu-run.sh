@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, v7var, v7swz, v7rule, tp2wide, widencu, wg, wgall (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, v7var, v7swz, v7rule, v5loop, tp2wide, widencu, wg, wgall (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -935,6 +935,33 @@ stage_v7rule() {
         done
     done
 }
+# Version 5 looping over its splits (a wave of blocks instead of one per split of the bound):
+# kernel_bench's decode rows (with production under 640 / 8,192 / 131,072-key bounds), then,
+# interleaved, two rounds, under Llama-3.1's 131,072-position bound: B2's shape and 64 requests at
+# once, production against version 7 forced (74, the earlier rule's pick there); then B2 and B1.
+stage_v5loop() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    VESTA_KB_DECODE=1 timeout 400 "$B/bin/kernel_bench" "$OUT/kb_decode.csv" >"$OUT/kb_decode.txt" 2>&1
+    summary+=("kernel_bench decode rows: rc $?")
+    local m128=/tmp/llama8b-128k i v
+    mkdir -p "$m128"
+    python3 -c "import json, sys; c = json.load(open(sys.argv[1])); c['max_position_embeddings'] = 131072; json.dump(c, open(sys.argv[2], 'w'))" \
+        "$M8D/config.json" "$m128/config.json"
+    for i in 1 2; do
+        for v in 74 0; do
+            VESTA_DECODE_ATTENTION=$v M8D=$m128 VESTA_BENCH_DUMMY=1 vb "b2l_v${v}_$i" latency --input-len 128 --output-len 512 \
+                --num-iters 3 --num-iters-warmup 1 --temperature 0 --max-model-len 131072 >/dev/null
+            summary+=("B2 at a 131,072 bound, decode attention $v round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+            VESTA_DECODE_ATTENTION=$v M8D=$m128 VESTA_BENCH_DUMMY=1 vb "c64l_v${v}_$i" throughput --num-prompts 64 \
+                --input-len 512 --output-len 256 --max-num-seqs 64 --max-model-len 131072 >/dev/null
+            summary+=("64 requests at a 131,072 bound, decode attention $v round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+        done
+    done
+    VESTA_BENCH_DUMMY=1 vb b2 latency --input-len 128 --output-len 512 --num-iters 3 --num-iters-warmup 1 --temperature 0 >/dev/null
+    summary+=("B2: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+    VESTA_BENCH_DUMMY=1 vb b1 throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024 >/dev/null
+    summary+=("B1: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+}
 # kernel_bench's overlap rows: a prefill chunk's product beside B1's decode attention on two
 # streams, cuBLAS at all SMs and fewer.
 stage_overlap() {
@@ -1618,6 +1645,7 @@ run)
         v7var) stage_v7var ;;
         v7swz) stage_v7swz ;;
         v7rule) stage_v7rule ;;
+        v5loop) stage_v5loop ;;
         tp2wide) stage_tp2wide ;;
         widencu) stage_widencu ;;
         wideab) stage_wideab ;;

@@ -130,19 +130,22 @@ static void bench_sampling(int V) {
 
 /* One attention launch at Llama-3-8B head size on random data (block size 16): the paged caches,
  * block tables (shuffled: fragmented, or in order), query rows and prefill tiles, freed with it.
- * Every sequence has ctx keys and its last qlen rows as queries. */
+ * Every sequence has ctx keys and its last qlen rows as queries; bound > ctx: the launch's
+ * max_context_len, as a decode graph's (the model's longest context). */
 struct attn_case {
     static const int D = 128, bs = 16;
     vk_attention_args a = {};
-    int ntok;
+    int ntok, ctx;
     bool wide_picked = false;
     std::vector<void *> mem;
 
-    attn_case(int ns, int qlen, int ctx, int KVH, bool shuffle, bool inv, bool grp, bool longest_first, int wide) {
+    attn_case(int ns, int qlen, int ctx, int KVH, bool shuffle, bool inv, bool grp, bool longest_first, int wide,
+              int bound = 0) {
         const int H = 4 * KVH, W = (H + 2 * KVH) * D;
         const int mbps = (ctx + bs - 1) / bs, nblocks = ns * mbps;
         const size_t cache = (size_t)nblocks * bs * KVH * D;
         ntok = ns * qlen;
+        this->ctx = ctx;
         void *kc = keep(dalloc_rand(cache, 9)), *vc = keep(dalloc_rand(cache, 10));
         void *q = keep(dalloc_rand((size_t)ntok * W, 11)), *out = keep(dalloc((size_t)ntok * H * D * 2));
         std::vector<int32_t> bt((size_t)ns * mbps), qs(ns + 1), cl(ns, ctx);
@@ -172,11 +175,11 @@ struct attn_case {
         a.D = D;
         a.block_size = bs;
         a.scale = 0.0883883f;
-        a.max_context_len = ctx;
+        a.max_context_len = bound > ctx ? bound : ctx;
         a.has_decode = qlen == 1;
         a.prefill_tiles = (int32_t *)upload(tiles);
         a.num_prefill_tiles = nt;
-        a.scratch = keep(dalloc(vk_attention_scratch_bytes(ns, H, D, ctx)));
+        a.scratch = keep(dalloc(vk_attention_scratch_bytes(ns, H, D, a.max_context_len)));
         a.batch_invariant = inv;
         a.decode_only = qlen == 1;
         a.group_heads = grp;
@@ -190,11 +193,10 @@ struct attn_case {
 
     void run(int dv, int pv, cudaStream_t s) const { CK(vk_attention_v(&a, a.batch_invariant ? 0 : dv, pv, s)); }
     /* bytes that must move: the keys and values once */
-    double kv_bytes() const { return 2.0 * a.num_seqs * a.max_context_len * a.KVH * D * 2; }
+    double kv_bytes() const { return 2.0 * a.num_seqs * ctx * a.KVH * D * 2; }
     double flops() const {
         double qlen = (double)ntok / a.num_seqs;
-        return qlen == 1 ? 4.0 * a.num_seqs * a.max_context_len * a.H * D
-                         : 4.0 * a.num_seqs * a.H * D * (qlen * (qlen + 1) / 2);
+        return qlen == 1 ? 4.0 * a.num_seqs * ctx * a.H * D : 4.0 * a.num_seqs * a.H * D * (qlen * (qlen + 1) / 2);
     }
 
   private:
@@ -417,16 +419,17 @@ int main(int argc, char **argv) {
      * -1: batch-invariant mode, every row through the prefill kernel);
      * kvh: KV heads (the query heads are 4 x kvh); shuffle: fragmented block tables (else in order) */
     auto attn = [&](int ns, int qlen, int ctx, const char *label, int dv, int KVH = 8, bool shuffle = true, int pv = 2,
-                    bool grp = false, bool longest_first = false, int wide = 0) {
-        attn_case c(ns, qlen, ctx, KVH, shuffle, dv < 0, grp, longest_first, wide);
+                    bool grp = false, bool longest_first = false, int wide = 0, int bound = 0) {
+        attn_case c(ns, qlen, ctx, KVH, shuffle, dv < 0, grp, longest_first, wide, bound);
         const int H = c.a.H;
         float ms = time_ms([&] { c.run(dv, pv, 0); });
         char name[160];
         if (c.a.batch_invariant)
             snprintf(name, sizeof name, "attention %s-invariant seqs=%d q=%d ctx=%d", label, ns, qlen, ctx);
         else if (qlen == 1)
-            snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s", label, dv, ns, qlen, ctx,
-                     KVH == 8 ? "" : KVH == 1 ? " kvh=1 (4 KB contiguous per block)" : " kvh=?", shuffle ? "" : " in-order");
+            snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s%s", label, dv, ns, qlen, ctx,
+                     KVH == 8 ? "" : KVH == 1 ? " kvh=1 (4 KB contiguous per block)" : " kvh=?", shuffle ? "" : " in-order",
+                     bound > ctx ? (" bound=" + std::to_string(bound)).c_str() : "");
         else
             snprintf(name, sizeof name, "attention %s-v%d seqs=%d q=%d ctx=%d%s%s%s", label, pv, ns, qlen, ctx,
                      grp ? " per KV group" : "", longest_first ? " longest-first" : "",
@@ -487,6 +490,12 @@ int main(int argc, char **argv) {
                 if ((double)ns * ctx > 256.0 * 8192) continue; /* the cache must fit */
                 for (int v : {0, 5, 7, VK_DECODE_V5_VARIANT_BASE + 6}) attn(ns, 1, ctx, "decode", v);
             }
+        /* under a decode graph's bound (the model's longest context) instead of the batch's:
+         * production and each version, 640 real keys */
+        for (int ns : {1, 8, 64, 128})
+            for (int bound : {640, 8192, 131072})
+                for (int v : {0, 5, 7})
+                    attn(ns, 1, 640, "decode", v, 8, true, 2, false, false, 0, bound);
         return finish();
     }
     for (int dv : {0, 1, 2, 3, 5, 7}) { /* production (0) and each decode kernel (4 and 6 were removed) */
