@@ -896,6 +896,16 @@ stage_v7swz() {
         padded:74 swizzled:70
     stage_v7var
 }
+# config_128k: the 8B shape's config with Llama-3.1's 131,072 positions (dummy weights), made
+# once; prints its folder.
+config_128k() {
+    local d=/tmp/llama8b-128k
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]' >&2
+    mkdir -p "$d"
+    python3 -c "import json, sys; c = json.load(open(sys.argv[1])); c['max_position_embeddings'] = 131072; json.dump(c, open(sys.argv[2], 'w'))" \
+        "$M8D/config.json" "$d/config.json" || return 1
+    echo "$d"
+}
 # Decode attention's choice since run 143 (version 7 only where 7/8 of its warps get a (sequence,
 # KV head) pair; version 5 with swizzled rows below): kernel_bench's decode rows (version 7's
 # configurations; production beside versions 5 and 7 over batch sizes and contexts), 320 prompts at
@@ -909,10 +919,8 @@ stage_v7rule() {
     summary+=("kernel_bench decode rows: rc $?")
     pair320 --top5 VESTA_DECODE_ATTENTION rule64 "320 prompts at 64 sequences, production (version 5 there) vs version 7" \
         v7:74 prod:0 --max-num-seqs 64
-    local m128=/tmp/llama8b-128k i v
-    mkdir -p "$m128"
-    python3 -c "import json, sys; c = json.load(open(sys.argv[1])); c['max_position_embeddings'] = 131072; json.dump(c, open(sys.argv[2], 'w'))" \
-        "$M8D/config.json" "$m128/config.json"
+    local m128 i v
+    m128=$(config_128k) || return
     for i in 1 2; do
         for v in 74 0; do
             VESTA_DECODE_ATTENTION=$v VESTA_BENCH_DUMMY=1 vb "b1_v${v}_$i" throughput --num-prompts 512 --input-len 512 \
@@ -943,10 +951,8 @@ stage_v5loop() {
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
     VESTA_KB_DECODE=1 timeout 400 "$B/bin/kernel_bench" "$OUT/kb_decode.csv" >"$OUT/kb_decode.txt" 2>&1
     summary+=("kernel_bench decode rows: rc $?")
-    local m128=/tmp/llama8b-128k i v
-    mkdir -p "$m128"
-    python3 -c "import json, sys; c = json.load(open(sys.argv[1])); c['max_position_embeddings'] = 131072; json.dump(c, open(sys.argv[2], 'w'))" \
-        "$M8D/config.json" "$m128/config.json"
+    local m128 i v
+    m128=$(config_128k) || return
     for i in 1 2; do
         for v in 74 0; do
             VESTA_DECODE_ATTENTION=$v M8D=$m128 VESTA_BENCH_DUMMY=1 vb "b2l_v${v}_$i" latency --input-len 128 --output-len 512 \
