@@ -347,9 +347,6 @@ template <typename T, int D> static cudaError_t launch_v7_variant(const vk_atten
     case 2: return launch_v7<T, D, 16, 3, 4, 2, false, true>(a, s); /* products transposed (mma_decode_chunk_t) */
     case 3: return launch_v7<T, D, 16, 2, 4, 3, false, true>(a, s); /* transposed: 12 warps/SM, 96 KB in flight/SM */
     case 4: return launch_v7<T, D, 16, 3, 4, 2, false>(a, s); /* variant 0 with padded rows (production until run 141) */
-    case 5: return launch_v7<T, D, 16, 3, 3, 3, false, false, true>(a, s); /* 9 warps/SM, 144 KB in flight/SM */
-    case 6: return launch_v7<T, D, 16, 3, 4, 2, false, true, true>(a, s);  /* variant 2 swizzled */
-    case 7: return launch_v7<T, D, 16, 3, 8, 1, false, false, true>(a, s); /* variant 0 as one block of 8 warps */
     default: return cudaErrorInvalidValue;
     }
 }

@@ -229,7 +229,7 @@ cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cud
 #define VK_DECODE_V5_VARIANT_BASE 50
 #define VK_DECODE_V5_VARIANTS 7
 #define VK_DECODE_V7_VARIANT_BASE 70
-#define VK_DECODE_V7_VARIANTS 8
+#define VK_DECODE_V7_VARIANTS 5
 cudaError_t vk_attention_v(const vk_attention_args *a, int decode_version, int prefill_version, cudaStream_t s);
 
 /* y[n][out] = x[n][in] . w[out][in]^T for n <= VK_GEMV_MAX_N (decode steps of a few sequences),
