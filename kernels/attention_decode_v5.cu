@@ -120,7 +120,7 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
         __syncthreads(); /* sbt */
 
         const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
-        const int KVH = a.KVH, base = b0 * bs;
+        const int base = b0 * bs;
         /* Tile i (keys start + i * TK ...) into stage i % S, one commit group per tile. A thread's
          * chunks are rows tid / LANES + j * (THREADS / LANES), column (tid % LANES) * 8. */
         auto issue = [&](int i) {

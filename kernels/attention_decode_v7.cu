@@ -339,7 +339,7 @@ static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
 }
 
 /* Configurations (chunk keys, stages, warps, blocks per SM; shared memory per SM at D 128: warps x
- * 2 x S x TK x 272 B of 228 KB). Variant 0 is version 7's own. */
+ * 2 x S x TK x 256 B swizzled, 272 B padded, of 228 KB). Variant 0 is version 7's own. */
 template <typename T, int D> static cudaError_t launch_v7_variant(const vk_attention_args *a, int variant, cudaStream_t s) {
     switch (variant) {
     case 0: return launch_v7<T, D, 16, 3, 4, 2, false, false, true>(a, s); /* 8 warps/SM, 128 KB in flight/SM */
