@@ -192,15 +192,30 @@ decode_kernel(const vk_attention_args a, int max_splits, int part) {
 /* Merges a sequence's nsplit partials (unnormalized sums, maxima, exp-sums) per head. An empty
  * partial (m = -inf, l = 0, sums 0) weighs 0. */
 template <typename T, int D>
-__global__ void decode_combine_kernel(const vk_attention_args a, int max_splits, int part) {
+__global__ void decode_combine_kernel(const vk_attention_args a, int max_splits, int part, int sms) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
-    pdl_wait_previous();    /* the partials are the attention kernel's */
     __shared__ float wt[32];
     __shared__ float stat[2];
     int seq = blockIdx.x, head = blockIdx.y;
+    /* the contexts are the host's upload, never a kernel's: read before waiting */
     int q0 = a.query_start[seq];
-    if (a.query_start[seq + 1] - q0 != 1) return;
-    int nsplit = (a.context_lens[seq] + part - 1) / part;
+    if (a.query_start[seq + 1] - q0 != 1) return; /* a prefill row; the decode rows' blocks wait */
+    const int ctx = a.context_lens[seq];
+    if (part == 0 && sms > 0) { /* version 5's pick, made again (its batches are small) */
+        __shared__ int s_part;
+        if (threadIdx.x < 32) {
+            int mx = 0;
+            for (int i = threadIdx.x; i < a.num_seqs; i += 32) mx = max(mx, a.context_lens[i]);
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            if (threadIdx.x == 0) s_part = vk_decode_v5_device_part(a.num_seqs, a.KVH, mx, sms, max_splits);
+        }
+        __syncthreads();
+        part = s_part;
+    }
+    pdl_wait_previous(); /* the partials (and the partition slot) are the attention kernel's */
+    if (part == 0) part = *vk_decode_part_slot(a, max_splits); /* version 7's pick */
+    int nsplit = (ctx + part - 1) / part;
     if (nsplit <= 1) return;
     const float *pp = (const float *)a.scratch + ((size_t)seq * a.H + head) * max_splits * (D + 2);
     if (threadIdx.x < 32) {
@@ -232,15 +247,15 @@ __global__ void decode_combine_kernel(const vk_attention_args a, int max_splits,
 }
 
 template <typename T, int D>
-static cudaError_t launch_combine(const vk_attention_args *a, int max_splits, int part, cudaStream_t s) {
+static cudaError_t launch_combine(const vk_attention_args *a, int max_splits, int part, int sms, cudaStream_t s) {
     /* D threads: see the loop */
     return launch_pdl(decode_combine_kernel<T, D>, dim3(a->num_seqs, a->H), dim3(D), 0, s, a->pdl != 0, *a, max_splits,
-                      part);
+                      part, sms);
 }
 
-cudaError_t vk_decode_combine(const vk_attention_args *a, int max_splits, int part, cudaStream_t s) {
-    if (a->D == 128) VK_DISPATCH(a->dt, return (launch_combine<T, 128>(a, max_splits, part, s)));
-    if (a->D == 64) VK_DISPATCH(a->dt, return (launch_combine<T, 64>(a, max_splits, part, s)));
+cudaError_t vk_decode_combine(const vk_attention_args *a, int max_splits, int part, int sms, cudaStream_t s) {
+    if (a->D == 128) VK_DISPATCH(a->dt, return (launch_combine<T, 128>(a, max_splits, part, sms, s)));
+    if (a->D == 64) VK_DISPATCH(a->dt, return (launch_combine<T, 64>(a, max_splits, part, sms, s)));
     return cudaErrorInvalidValue;
 }
 
@@ -254,24 +269,48 @@ int vk_sm_count(void) {
     return sms;
 }
 
-/* Keys per split. Large batches: VK_DECODE_PARTITION. Small ones: short enough that
- * sequences x KV heads x splits gives about two blocks per SM, so one sequence's long context is
- * read by the whole GPU (single-stream decode). A pure function of its arguments: the scratch
- * sizing below and every launch agree. */
 int vk_decode_partition(int num_seqs, int KVH, int max_ctx) {
-    const int sms = vk_sm_count();
-    long blocks = (long)num_seqs * KVH, want = 2L * sms;
-    if (max_ctx < 1) max_ctx = 1;
-    if (blocks >= want) return VK_DECODE_PARTITION;
-    long splits = (want + blocks - 1) / blocks;
-    long p = (max_ctx + splits - 1) / splits;
-    p = (p + 31) / 32 * 32;
-    return (int)(p < 32 ? 32 : p > VK_DECODE_PARTITION ? VK_DECODE_PARTITION : p);
+    return vk_decode_partition_on(num_seqs, KVH, max_ctx, vk_sm_count());
+}
+
+/* vk_decode_partition_on's ranges: with fewer pairs than blocks, at most blocks / pairs and
+ * ceil(ctx / 32) of them (ranges of at least 32 keys) or ceil(ctx / 1,024) (ranges of at most
+ * 1,024); else at most ceil(ctx / 1,024) + EXTRA (vk_decode_balanced_part). */
+int vk_decode_v5_splits_bound(int num_seqs, int KVH, int bound) {
+    const long pairs = (long)num_seqs * KVH, slots = 2L * vk_sm_count();
+    if (bound < 1) bound = 1;
+    long n = (bound + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION + VK_DECODE_EXTRA_SPLITS;
+    if (pairs > 0 && pairs < slots) {
+        long splits = slots / pairs, fine = (bound + 31) / 32;
+        if (splits > fine) splits = fine;
+        if (splits > n) n = splits;
+    }
+    const int cap = vk_decode_stride_cap(num_seqs);
+    return (int)(n < cap ? n : cap);
+}
+
+int vk_decode_v7_splits_bound(int num_seqs, int bound) {
+    if (bound < 1) bound = 1;
+    const int n = (bound + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION + VK_DECODE_EXTRA_SPLITS;
+    const int cap = vk_decode_stride_cap(num_seqs);
+    return n < cap ? n : cap;
+}
+
+int vk_decode_bound_partition(int num_seqs, int KVH, int bound) {
+    const int p = vk_decode_partition(num_seqs, KVH, bound);
+    const int f = vk_decode_part_floor(bound, vk_decode_stride_cap(num_seqs), 32);
+    return p > f ? p : f;
+}
+
+int vk_decode_v7_bound_partition(int num_seqs, int KVH, int bound, int warps) {
+    const int p = vk_decode_v7_partition_on(num_seqs * KVH, warps, bound);
+    const int f = vk_decode_part_floor(bound, vk_decode_stride_cap(num_seqs), 16);
+    return p > f ? p : f;
 }
 
 template <typename T, int D>
 static cudaError_t launch_decode(const vk_attention_args *a, cudaStream_t s) {
-    int part = vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len);
+    int part = vk_decode_bound_partition(a->num_seqs, a->KVH, a->max_context_len);
     int max_splits = (a->max_context_len + part - 1) / part;
     if (max_splits < 1) max_splits = 1;
     int G = a->H / a->KVH;
@@ -284,7 +323,7 @@ static cudaError_t launch_decode(const vk_attention_args *a, cudaStream_t s) {
     k<<<grid, DEC_THREADS, 0, s>>>(*a, max_splits, part);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
-    return max_splits > 1 ? vk_decode_combine(a, max_splits, part, s) : cudaSuccess;
+    return max_splits > 1 ? vk_decode_combine(a, max_splits, part, 0, s) : cudaSuccess;
 }
 
 cudaError_t vk_attention_decode_v2(const vk_attention_args *a, cudaStream_t s) {
@@ -315,13 +354,18 @@ cudaError_t vk_attention_decode(const vk_attention_args *a, cudaStream_t s) {
 }
 
 /* Bounds num_seqs' x H x splits for every batch of at most num_seqs sequences (a smaller batch
- * gets more splits per sequence): with n x KVH >= 2 SMs, splits = ceil(ctx / 512); below, splits
- * <= 2 SMs / (n x KVH) + 1, so n x H x splits <= H x (2 SMs + n). Both decode versions use this
- * layout. */
+ * gets more splits per sequence; non-decreasing in num_seqs, so an allocation for the largest
+ * batch holds every smaller one's partials and the prefill partials placed after them), plus the
+ * partition slot: every version splits a sequence at most vk_decode_stride_cap ways, and at most
+ * ceil(ctx / 1,024) + EXTRA ways or (fewer pairs than 2 blocks per SM) 2 SMs / (n x KVH) ways,
+ * so n x H x splits <= H x 2 SMs (vk_decode_v5_splits_bound). */
 size_t vk_attention_decode_scratch_bytes(int num_seqs, int H, int D, int max_context_len) {
     const int sms = vk_sm_count();
-    size_t ctx = max_context_len > 0 ? (size_t)max_context_len : 1;
-    size_t e = (size_t)num_seqs * H * ((ctx + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION) +
-               (size_t)H * (2 * (size_t)sms + (size_t)num_seqs);
-    return sizeof(float) * e * (D + 2);
+    size_t ctx = max_context_len > 0 ? (size_t)max_context_len : 1, n = num_seqs > 0 ? (size_t)num_seqs : 1;
+    size_t e = n * H * ((ctx + VK_DECODE_PARTITION - 1) / VK_DECODE_PARTITION + VK_DECODE_EXTRA_SPLITS) +
+               (size_t)H * (2 * (size_t)sms + n);
+    /* >= n x cap(n) per head, and non-decreasing in n where n x floor(8,192 / n) is not */
+    const size_t capped = (size_t)H * (16 * n > 8192 ? 16 * n : 8192);
+    if (capped < e) e = capped;
+    return sizeof(float) * e * (D + 2) + 16; /* + the partition slot */
 }

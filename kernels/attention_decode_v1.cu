@@ -198,7 +198,7 @@ decode_v1_kernel(const vk_attention_args a, int max_splits, int part) {
 template <typename T, int D, bool PF>
 static cudaError_t launch_decode_v1(const vk_attention_args *a, cudaStream_t s) {
     constexpr int NG = DEC_THREADS / (D / 8);
-    int part = vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len);
+    int part = vk_decode_bound_partition(a->num_seqs, a->KVH, a->max_context_len);
     int max_splits = (a->max_context_len + part - 1) / part;
     if (max_splits < 1) max_splits = 1;
     int G = a->H / a->KVH;
@@ -213,7 +213,7 @@ static cudaError_t launch_decode_v1(const vk_attention_args *a, cudaStream_t s) 
     dim3 grid(a->KVH, a->num_seqs, max_splits);
     k<<<grid, DEC_THREADS, smem, s>>>(*a, max_splits, part);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    return max_splits > 1 ? vk_decode_combine(a, max_splits, part, s) : cudaSuccess;
+    return max_splits > 1 ? vk_decode_combine(a, max_splits, part, 0, s) : cudaSuccess;
 }
 
 cudaError_t vk_attention_decode_v1(const vk_attention_args *a, cudaStream_t s) {

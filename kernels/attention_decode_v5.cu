@@ -10,12 +10,14 @@
  * 16-key x 16-row score block with 16 mma instructions and reduces each row's max / sum across
  * the 4 lanes of a quad once per TILE, never per key.
  *
- * Split-K exactly as versions 2 and 4 (vk_decode_partition, balanced ranges of ceil(ctx / nsplit)
- * keys, partials in the same scratch layout, merged by vk_decode_combine). A work unit is one KV
+ * Split-K as version 2 (balanced ranges of ceil(ctx / nsplit) keys, partials in the same scratch
+ * layout, merged by vk_decode_combine), the partition picked on the device from the batch's
+ * longest real context, which each block reads from context_lens (vk_decode_v5_device_part; from
+ * the bound, vk_decode_partition, where the bound needs one range). A work unit is one KV
  * head of one sequence over one key range, for all G = H / KVH query heads of the group. The grid
- * is persistent (MINB blocks per SM) and each block loops over units up to the splits of the
- * batch's longest real context, which it reads from context_lens; the grid depends only on the
- * batch and the max context bound, so the launch can be graph-captured. Until run 148 the grid
+ * is persistent (MINB blocks per SM) and each block loops over units up to the splits of that
+ * context; the grid depends only on the batch and the max context bound, so the launch can be
+ * graph-captured. Until run 148 the grid
  * had one block per (KV head, sequence, split of the bound): under a decode graph's bound of
  * 131,072 keys that was 2,048 blocks a layer for one sequence, nearly all returning at once.
  *
@@ -65,9 +67,8 @@ template <int D, int TK, int S, bool SWZ> struct v5_layout {
 
 template <typename T, int D, int TK, int S, int WARPS, int MINB, bool SWZ>
 __global__ void __launch_bounds__(WARPS * 32, MINB)
-decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
+decode_v5_kernel(const vk_attention_args a, int max_splits, int part, int sms) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
-    pdl_wait_previous(); /* q and the new keys are the RoPE kernel's */
     typedef v5_layout<D, TK, S, SWZ> L;
     constexpr int THREADS = WARPS * 32;
     constexpr int LANES = D / 8;                  /* 16-byte chunks per row */
@@ -89,7 +90,9 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
      * the splits of the batch's longest real context. A decode graph is captured with the model's
      * longest context as its bound: at 131,072 keys that is 256 splits, nearly all past the real
      * contexts, and one block per split of the bound meant 2,048 blocks a layer for one sequence
-     * and 131,072 for 64, nearly all returning at once. */
+     * and 131,072 for 64, nearly all returning at once. The contexts are the host's upload for
+     * the step, never a kernel's: they are read, and the ranges picked, before waiting on the
+     * RoPE kernel (1-2 us of a one-sequence layer's 16). */
     __shared__ int s_max_ctx;
     if (tid == 0) s_max_ctx = 0;
     __syncthreads();
@@ -99,7 +102,11 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
     for (int o = 16; o > 0; o >>= 1) mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, o));
     if (lane == 0) atomicMax(&s_max_ctx, mx);
     __syncthreads();
+    if (sms > 0) /* the partition of the real contexts, not the bound's (the launcher's part) */
+        part = vk_decode_v5_device_part(ns, KVH, s_max_ctx, sms, max_splits);
     const int units = ns * KVH * min(max_splits, (s_max_ctx + part - 1) / part);
+    pdl_wait_previous(); /* q and the new keys are the RoPE kernel's (the combine kernel makes the
+                          * same pick from the same contexts) */
     uint32_t qa[D / 16][2];
     for (int u = blockIdx.x; u < units; u += gridDim.x) {
         const int kvh = u % KVH, seq = (u / KVH) % ns, split = u / (KVH * ns);
@@ -219,17 +226,28 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part) {
     }
 }
 
-template <typename T, int D, int TK, int S, int WARPS, int MINB, bool SWZ = false>
+/* DEV: the partition picked on the device from the real contexts (vk_decode_v5_device_part;
+ * production since run 153) where the bound's needs more than one range, else the bound's (a
+ * decode graph under the model's 131,072-position bound split one sequence's 640 keys in two, 16
+ * blocks for the GPU's 264 slots). part: the bound's, or the device pick's most (the block-table
+ * copy in shared memory is sized by it). */
+template <typename T, int D, int TK, int S, int WARPS, int MINB, bool SWZ = false, bool DEV = false>
 static cudaError_t launch_v5(const vk_attention_args *a, cudaStream_t s) {
     typedef v5_layout<D, TK, S, SWZ> L;
-    const int part = vk_decode_partition(a->num_seqs, a->KVH, a->max_context_len);
-    int max_splits = (a->max_context_len + part - 1) / part;
+    const int bound = a->max_context_len > 0 ? a->max_context_len : 1;
+    int part = vk_decode_bound_partition(a->num_seqs, a->KVH, bound);
+    const bool dev = DEV && part < bound;
+    int max_splits = dev ? vk_decode_v5_splits_bound(a->num_seqs, a->KVH, bound) : (bound + part - 1) / part;
     if (max_splits < 1) max_splits = 1;
+    if (dev) {
+        const int f = vk_decode_part_floor(bound, max_splits, 32);
+        part = f > VK_DECODE_PARTITION ? f : VK_DECODE_PARTITION;
+    }
     const int G = a->H / a->KVH;
     const size_t stages = L::stages + sizeof(int) * (part / a->block_size + 2);
     const size_t merge = sizeof(float) * WARPS * G * (D + 2);
     const size_t smem = stages > merge ? stages : merge;
-    void (*k)(const vk_attention_args, int, int) = decode_v5_kernel<T, D, TK, S, WARPS, MINB, SWZ>;
+    void (*k)(const vk_attention_args, int, int, int) = decode_v5_kernel<T, D, TK, S, WARPS, MINB, SWZ>;
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     /* persistent: MINB blocks per SM, or one per work unit of the bound where that is fewer */
@@ -237,9 +255,9 @@ static cudaError_t launch_v5(const vk_attention_args *a, cudaStream_t s) {
     if (units > INT32_MAX) return cudaErrorInvalidValue;
     const unsigned blocks = (unsigned)(units < slots ? units : slots);
     if ((e = launch_pdl(k, dim3(blocks), dim3(WARPS * 32), smem, s, a->pdl != 0, *a,
-                        max_splits, part)) != cudaSuccess)
+                        max_splits, part, dev ? vk_sm_count() : 0)) != cudaSuccess)
         return e;
-    return max_splits > 1 ? vk_decode_combine(a, max_splits, part, s) : cudaSuccess;
+    return max_splits > 1 ? vk_decode_combine(a, max_splits, dev ? 0 : part, dev ? vk_sm_count() : 0, s) : cudaSuccess;
 }
 
 /* Configurations (tile keys, stages, warps; blocks per SM from shared memory at D 128: stage
@@ -248,13 +266,14 @@ static cudaError_t launch_v5(const vk_attention_args *a, cudaStream_t s) {
  * 8-32 sequences over 1-4K keys and one of 32K, run 141). */
 template <typename T, int D> static cudaError_t launch_v5_variant(const vk_attention_args *a, int variant, cudaStream_t s) {
     switch (variant) {
-    case 0: return launch_v5<T, D, 64, 3, 4, 2, true>(a, s); /* 96 KB: 2 blocks/SM, 128 KB in flight/SM */
+    case 0: return launch_v5<T, D, 64, 3, 4, 2, true, true>(a, s); /* 96 KB: 2 blocks/SM, 128 KB in flight/SM */
     case 1: return launch_v5<T, D, 32, 4, 2, 3>(a, s);  /* 68 KB: 3 blocks/SM, 144 KB in flight/SM */
     case 2: return launch_v5<T, D, 32, 3, 2, 4>(a, s);  /* 51 KB: 4 blocks/SM, 128 KB in flight/SM */
     case 3: return launch_v5<T, D, 64, 2, 4, 3>(a, s);  /* 68 KB: 3 blocks/SM, 96 KB in flight/SM */
     case 4: return launch_v5<T, D, 64, 4, 4, 1>(a, s);  /* 136 KB: 1 block/SM, 96 KB in flight/SM */
     case 5: return launch_v5<T, D, 128, 2, 8, 1>(a, s); /* 136 KB: 1 block/SM, 64 KB in flight/SM */
     case 6: return launch_v5<T, D, 64, 3, 4, 2>(a, s); /* variant 0 with padded rows (production until run 142) */
+    case 7: return launch_v5<T, D, 64, 3, 4, 2, true>(a, s); /* variant 0 with its ranges from the bound (the pick of vk_decode_partition) */
     default: return cudaErrorInvalidValue;
     }
 }

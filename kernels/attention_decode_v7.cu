@@ -21,9 +21,11 @@
  *
  * Items are ordered KV head fastest, so the warps of one block read the 8 heads' 256-byte rows of
  * the same 16-token blocks at about the same time (the cache keeps a block's heads adjacent).
- * Key ranges: a sequence splits only where its context exceeds V7_PARTITION keys (1,024: one item
- * per (sequence, KV head) for contexts up to that, so B1's steps need no combine kernel); the
- * ranges and the partials' format are version 5's (vk_decode_combine merges them). The grid
+ * Key ranges: a sequence splits where its context exceeds VK_DECODE_PARTITION keys (1,024: one item
+ * per (sequence, KV head) for contexts up to that, so B1's steps need no combine kernel), or
+ * where the batch's pairs deal unevenly to the warps (vk_decode_v7_partition_on: 150-255
+ * sequences at 8 KV heads); the ranges and the partials' format are version 5's
+ * (vk_decode_combine merges them). The grid
  * depends only on num_seqs, KVH and the max context bound, so the launch can be graph-captured.
  *
  * Per warp and stage: TK keys of K and of V, plus 6 ints of chunk metadata (every lane writes the
@@ -43,8 +45,6 @@
 #include "mbarrier.cuh"
 
 using namespace vk;
-
-#define V7_PARTITION 1024
 
 namespace {
 
@@ -158,7 +158,6 @@ template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK_ASKED
 __global__ void __launch_bounds__(WARPS * 32, MINB)
 decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total) {
     pdl_allow_dependents(); /* a pdl-launched o_proj may start loading its weights */
-    pdl_wait_previous();    /* q and the new keys are the RoPE kernel's */
     constexpr bool BULK = BULK_ASKED && VK_HAVE_BULK;
     typedef v7_layout<D, TK, S, SWZ> L;
     static_assert(!(BULK && SWZ), "a bulk copy writes a row as it is: no swizzle");
@@ -173,21 +172,27 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
     T *sv = sk + S * TK * L::LD;                          /* [S][TK][LD] */
     v7_meta *meta = reinterpret_cast<v7_meta *>(v7_smem + WARPS * L::ring) + w * S;
     uint64_t *bar = reinterpret_cast<uint64_t *>(v7_smem + WARPS * (L::ring + S * sizeof(v7_meta))) + w * S;
+    const int KVH = a.KVH, ns = a.num_seqs, G = a.H / a.KVH, bs = a.block_size;
+    const int nw = gridDim.x * WARPS;
+    const bool picked = part == 0;
+    if (max_splits > 1) { /* items past the batch's longest real context are empty: stop there */
+        /* the contexts are the host's upload for the step, never a kernel's: read (and the ranges
+         * cut) before waiting on the RoPE kernel */
+        int mx = 0;
+        for (int i = lane; i < ns; i += 32) mx = max(mx, a.context_lens[i]);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        if (picked) part = vk_decode_v7_device_part(ns * KVH, nw, mx, max_splits); /* for the real contexts */
+        total = (int)min((long)total, (long)ns * KVH * max(1, (mx + part - 1) / part));
+    }
     if (BULK) { /* one transaction barrier per stage, completed by its chunk's bytes */
         if (lane < S) bulk_bar_init(bar + lane);
         bulk_fence_init();
         __syncwarp();
     }
-
-    const int KVH = a.KVH, ns = a.num_seqs, G = a.H / a.KVH, bs = a.block_size;
-    const int nw = gridDim.x * WARPS;
-    if (max_splits > 1) { /* items past the batch's longest real context are empty: stop there */
-        int mx = 0;
-        for (int i = lane; i < ns; i += 32) mx = max(mx, a.context_lens[i]);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-        total = (int)min((long)total, (long)ns * KVH * max(1, (mx + part - 1) / part));
-    }
+    pdl_wait_previous(); /* q and the new keys are the RoPE kernel's; the scratch is free (the
+                          * previous layer's combine kernel has read its slot) */
+    if (picked && blockIdx.x == 0 && threadIdx.x == 0) *vk_decode_part_slot(a, max_splits) = part; /* for the combine */
     const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
 
     /* Issue side: the item being issued, the next chunk's first key and block-table entry (lane r
@@ -316,11 +321,21 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
     if (!BULK) mma_wait<0>();
 }
 
-template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK, bool TRANS = false, bool SWZ = false>
+/* DEV: key ranges cut on the device for the real contexts and the grid's warps
+ * (vk_decode_v7_device_part; production since run 153) where the bound needs more than one
+ * range (the combine kernel is launched anyway) or the pick cuts at the bound; else one range
+ * up to the bound (B1: 512 sequences under 1,024 keys, no partials and no combine kernel).
+ * Without DEV: 1,024-key ranges whatever the batch (longer where the stride cap needs). */
+template <typename T, int D, int TK, int S, int WARPS, int MINB, bool BULK, bool TRANS = false, bool SWZ = false,
+          bool DEV = false>
 static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
     typedef v7_layout<D, TK, S, SWZ> L;
-    const int part = V7_PARTITION;
-    int max_splits = (a->max_context_len + part - 1) / part;
+    const int bound = a->max_context_len > 0 ? a->max_context_len : 1;
+    const int floor16 = vk_decode_part_floor(bound, vk_decode_stride_cap(a->num_seqs), 16);
+    const int fixed = floor16 > VK_DECODE_PARTITION ? floor16 : VK_DECODE_PARTITION;
+    const bool dev = DEV && vk_decode_v7_bound_partition(a->num_seqs, a->KVH, bound, MINB * vk_sm_count() * WARPS) < bound;
+    const int part = dev ? 0 : fixed;
+    int max_splits = dev ? vk_decode_v7_splits_bound(a->num_seqs, bound) : (bound + fixed - 1) / fixed;
     if (max_splits < 1) max_splits = 1;
     const long total = (long)a->num_seqs * a->KVH * max_splits;
     if (total <= 0) return cudaSuccess;
@@ -335,18 +350,19 @@ static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
     if ((e = launch_pdl(k, dim3(blocks), dim3(WARPS * 32), smem, s, a->pdl != 0, *a, max_splits, part, (int)total)) !=
         cudaSuccess)
         return e;
-    return max_splits > 1 ? vk_decode_combine(a, max_splits, part, s) : cudaSuccess;
+    return max_splits > 1 ? vk_decode_combine(a, max_splits, part, 0, s) : cudaSuccess;
 }
 
 /* Configurations (chunk keys, stages, warps, blocks per SM; shared memory per SM at D 128: warps x
  * 2 x S x TK x 256 B swizzled, 272 B padded, of 228 KB). Variant 0 is version 7's own. */
 template <typename T, int D> static cudaError_t launch_v7_variant(const vk_attention_args *a, int variant, cudaStream_t s) {
     switch (variant) {
-    case 0: return launch_v7<T, D, 16, 3, 4, 2, false, false, true>(a, s); /* 8 warps/SM, 128 KB in flight/SM */
+    case 0: return launch_v7<T, D, 16, 3, 4, 2, false, false, true, true>(a, s); /* 8 warps/SM, 128 KB in flight/SM */
     case 1: return launch_v7<T, D, 16, 3, 4, 2, true>(a, s);  /* padded rows by bulk (TMA) row copies */
     case 2: return launch_v7<T, D, 16, 3, 4, 2, false, true>(a, s); /* products transposed (mma_decode_chunk_t) */
     case 3: return launch_v7<T, D, 16, 2, 4, 3, false, true>(a, s); /* transposed: 12 warps/SM, 96 KB in flight/SM */
     case 4: return launch_v7<T, D, 16, 3, 4, 2, false>(a, s); /* variant 0 with padded rows (production until run 141) */
+    case 5: return launch_v7<T, D, 16, 3, 4, 2, false, false, true>(a, s); /* variant 0 with 1,024-key ranges (production until run 153) */
     default: return cudaErrorInvalidValue;
     }
 }

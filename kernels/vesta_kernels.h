@@ -171,7 +171,8 @@ typedef struct vk_attention_args {
 #define VK_PREFILL_MAX_GROUP 8
 /* batch_invariant: keys are summed in chunks of this many (absolute positions), folded in order */
 #define VK_INVARIANT_CHUNK 512
-#define VK_DECODE_PARTITION 512
+/* the longest key range of a decode work unit (shorter where a batch needs more units) */
+#define VK_DECODE_PARTITION 1024
 
 size_t vk_attention_scratch_bytes(int num_seqs, int H, int D, int max_context_len);
 /* Prefill tilings (vk_prefill_tiles_build's mode): a tile per head (default), per KV group for
@@ -227,9 +228,9 @@ cudaError_t vk_attention_ex(const vk_attention_args *a, int prefill_version, cud
  * VK_DECODE_V7_VARIANT_BASE + i = its configuration variant i, for the bench and the tests; every
  * decode version is tested against the reference. */
 #define VK_DECODE_V5_VARIANT_BASE 50
-#define VK_DECODE_V5_VARIANTS 7
+#define VK_DECODE_V5_VARIANTS 8
 #define VK_DECODE_V7_VARIANT_BASE 70
-#define VK_DECODE_V7_VARIANTS 5
+#define VK_DECODE_V7_VARIANTS 6
 cudaError_t vk_attention_v(const vk_attention_args *a, int decode_version, int prefill_version, cudaStream_t s);
 
 /* y[n][out] = x[n][in] . w[out][in]^T for n <= VK_GEMV_MAX_N (decode steps of a few sequences),

@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, v7var, v7swz, v7rule, v5loop, tp2wide, widencu, wg, wgall (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, v7var, v7swz, v7rule, v5loop, devpart, devbench, tp2wide, widencu, wg, wgall (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -46,7 +46,7 @@ build() {
     # The binaries each hold the kernels' machine code (~77 MB in all); packed they are ~6 MB, which
     # leaves room under the 64 MiB per call for the repository and the runtime libraries.
     # only the targets: a folder also built for everything else holds many more binaries
-    tar -C "$dir" -cf - $(for t in $targets; do echo "bin/$t"; done) | xz -T2 -6 -c >"$pack"
+    tar -C "$dir" -cf - $(for t in $targets; do echo "bin/$t"; done) | xz -T2 -9e -c >"$pack" # -9e: one dictionary across the binaries (half the size of -6)
     du -sh "$dir/bin" "$pack" .gpu/debs
     echo "carry: $pack .gpu/debs (and .gpu/smollm2-4l.gguf where room allows)"
 }
@@ -968,6 +968,72 @@ stage_v5loop() {
     VESTA_BENCH_DUMMY=1 vb b1 throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024 >/dev/null
     summary+=("B1: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
 }
+# Decode ranges picked on the device from the real contexts (runs 149-151; versions 5 and 7; 57 and
+# 75 force each version with its ranges from the bound): the attention and split-rule kernel
+# tests, kernel_bench's decode rows, 320 prompts at 16 sequences (version 5) and 192 (version 7)
+# against the base build (.gpu/base.tar.xz: the earlier ranges) by the top-5 rule, and the KV cache
+# each build leaves under Llama-3.1's bound. devbench: the base build and this one, interleaved,
+# two rounds: B2's shape and 8 / 64 requests at once under the 131,072-position bound, 192 requests
+# at once and B2; then B1 with each.
+stage_devpart() {
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local t rc n m128 v name bin
+    for t in splits attention; do
+        timeout 300 "$B/bin/test_kernels" $t >"$OUT/kernels_$t.log" 2>&1
+        rc=$?
+        summary+=("kernel tests ($t): $(tail -1 "$OUT/kernels_$t.log") (rc $rc)")
+    done
+    VESTA_KB_DECODE=1 timeout 400 "$B/bin/kernel_bench" "$OUT/kb_decode.csv" >"$OUT/kb_decode.txt" 2>&1
+    summary+=("kernel_bench decode rows: rc $?")
+    base_unpack || return
+    VESTA_KB_DECODE=1 timeout 300 /tmp/vesta-base/bin/kernel_bench "$OUT/kb_decode_base.csv" >"$OUT/kb_decode_base.txt" 2>&1
+    summary+=("base build's kernel_bench decode rows: rc $?")
+    prompts320 "$W/dp_prompts.jsonl"
+    for n in 16 192; do
+        V=/tmp/vesta-base/bin/vesta gen320 "$W/dp_prompts.jsonl" "$W/dp${n}_base.jsonl" "$W/dp$n.log" --max-num-seqs $n
+        gen320 "$W/dp_prompts.jsonl" "$W/dp${n}_this.jsonl" "$W/dp$n.log" --max-num-seqs $n
+        summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/dp${n}_base.jsonl" "$W/dp${n}_this.jsonl" \
+            --label "320 prompts at $n sequences, base build vs this" | tee -a "$W/dp$n.log")")
+    done
+    m128=$(config_128k) || return
+    for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
+        IFS=: read -r name bin <<<"$v"
+        V=$bin M8D=$m128 VESTA_BENCH_DUMMY=1 vb "kv_$name" latency --input-len 128 --output-len 8 --num-iters 1 \
+            --num-iters-warmup 0 --temperature 0 --max-model-len 131072 >/dev/null
+        summary+=("$name build at a 131,072 bound: $(grep -h 'KV cache:' "$W/bench.log" | tail -1)")
+    done
+}
+stage_devbench() {
+    local m128 i v name bin
+    base_unpack || return
+    m128=$(config_128k) || return
+    for i in 1 2; do
+        for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
+            IFS=: read -r name bin <<<"$v"
+            V=$bin M8D=$m128 VESTA_BENCH_DUMMY=1 vb "b2l_${name}_$i" latency --input-len 128 --output-len 512 \
+                --num-iters 3 --num-iters-warmup 1 --temperature 0 --max-model-len 131072 >/dev/null
+            summary+=("B2 at a 131,072 bound, $name round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+            V=$bin M8D=$m128 VESTA_BENCH_DUMMY=1 vb "c8l_${name}_$i" throughput --num-prompts 8 \
+                --input-len 512 --output-len 256 --max-num-seqs 8 --max-model-len 131072 >/dev/null
+            summary+=("8 requests at a 131,072 bound, $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            V=$bin M8D=$m128 VESTA_BENCH_DUMMY=1 vb "c64l_${name}_$i" throughput --num-prompts 64 \
+                --input-len 512 --output-len 256 --max-num-seqs 64 --max-model-len 131072 >/dev/null
+            summary+=("64 requests at a 131,072 bound, $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            V=$bin VESTA_BENCH_DUMMY=1 vb "c192_${name}_$i" throughput --num-prompts 192 \
+                --input-len 512 --output-len 256 --max-num-seqs 192 >/dev/null
+            summary+=("192 requests at once, $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            V=$bin VESTA_BENCH_DUMMY=1 vb "b2_${name}_$i" latency --input-len 128 --output-len 512 \
+                --num-iters 3 --num-iters-warmup 1 --temperature 0 >/dev/null
+            summary+=("B2, $name round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+        done
+    done
+    for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
+        IFS=: read -r name bin <<<"$v"
+        V=$bin VESTA_BENCH_DUMMY=1 vb "b1_$name" throughput --num-prompts 512 --input-len 512 --output-len 256 \
+            --max-model-len 1024 >/dev/null
+        summary+=("B1, $name: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+    done
+}
 # kernel_bench's overlap rows: a prefill chunk's product beside B1's decode attention on two
 # streams, cuBLAS at all SMs and fewer.
 stage_overlap() {
@@ -1652,6 +1718,8 @@ run)
         v7swz) stage_v7swz ;;
         v7rule) stage_v7rule ;;
         v5loop) stage_v5loop ;;
+        devpart) stage_devpart ;;
+        devbench) stage_devbench ;;
         tp2wide) stage_tp2wide ;;
         widencu) stage_widencu ;;
         wideab) stage_wideab ;;

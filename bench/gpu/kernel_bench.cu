@@ -290,7 +290,7 @@ int main(int argc, char **argv) {
     /* VESTA_KB_PREFILL: only the prefill-attention rows (per head and per KV group);
      * VESTA_KB_ELEMENTWISE: only the elementwise kernels (norm, SiLU, RoPE, embedding);
      * VESTA_KB_SAMPLING: only the sampling rows; VESTA_KB_OVERLAP: only the overlap rows;
-     * VESTA_KB_DECODE: only the decode rows of production and version 7's configurations */
+     * VESTA_KB_DECODE: only decode rows, production beside versions 5 and 7 partitioned on the device and by the bound */
     const bool prefill_only = getenv("VESTA_KB_PREFILL") != nullptr;
     const bool elem_only = getenv("VESTA_KB_ELEMENTWISE") != nullptr;
     const bool all_rows = !prefill_only && !elem_only;
@@ -476,25 +476,19 @@ int main(int argc, char **argv) {
                             attn(w.ns, w.q, w.ctx, w.label, 2, 8, true, 2, true, true, wide);
         return finish();
     }
-    if (getenv("VESTA_KB_DECODE")) { /* only decode rows: version 7's configurations, then where 5 and 7 cross */
-        for (int dv = -1; dv < VK_DECODE_V7_VARIANTS; dv++) {
-            const int v = dv < 0 ? 0 : VK_DECODE_V7_VARIANT_BASE + dv;
-            attn(256, 1, 640, "decode", v);
-            attn(512, 1, 640, "decode", v);
-            attn(256, 1, 1024, "decode", v);
-            attn(64, 1, 4096, "decode", v);
-        }
-        /* production (0) beside versions 5 and 7 (and 5's padded rows) over batch sizes and contexts */
+    if (getenv("VESTA_KB_DECODE")) {
+        /* only decode rows: production (0) beside versions 5 and 7 with their partitions picked on
+         * the device (5, 7) and by the bound (57; 75: production until run 153), over batch sizes
+         * and contexts, then under a decode graph's bound (the model's longest context) */
+        const int v5b = VK_DECODE_V5_VARIANT_BASE + 7, v7b = VK_DECODE_V7_VARIANT_BASE + 5;
         for (int ctx : {640, 2048, 8192, 32768})
-            for (int ns : {1, 8, 16, 33, 48, 64, 96, 128, 192, 256}) {
+            for (int ns : {1, 8, 16, 33, 64, 96, 116, 128, 150, 192, 224, 256}) {
                 if ((double)ns * ctx > 256.0 * 8192) continue; /* the cache must fit */
-                for (int v : {0, 5, 7, VK_DECODE_V5_VARIANT_BASE + 6}) attn(ns, 1, ctx, "decode", v);
+                for (int v : {0, 5, 7, v5b, v7b}) attn(ns, 1, ctx, "decode", v);
             }
-        /* under a decode graph's bound (the model's longest context) instead of the batch's:
-         * production and each version, 640 real keys */
-        for (int ns : {1, 8, 64, 128})
-            for (int bound : {640, 8192, 131072})
-                for (int v : {0, 5, 7})
+        for (int ns : {1, 8, 16, 64, 150, 192})
+            for (int bound : {8192, 131072})
+                for (int v : {0, 5, 7, v5b, v7b})
                     attn(ns, 1, 640, "decode", v, 8, true, 2, false, false, 0, bound);
         return finish();
     }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 
+#include "attention.cuh"
 #include "kernel_ref.h"
 #include "sampler.h"
 
@@ -411,6 +412,23 @@ static void test_attention(vk_dtype dt)
         for (int i = 0; i < n; i++) batch.push_back({1, 1 + (i * 389) % 900});
         run_attention_case(dt, 32, 8, 128, 16, batch, n == sms ? "decode-pick-per-sm" : "decode-pick-half", 8192);
     }
+    /* partitions picked on the device from the real contexts (versions 5 and 7, since run 153): a few
+     * sequences of 1-3,000 keys and one of 20,000 (ranges capped at 512 keys) under Llama-3.1's
+     * bound (version 5); 1.4 sequences per SM, where version 7 cuts short ranges in two or more,
+     * under their own bound (a combine kernel only for the cut) and under 8,192 */
+    std::vector<std::pair<int, int>> few;
+    for (int i = 0; i < 8; i++) few.push_back({1, 1 + (i * 1231) % 3000});
+    run_attention_case(dt, 32, 8, 128, 16, few, "decode-device-part-few", 131072);
+    run_attention_case(dt, 32, 8, 128, 16, {{1, 20000}}, "decode-device-part-long", 131072);
+    std::vector<std::pair<int, int>> cut;
+    for (int i = 0; i < sms * 7 / 5; i++) cut.push_back({1, 1 + (i * 271) % 640});
+    run_attention_case(dt, 32, 8, 128, 16, cut, "decode-device-part-cut");
+    run_attention_case(dt, 32, 8, 128, 16, cut, "decode-device-part-cut-bound", 8192);
+    /* many sequences under a long bound: the partials' stride is capped (vk_decode_stride_cap: 16
+     * splits at 520 sequences, not 256), so ranges from the bound grow to 8,192 keys */
+    std::vector<std::pair<int, int>> capped;
+    for (int i = 0; i < 520; i++) capped.push_back({1, 1 + (i * 613) % 1500});
+    run_attention_case(dt, 32, 8, 128, 16, capped, "decode-stride-capped", 131072);
     /* prefill from empty, odd lengths; chunked prefill / prefix hits (context > query) */
     run_attention_case(dt, 32, 8, 128, 16, {{63, 63}, {65, 65}, {2, 2}, {200, 200}}, "prefill");
     run_attention_case(dt, 32, 8, 128, 16, {{100, 1124}, {64, 80}, {3, 515}}, "chunked");
@@ -1028,6 +1046,71 @@ static void test_rng()
  * at most vk_prefill_tile_tokens tokens, tiles in order (with VK_TILES_LONGEST_FIRST: each
  * sequence's by first row descending); decode sequences only in batch-invariant lists; refusals for groups
  * above VK_PREFILL_MAX_GROUP and for a short cap. */
+/* The decode kernels' key partitions (host-only: the same inline functions run on the device).
+ * For random batches under random bounds: no sequence splits more often than the launch's
+ * stride, whichever rule cut its ranges (version 5 and 7 on the device from the real contexts,
+ * 1, 2 and 5 from the bound, 7's fixed ranges); the partials of any batch up to the allocation's
+ * size fit its scratch; version 5's device partition never needs more table entries than its
+ * launcher gave it room for. Then version 7's rule on the batches it was made for. */
+static void test_splits()
+{
+    rng r(g_seed + 11);
+    const int sms = vk_sm_count(); /* 132 without a GPU */
+    const long warps = 2L * 4 * sms;
+    int bad = 0, cases = 0;
+    for (int trial = 0; trial < 4000; trial++, cases++) {
+        const int KVH = 1 << r.below(4), H = KVH * (1 + r.below(8)), D = r.below(2) ? 128 : 64;
+        const int smax = 1 + r.below(1200), ns = 1 + r.below(smax);
+        const int bound = r.below(4) ? 1 + r.below(140000) : 1 + r.below(2048);
+        const int mx = 1 + r.below(bound), x = 1 + r.below(mx); /* the longest real context, another */
+        const int s5 = vk_decode_v5_splits_bound(ns, KVH, bound), s7 = vk_decode_v7_splits_bound(ns, bound);
+        const int hi = vk_decode_bound_partition(ns, KVH, bound), h7 = vk_decode_v7_bound_partition(ns, KVH, bound, warps);
+        const int p5 = vk_decode_v5_device_part(ns, KVH, mx, sms, s5);
+        const int p7 = vk_decode_v7_device_part(ns * KVH, warps, mx, s7);
+        const int f7 = std::max(VK_DECODE_PARTITION, vk_decode_part_floor(bound, vk_decode_stride_cap(ns), 16));
+        const int fixed5 = (bound + hi - 1) / hi, fixed7 = (bound + f7 - 1) / f7, bound7 = (bound + h7 - 1) / h7;
+        const int need[] = {s5, s7, fixed5, fixed7, bound7};
+        const int got[] = {(mx + p5 - 1) / p5, (mx + p7 - 1) / p7, (x + hi - 1) / hi, (x + f7 - 1) / f7, (x + h7 - 1) / h7};
+        for (int k = 0; k < 5; k++) {
+            const bool ok = got[k] <= need[k] && need[k] <= vk_decode_stride_cap(ns);
+            if (!ok && bad < 5)
+                printf("splits: rule %d ns=%d KVH=%d bound=%d mx=%d: %d splits, stride %d, cap %d\n", k, ns, KVH, bound, mx,
+                       got[k], need[k], vk_decode_stride_cap(ns));
+            bad += !ok;
+        }
+        /* version 5's launcher sizes its shared block-table copy for this many keys */
+        const int p5_most = std::max(VK_DECODE_PARTITION, vk_decode_part_floor(bound, s5, 32));
+        bad += p5 > p5_most || p5 < 32 || p5 % 32 != 0 || p7 % 16 != 0 || p7 < 16;
+        const size_t have = vk_attention_decode_scratch_bytes(smax, H, D, bound);
+        const size_t used = sizeof(float) * (size_t)ns * H * std::max(std::max(std::max(s5, s7), std::max(fixed5, fixed7)), bound7) * (D + 2) + 4;
+        if (used > have && bad < 5)
+            printf("splits: ns=%d of %d, H=%d bound=%d: %zu bytes of partials in %zu\n", ns, smax, H, bound, used, have);
+        bad += used > have;
+        bad += vk_attention_decode_scratch_bytes(ns, H, D, bound) > have; /* non-decreasing in the batch */
+    }
+    CHECK(bad == 0, "decode splits: %d of %d cases", bad, cases);
+    /* version 7 on an H100's 1,056 warps: B1's 512 sequences at 8 KV heads keep one range per pair
+     * (also at their 1,024-key bound: no combine kernel); 150 and 192 sequences over 640 keys are
+     * cut, 224 not (the cut would save an eighth); version 5 on 264 blocks: one sequence over 640
+     * keys in 33 ranges of 32, 16 sequences in two (not three: a second wave), 64 whole;
+     * 1,024 sequences under Llama-3.1's bound: 8,192-key ranges (a capped stride of 16) */
+    const struct { int pairs, workers, ctx, round, part; } picks[] = {
+        {512 * 8, 1056, 767, 16, 768}, {512 * 8, 1056, 1024, 16, 1024}, {150 * 8, 1056, 640, 16, 160},
+        {192 * 8, 1056, 640, 16, 320}, {224 * 8, 1056, 640, 16, 640}};
+    for (auto &p : picks)
+        CHECK(vk_decode_balanced_part(p.pairs, p.workers, p.ctx, VK_DECODE_PARTITION, p.round) == p.part,
+              "balanced pick for %d pairs over %d keys: %d, want %d", p.pairs, p.ctx,
+              vk_decode_balanced_part(p.pairs, p.workers, p.ctx, VK_DECODE_PARTITION, p.round), p.part);
+    CHECK(vk_decode_partition_on(1, 8, 640, 132) == 32 && vk_decode_partition_on(16, 8, 640, 132) == 320 &&
+              vk_decode_partition_on(64, 8, 640, 132) == 640,
+          "version 5's pick: %d %d %d", vk_decode_partition_on(1, 8, 640, 132), vk_decode_partition_on(16, 8, 640, 132),
+          vk_decode_partition_on(64, 8, 640, 132));
+    CHECK(vk_decode_stride_cap(1024) == 16 && vk_decode_bound_partition(1024, 8, 131072) == 8192, "stride cap");
+    const size_t big = vk_attention_decode_scratch_bytes(1024, 32, 128, 131072);
+    printf("splits: %d cases; decode scratch for 1,024 sequences, 32 heads under 131,072: %.1f MB\n", cases, big / 1e6);
+    CHECK(big < 300e6, "decode scratch %zu bytes", big);
+}
+
 static void test_tiles()
 {
     rng r(g_seed + 7);
@@ -1217,7 +1300,8 @@ int main(int argc, char **argv)
     printf("seed %llu\n", (unsigned long long)g_seed);
     if (what == "rng" || what == "all") test_rng();
     if (what == "tiles" || what == "all") test_tiles();
-    if (what == "rng" || what == "tiles") return ref::failures() ? 1 : 0; /* host-only: run without a GPU */
+    if (what == "splits" || what == "all") test_splits();
+    if (what == "rng" || what == "tiles" || what == "splits") return ref::failures() ? 1 : 0; /* host-only: run without a GPU */
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         printf("no CUDA device: skipped\n");

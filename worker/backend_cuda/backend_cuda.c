@@ -573,14 +573,15 @@ static vesta_status p2p_start(cuda_backend *be, vesta_error *err)
 }
 #endif
 
-/* VESTA_DECODE_ATTENTION=0|1|2|3|5|7, or 70 + i for version 7's configuration i: the
- * decode-attention kernel (vesta_kernels.h; 0, the default, is production's choice per batch) --
- * for side-by-side benchmarks of the versions, as vLLM's VLLM_ATTENTION_BACKEND picks an attention
- * backend. Other values keep the default. */
+/* VESTA_DECODE_ATTENTION=0|1|2|3|5|7, or 50 + i / 70 + i for version 5's / 7's configuration i:
+ * the decode-attention kernel (vesta_kernels.h; 0, the default, is production's choice per batch)
+ * -- for side-by-side benchmarks of the versions, as vLLM's VLLM_ATTENTION_BACKEND picks an
+ * attention backend. Other values keep the default. */
 static int env_decode_attention(void)
 {
     int v = env_int("VESTA_DECODE_ATTENTION", 0, 0, VK_DECODE_V7_VARIANT_BASE + VK_DECODE_V7_VARIANTS - 1);
-    if (v == 4 || v == 6 || (v > 7 && v < VK_DECODE_V7_VARIANT_BASE)) {
+    if (v == 4 || v == 6 || (v > 7 && v < VK_DECODE_V5_VARIANT_BASE) ||
+        (v >= VK_DECODE_V5_VARIANT_BASE + VK_DECODE_V5_VARIANTS && v < VK_DECODE_V7_VARIANT_BASE)) {
         fprintf(stderr, "cuda: ignoring VESTA_DECODE_ATTENTION=%d (no such version; 4 and 6 were removed)\n", v);
         return 0;
     }
