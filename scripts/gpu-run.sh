@@ -896,6 +896,19 @@ stage_v7swz() {
         padded:74 swizzled:70
     stage_v7var
 }
+# Under Llama-3.1's 131,072-position bound (the caller's m128 = config_128k's folder; dummy weights;
+# the caller's VESTA_DECODE_ATTENTION or V apply), one summary line each: bound_b2 TAG LABEL, B2's
+# shape; bound_requests N TAG LABEL, N requests of 512 -> 256 tokens at once.
+bound_b2() {
+    M8D=$m128 VESTA_BENCH_DUMMY=1 vb "b2l_$1" latency --input-len 128 --output-len 512 --num-iters 3 \
+        --num-iters-warmup 1 --temperature 0 --max-model-len 131072 >/dev/null
+    summary+=("B2 at a 131,072 bound, $2: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+}
+bound_requests() {
+    M8D=$m128 VESTA_BENCH_DUMMY=1 vb "c$1l_$2" throughput --num-prompts "$1" --input-len 512 --output-len 256 \
+        --max-num-seqs "$1" --max-model-len 131072 >/dev/null
+    summary+=("$1 requests at a 131,072 bound, $3: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+}
 # config_128k: the 8B shape's config with Llama-3.1's 131,072 positions (dummy weights), made
 # once; prints its folder.
 config_128k() {
@@ -929,9 +942,7 @@ stage_v7rule() {
             VESTA_DECODE_ATTENTION=$v VESTA_BENCH_DUMMY=1 vb "c64_v${v}_$i" throughput --num-prompts 64 --input-len 512 \
                 --output-len 256 --max-num-seqs 64 >/dev/null
             summary+=("64 requests decode attention $v round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
-            VESTA_DECODE_ATTENTION=$v M8D=$m128 VESTA_BENCH_DUMMY=1 vb "b2l_v${v}_$i" latency --input-len 128 --output-len 512 \
-                --num-iters 3 --num-iters-warmup 1 --temperature 0 --max-model-len 131072 >/dev/null
-            summary+=("B2 at a 131,072 bound, decode attention $v round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+            VESTA_DECODE_ATTENTION=$v bound_b2 "v${v}_$i" "decode attention $v round $i"
             VESTA_DECODE_ATTENTION=$v M8D=$m128 VESTA_BENCH_DUMMY=1 vb "l32_v${v}_$i" latency --input-len 32768 --output-len 256 \
                 --num-iters 2 --num-iters-warmup 1 --temperature 0 --max-model-len 131072 >/dev/null
             summary+=("32K prompt at a 131,072 bound, decode attention $v round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
@@ -955,12 +966,8 @@ stage_v5loop() {
     m128=$(config_128k) || return
     for i in 1 2; do
         for v in 74 0; do
-            VESTA_DECODE_ATTENTION=$v M8D=$m128 VESTA_BENCH_DUMMY=1 vb "b2l_v${v}_$i" latency --input-len 128 --output-len 512 \
-                --num-iters 3 --num-iters-warmup 1 --temperature 0 --max-model-len 131072 >/dev/null
-            summary+=("B2 at a 131,072 bound, decode attention $v round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
-            VESTA_DECODE_ATTENTION=$v M8D=$m128 VESTA_BENCH_DUMMY=1 vb "c64l_v${v}_$i" throughput --num-prompts 64 \
-                --input-len 512 --output-len 256 --max-num-seqs 64 --max-model-len 131072 >/dev/null
-            summary+=("64 requests at a 131,072 bound, decode attention $v round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            VESTA_DECODE_ATTENTION=$v bound_b2 "v${v}_$i" "decode attention $v round $i"
+            VESTA_DECODE_ATTENTION=$v bound_requests 64 "v${v}_$i" "decode attention $v round $i"
         done
     done
     VESTA_BENCH_DUMMY=1 vb b2 latency --input-len 128 --output-len 512 --num-iters 3 --num-iters-warmup 1 --temperature 0 >/dev/null
@@ -1010,15 +1017,9 @@ stage_devbench() {
     for i in 1 2; do
         for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
             IFS=: read -r name bin <<<"$v"
-            V=$bin M8D=$m128 VESTA_BENCH_DUMMY=1 vb "b2l_${name}_$i" latency --input-len 128 --output-len 512 \
-                --num-iters 3 --num-iters-warmup 1 --temperature 0 --max-model-len 131072 >/dev/null
-            summary+=("B2 at a 131,072 bound, $name round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
-            V=$bin M8D=$m128 VESTA_BENCH_DUMMY=1 vb "c8l_${name}_$i" throughput --num-prompts 8 \
-                --input-len 512 --output-len 256 --max-num-seqs 8 --max-model-len 131072 >/dev/null
-            summary+=("8 requests at a 131,072 bound, $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
-            V=$bin M8D=$m128 VESTA_BENCH_DUMMY=1 vb "c64l_${name}_$i" throughput --num-prompts 64 \
-                --input-len 512 --output-len 256 --max-num-seqs 64 --max-model-len 131072 >/dev/null
-            summary+=("64 requests at a 131,072 bound, $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            V=$bin bound_b2 "${name}_$i" "$name round $i"
+            V=$bin bound_requests 8 "${name}_$i" "$name round $i"
+            V=$bin bound_requests 64 "${name}_$i" "$name round $i"
             V=$bin VESTA_BENCH_DUMMY=1 vb "c192_${name}_$i" throughput --num-prompts 192 \
                 --input-len 512 --output-len 256 --max-num-seqs 192 >/dev/null
             summary+=("192 requests at once, $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
