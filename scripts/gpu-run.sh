@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, v7var, v7swz, v7rule, v5loop, devpart, devbench, tp2wide, widencu, wg, wgall (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, v7var, v7swz, v7rule, v5loop, devpart, devbench, alias, tp2wide, widencu, wg, wgall (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -1035,6 +1035,39 @@ stage_devbench() {
         summary+=("B1, $name: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
     done
 }
+# The MLP activations and the logits / sampler work in one region (run 156): the base build
+# (.gpu/base.tar.xz: the same kernels, separate buffers) and this one on the 320 prompts, greedy
+# with 5 logprobs and sampled (temperature 1, top-p 0.9, frequency penalty 0.5, seed 7), token
+# for token and byte for byte; the KV cache each leaves under Llama-3.1's bound at 1,024
+# sequences; B1 with each.
+stage_alias() {
+    local m128 v name bin mode
+    base_unpack || return
+    prompts320 "$W/al_prompts.jsonl"
+    for mode in greedy sampled; do
+        local flags=()
+        [ $mode = sampled ] && flags=(--temperature 1 --top-p 0.9 --frequency-penalty 0.5 --seed 7)
+        V=/tmp/vesta-base/bin/vesta gen320 "$W/al_prompts.jsonl" "$W/al_${mode}_base.jsonl" "$W/al.log" "${flags[@]}"
+        gen320 "$W/al_prompts.jsonl" "$W/al_${mode}_this.jsonl" "$W/al.log" "${flags[@]}"
+        summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/al_${mode}_base.jsonl" "$W/al_${mode}_this.jsonl" \
+            --label "320 prompts $mode, base build vs this" | tee -a "$W/al.log")")
+        summary+=("  output files: $(cmp -s "$W/al_${mode}_base.jsonl" "$W/al_${mode}_this.jsonl" && echo byte-identical || echo differ)")
+    done
+    m128=$(config_128k) || return
+    for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
+        IFS=: read -r name bin <<<"$v"
+        V=$bin M8D=$m128 VESTA_BENCH_DUMMY=1 vb "kv_$name" latency --input-len 128 --output-len 8 --num-iters 1 \
+            --num-iters-warmup 0 --temperature 0 --max-model-len 131072 >/dev/null
+        summary+=("$name build at a 131,072 bound: $(grep -h 'memory plan' "$W/bench.log" | tail -1 | sed 's/.*in use/in use/')")
+        summary+=("  $(grep -h 'KV cache:' "$W/bench.log" | tail -1)")
+    done
+    for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
+        IFS=: read -r name bin <<<"$v"
+        V=$bin VESTA_BENCH_DUMMY=1 vb "b1_$name" throughput --num-prompts 512 --input-len 512 --output-len 256 \
+            --max-model-len 1024 >/dev/null
+        summary+=("B1, $name: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+    done
+}
 # kernel_bench's overlap rows: a prefill chunk's product beside B1's decode attention on two
 # streams, cuBLAS at all SMs and fewer.
 stage_overlap() {
@@ -1721,6 +1754,7 @@ run)
         v5loop) stage_v5loop ;;
         devpart) stage_devpart ;;
         devbench) stage_devbench ;;
+        alias) stage_alias ;;
         tp2wide) stage_tp2wide ;;
         widencu) stage_widencu ;;
         wideab) stage_wideab ;;

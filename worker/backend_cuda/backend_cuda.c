@@ -510,18 +510,27 @@ static size_t plan_activations(cuda_backend *be, char *base)
     A(be->tmp, T * be->Hd * 2);
     A(be->qkv, T * be->W * 2);
     A(be->attn, T * be->H * be->D * 2);
-    A(be->gu, T * 2 * be->F * 2);
-    A(be->act, T * be->F * 2);
+    /* gate|up and the SiLU output live inside a layer, the logits and the sampler's work after
+     * the last one (LM head, sampling, the raw-logit copy, all on the one stream before the next
+     * step's layers): one region serves both (1.05 GB of logits and work at 1,024 sequences of
+     * a 128,256-token vocabulary beside 1.41 GB of MLP activations at 16,384 tokens). */
+    const size_t mlp = al(T * 2 * be->F * 2) + al(T * be->F * 2);
+    const size_t post = al(S * be->V * 4) + al(vk_sample_work_bytes(be->max_seqs, be->V));
+    if (base) {
+        be->gu = base + off;
+        be->act = base + off + al(T * 2 * be->F * 2);
+        be->logits = (float *)(base + off);
+        be->swork = (float *)(base + off + al(S * be->V * 4));
+    }
+    off += mlp > post ? mlp : post;
     A(be->sx, S * be->Hd * 2);
     A(be->stmp, S * be->Hd * 2);
     A(be->sh, S * be->Hd * 2);
     A(be->attn_scratch, vk_attention_scratch_bytes(be->max_seqs, be->H, be->D, be->max_blocks * be->opts.block_size));
-    A(be->logits, S * be->V * 4);
     if (be->comm) {
         A(be->lslice, S * be->Vr * 4);
         A(be->gathered, (size_t)be->shard.size * S * be->Vr * 4);
     }
-    A(be->swork, vk_sample_work_bytes(be->max_seqs, be->V));
     A(be->scounts, S * be->V * 4);
     return plan_meta(be, &be->m, base, off);
 }
