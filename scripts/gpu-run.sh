@@ -43,12 +43,17 @@ build() {
         grep -v -x -e libc6 | sort -u) # never Debian's libc over the machine's own (another glibc)
     (cd .gpu/debs && for p in $need; do ls "${p}"_*.deb >/dev/null 2>&1 || apt-get download "$p" >/dev/null 2>&1 || echo "could not fetch $p"; done)
     rm -f .gpu/debs/libc6_*.deb
+    # The same libraries alone (no documentation), one xz stream: 12 MB against the packages' 17,
+    # for calls whose carry is near the 64 MiB limit (carry .gpu/libs.tar.xz instead of .gpu/debs).
+    rm -rf .gpu/debx && mkdir -p .gpu/debx && for f in .gpu/debs/*.deb; do dpkg -x "$f" .gpu/debx; done
+    (cd .gpu/debx && find . -path '*lib/x86_64-linux-gnu*' \( -type f -o -type l \) -print0 |
+        tar --null -T - -cf - | xz -T2 -9e -c >../libs.tar.xz) && rm -rf .gpu/debx
     # The binaries each hold the kernels' machine code (~77 MB in all); packed they are ~6 MB, which
     # leaves room under the 64 MiB per call for the repository and the runtime libraries.
     # only the targets: a folder also built for everything else holds many more binaries
     tar -C "$dir" -cf - $(for t in $targets; do echo "bin/$t"; done) | xz -T2 -9e -c >"$pack" # -9e: one dictionary across the binaries (half the size of -6)
     du -sh "$dir/bin" "$pack" .gpu/debs
-    echo "carry: $pack .gpu/debs (and .gpu/smollm2-4l.gguf where room allows)"
+    echo "carry: $pack .gpu/debs or .gpu/libs.tar.xz (and .gpu/smollm2-4l.gguf where room allows)"
 }
 
 setup_remote() {
@@ -60,6 +65,7 @@ setup_remote() {
         mkdir -p "$P80" && xz -dc .gpu/bins80.tar.xz | tar -C "$P80" -xf - || exit 1
     fi
     for f in .gpu/debs/*.deb; do [ -e "$f" ] && dpkg -x "$f" /tmp/deb; done
+    [ -f .gpu/libs.tar.xz ] && { xz -dc .gpu/libs.tar.xz | tar -C /tmp/deb -xf - || exit 1; }
     export LD_LIBRARY_PATH=/tmp/deb/usr/lib/x86_64-linux-gnu:/tmp/deb/lib/x86_64-linux-gnu:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
     {
         date -u
