@@ -981,6 +981,28 @@ stage_v5loop() {
     VESTA_BENCH_DUMMY=1 vb b1 throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024 >/dev/null
     summary+=("B1: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
 }
+# The base build (/tmp/vesta-base, base_unpack) and this one, one after the other, dummy weights:
+# ab_kv_128k, the memory plan and KV cache each leaves under Llama-3.1's bound at the offline
+# default of 1,024 sequences (the caller's m128 = config_128k's folder); ab_b1, B1.
+ab_kv_128k() {
+    local v name bin
+    for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
+        IFS=: read -r name bin <<<"$v"
+        V=$bin M8D=$m128 VESTA_BENCH_DUMMY=1 vb "kv_$name" latency --input-len 128 --output-len 8 --num-iters 1 \
+            --num-iters-warmup 0 --temperature 0 --max-model-len 131072 >/dev/null
+        summary+=("$name build at a 131,072 bound: $(grep -h 'memory plan' "$W/bench.log" | tail -1 | sed 's/.*in use/in use/')")
+        summary+=("  $(grep -h 'KV cache:' "$W/bench.log" | tail -1)")
+    done
+}
+ab_b1() {
+    local v name bin
+    for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
+        IFS=: read -r name bin <<<"$v"
+        V=$bin VESTA_BENCH_DUMMY=1 vb "b1_$name" throughput --num-prompts 512 --input-len 512 --output-len 256 \
+            --max-model-len 1024 >/dev/null
+        summary+=("B1, $name: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+    done
+}
 # Decode ranges picked on the device from the real contexts (runs 149-151; versions 5 and 7; 57 and
 # 75 force each version with its ranges from the bound): the attention and split-rule kernel
 # tests, kernel_bench's decode rows, 320 prompts at 16 sequences (version 5) and 192 (version 7)
@@ -990,7 +1012,7 @@ stage_v5loop() {
 # at once and B2; then B1 with each.
 stage_devpart() {
     [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
-    local t rc n m128 v name bin
+    local t rc n m128
     for t in splits attention; do
         timeout 300 "$B/bin/test_kernels" $t >"$OUT/kernels_$t.log" 2>&1
         rc=$?
@@ -1009,12 +1031,7 @@ stage_devpart() {
             --label "320 prompts at $n sequences, base build vs this" | tee -a "$W/dp$n.log")")
     done
     m128=$(config_128k) || return
-    for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
-        IFS=: read -r name bin <<<"$v"
-        V=$bin M8D=$m128 VESTA_BENCH_DUMMY=1 vb "kv_$name" latency --input-len 128 --output-len 8 --num-iters 1 \
-            --num-iters-warmup 0 --temperature 0 --max-model-len 131072 >/dev/null
-        summary+=("$name build at a 131,072 bound: $(grep -h 'KV cache:' "$W/bench.log" | tail -1)")
-    done
+    ab_kv_128k
 }
 stage_devbench() {
     local m128 i v name bin
@@ -1034,12 +1051,7 @@ stage_devbench() {
             summary+=("B2, $name round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
         done
     done
-    for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
-        IFS=: read -r name bin <<<"$v"
-        V=$bin VESTA_BENCH_DUMMY=1 vb "b1_$name" throughput --num-prompts 512 --input-len 512 --output-len 256 \
-            --max-model-len 1024 >/dev/null
-        summary+=("B1, $name: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
-    done
+    ab_b1
 }
 # The MLP activations and the logits / sampler work in one region (run 156): the base build
 # (.gpu/base.tar.xz: the same kernels, separate buffers) and this one on the 320 prompts, greedy
@@ -1047,7 +1059,7 @@ stage_devbench() {
 # for token and byte for byte; the KV cache each leaves under Llama-3.1's bound at 1,024
 # sequences; B1 with each.
 stage_alias() {
-    local m128 v name bin mode
+    local m128 mode
     base_unpack || return
     prompts320 "$W/al_prompts.jsonl"
     for mode in greedy sampled; do
@@ -1060,19 +1072,8 @@ stage_alias() {
         summary+=("  output files: $(cmp -s "$W/al_${mode}_base.jsonl" "$W/al_${mode}_this.jsonl" && echo byte-identical || echo differ)")
     done
     m128=$(config_128k) || return
-    for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
-        IFS=: read -r name bin <<<"$v"
-        V=$bin M8D=$m128 VESTA_BENCH_DUMMY=1 vb "kv_$name" latency --input-len 128 --output-len 8 --num-iters 1 \
-            --num-iters-warmup 0 --temperature 0 --max-model-len 131072 >/dev/null
-        summary+=("$name build at a 131,072 bound: $(grep -h 'memory plan' "$W/bench.log" | tail -1 | sed 's/.*in use/in use/')")
-        summary+=("  $(grep -h 'KV cache:' "$W/bench.log" | tail -1)")
-    done
-    for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
-        IFS=: read -r name bin <<<"$v"
-        V=$bin VESTA_BENCH_DUMMY=1 vb "b1_$name" throughput --num-prompts 512 --input-len 512 --output-len 256 \
-            --max-model-len 1024 >/dev/null
-        summary+=("B1, $name: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
-    done
+    ab_kv_128k
+    ab_b1
 }
 # kernel_bench's overlap rows: a prefill chunk's product beside B1's decode attention on two
 # streams, cuBLAS at all SMs and fewer.
