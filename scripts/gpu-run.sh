@@ -1654,6 +1654,7 @@ stage_tp2() {
     done
     python3 bench/gpu/compare_e2e.py --top5 "$W/tp1.jsonl" "$W/tp2.jsonl" \
         --label "TP=2 vs TP=1 (8 prompts x 32 greedy tokens)" | tee -a "$W/tp2.log"
+    [ -n "${VESTA_TP_QUICK:-}" ] && return # VESTA_TP_QUICK: the comparison only
     for n in 1 2; do
         echo "== single stream TP=$n: 128 in -> 256 out =="
         timeout 200 "$V" bench latency --model "$M8D" --load-format dummy --input-len 128 --output-len 256 --num-iters 2 \
