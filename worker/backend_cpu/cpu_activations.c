@@ -39,7 +39,7 @@ vesta_status cpu_activations_alloc(cpu_activations *a, const vesta_model_config 
     a->nthreads = nthreads;
     size_t T = (size_t)a->max_tokens, H = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     size_t D = (size_t)c->head_dim, q = (size_t)c->num_heads * D, kv = (size_t)c->num_kv_heads * D;
-    size_t o_x, o_xn, o_qkv, o_attn, o_gu, o_act, o_rope, o_seq, o_sc, o_lmx, o_lg, o_ws, o_tiles, o_mm = 0;
+    size_t o_x, o_xn, o_qkv, o_attn, o_gu, o_act, o_rope, o_seq, o_sc, o_lmx, o_lg, o_ws, o_tiles;
     size_t G = (size_t)(c->num_heads / c->num_kv_heads);
     a->attn_ws_floats = (2 * CPU_ATTN_KEYS * D + (size_t)CPU_ATTN_TILE * CPU_ATTN_KEYS + 2 * G * CPU_ATTN_TILE + 15) &
                         ~(size_t)15;
@@ -56,13 +56,6 @@ vesta_status cpu_activations_alloc(cpu_activations *a, const vesta_model_config 
     reserve(&p, (size_t)nthreads, a->attn_ws_floats, &o_ws);
     reserve(&p, T, 2, &o_tiles); /* int32 pairs */
     a->invariant = opts->batch_invariant;
-    if (a->invariant) { /* the products' largest K and N: H, q, I in; q + 2 kv, H, 2 I, lm_cols out */
-        size_t k = H > q ? H : q, n = q + 2 * kv > 2 * I ? q + 2 * kv : 2 * I;
-        k = k > I ? k : I;
-        n = n > (size_t)lm_cols ? n : (size_t)lm_cols;
-        a->mm_ws_floats = cpu_matmul_invariant_ws_floats((int)k, (int)n, nthreads);
-        reserve(&p, (size_t)nthreads, a->mm_ws_floats, &o_mm);
-    }
     reserve(&p, (size_t)a->lm_rows, H, &o_lmx);
     reserve(&p, (size_t)a->lm_rows, (size_t)lm_cols, &o_lg);
     size_t bytes;
@@ -84,7 +77,6 @@ vesta_status cpu_activations_alloc(cpu_activations *a, const vesta_model_config 
     a->scores = base + o_sc;
     a->attn_ws = base + o_ws;
     a->tiles = (int32_t *)(base + o_tiles);
-    a->mm_ws = a->invariant ? base + o_mm : NULL;
     a->lm_x = base + o_lmx;
     a->logits = base + o_lg;
     return VESTA_OK;

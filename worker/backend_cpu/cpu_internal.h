@@ -68,8 +68,6 @@ typedef struct cpu_activations {
     float *attn_ws;  /* [nthreads][attn_ws_floats] tiled attention workspace */
     size_t attn_ws_floats;
     int32_t *tiles;  /* [max_tokens][2] (first token, count) of each attention tile */
-    float *mm_ws;    /* [nthreads][mm_ws_floats] batch-invariant product panels, else NULL */
-    size_t mm_ws_floats;
     bool invariant;  /* opts->batch_invariant: cpu_matmul_invariant, attention one token at a time */
     float *lm_x;     /* [lm_rows][hidden] */
     float *logits;   /* [lm_rows][lm_cols]: vocab, or this rank's vocabulary slice */
@@ -124,19 +122,12 @@ void cpu_matmul(const float *A, int M, int K, const float *W, int N, float *C, i
 int cpu_matmul_parts(int N, int nthreads);
 int cpu_matmul_slice_cols(int N, int parts);
 
-/* Batch-invariant mode (docs/cpu-backend.md): rows per OpenBLAS call. OpenBLAS picks its kernel
- * from the call's shape (0.3.21 on AVX-512: a "small matrix" kernel below M*N*K = 1e6, with another
- * summation order; gemv for one row differs again), so a row's bits depended on how many rows came
- * with it. Every call has exactly this many rows instead, the last panel padded with zeros. */
-#define CPU_INVARIANT_PANEL 16
-
-/* cpu_matmul for batch-invariant mode: the same product, but each output row's bits depend only
- * on its own input row (not on M or on the other rows). ws: per thread ws_floats floats, at least
- * cpu_matmul_invariant_ws_floats(K, N, nthreads) for this product's K and N. */
+/* cpu_matmul for batch-invariant mode (docs/cpu-backend.md): the same product, but each output
+ * row's bits depend only on its own input row (not on M, on the other rows or on the threads),
+ * on any CPU: loops of Vesta's own with one summation order (cpu_matmul.c), not OpenBLAS, whose
+ * kernels sum in orders that depend on the call's shape and the CPU. */
 void cpu_matmul_invariant(const float *A, int M, int K, const float *W, int N, float *C, int ldc, float beta,
-                          int nthreads, float *ws, size_t ws_floats);
-/* Workspace floats per thread for every product with K <= max_k and N <= max_n. */
-size_t cpu_matmul_invariant_ws_floats(int max_k, int max_n, int nthreads);
+                          int nthreads);
 
 /* C = A * W^T + beta * C (cpu_matmul's contract) with the backend's threads, through
  * cpu_matmul_invariant in batch-invariant mode. */
@@ -144,7 +135,7 @@ static inline void cpu_product(const cpu_activations *a, const float *A, int M, 
                                float *C, int ldc, float beta)
 {
     if (a->invariant)
-        cpu_matmul_invariant(A, M, K, W, N, C, ldc, beta, a->nthreads, a->mm_ws, a->mm_ws_floats);
+        cpu_matmul_invariant(A, M, K, W, N, C, ldc, beta, a->nthreads);
     else
         cpu_matmul(A, M, K, W, N, C, ldc, beta, a->nthreads);
 }

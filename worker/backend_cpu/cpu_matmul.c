@@ -3,7 +3,6 @@
  * OpenBLAS's own threads spinning against OpenMP's between calls. */
 #include <cblas.h>
 #include <omp.h>
-#include <string.h>
 
 #include "cpu_internal.h"
 
@@ -38,52 +37,68 @@ void cpu_matmul(const float *A, int M, int K, const float *W, int N, float *C, i
     }
 }
 
-/* One thread's column slice [n0, n0 + nc) in panels of exactly CPU_INVARIANT_PANEL rows. The
- * last, partial panel goes through the thread's workspace, padded with zero rows. */
-static void panels_slice(const float *A, int M, int K, const float *Ws, int nc, float *C, int ldc, float beta,
-                         float *ws)
+/* Batch-invariant products sum in an order of their own, not OpenBLAS's: OpenBLAS picks its
+ * kernel and its blocking from the call's shape and the CPU (on AVX2 Zen kernels even a fixed
+ * 16-row shape gave rows 6-11 of a panel other bits than rows 0-5), so no way of calling it made a
+ * row's bits independent of its neighbours on every machine. Here output (r, c) is always
+ *   lanes j = 0..7: s_j = sum over k = j, j + 8, ... (k < K - K % 8) of A[r][k] * W[c][k], in k order
+ *   ((s_0 + s_4) + (s_1 + s_5)) + ((s_2 + s_6) + (s_3 + s_7)) + the tail k >= K - K % 8, in k order
+ * whatever the tile that computes it; the file is compiled with -ffp-contract=off, so a product and
+ * its sum are never fused in one path and not in another. */
+enum { INV_LANES = 8, INV_ROWS = 4, INV_COLS = 2, INV_COL_BLOCK = 16 };
+
+/* Rows [0, R) x columns [0, NC) of C (R <= INV_ROWS, NC <= INV_COLS; constants where inlined). */
+static inline void inv_tile(const float *A, int R, int K, const float *W, int NC, float *C, int ldc, float beta)
 {
-    const int P = CPU_INVARIANT_PANEL, full = M / P * P, r = M - full;
-    for (int m0 = 0; m0 < full; m0 += P)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, nc, K, 1.0f, A + (size_t)m0 * (size_t)K, K, Ws, K,
-                    beta, C + (size_t)m0 * (size_t)ldc, ldc);
-    if (r == 0)
-        return;
-    float *pa = ws, *pc = ws + (size_t)P * (size_t)K;
-    memcpy(pa, A + (size_t)full * (size_t)K, sizeof(float) * (size_t)r * (size_t)K);
-    memset(pa + (size_t)r * (size_t)K, 0, sizeof(float) * (size_t)(P - r) * (size_t)K);
-    if (beta != 0.0f) {
-        for (int i = 0; i < r; i++)
-            memcpy(pc + (size_t)i * (size_t)nc, C + (size_t)(full + i) * (size_t)ldc, sizeof(float) * (size_t)nc);
-        memset(pc + (size_t)r * (size_t)nc, 0, sizeof(float) * (size_t)(P - r) * (size_t)nc);
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, nc, K, 1.0f, pa, K, Ws, K, beta, pc, nc);
-    for (int i = 0; i < r; i++)
-        memcpy(C + (size_t)(full + i) * (size_t)ldc, pc + (size_t)i * (size_t)nc, sizeof(float) * (size_t)nc);
+    float acc[INV_ROWS][INV_COLS][INV_LANES] = {{{0.0f}}};
+    const int kv = K - K % INV_LANES;
+    for (int k = 0; k < kv; k += INV_LANES)
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < NC; c++)
+                for (int j = 0; j < INV_LANES; j++)
+                    acc[r][c][j] +=
+                        A[(size_t)r * (size_t)K + (size_t)(k + j)] * W[(size_t)c * (size_t)K + (size_t)(k + j)];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < NC; c++) {
+            const float *a = acc[r][c];
+            float sum = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+            for (int k = kv; k < K; k++)
+                sum += A[(size_t)r * (size_t)K + (size_t)k] * W[(size_t)c * (size_t)K + (size_t)k];
+            float *out = C + (size_t)r * (size_t)ldc + c;
+            *out = beta != 0.0f ? sum + beta * *out : sum;
+        }
 }
 
-void cpu_matmul_invariant(const float *A, int M, int K, const float *W, int N, float *C, int ldc, float beta,
-                          int nthreads, float *ws, size_t ws_floats)
+/* Columns [n0, n1) for every row: row tiles of INV_ROWS (then single rows), column pairs (then a
+ * single column). */
+static void inv_columns(const float *A, int M, int K, const float *W, int n0, int n1, float *C, int ldc, float beta)
 {
-    /* The slices follow from N and nthreads alone (not from the team OpenMP grants), so every
-     * column is always computed by the same call shape. */
-    const int parts = cpu_matmul_parts(N, nthreads), per = cpu_matmul_slice_cols(N, parts);
-#pragma omp parallel num_threads(parts)
-    {
-        const int np = omp_get_num_threads();
-        float *mine = ws + (size_t)omp_get_thread_num() * ws_floats;
-        for (int s = omp_get_thread_num(); s < parts; s += np) {
-            int n0 = s * per, n1 = n0 + per < N ? n0 + per : N;
-            if (n0 < n1)
-                panels_slice(A, M, K, W + (size_t)n0 * (size_t)K, n1 - n0, C + n0, ldc, beta, mine);
+    for (int m0 = 0; m0 < M; m0 += INV_ROWS) {
+        const float *Am = A + (size_t)m0 * (size_t)K;
+        float *Cm = C + (size_t)m0 * (size_t)ldc;
+        for (int n = n0; n < n1; n += INV_COLS) {
+            const float *Wn = W + (size_t)n * (size_t)K;
+            if (M - m0 >= INV_ROWS && n1 - n >= INV_COLS) {
+                inv_tile(Am, INV_ROWS, K, Wn, INV_COLS, Cm + n, ldc, beta);
+                continue;
+            }
+            for (int r = 0; r < INV_ROWS && m0 + r < M; r++)
+                for (int c = n; c < n + INV_COLS && c < n1; c++)
+                    inv_tile(Am + (size_t)r * (size_t)K, 1, K, W + (size_t)c * (size_t)K, 1,
+                             Cm + (size_t)r * (size_t)ldc + c, ldc, beta);
         }
     }
 }
 
-size_t cpu_matmul_invariant_ws_floats(int max_k, int max_n, int nthreads)
+void cpu_matmul_invariant(const float *A, int M, int K, const float *W, int N, float *C, int ldc, float beta,
+                          int nthreads)
 {
-    /* A smaller N has slices of at most 64 columns or at most max_n's (cpu_matmul_parts). */
-    size_t cols = (size_t)cpu_matmul_slice_cols(max_n, cpu_matmul_parts(max_n, nthreads));
-    cols = cols > 64 ? cols : 64;
-    return ((size_t)CPU_INVARIANT_PANEL * ((size_t)max_k + cols) + 15) & ~(size_t)15;
+    /* Blocks of INV_COL_BLOCK columns (their weights stay in cache while the row tiles pass over
+     * them) dealt to the threads; which thread takes a block changes no bit. */
+    const int blocks = (N + INV_COL_BLOCK - 1) / INV_COL_BLOCK;
+#pragma omp parallel for schedule(static) num_threads(nthreads > 0 ? nthreads : 1)
+    for (int b = 0; b < blocks; b++) {
+        const int n0 = b * INV_COL_BLOCK, n1 = n0 + INV_COL_BLOCK < N ? n0 + INV_COL_BLOCK : N;
+        inv_columns(A, M, K, W, n0, n1, C, ldc, beta);
+    }
 }

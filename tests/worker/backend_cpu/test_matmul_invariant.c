@@ -30,11 +30,11 @@ typedef struct shape {
 
 /* C = A W^T + beta C0 for rows [0, M) with the invariant product. */
 static void product(const float *A, int M, int K, const float *W, int N, float *C, const float *C0, float beta,
-                    int nthreads, float *ws, size_t wsf)
+                    int nthreads)
 {
     if (beta != 0.0f)
         memcpy(C, C0, sizeof(float) * (size_t)M * (size_t)N);
-    cpu_matmul_invariant(A, M, K, W, N, C, N, beta, nthreads, ws, wsf);
+    cpu_matmul_invariant(A, M, K, W, N, C, N, beta, nthreads);
 }
 
 static void check_shape(const shape *s, int nthreads, float beta)
@@ -44,9 +44,7 @@ static void check_shape(const shape *s, int nthreads, float beta)
     float *A = malloc(sizeof(float) * (size_t)R * K), *W = malloc(sizeof(float) * (size_t)N * K);
     float *C0 = malloc(sizeof(float) * (size_t)R * N), *ref = malloc(sizeof(float) * (size_t)R * N);
     float *C = malloc(sizeof(float) * (size_t)R * N);
-    size_t wsf = cpu_matmul_invariant_ws_floats(K, N, nthreads);
-    float *ws = malloc(sizeof(float) * wsf * (size_t)nthreads);
-    if (!A || !W || !C0 || !ref || !C || !ws) {
+    if (!A || !W || !C0 || !ref || !C) {
         fprintf(stderr, "FAIL: out of memory\n");
         exit(1);
     }
@@ -58,7 +56,7 @@ static void check_shape(const shape *s, int nthreads, float beta)
         C0[i] = uniform();
     /* The reference: each row alone. */
     for (int r = 0; r < R; r++)
-        product(A + (size_t)r * K, 1, K, W, N, ref + (size_t)r * N, C0 + (size_t)r * N, beta, nthreads, ws, wsf);
+        product(A + (size_t)r * K, 1, K, W, N, ref + (size_t)r * N, C0 + (size_t)r * N, beta, nthreads);
     /* ... which is the product (double-precision dot products, every 7th column). */
     double worst = 0.0;
     for (int r = 0; r < R; r++)
@@ -78,9 +76,9 @@ static void check_shape(const shape *s, int nthreads, float beta)
     }
     for (size_t i = 0; i < sizeof ms / sizeof *ms && ms[i] <= R; i++) {
         const int M = ms[i];
-        /* The rows at the end of A: each row lands at another position within its panel. */
+        /* The rows at the end of A: each row lands at another position within its row tile. */
         const float *Am = A + (size_t)(R - M) * K, *C0m = C0 + (size_t)(R - M) * N;
-        product(Am, M, K, W, N, C, C0m, beta, nthreads, ws, wsf);
+        product(Am, M, K, W, N, C, C0m, beta, nthreads);
         int bad = 0;
         for (int r = 0; r < M; r++)
             bad += memcmp(C + (size_t)r * N, ref + (size_t)(R - M + r) * N, sizeof(float) * (size_t)N) != 0;
@@ -112,7 +110,6 @@ static void check_shape(const shape *s, int nthreads, float beta)
     free(C0);
     free(ref);
     free(C);
-    free(ws);
 }
 
 int main(void)
