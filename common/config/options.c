@@ -52,6 +52,10 @@ static const vesta_option options[] = {
     {"model", "dtype", "--dtype", VESTA_OPT_ENUM, OFF(dtype), 0, 0, "auto",
      "auto|float32|float16|bfloat16", W | S,
      "compute dtype; this build computes in the backend's own dtype and accepts only auto", false},
+    {"model", "trust_remote_code", "--trust-remote-code", VESTA_OPT_BOOL, OFF(trust_remote_code), 0, 0,
+     "false", NULL, R | W | S,
+     "accepted as vLLM accepts it; Vesta reads weights, tokenizers and chat templates as data and never "
+     "runs a model's code, so it changes nothing", false},
     /* engine */
     {"engine", "gpu_memory_utilization", "--gpu-memory-utilization", VESTA_OPT_DOUBLE,
      OFF(gpu_memory_utilization), 0.01, 1.0, "0.9", NULL, W | S,

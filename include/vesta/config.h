@@ -48,6 +48,7 @@ typedef struct vesta_config {
     vesta_config_list served_model_name;
     int max_model_len;
     char dtype[16];                 /* auto | float32 | float16 | bfloat16 */
+    bool trust_remote_code;         /* vLLM's flag; nothing here runs a model's code */
     /* engine */
     double gpu_memory_utilization;
     int max_num_seqs;

@@ -70,7 +70,7 @@ typedef struct bench_args {
 enum {
     O_MODEL = 1000, O_BACKEND, O_BLOCK, O_SEQS, O_BATCHED, O_MODEL_LEN, O_PC_ON, O_PC_OFF, O_UTIL, O_NBLOCKS,
     O_EAGER, O_NO_CUSTOM_AR, O_LOADFMT, O_SEED, O_NUMP, O_IN, O_OUT, O_ITERS, O_WARMUP, O_PREFIX, O_TEMP, O_JSON, O_HELP, O_TP,
-    O_INVARIANT
+    O_INVARIANT, O_TRUST
 };
 static const struct option opts[] = {
     {"model", required_argument, 0, O_MODEL}, {"backend", required_argument, 0, O_BACKEND},
@@ -87,7 +87,7 @@ static const struct option opts[] = {
     {"num-iters-warmup", required_argument, 0, O_WARMUP}, {"prefix-len", required_argument, 0, O_PREFIX},
     {"temperature", required_argument, 0, O_TEMP}, {"output-json", required_argument, 0, O_JSON},
     {"tensor-parallel-size", required_argument, 0, O_TP}, {"batch-invariant", no_argument, 0, O_INVARIANT},
-    {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+    {"trust-remote-code", no_argument, 0, O_TRUST}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
 
 static void usage(FILE *f)
 {
@@ -103,7 +103,8 @@ static void usage(FILE *f)
 "  --[no-]enable-prefix-caching  --num-gpu-blocks-override N  --tensor-parallel-size N\n"
 "  --disable-custom-all-reduce  (N > 1: NCCL for every all-reduce)\n"
 "  --batch-invariant   a sequence's results do not depend on its batch (greedy tokens\n"
-"                      bit-identical); slower\n");
+"                      bit-identical); slower\n"
+"  --trust-remote-code accepted as vLLM accepts it (Vesta never runs a model's code)\n");
 }
 
 static int parse(bench_args *a, int argc, char **argv)
@@ -158,6 +159,7 @@ static int parse(bench_args *a, int argc, char **argv)
         case O_EAGER: a->cfg.backend_opts.enforce_eager = true; break;
         case O_NO_CUSTOM_AR: a->cfg.backend_opts.disable_custom_all_reduce = true; break;
         case O_INVARIANT: a->cfg.backend_opts.batch_invariant = true; break;
+        case O_TRUST: break; /* vLLM's flag: nothing here runs a model's code */
         case O_TP: ok = intok && v >= 1 && v <= 64; a->cfg.backend_opts.tp_size = (int)v; break;
         case O_LOADFMT:
             ok = strcmp(s, "auto") == 0 || strcmp(s, "dummy") == 0;
@@ -181,7 +183,7 @@ static int parse(bench_args *a, int argc, char **argv)
             return 2;
         }
         if (!ok) {
-            fprintf(stderr, "vesta bench: invalid value '%s' for --%s\n", s, opts[c - O_MODEL].name);
+            fprintf(stderr, "vesta bench: invalid value '%s' for --%s\n", s, vesta_cli_option_name(opts, c));
             return 2;
         }
     }

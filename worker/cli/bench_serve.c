@@ -88,7 +88,7 @@ typedef struct serve_args {
 enum {
     O_BASE_URL = 1000, O_HOST, O_PORT, O_ENDPOINT, O_MODEL, O_TOKENIZER, O_VOCAB, O_NUMP, O_RATE, O_BURST,
     O_MAXC, O_IN, O_OUT, O_IGNORE_EOS, O_SEED, O_TEMP, O_TIMEOUT, O_SAVE, O_RDIR, O_RFILE, O_PMETRICS,
-    O_MPERC, O_DATASET, O_BACKEND, O_HELP
+    O_MPERC, O_DATASET, O_BACKEND, O_HELP, O_TRUST
 };
 static const struct option opts[] = {
     {"base-url", required_argument, 0, O_BASE_URL}, {"host", required_argument, 0, O_HOST},
@@ -103,7 +103,8 @@ static const struct option opts[] = {
     {"result-dir", required_argument, 0, O_RDIR}, {"result-filename", required_argument, 0, O_RFILE},
     {"percentile-metrics", required_argument, 0, O_PMETRICS},
     {"metric-percentiles", required_argument, 0, O_MPERC}, {"dataset-name", required_argument, 0, O_DATASET},
-    {"backend", required_argument, 0, O_BACKEND}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+    {"backend", required_argument, 0, O_BACKEND}, {"trust-remote-code", no_argument, 0, O_TRUST},
+    {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
 
 static void usage(FILE *f)
 {
@@ -119,7 +120,7 @@ static void usage(FILE *f)
 "load:     --request-rate R|inf (inf)  --burstiness G (1.0 = Poisson)  --max-concurrency N\n"
 "report:   --percentile-metrics ttft,tpot,itl,e2el (all)  --metric-percentiles 99 (list)\n"
 "          --save-result  --result-dir DIR (.)  --result-filename NAME (implies --save-result)\n"
-"accepted for vLLM command lines: --dataset-name random, --backend openai|vllm\n");
+"accepted for vLLM command lines: --dataset-name random, --backend openai|vllm, --trust-remote-code\n");
 }
 
 static bool parse_metrics(serve_args *a, const char *s)
@@ -217,13 +218,14 @@ static int parse(serve_args *a, int argc, char **argv)
         case O_MPERC: ok = parse_percentiles(a, s); break;
         case O_DATASET: ok = strcmp(s, "random") == 0; break; /* the one dataset this tool has */
         case O_BACKEND: ok = strcmp(s, "openai") == 0 || strcmp(s, "vllm") == 0; break;
+        case O_TRUST: break; /* vLLM's flag (for its tokenizer): nothing here runs a model's code */
         case O_HELP: usage(stdout); return -1;
         default:
             fprintf(stderr, "vesta bench serve: unknown or incomplete option '%s'\n", argv[optind - 1]);
             return 2;
         }
         if (!ok) {
-            fprintf(stderr, "vesta bench serve: invalid value '%s' for --%s\n", s, opts[c - O_BASE_URL].name);
+            fprintf(stderr, "vesta bench serve: invalid value '%s' for --%s\n", s, vesta_cli_option_name(opts, c));
             return 2;
         }
     }

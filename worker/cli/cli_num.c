@@ -2,6 +2,7 @@
 #include "cli_num.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -25,4 +26,11 @@ bool vesta_cli_parse_double(const char *s, double *out)
     if (errno || end == s || *end != '\0' || !isfinite(v)) return false;
     *out = v;
     return true;
+}
+
+const char *vesta_cli_option_name(const struct option *opts, int val)
+{
+    for (; opts->name; opts++)
+        if (opts->val == val) return opts->name;
+    return "?";
 }

@@ -129,7 +129,7 @@ enum {
     OPT_NUM_BLOCKS, OPT_EAGER, OPT_NO_CUSTOM_AR, OPT_LOAD_FORMAT, OPT_SEED, OPT_KV_SPACE, OPT_THREADS,
     OPT_TEMPERATURE, OPT_TOP_P, OPT_TOP_K, OPT_MIN_P, OPT_MAX_TOKENS, OPT_MIN_TOKENS,
     OPT_IGNORE_EOS, OPT_PRESENCE, OPT_FREQUENCY, OPT_REPETITION, OPT_N, OPT_LOGPROBS,
-    OPT_STOP_IDS, OPT_SAMPLING_SEED, OPT_NO_PROGRESS, OPT_HELP, OPT_TP, OPT_BATCH_INVARIANT,
+    OPT_STOP_IDS, OPT_SAMPLING_SEED, OPT_NO_PROGRESS, OPT_HELP, OPT_TP, OPT_BATCH_INVARIANT, OPT_TRUST,
 };
 
 static const struct option options[] = {
@@ -167,8 +167,9 @@ static const struct option options[] = {
     {"sampling-seed", required_argument, NULL, OPT_SAMPLING_SEED},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"help", no_argument, NULL, OPT_HELP},
-    {"tensor-parallel-size", required_argument, NULL, OPT_TP}, /* same order as the enum */
+    {"tensor-parallel-size", required_argument, NULL, OPT_TP},
     {"batch-invariant", no_argument, NULL, OPT_BATCH_INVARIANT},
+    {"trust-remote-code", no_argument, NULL, OPT_TRUST},
     {NULL, 0, NULL, 0},
 };
 
@@ -200,6 +201,7 @@ static void usage(FILE *f)
 "                                  bit-identical); slower; not with --tensor-parallel-size > 1\n"
 "  --load-format auto|dummy        dummy: random weights of the model's shapes (auto)\n"
 "  --seed N                        seeds the per-request seeds of unseeded requests (0)\n"
+"  --trust-remote-code             accepted as vLLM accepts it (Vesta never runs a model's code)\n"
 "sampling (defaults for every line):\n"
 "  --temperature F (1.0)  --top-p F (1.0)  --top-k N (-1)  --min-p F (0)\n"
 "  --max-tokens N (16)  --min-tokens N (0)  --ignore-eos  --n N (1)\n"
@@ -288,6 +290,7 @@ static int parse_args(gen_ctx *g, int argc, char **argv)
         case OPT_STOP_IDS: ok = parse_stop_ids(a, &g->sp); break;
         case OPT_SAMPLING_SEED: ok = vesta_cli_parse_int(a, 0, INT64_MAX, &iv); g->sp.seed = iv; break;
         case OPT_NO_PROGRESS: g->progress = false; break;
+        case OPT_TRUST: break; /* vLLM's flag: nothing here runs a model's code */
         case OPT_HELP: usage(stdout); return -1;
         default:
             fprintf(stderr, "vesta generate: unknown or incomplete option '%s'\n", argv[optind - 1]);
@@ -295,8 +298,7 @@ static int parse_args(gen_ctx *g, int argc, char **argv)
             return 2;
         }
         if (!ok) {
-            fprintf(stderr, "vesta generate: invalid value '%s' for --%s\n", a,
-                    options[c - OPT_MODEL].name);
+            fprintf(stderr, "vesta generate: invalid value '%s' for --%s\n", a, vesta_cli_option_name(options, c));
             return 2;
         }
     }

@@ -130,6 +130,20 @@ static void test_valid_yaml(void)
     CHECK(strstr(err.msg, "needs a value") != NULL);
     char *argv6[] = {"prog", "--config", "/nonexistent/x.yaml"};
     CHECK(vesta_config_parse_args(&c, 3, argv6, VESTA_OPT_ROUTER, NULL, NULL, &err) == VESTA_ERR_IO);
+
+    /* vLLM's serve command as users type it (--trust-remote-code included); the flag also reaches
+     * the router and the workers */
+    char *argv7[] = {"prog", "--model", "m", "--served-model-name", "llama3", "--port", "8000", "--trust-remote-code"};
+    vesta_config_init(&c);
+    CHECK(!c.trust_remote_code);
+    CHECK(vesta_config_parse_args(&c, 8, argv7, VESTA_OPT_SERVE, NULL, NULL, &err) == VESTA_OK);
+    CHECK(c.trust_remote_code && c.port == 8000 && strcmp(c.model, "m") == 0);
+    char *argv8[] = {"prog", "--model", "m", "--trust-remote-code"};
+    const unsigned scopes[] = {VESTA_OPT_ROUTER, VESTA_OPT_WORKER};
+    for (int i = 0; i < 2; i++) {
+        vesta_config_init(&c);
+        CHECK(vesta_config_parse_args(&c, 4, argv8, scopes[i], NULL, NULL, &err) == VESTA_OK && c.trust_remote_code);
+    }
 }
 
 static void test_invalid_yaml(void)

@@ -1,5 +1,6 @@
 #!/bin/sh
-# The vesta dispatcher and the argument checks of `vesta generate` (no model needed).
+# The vesta dispatcher and the argument checks of `vesta generate`, `vesta bench` and `vesta bench
+# serve` (no model needed).
 # Usage: cli_args.sh VESTA_BINARY
 vesta="$1"
 fail=0
@@ -27,4 +28,13 @@ expect 2 "top_p" -- generate --model m --input i --output o --top-p 1.5
 expect 2 "invalid value" -- generate --model m --input i --output o --stop-token-ids 1,x
 expect 1 "$tmp/missing.gguf" -- generate --model "$tmp/missing.gguf" --input "$tmp/in.jsonl" --output "$tmp/out.jsonl"
 expect 1 "unknown backend \"tpu\"" -- generate --model "${VESTA_MODEL:-/nonexistent}" --backend tpu --input "$tmp/in.jsonl" --output "$tmp/out.jsonl"
+# an invalid value names its own flag, whatever the order of the option tables
+expect 2 "invalid value '0' for --tensor-parallel-size" -- generate --model m --input i --output o --tensor-parallel-size 0
+expect 2 "invalid value '0' for --tensor-parallel-size" -- bench throughput --model m --tensor-parallel-size 0
+expect 2 "invalid value 'x' for --max-concurrency" -- bench serve --max-concurrency x
+expect 2 "unknown or incomplete option '--bogus'" -- bench throughput --model m --bogus
+# vLLM's --trust-remote-code is accepted (and changes nothing): these fail later, at the model
+expect 1 "$tmp/missing.gguf" -- generate --trust-remote-code --model "$tmp/missing.gguf" --input "$tmp/in.jsonl" --output "$tmp/out.jsonl"
+expect 1 "$tmp/missing.gguf" -- bench throughput --trust-remote-code --backend cpu --model "$tmp/missing.gguf"
+expect 0 "trust-remote-code" -- bench serve --trust-remote-code --help
 exit $fail
