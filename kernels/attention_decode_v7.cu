@@ -333,14 +333,14 @@ static cudaError_t launch_v7(const vk_attention_args *a, cudaStream_t s) {
     const int bound = a->max_context_len > 0 ? a->max_context_len : 1;
     const int floor16 = vk_decode_part_floor(bound, vk_decode_stride_cap(a->num_seqs), 16);
     const int fixed = floor16 > VK_DECODE_PARTITION ? floor16 : VK_DECODE_PARTITION;
-    const bool dev = DEV && vk_decode_v7_bound_partition(a->num_seqs, a->KVH, bound, MINB * vk_sm_count() * WARPS) < bound;
+    const int sms = a->sms > 0 ? a->sms : vk_sm_count();
+    const bool dev = DEV && vk_decode_v7_bound_partition(a->num_seqs, a->KVH, bound, MINB * sms * WARPS) < bound;
     const int part = dev ? 0 : fixed;
     int max_splits = dev ? vk_decode_v7_splits_bound(a->num_seqs, bound) : (bound + fixed - 1) / fixed;
     if (max_splits < 1) max_splits = 1;
     const long total = (long)a->num_seqs * a->KVH * max_splits;
     if (total <= 0) return cudaSuccess;
     if (total > INT32_MAX / 2) return cudaErrorInvalidValue;
-    const int sms = vk_sm_count();
     const long want = (total + WARPS - 1) / WARPS;
     const int blocks = (int)(want < (long)MINB * sms ? want : (long)MINB * sms);
     const size_t smem = WARPS * (L::ring + S * (sizeof(v7_meta) + sizeof(uint64_t)));

@@ -165,6 +165,9 @@ typedef struct vk_attention_args {
     /* launch the production kernels (decode versions 5 and 7, prefill version 2, their combines)
      * as programmatic dependents (see vk_pdl_supported); other versions launch plainly */
     int pdl;
+    /* the SMs the launch may use, where it runs on a partition of the GPU (a green context's
+     * stream); 0: the device's. Sizes decode version 7's persistent grid. */
+    int sms;
 } vk_attention_args;
 
 #define VK_PREFILL_TILE_M 64

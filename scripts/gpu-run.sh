@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, v7var, v7swz, v7rule, v5loop, devpart, devbench, alias, tp2wide, widencu, wg, wgall (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, green, b1budget, v7prof, v7var, v7swz, v7rule, v5loop, devpart, devbench, alias, tp2wide, widencu, wg, wgall (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -1081,6 +1081,27 @@ stage_overlap() {
     VESTA_KB_OVERLAP=1 timeout 300 "$B/bin/kernel_bench" "$OUT/overlap.csv" >"$OUT/overlap.txt" 2>&1
     summary+=("overlap: rc $? $(grep -h 'overlap:' "$OUT/overlap.txt" | sort -t'(' -k2 -n | tail -1)")
 }
+
+# The same on SM partitions (green contexts): eight layers of a prefill chunk's MLP products
+# beside B1's decode attention, one after the other on all SMs, on two streams, and with each on
+# its own SMs (kernel_bench's VESTA_KB_GREEN rows; VESTA_KB_GREEN=reads: only what the attention
+# and a plain read pull on 16-64 SMs).
+stage_green() {
+    VESTA_KB_GREEN=${VESTA_KB_GREEN:-1} timeout 400 "$B/bin/kernel_bench" "$OUT/green.csv" >"$OUT/green.txt" 2>&1
+    summary+=("green: rc $? $(grep -h 'saved' "$OUT/green.txt" | sort -t: -k2 -n | tail -3 | tr '\n' ';')")
+}
+
+# B1 under smaller token budgets (dummy weights): how a schedule that mixes prompt chunks into
+# every decode step (what an overlap of the two would need) runs without the overlap.
+stage_b1budget() {
+    local VESTA_BENCH_DUMMY=1 t
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    for t in 16384 4096 2048; do
+        vb "b1_t$t" throughput --num-prompts 512 --input-len 512 --output-len 256 --max-model-len 1024 \
+            --max-num-batched-tokens "$t"
+        summary+=("b1 budget $t: $(python3 -c "import json,sys; b=json.load(open(sys.argv[1])); print(round(b['output_tokens_per_s']), 'tok/s', b['steps'], 'steps')" "$W/bench_b1_t$t.json" 2>&1)")
+    done
+}
 # The base build (.gpu/base.tar.xz) against this one: the 320 prompts token by token and byte by
 # byte in one call (the grouped tiles' loop was reshaped: no bit may move), kernel_bench's prefill
 # rows, then B4, B3 and B1, interleaved, two rounds.
@@ -1266,6 +1287,24 @@ stage_b4probe() {
     summary+=("ncu b4: rc $? ($(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu_b4.txt") kernel reports)")
     grep -E "^  [a-z_]+.*\(|Duration|Grid Size|Registers Per|Achieved Occupancy|Memory Throughput|Compute \(SM\)" \
         "$OUT/ncu_b4.txt" | head -60
+}
+
+# Nsight Compute on decode version 7 in kernel_bench's partition rows (VESTA_KB_GREEN=reads): the
+# 1st launch (all 132 SMs, DRAM-bound) and the 289th (production on a 16-SM green partition, where
+# it reads ~27 GB/s an SM against a plain read's ~126): stall reasons, issue and the hot
+# instructions, into $OUT/ncu_v7_SKIP.txt.
+stage_v7prof() {
+    local ncu=/usr/local/cuda/bin/ncu skip
+    [ -x "$ncu" ] || ncu=ncu
+    for skip in 0 288; do
+        VESTA_KB_GREEN=reads timeout 240 "$ncu" -k "regex:decode_v7" --launch-skip $skip --launch-count 1 \
+            --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats \
+            --section Occupancy --section LaunchStats --section SourceCounters --import-source no \
+            "$B/bin/kernel_bench" >"$OUT/ncu_v7_$skip.txt" 2>&1
+        summary+=("ncu v7 launch $skip: rc $? ($(grep -c 'Section: ' "$OUT/ncu_v7_$skip.txt") sections)")
+        grep -E "Duration|Grid Size|Stall|Warp Cycles|Issued|Eligible|Active Warps|Memory Throughput|Compute \(SM\)" \
+            "$OUT/ncu_v7_$skip.txt" | head -30
+    done
 }
 
 # Prefill attention per head against per KV group (kernel_bench's prefill rows, VESTA_KB_PREFILL),
@@ -1756,6 +1795,9 @@ run)
         b4trace) stage_b4trace ;;
         b1trace) stage_b1trace ;;
         overlap) stage_overlap ;;
+        green) stage_green ;;
+        v7prof) stage_v7prof ;;
+        b1budget) stage_b1budget ;;
         v7var) stage_v7var ;;
         v7swz) stage_v7swz ;;
         v7rule) stage_v7rule ;;

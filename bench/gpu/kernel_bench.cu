@@ -4,9 +4,11 @@
  * move: inputs read once, outputs written once) or TFLOP/s. Correctness is checked by
  * tests/kernels (scripts/gpu-run.sh runs it first). Usage: kernel_bench [csv-file] */
 #include <cublas_v2.h>
+#include <cuda.h>
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <functional>
 #include <string>
 
@@ -280,6 +282,231 @@ static void bench_overlap(cublasHandle_t cb, int hidden, int F) {
     cudaStreamDestroy(sa);
 }
 
+/* Two disjoint SM partitions of the GPU (green contexts): the first of at least `want` SMs, the
+ * second the rest, each with a stream whose kernels run only on its SMs. */
+struct green_split {
+    CUgreenCtx g[2] = {};
+    cudaStream_t s[2] = {};
+    int sms[2] = {};
+
+    bool create(int want)
+    {
+        CUdevice dev;
+        CUdevResource all, part[2];
+        unsigned n = 1;
+        if (cuInit(0) != CUDA_SUCCESS || cuDeviceGet(&dev, 0) != CUDA_SUCCESS ||
+            cuDeviceGetDevResource(dev, &all, CU_DEV_RESOURCE_TYPE_SM) != CUDA_SUCCESS)
+            return false;
+        if (cuDevSmResourceSplitByCount(&part[0], &n, &all, &part[1], 0, (unsigned)want) != CUDA_SUCCESS || n != 1)
+            return false;
+        for (int i = 0; i < 2; i++) {
+            CUdevResourceDesc d;
+            CUstream st;
+            if (cuDevResourceGenerateDesc(&d, &part[i], 1) != CUDA_SUCCESS ||
+                cuGreenCtxCreate(&g[i], d, dev, CU_GREEN_CTX_DEFAULT_STREAM) != CUDA_SUCCESS ||
+                cuGreenCtxStreamCreate(&st, g[i], CU_STREAM_NON_BLOCKING, 0) != CUDA_SUCCESS)
+                return false;
+            s[i] = (cudaStream_t)st;
+            sms[i] = (int)part[i].sm.smCount;
+        }
+        return true;
+    }
+    ~green_split()
+    {
+        for (int i = 0; i < 2; i++) {
+            if (s[i]) cuStreamDestroy((CUstream)s[i]);
+            if (g[i]) cuGreenCtxDestroy(g[i]);
+        }
+    }
+};
+
+/* Wall-clock median of 15 runs (after 3) of f, which queues work on the streams given; timed from
+ * the first launch to the end of every stream's work, so concurrent streams count once. */
+static float wall_ms(const std::function<void()> &f, std::initializer_list<cudaStream_t> ss)
+{
+    std::vector<float> t;
+    for (int i = 0; i < 18; i++) {
+        for (cudaStream_t s : ss) CK(cudaStreamSynchronize(s));
+        auto t0 = std::chrono::steady_clock::now();
+        f();
+        for (cudaStream_t s : ss) CK(cudaStreamSynchronize(s));
+        CK(cudaGetLastError());
+        if (i >= 3)
+            t.push_back(std::chrono::duration<float, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+/* What one SM can read: B1's decode attention (production, and version 7's 12-warp variant 3) and
+ * a plain paged read of the same K/V (paged_read_kernel, U = 8) on partitions of 16-64 SMs and on
+ * all of them. An overlap on partitioned SMs needs the attention near the full bandwidth on a
+ * small share of the SMs (bench_overlap_green). */
+static void bench_partition_reads()
+{
+    attn_case att(512, 1, 640, 8, true, false, false, false, 0);
+    unsigned *sink;
+    CK(cudaMalloc(&sink, 4));
+    const int mbps = att.a.max_blocks_per_seq;
+    const double bytes = att.kv_bytes();
+    char name[160];
+    auto rows = [&](cudaStream_t st, int sms) {
+        const std::pair<const char *, int> vs[] = {{"production", 0}, {"v7 variant 3", VK_DECODE_V7_VARIANT_BASE + 3}};
+        for (auto &v : vs) {
+            vk_attention_args a = att.a;
+            a.sms = sms;
+            float ms = wall_ms(
+                           [&] {
+                               for (int l = 0; l < 8; l++) CK(vk_attention_v(&a, v.second, 2, st));
+                           },
+                           {st}) /
+                       8;
+            snprintf(name, sizeof name, "  %s on %d SMs", v.first, sms);
+            report(name, ms, bytes, 0);
+            printf("    %.1f GB/s per SM\n", bytes / (ms * 1e-3) / 1e9 / sms);
+        }
+        float ms = wall_ms(
+                       [&] {
+                           for (int l = 0; l < 8; l++)
+                               paged_read_kernel<8><<<dim3(8, 512, 1), 128, 0, st>>>(
+                                   (const uint4 *)att.a.k_cache, (const uint4 *)att.a.v_cache, att.a.block_tables, mbps,
+                                   640, 8, 1, sink);
+                       },
+                       {st}) /
+                   8;
+        snprintf(name, sizeof name, "  paged read only on %d SMs", sms);
+        report(name, ms, bytes, 0);
+        printf("    %.1f GB/s per SM\n", bytes / (ms * 1e-3) / 1e9 / sms);
+    };
+    printf("partition reads: 512 sequences x 640 keys (%.0f MB a layer)\n", bytes / 1e6);
+    cudaStream_t s0;
+    CK(cudaStreamCreateWithFlags(&s0, cudaStreamNonBlocking));
+    int all = 0;
+    CK(cudaDeviceGetAttribute(&all, cudaDevAttrMultiProcessorCount, 0));
+    rows(s0, all);
+    for (int want : {16, 32, 48, 64}) {
+        green_split g;
+        if (!g.create(want)) {
+            printf("  green split of %d SMs: not available\n", want);
+            continue;
+        }
+        rows(g.s[0], g.sms[0]);
+    }
+    cudaStreamDestroy(s0);
+    cudaFree(sink);
+}
+
+/* Can the decode attention's memory traffic hide under a prefill chunk's products when each gets
+ * its own SMs? (Run 139: on shared SMs the two serialise.) Eight "layers", each a prefill chunk's
+ * MLP products (gate|up then down, cuBLAS, n tokens) and B1's decode attention (512 sequences over
+ * 640 keys, production kernel): one after the other on all SMs (what a step does now), on two
+ * streams over all SMs, and on two green-context partitions, the attention on `a` SMs with its
+ * grid sized to them and cuBLAS told the rest (cublasSetSmCountTarget). */
+static void bench_overlap_green(cublasHandle_t cb, int hidden, int F)
+{
+    const int layers = 8;
+    cudaStream_t s0, s1;
+    CK(cudaStreamCreateWithFlags(&s0, cudaStreamNonBlocking));
+    CK(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
+    attn_case att(512, 1, 640, 8, true, false, false, false, 0);
+    const int nmax = 4096;
+    void *x = dalloc_rand((size_t)nmax * hidden, 1), *wgu = dalloc_rand((size_t)2 * F * hidden, 2);
+    void *wd = dalloc_rand((size_t)hidden * F, 3), *act = dalloc_rand((size_t)nmax * F, 4), *y, *y2;
+    CK(cudaMalloc(&y, (size_t)nmax * 2 * F * 2));
+    CK(cudaMalloc(&y2, (size_t)nmax * hidden * 2));
+    float alpha = 1, beta = 0;
+    auto mlp = [&](int n, cudaStream_t s, int sm_target) {
+        cublasSetStream(cb, s);
+        cublasSetSmCountTarget(cb, sm_target);
+        if (cublasGemmEx(cb, CUBLAS_OP_T, CUBLAS_OP_N, 2 * F, n, hidden, &alpha, wgu, CUDA_R_16BF, hidden, x,
+                         CUDA_R_16BF, hidden, &beta, y, CUDA_R_16BF, 2 * F, CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS ||
+            cublasGemmEx(cb, CUBLAS_OP_T, CUBLAS_OP_N, hidden, n, F, &alpha, wd, CUDA_R_16BF, F, act, CUDA_R_16BF, F,
+                         &beta, y2, CUDA_R_16BF, hidden, CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS) {
+            fprintf(stderr, "cublasGemmEx failed\n");
+            exit(1);
+        }
+    };
+    auto attn = [&](cudaStream_t s, int sms) {
+        vk_attention_args a = att.a;
+        a.sms = sms;
+        CK(vk_attention_v(&a, 0, 2, s));
+    };
+    char name[200];
+    for (int n : {1024, 2048, 4096}) {
+        const double flops = 2.0 * n * 3.0 * F * hidden * layers, bytes = att.kv_bytes() * layers;
+        float m = wall_ms(
+            [&] {
+                for (int l = 0; l < layers; l++) mlp(n, s0, 0);
+            },
+            {s0});
+        float a = wall_ms(
+            [&] {
+                for (int l = 0; l < layers; l++) attn(s1, 0);
+            },
+            {s1});
+        float seq = wall_ms(
+            [&] {
+                for (int l = 0; l < layers; l++) {
+                    mlp(n, s0, 0);
+                    attn(s0, 0);
+                }
+            },
+            {s0});
+        float two = wall_ms(
+            [&] {
+                for (int l = 0; l < layers; l++) {
+                    mlp(n, s0, 0);
+                    attn(s1, 0);
+                }
+            },
+            {s0, s1});
+        snprintf(name, sizeof name, "green n=%d all SMs: mlp alone x%d", n, layers);
+        report(name, m, 0, flops);
+        report("  attention 512 x 640 alone", a, bytes, 0);
+        report("  one after the other (one stream)", seq, bytes, flops);
+        report("  two streams, all SMs", two, bytes, flops);
+        for (int want : {16, 24, 32, 40, 48, 64}) {
+            green_split g;
+            if (!g.create(want)) {
+                printf("  green split of %d SMs: not available\n", want);
+                continue;
+            }
+            const int sa = g.sms[0], sm = g.sms[1];
+            float ga = wall_ms(
+                [&] {
+                    for (int l = 0; l < layers; l++) attn(g.s[0], sa);
+                },
+                {g.s[0]});
+            float gm = wall_ms(
+                [&] {
+                    for (int l = 0; l < layers; l++) mlp(n, g.s[1], sm);
+                },
+                {g.s[1]});
+            float both = wall_ms(
+                [&] {
+                    for (int l = 0; l < layers; l++) {
+                        mlp(n, g.s[1], sm);
+                        attn(g.s[0], sa);
+                    }
+                },
+                {g.s[0], g.s[1]});
+            snprintf(name, sizeof name, "  green: attention on %d SMs alone", sa);
+            report(name, ga, bytes, 0);
+            snprintf(name, sizeof name, "  green: mlp on %d SMs alone", sm);
+            report(name, gm, 0, flops);
+            report("  green: both at once", both, bytes, flops);
+            printf("  green %d + %d: %.1f %% of one-after-the-other saved\n", sa, sm, 100.0 * (seq - both) / seq);
+        }
+    }
+    cublasSetSmCountTarget(cb, 0);
+    cublasSetStream(cb, 0);
+    for (void *p : {x, wgu, wd, act, y, y2}) cudaFree(p);
+    cudaStreamDestroy(s0);
+    cudaStreamDestroy(s1);
+}
+
 int main(int argc, char **argv) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -289,11 +516,13 @@ int main(int argc, char **argv) {
     g_csv = argc > 1 ? fopen(argv[1], "w") : nullptr;
     /* VESTA_KB_PREFILL: only the prefill-attention rows (per head and per KV group);
      * VESTA_KB_ELEMENTWISE: only the elementwise kernels (norm, SiLU, RoPE, embedding);
-     * VESTA_KB_SAMPLING: only the sampling rows; VESTA_KB_OVERLAP: only the overlap rows;
-     * VESTA_KB_DECODE: only decode rows, production beside versions 5 and 7 partitioned on the device and by the bound */
+     * VESTA_KB_SAMPLING: only the sampling rows; VESTA_KB_OVERLAP: only the overlap rows (VESTA_KB_GREEN:
+     * on SM partitions);
+     * VESTA_KB_DECODE: only decode rows, production beside versions 5 and 7 partitioned on the device and by the bound
+     */
     const bool prefill_only = getenv("VESTA_KB_PREFILL") != nullptr;
     const bool elem_only = getenv("VESTA_KB_ELEMENTWISE") != nullptr;
-    const bool all_rows = !prefill_only && !elem_only;
+    const bool all_rows = !prefill_only && !elem_only && !getenv("VESTA_KB_GREEN");
     if (g_csv) fprintf(g_csv, "kernel,ms,GB/s,TFLOP/s\n");
     if (getenv("VESTA_KB_SAMPLING")) { /* only the sampling rows */
         bench_sampling(128256);
@@ -440,6 +669,11 @@ int main(int argc, char **argv) {
     };
     if (getenv("VESTA_KB_OVERLAP")) { /* only the overlap rows */
         bench_overlap(cb, hidden, F);
+        return finish();
+    }
+    if (getenv("VESTA_KB_GREEN")) { /* only the SM-partitioned rows (=reads: only what an SM reads) */
+        bench_partition_reads();
+        if (strcmp(getenv("VESTA_KB_GREEN"), "reads") != 0) bench_overlap_green(cb, hidden, F);
         return finish();
     }
     if (prefill_only) {
