@@ -76,6 +76,8 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part, int sms) {
     constexpr int CH = TK / 16;                   /* 16-key chunks per tile */
     static_assert(CH % WARPS == 0, "every warp takes the same number of 16-key chunks");
     static_assert(PER * THREADS == TK * LANES && PER >= 1, "tile chunks must split evenly over threads");
+    constexpr int STEP = THREADS / LANES; /* rows between a thread's chunks */
+    static_assert(STEP * LANES == THREADS, "a thread's chunks keep one column");
     static_assert(S >= 2, "at least double buffering");
     static_assert(D % 16 == 0, "D must be a multiple of 16");
     extern __shared__ __align__(128) unsigned char v5_smem[];
@@ -129,25 +131,27 @@ decode_v5_kernel(const vk_attention_args a, int max_splits, int part, int sms) {
         const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
         const int base = b0 * bs;
         /* Tile i (keys start + i * TK ...) into stage i % S, one commit group per tile. A thread's
-         * chunks are rows tid / LANES + j * (THREADS / LANES), column (tid % LANES) * 8. */
+         * chunks are rows tid / LANES + j * STEP, column (tid % LANES) * 8. Its rows' (block,
+         * position in block) are stepped from the first's: one division by the block size per tile
+         * and thread, not two per 16-byte chunk. */
         auto issue = [&](int i) {
-            const int tb = start + i * TK;
+            const int tb = start + i * TK, r0 = tb - base + tid / LANES, col = (tid % LANES) * 8;
+            int blk = r0 / bs, in = r0 % bs;
             T *dk = sk + (i % S) * TK * L::LD, *dv = sv + (i % S) * TK * L::LD;
 #pragma unroll
             for (int j = 0; j < PER; j++) {
-                const int c = tid + j * THREADS, row = c / LANES, col = (c % LANES) * 8;
-                const int t = tb + row;
+                const int row = tid / LANES + j * STEP;
                 const T *pk = kc, *pv = vc; /* any valid address when zero-filling */
                 int n = 0;
-                if (t < end) {
-                    const int rel = t - base;
-                    const size_t off = (((size_t)sbt[rel / bs] * bs + rel % bs) * KVH + kvh) * D + col;
+                if (tb + row < end) {
+                    const size_t off = (((size_t)sbt[blk] * bs + in) * KVH + kvh) * D + col;
                     pk = kc + off;
                     pv = vc + off;
                     n = 16;
                 }
                 mma_cp16(dk + mma_tile_off<D, L::LD>(row, col), pk, n);
                 mma_cp16(dv + mma_tile_off<D, L::LD>(row, col), pv, n);
+                for (in += STEP; in >= bs; in -= bs) blk++; /* once at most for blocks of >= STEP keys */
             }
         };
 

@@ -195,10 +195,13 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
     if (picked && blockIdx.x == 0 && threadIdx.x == 0) *vk_decode_part_slot(a, max_splits) = part; /* for the combine */
     const T *kc = (const T *)a.k_cache, *vc = (const T *)a.v_cache;
 
-    /* Issue side: the item being issued, the next chunk's first key and block-table entry (lane r
-     * holds row r's), the raw loads of the next candidate item. */
+    /* Issue side: the item being issued, the next chunk's first key and where its rows start in the
+     * cache (lane r holds row r's element offset, from its block-table entry: one division by the
+     * block size per lane and chunk instead of one per 16-byte piece), the raw loads of the next
+     * candidate item. */
     v7_item it = {total, 0, 0, 0, 0, 0, 1};
-    int key = 0, ent = 0, nq0 = 0, nq1 = 0, nctx = 0;
+    int key = 0, nq0 = 0, nq1 = 0, nctx = 0;
+    long long roff = 0;
     auto load_raw = [&](int idx) {
         if (idx < total) {
             const int seq = (idx / KVH) % ns;
@@ -232,7 +235,11 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
     };
     auto load_ent = [&]() {
         const int k = key + lane;
-        ent = it.idx < total && lane < TK && k < it.end ? a.block_tables[(size_t)it.seq * a.max_blocks_per_seq + k / bs] : 0;
+        roff = 0;
+        if (it.idx < total && lane < TK && k < it.end) {
+            const int e = a.block_tables[(size_t)it.seq * a.max_blocks_per_seq + k / bs];
+            roff = (long long)((((size_t)e * bs + k % bs) * KVH + it.kvh) * D);
+        }
     };
     auto issue = [&](int st) {
         T *dk = sk + st * TK * L::LD, *dv = sv + st * TK * L::LD;
@@ -246,13 +253,11 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
 #pragma unroll
             for (int j = 0; j < (2 * TK + 31) / 32; j++) {
                 const int row = lane + j * 32, r = row % TK;
-                const int e = __shfl_sync(0xffffffffu, ent, r);
+                const long long ro = __shfl_sync(0xffffffffu, roff, r);
                 if (row >= 2 * TK) continue;
                 T *dst = (row < TK ? dk : dv) + r * L::LD;
                 if (r < valid) {
-                    const int k = key + r;
-                    const size_t off = (((size_t)e * bs + k % bs) * KVH + it.kvh) * D;
-                    bulk_copy(dst, (row < TK ? kc : vc) + off, D * 2, bar + st);
+                    bulk_copy(dst, (row < TK ? kc : vc) + ro, D * 2, bar + st);
                 } else {
 #pragma unroll
                     for (int c = 0; c < D / 8; c++) reinterpret_cast<uint4 *>(dst)[c] = make_uint4(0, 0, 0, 0);
@@ -262,13 +267,12 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
 #pragma unroll
             for (int j = 0; j < PER; j++) {
                 const int c = lane + j * 32, row = c / LANES, col = (c % LANES) * 8;
-                const int e = __shfl_sync(0xffffffffu, ent, row), k = key + row;
+                const long long ro = __shfl_sync(0xffffffffu, roff, row);
                 const T *pk = kc, *pv = vc; /* any valid address when zero-filling */
                 int n = 0;
-                if (k < it.end) {
-                    const size_t off = (((size_t)e * bs + k % bs) * KVH + it.kvh) * D + col;
-                    pk = kc + off;
-                    pv = vc + off;
+                if (key + row < it.end) {
+                    pk = kc + ro + col;
+                    pv = vc + ro + col;
                     n = 16;
                 }
                 mma_cp16(dk + mma_tile_off<D, L::LD>(row, col), pk, n);
@@ -278,7 +282,7 @@ decode_v7_kernel(const vk_attention_args a, int max_splits, int part, int total)
         meta[st] = v7_meta{key, it.end, it.idx, it.q0, it.nsplit, (key == it.start ? V7_FIRST : 0) | (key + TK >= it.end ? V7_LAST : 0)};
         key += TK;
         if (key >= it.end) enter(it.idx + nw);
-        load_ent(); /* the next chunk's entries, used one iteration later */
+        load_ent(); /* the next chunk's row offsets, used one iteration later */
     };
 
     load_raw(blockIdx.x * WARPS + w);

@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, green, b1budget, v7prof, v7var, v7swz, v7rule, v5loop, devpart, devbench, alias, tp2wide, widencu, wg, wgall (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, green, b1budget, v7prof, addrab, v7var, v7swz, v7rule, v5loop, devpart, devbench, alias, tp2wide, widencu, wg, wgall (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -1053,6 +1053,49 @@ stage_devbench() {
     done
     ab_b1
 }
+# Decode versions 5 and 7 with the rows' cache offsets worked out once a tile (v5) or a chunk (v7)
+# instead of with two divisions by the block size per 16-byte copy (session 16): the same
+# arithmetic, so no bit may move. The kernel tests; the base build (.gpu/base.tar.xz) and this one
+# on the 320 prompts at 64 sequences (v5) and at the default 1,024 (v7 from 116), and on 16 long
+# prompts (3-7K tokens: several key ranges and the combine kernel), byte for byte; kernel_bench's
+# decode and partition rows of both; 64 and 192 requests at once, interleaved, two rounds.
+stage_addrab() {
+    local t rc n v i name bin
+    for t in splits attention; do
+        timeout 300 "$B/bin/test_kernels" $t >"$OUT/kernels_$t.log" 2>&1
+        rc=$?
+        summary+=("kernel tests ($t): $(tail -1 "$OUT/kernels_$t.log") (rc $rc)")
+    done
+    base_unpack || return
+    prompts320 "$W/ad_prompts.jsonl"
+    python3 -c "import json, random; r = random.Random(2); [print(json.dumps({'prompt_token_ids': [r.randrange(128000) for _ in range(r.randrange(3000, 7000))]})) for i in range(16)]" >"$W/ad_long.jsonl"
+    for n in 64 1024 long; do
+        local in="$W/ad_prompts.jsonl" flags=(--max-num-seqs $n)
+        [ $n = long ] && in="$W/ad_long.jsonl" flags=(--max-num-seqs 16 --max-model-len 8192)
+        V=/tmp/vesta-base/bin/vesta gen320 "$in" "$W/ad${n}_base.jsonl" "$W/ad.log" "${flags[@]}"
+        gen320 "$in" "$W/ad${n}_this.jsonl" "$W/ad.log" "${flags[@]}"
+        summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/ad${n}_base.jsonl" "$W/ad${n}_this.jsonl" \
+            --label "prompts $n, base build vs this" | tee -a "$W/ad.log")")
+        summary+=("  output files: $(cmp -s "$W/ad${n}_base.jsonl" "$W/ad${n}_this.jsonl" && echo byte-identical || echo differ)")
+    done
+    for v in base:/tmp/vesta-base/bin/kernel_bench this:"$B/bin/kernel_bench"; do
+        IFS=: read -r name bin <<<"$v"
+        VESTA_KB_DECODE=1 timeout 300 "$bin" "$OUT/kb_decode_$name.csv" >"$OUT/kb_decode_$name.txt" 2>&1
+        summary+=("kernel_bench decode rows, $name: rc $?")
+        VESTA_KB_GREEN=reads timeout 120 "$bin" "$OUT/kb_reads_$name.csv" >"$OUT/kb_reads_$name.txt" 2>&1
+        summary+=("partition reads, $name: $(grep -A1 'production on 16 SMs' "$OUT/kb_reads_$name.txt" | tr -s ' ' | tr '\n' ' ')")
+    done
+    for i in 1 2; do
+        for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
+            IFS=: read -r name bin <<<"$v"
+            for n in 64 192; do
+                V=$bin VESTA_BENCH_DUMMY=1 vb "c${n}_${name}_$i" throughput --num-prompts $n \
+                    --input-len 512 --output-len 256 --max-num-seqs $n --max-model-len 1024 >/dev/null
+                summary+=("$n requests at once, $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            done
+        done
+    done
+}
 # The MLP activations and the logits / sampler work in one region (run 156): the base build
 # (.gpu/base.tar.xz: the same kernels, separate buffers) and this one on the 320 prompts, greedy
 # with 5 logprobs and sampled (temperature 1, top-p 0.9, frequency penalty 0.5, seed 7), token
@@ -1292,11 +1335,11 @@ stage_b4probe() {
 # Nsight Compute on decode version 7 in kernel_bench's partition rows (VESTA_KB_GREEN=reads): the
 # 1st launch (all 132 SMs, DRAM-bound) and the 289th (production on a 16-SM green partition, where
 # it reads ~27 GB/s an SM against a plain read's ~126): stall reasons, issue and the hot
-# instructions, into $OUT/ncu_v7_SKIP.txt.
+# instructions, into $OUT/ncu_v7_SKIP.txt (VESTA_NCU_SKIPS: other launches).
 stage_v7prof() {
     local ncu=/usr/local/cuda/bin/ncu skip
     [ -x "$ncu" ] || ncu=ncu
-    for skip in 0 288; do
+    for skip in ${VESTA_NCU_SKIPS:-0 288}; do
         VESTA_KB_GREEN=reads timeout 240 "$ncu" -k "regex:decode_v7" --launch-skip $skip --launch-count 1 \
             --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section InstructionStats \
             --section Occupancy --section LaunchStats --section SourceCounters --import-source no \
@@ -1796,6 +1839,7 @@ run)
         b1trace) stage_b1trace ;;
         overlap) stage_overlap ;;
         green) stage_green ;;
+        addrab) stage_addrab ;;
         v7prof) stage_v7prof ;;
         b1budget) stage_b1budget ;;
         v7var) stage_v7var ;;
