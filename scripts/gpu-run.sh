@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, green, b1budget, v7prof, addrab, v7var, v7swz, v7rule, v5loop, devpart, devbench, alias, tp2wide, widencu, wg, wgall (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, green, b1budget, v7prof, addrab, addrbench, v7var, v7swz, v7rule, v5loop, devpart, devbench, alias, tp2wide, widencu, wg, wgall (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -1096,6 +1096,28 @@ stage_addrab() {
         done
     done
 }
+# The same two builds end to end, interleaved, two rounds, dummy weights: B1, B2, and 128 and 256
+# requests at once (512 -> 256 tokens; version 7's batches).
+stage_addrbench() {
+    local i v name bin n
+    base_unpack || return
+    for i in 1 2; do
+        for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
+            IFS=: read -r name bin <<<"$v"
+            V=$bin VESTA_BENCH_DUMMY=1 vb "b1_${name}_$i" throughput --num-prompts 512 --input-len 512 \
+                --output-len 256 --max-model-len 1024 >/dev/null
+            summary+=("B1, $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            V=$bin VESTA_BENCH_DUMMY=1 vb "b2_${name}_$i" latency --input-len 128 --output-len 512 \
+                --num-iters 3 --num-iters-warmup 1 --temperature 0 >/dev/null
+            summary+=("B2, $name round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+            for n in 128 256; do
+                V=$bin VESTA_BENCH_DUMMY=1 vb "c${n}_${name}_$i" throughput --num-prompts $n --input-len 512 \
+                    --output-len 256 --max-num-seqs $n --max-model-len 1024 >/dev/null
+                summary+=("$n requests at once, $name round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+            done
+        done
+    done
+}
 # The MLP activations and the logits / sampler work in one region (run 156): the base build
 # (.gpu/base.tar.xz: the same kernels, separate buffers) and this one on the 320 prompts, greedy
 # with 5 logprobs and sampled (temperature 1, top-p 0.9, frequency penalty 0.5, seed 7), token
@@ -1840,6 +1862,7 @@ run)
         overlap) stage_overlap ;;
         green) stage_green ;;
         addrab) stage_addrab ;;
+        addrbench) stage_addrbench ;;
         v7prof) stage_v7prof ;;
         b1budget) stage_b1budget ;;
         v7var) stage_v7var ;;
