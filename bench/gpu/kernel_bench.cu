@@ -338,9 +338,9 @@ static float wall_ms(const std::function<void()> &f, std::initializer_list<cudaS
     return t[t.size() / 2];
 }
 
-/* What one SM can read: B1's decode attention (production, and version 7's 12-warp variant 3) and
- * a plain paged read of the same K/V (paged_read_kernel, U = 8) on partitions of 16-64 SMs and on
- * all of them. An overlap on partitioned SMs needs the attention near the full bandwidth on a
+/* What one SM can read: B1's decode attention (production, version 7's bulk-copy variant 1 and
+ * 12-warp variant 3) and a plain paged read of the same K/V (paged_read_kernel, U = 8) on
+ * partitions of 16-64 SMs and on all of them. An overlap on partitioned SMs needs the attention near the full bandwidth on a
  * small share of the SMs (bench_overlap_green). */
 static void bench_partition_reads()
 {
@@ -351,7 +351,9 @@ static void bench_partition_reads()
     const double bytes = att.kv_bytes();
     char name[160];
     auto rows = [&](cudaStream_t st, int sms) {
-        const std::pair<const char *, int> vs[] = {{"production", 0}, {"v7 variant 3", VK_DECODE_V7_VARIANT_BASE + 3}};
+        const std::pair<const char *, int> vs[] = {{"production", 0},
+                                                   {"v7 variant 1 (bulk row copies)", VK_DECODE_V7_VARIANT_BASE + 1},
+                                                   {"v7 variant 3", VK_DECODE_V7_VARIANT_BASE + 3}};
         for (auto &v : vs) {
             vk_attention_args a = att.a;
             a.sms = sms;
