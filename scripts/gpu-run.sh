@@ -268,6 +268,18 @@ gen320() {
         --temperature 0 --max-tokens 32 --ignore-eos --logprobs 5 --no-progress --max-model-len 1024 "$@" >>"$log" 2>&1
 }
 
+# same_ab PROMPTS TAG LABEL [engine flags]: the base build (/tmp/vesta-base) and this one on the
+# same prompts in one call (gen320), compared token by token and byte by byte (summary).
+same_ab() {
+    local prompts=$1 tag=$2 label=$3
+    shift 3
+    V=/tmp/vesta-base/bin/vesta gen320 "$prompts" "$W/${tag}_base.jsonl" "$W/$tag.log" "$@"
+    gen320 "$prompts" "$W/${tag}_this.jsonl" "$W/$tag.log" "$@"
+    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/${tag}_base.jsonl" "$W/${tag}_this.jsonl" \
+        --label "$label" | tee -a "$W/$tag.log")")
+    summary+=("  output files: $(cmp -s "$W/${tag}_base.jsonl" "$W/${tag}_this.jsonl" && echo byte-identical || echo differ)")
+}
+
 # vs_ref320 TAG: the 320 prompts with this build (into $W/TAG.jsonl, log $W/TAG.log) against an
 # earlier build's tokens (.gpu/ref320.jsonl, carried) by the top-5 rule (summary).
 vs_ref320() {
@@ -1072,11 +1084,7 @@ stage_addrab() {
     for n in 64 1024 long; do
         local in="$W/ad_prompts.jsonl" flags=(--max-num-seqs $n)
         [ $n = long ] && in="$W/ad_long.jsonl" flags=(--max-num-seqs 16 --max-model-len 8192)
-        V=/tmp/vesta-base/bin/vesta gen320 "$in" "$W/ad${n}_base.jsonl" "$W/ad.log" "${flags[@]}"
-        gen320 "$in" "$W/ad${n}_this.jsonl" "$W/ad.log" "${flags[@]}"
-        summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/ad${n}_base.jsonl" "$W/ad${n}_this.jsonl" \
-            --label "prompts $n, base build vs this" | tee -a "$W/ad.log")")
-        summary+=("  output files: $(cmp -s "$W/ad${n}_base.jsonl" "$W/ad${n}_this.jsonl" && echo byte-identical || echo differ)")
+        same_ab "$in" "ad$n" "prompts $n, base build vs this" "${flags[@]}"
     done
     for v in base:/tmp/vesta-base/bin/kernel_bench this:"$B/bin/kernel_bench"; do
         IFS=: read -r name bin <<<"$v"
@@ -1130,11 +1138,7 @@ stage_alias() {
     for mode in greedy sampled; do
         local flags=()
         [ $mode = sampled ] && flags=(--temperature 1 --top-p 0.9 --frequency-penalty 0.5 --seed 7)
-        V=/tmp/vesta-base/bin/vesta gen320 "$W/al_prompts.jsonl" "$W/al_${mode}_base.jsonl" "$W/al.log" "${flags[@]}"
-        gen320 "$W/al_prompts.jsonl" "$W/al_${mode}_this.jsonl" "$W/al.log" "${flags[@]}"
-        summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/al_${mode}_base.jsonl" "$W/al_${mode}_this.jsonl" \
-            --label "320 prompts $mode, base build vs this" | tee -a "$W/al.log")")
-        summary+=("  output files: $(cmp -s "$W/al_${mode}_base.jsonl" "$W/al_${mode}_this.jsonl" && echo byte-identical || echo differ)")
+        same_ab "$W/al_prompts.jsonl" "al_$mode" "320 prompts $mode, base build vs this" "${flags[@]}"
     done
     m128=$(config_128k) || return
     ab_kv_128k
@@ -1182,11 +1186,7 @@ stage_wideab() {
 stage_same320() {
     base_unpack || return
     prompts320 "$W/same_prompts.jsonl"
-    V=/tmp/vesta-base/bin/vesta gen320 "$W/same_prompts.jsonl" "$W/same_base.jsonl" "$W/same.log"
-    gen320 "$W/same_prompts.jsonl" "$W/same_this.jsonl" "$W/same.log"
-    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/same_base.jsonl" "$W/same_this.jsonl" \
-        --label '320 prompts, this build vs the base build, one call' | tee -a "$W/same.log")")
-    summary+=("  output files: $(cmp -s "$W/same_base.jsonl" "$W/same_this.jsonl" && echo byte-identical || echo differ)")
+    same_ab "$W/same_prompts.jsonl" same '320 prompts, this build vs the base build, one call'
 }
 
 # The HTTP serving path at moderate load, the base build (.gpu/base.tar.xz with vesta,

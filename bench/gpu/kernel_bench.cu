@@ -320,19 +320,20 @@ struct green_split {
     }
 };
 
-/* Wall-clock median of 15 runs (after 3) of f, which queues work on the streams given; timed from
- * the first launch to the end of every stream's work, so concurrent streams count once. */
-static float wall_ms(const std::function<void()> &f, std::initializer_list<cudaStream_t> ss)
+/* Wall-clock median of 15 runs (after 3) of `reps` calls of f, which queues work on the streams
+ * given, per call; timed from the first launch to the end of every stream's work, so concurrent
+ * streams count once. */
+static float wall_ms(const std::function<void()> &f, std::initializer_list<cudaStream_t> ss, int reps = 1)
 {
     std::vector<float> t;
     for (int i = 0; i < 18; i++) {
         for (cudaStream_t s : ss) CK(cudaStreamSynchronize(s));
         auto t0 = std::chrono::steady_clock::now();
-        f();
+        for (int r = 0; r < reps; r++) f();
         for (cudaStream_t s : ss) CK(cudaStreamSynchronize(s));
         CK(cudaGetLastError());
         if (i >= 3)
-            t.push_back(std::chrono::duration<float, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            t.push_back(std::chrono::duration<float, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps);
     }
     std::sort(t.begin(), t.end());
     return t[t.size() / 2];
@@ -357,25 +358,18 @@ static void bench_partition_reads()
         for (auto &v : vs) {
             vk_attention_args a = att.a;
             a.sms = sms;
-            float ms = wall_ms(
-                           [&] {
-                               for (int l = 0; l < 8; l++) CK(vk_attention_v(&a, v.second, 2, st));
-                           },
-                           {st}) /
-                       8;
+            float ms = wall_ms([&] { CK(vk_attention_v(&a, v.second, 2, st)); }, {st}, 8);
             snprintf(name, sizeof name, "  %s on %d SMs", v.first, sms);
             report(name, ms, bytes, 0);
             printf("    %.1f GB/s per SM\n", bytes / (ms * 1e-3) / 1e9 / sms);
         }
         float ms = wall_ms(
-                       [&] {
-                           for (int l = 0; l < 8; l++)
-                               paged_read_kernel<8><<<dim3(8, 512, 1), 128, 0, st>>>(
-                                   (const uint4 *)att.a.k_cache, (const uint4 *)att.a.v_cache, att.a.block_tables, mbps,
-                                   640, 8, 1, sink);
-                       },
-                       {st}) /
-                   8;
+            [&] {
+                paged_read_kernel<8><<<dim3(8, 512, 1), 128, 0, st>>>((const uint4 *)att.a.k_cache,
+                                                                      (const uint4 *)att.a.v_cache, att.a.block_tables,
+                                                                      mbps, 640, 8, 1, sink);
+            },
+            {st}, 8);
         snprintf(name, sizeof name, "  paged read only on %d SMs", sms);
         report(name, ms, bytes, 0);
         printf("    %.1f GB/s per SM\n", bytes / (ms * 1e-3) / 1e9 / sms);
@@ -438,32 +432,19 @@ static void bench_overlap_green(cublasHandle_t cb, int hidden, int F)
     char name[200];
     for (int n : {1024, 2048, 4096}) {
         const double flops = 2.0 * n * 3.0 * F * hidden * layers, bytes = att.kv_bytes() * layers;
-        float m = wall_ms(
-            [&] {
-                for (int l = 0; l < layers; l++) mlp(n, s0, 0);
-            },
-            {s0});
-        float a = wall_ms(
-            [&] {
-                for (int l = 0; l < layers; l++) attn(s1, 0);
-            },
-            {s1});
-        float seq = wall_ms(
-            [&] {
-                for (int l = 0; l < layers; l++) {
-                    mlp(n, s0, 0);
-                    attn(s0, 0);
-                }
-            },
-            {s0});
-        float two = wall_ms(
-            [&] {
-                for (int l = 0; l < layers; l++) {
-                    mlp(n, s0, 0);
-                    attn(s1, 0);
-                }
-            },
-            {s0, s1});
+        /* each figure: `layers` layers, the median of their mean */
+        auto eight = [&](const std::function<void()> &f, std::initializer_list<cudaStream_t> ss) {
+            return layers * wall_ms(f, ss, layers);
+        };
+        float m = eight([&] { mlp(n, s0, 0); }, {s0});
+        float a = eight([&] { attn(s1, 0); }, {s1});
+        /* a layer: the products on stream sm (cuBLAS told smt SMs), then the attention on sa (sas SMs) */
+        auto layer = [&](cudaStream_t sm, int smt, cudaStream_t sa, int sas) {
+            mlp(n, sm, smt);
+            attn(sa, sas);
+        };
+        float seq = eight([&] { layer(s0, 0, s0, 0); }, {s0});
+        float two = eight([&] { layer(s0, 0, s1, 0); }, {s0, s1});
         snprintf(name, sizeof name, "green n=%d all SMs: mlp alone x%d", n, layers);
         report(name, m, 0, flops);
         report("  attention 512 x 640 alone", a, bytes, 0);
@@ -476,24 +457,9 @@ static void bench_overlap_green(cublasHandle_t cb, int hidden, int F)
                 continue;
             }
             const int sa = g.sms[0], sm = g.sms[1];
-            float ga = wall_ms(
-                [&] {
-                    for (int l = 0; l < layers; l++) attn(g.s[0], sa);
-                },
-                {g.s[0]});
-            float gm = wall_ms(
-                [&] {
-                    for (int l = 0; l < layers; l++) mlp(n, g.s[1], sm);
-                },
-                {g.s[1]});
-            float both = wall_ms(
-                [&] {
-                    for (int l = 0; l < layers; l++) {
-                        mlp(n, g.s[1], sm);
-                        attn(g.s[0], sa);
-                    }
-                },
-                {g.s[0], g.s[1]});
+            float ga = eight([&] { attn(g.s[0], sa); }, {g.s[0]});
+            float gm = eight([&] { mlp(n, g.s[1], sm); }, {g.s[1]});
+            float both = eight([&] { layer(g.s[1], sm, g.s[0], sa); }, {g.s[0], g.s[1]});
             snprintf(name, sizeof name, "  green: attention on %d SMs alone", sa);
             report(name, ga, bytes, 0);
             snprintf(name, sizeof name, "  green: mlp on %d SMs alone", sm);
