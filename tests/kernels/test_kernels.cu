@@ -445,6 +445,10 @@ static void test_attention(vk_dtype dt)
     run_attention_case(dt, 32, 8, 128, 16, {{32, 4128}, {31, 9000}, {96, 600}}, "prefix-hits");
     /* a block size that is not a power of two (the kernels' gathers divide instead of shifting) */
     run_attention_case(dt, 32, 8, 128, 12, {{1, 700}, {100, 1124}, {32, 2000}, {1, 13}}, "block-size-12");
+    /* blocks smaller than the rows between a decode thread's copies (version 5 steps a row's
+     * block more than once) and of one slot; decode rows over many ranges */
+    run_attention_case(dt, 32, 8, 128, 4, {{1, 700}, {100, 1124}, {1, 5000}, {1, 13}}, "block-size-4");
+    run_attention_case(dt, 32, 8, 128, 1, {{1, 300}, {20, 257}, {1, 2100}}, "block-size-1");
     /* blocks of 32 slots: the wgmma kernel's tensor copies take 32 slots at a time */
     run_attention_case(dt, 32, 8, 128, 32, {{32, 2000}, {100, 1124}, {1, 700}, {45, 45}}, "block-size-32");
 }
