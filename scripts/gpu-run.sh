@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, green, b1budget, v7prof, addrab, addrbench, v7var, v7swz, v7rule, v5loop, devpart, devbench, alias, tp2wide, widencu, wg, wgall (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, green, b1budget, v7prof, addrab, addrbench, v7var, v7swz, v7rule, v5loop, devpart, devbench, alias, tp2wide, widencu, wg, wgall, resadd, resbench, partgemm (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -269,16 +269,21 @@ gen320() {
 }
 
 # same_ab PROMPTS TAG LABEL [engine flags]: the base build (/tmp/vesta-base) and this one on the
-# same prompts in one call (gen320), compared token by token and byte by byte (summary).
+# same prompts in one call (gen320), compared token by token and byte by byte (summary); with
+# AB_RULE=--top5 by the top-5 rule instead (top5_ab).
 same_ab() {
-    local prompts=$1 tag=$2 label=$3
+    local prompts=$1 tag=$2 label=$3 rule=${AB_RULE:---same}
     shift 3
     V=/tmp/vesta-base/bin/vesta gen320 "$prompts" "$W/${tag}_base.jsonl" "$W/$tag.log" "$@"
     gen320 "$prompts" "$W/${tag}_this.jsonl" "$W/$tag.log" "$@"
-    summary+=("$(python3 bench/gpu/compare_e2e.py --same "$W/${tag}_base.jsonl" "$W/${tag}_this.jsonl" \
+    summary+=("$(python3 bench/gpu/compare_e2e.py "$rule" "$W/${tag}_base.jsonl" "$W/${tag}_this.jsonl" \
         --label "$label" | tee -a "$W/$tag.log")")
+    [ "$rule" = --same ] || return 0
     summary+=("  output files: $(cmp -s "$W/${tag}_base.jsonl" "$W/${tag}_this.jsonl" && echo byte-identical || echo differ)")
 }
+# top5_ab PROMPTS TAG LABEL [engine flags]: same_ab by the top-5 rule, for builds whose arithmetic
+# differs.
+top5_ab() { AB_RULE=--top5 same_ab "$@"; }
 
 # vs_ref320 TAG: the 320 prompts with this build (into $W/TAG.jsonl, log $W/TAG.log) against an
 # earlier build's tokens (.gpu/ref320.jsonl, carried) by the top-5 rule (summary).
@@ -1475,6 +1480,47 @@ stage_base() {
 # B1-B4 of this build against the base build alone (no kernel rows).
 stage_baseab() { base_unpack && VESTA_AB_B4=1 ab_bench; }
 
+# The residual add in the O and down products' epilogue (cuBLAS's beta = 1 where it computes them:
+# cuda_gemm_adds; VESTA_RESIDUAL_ADD, session 17) against the base build (.gpu/base.tar.xz, the
+# add in the norm kernel): every kernel test; the 320 prompts by the top-5 rule at 1,024 sequences
+# (every step on cuBLAS), at 16 and at 2 (decode steps on vk_gemm_stream / vk_gemv, which store;
+# the prompts' steps add). Stage resbench: B1-B4 interleaved, two rounds, and B1 eager and
+# profiled with each build (the norms' share; profile_base.txt, profile_this.txt).
+stage_resadd() {
+    local n rc v name bin
+    timeout 300 "$B/bin/test_kernels" all >"$OUT/kernels.log" 2>&1
+    rc=$?
+    summary+=("kernel tests: $(tail -1 "$OUT/kernels.log") (rc $rc)")
+    timeout 200 "$B/bin/test_gemm_stream" >"$OUT/gemm_stream_test.log" 2>&1
+    rc=$?
+    summary+=("vk_gemm_stream tests: $(tail -1 "$OUT/gemm_stream_test.log") (rc $rc)")
+    base_unpack || return
+    prompts320 "$W/ra_prompts.jsonl"
+    for n in 1024 16 2; do
+        top5_ab "$W/ra_prompts.jsonl" "ra$n" "320 prompts at $n sequences, base build vs this" --max-num-seqs $n
+    done
+}
+stage_resbench() {
+    local v name bin
+    base_unpack || return
+    VESTA_AB_B4=1 ab_bench
+    for v in base:/tmp/vesta-base/bin/vesta this:"$V"; do
+        IFS=: read -r name bin <<<"$v"
+        V=$bin VESTA_BENCH_DUMMY=1 VESTA_PROFILE=1 vb "b1prof_$name" throughput --num-prompts 512 --input-len 512 \
+            --output-len 256 --max-model-len 1024 --enforce-eager >/dev/null
+        awk -v t="-- vesta bench b1prof_$name" 'index($0, t) == 1 {f = 1; next} /^-- vesta bench/ {f = 0}
+            f && /cuda: profile/' "$W/bench.log" >"$OUT/profile_$name.txt"
+        summary+=("B1 eager profiled, $name: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+    done
+}
+
+# A prefill chunk's MLP products on a green partition with cuBLASLt's candidates timed there,
+# beside B1's decode attention on the other SMs (kernel_bench VESTA_KB_GREEN=gemm; session 17).
+stage_partgemm() {
+    VESTA_KB_GREEN=gemm timeout 400 "$B/bin/kernel_bench" "$OUT/partgemm.csv" >"$OUT/partgemm.txt" 2>&1
+    summary+=("partition gemm rows: rc $? ($(grep -c 'saved' "$OUT/partgemm.txt") pairs; partgemm.txt)")
+}
+
 # The prefill tile order: longest first (VESTA_PREFILL_ORDER=1, the default) against sequence by
 # sequence (0) on kernel_bench's prefill rows (interleaved there), then B3, B4 and B1 interleaved,
 # two rounds.
@@ -1802,6 +1848,9 @@ run)
         e2e) stage_e2e ;;
         small) stage_small ;;
         e2e8b) stage_e2e_8b ;;
+        resadd) stage_resadd ;;
+        resbench) stage_resbench ;;
+        partgemm) stage_partgemm ;;
         invariant) stage_invariant ;;
         invariant-real) stage_invariant_real ;;
         invariant-bench) stage_invariant_bench ;;

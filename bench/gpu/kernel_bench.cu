@@ -3,6 +3,7 @@
  * over several input sets where the data would fit in L2. Reports achieved GB/s (bytes that must
  * move: inputs read once, outputs written once) or TFLOP/s. Correctness is checked by
  * tests/kernels (scripts/gpu-run.sh runs it first). Usage: kernel_bench [csv-file] */
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda.h>
 
@@ -392,6 +393,163 @@ static void bench_partition_reads()
     cudaFree(sink);
 }
 
+/* One product y[n][out] = x[n][in] . w[out][in]^T through cuBLASLt with the fastest of its first 16
+ * candidates for `sms` SMs (CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET), each timed on stream `s`, so
+ * on a green partition the pick is made on the SMs it will run on. */
+struct lt_pick {
+    cublasLtHandle_t lt = nullptr;
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+    cublasLtMatmulAlgo_t algo = {};
+    const void *x, *w;
+    void *y, *ws;
+    size_t wsb;
+    float ms = -1; /* the pick's time: median of wall_ms */
+
+    lt_pick(cublasLtHandle_t h, int n, int in, int out, const void *x_, const void *w_, void *y_, void *ws_,
+            size_t wsb_, int sms, cudaStream_t s)
+        : lt(h), x(x_), w(w_), y(y_), ws(ws_), wsb(wsb_)
+    {
+        const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+        const int32_t target = sms;
+        cublasLtMatmulPreference_t pref = nullptr;
+        cublasLtMatmulHeuristicResult_t cand[16];
+        int found = 0;
+        if (cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) ||
+            cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) ||
+            cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) ||
+            cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET, &target, sizeof target) ||
+            cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, in, out, in) ||
+            cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, in, n, in) ||
+            cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, out, n, out) || cublasLtMatmulPreferenceCreate(&pref) ||
+            cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb) ||
+            cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 16, cand, &found)) {
+            fprintf(stderr, "cublasLt setup failed\n");
+            exit(1);
+        }
+        cublasLtMatmulPreferenceDestroy(pref);
+        for (int i = 0; i < found; i++) {
+            if (cand[i].state != CUBLAS_STATUS_SUCCESS) continue;
+            algo = cand[i].algo;
+            const float t = wall_ms([&] { run(s); }, {s}, 3);
+            if (ms < 0 || t < ms) ms = t, best = i;
+        }
+        if (best < 0) {
+            fprintf(stderr, "cublasLt: no candidate ran\n");
+            exit(1);
+        }
+        algo = cand[best].algo;
+    }
+    ~lt_pick()
+    {
+        for (cublasLtMatrixLayout_t l : {la, lb, lc})
+            if (l) cublasLtMatrixLayoutDestroy(l);
+        if (desc) cublasLtMatmulDescDestroy(desc);
+    }
+    void run(cudaStream_t s) const
+    {
+        const float alpha = 1, beta = 0;
+        if (cublasLtMatmul(lt, desc, &alpha, w, la, x, lb, &beta, y, lc, y, lc, &algo, ws, wsb, s) !=
+            CUBLAS_STATUS_SUCCESS) {
+            fprintf(stderr, "cublasLtMatmul failed\n");
+            exit(1);
+        }
+    }
+
+  private:
+    int best = -1;
+};
+
+/* Run 167: cuBLAS told 116 of 132 SMs (cublasSetSmCountTarget) ran a prefill chunk's MLP 30-43 %
+ * slower than on all of them, where 12 % would be proportional. Is that its picks or the
+ * partition? Eight layers of gate|up + down at n tokens through cuBLASLt, the candidates timed on
+ * the partition itself (lt_pick), beside B1's decode attention (production and version 7's
+ * 12-warp variant 3) on the other SMs. */
+static void bench_partition_gemm(int hidden, int F)
+{
+    const int layers = 8, v3 = VK_DECODE_V7_VARIANT_BASE + 3;
+    const size_t wsb = (size_t)64 << 20;
+    cublasLtHandle_t lt;
+    if (cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "cublasLtCreate failed\n");
+        exit(1);
+    }
+    auto dmem = [](size_t bytes) {
+        void *p;
+        CK(cudaMalloc(&p, bytes));
+        return p;
+    };
+    void *ws = dmem(wsb);
+    cudaStream_t s0;
+    CK(cudaStreamCreateWithFlags(&s0, cudaStreamNonBlocking));
+    attn_case att(512, 1, 640, 8, true, false, false, false, 0);
+    const int nmax = 2048;
+    void *x = dalloc_rand((size_t)nmax * hidden, 1), *wgu = dalloc_rand((size_t)2 * F * hidden, 2);
+    void *wd = dalloc_rand((size_t)hidden * F, 3), *act = dalloc_rand((size_t)nmax * F, 4);
+    void *y = dmem((size_t)nmax * 2 * F * 2), *y2 = dmem((size_t)nmax * hidden * 2);
+    int all = 0;
+    CK(cudaDeviceGetAttribute(&all, cudaDevAttrMultiProcessorCount, 0));
+    auto attn = [&](cudaStream_t st, int sms, int v) {
+        vk_attention_args a = att.a;
+        a.sms = sms;
+        CK(vk_attention_v(&a, v, 2, st));
+    };
+    auto mlp = [](const lt_pick &gu, const lt_pick &dn, cudaStream_t st) {
+        gu.run(st);
+        dn.run(st);
+    };
+    auto eight = [&](const std::function<void()> &f, std::initializer_list<cudaStream_t> ss) {
+        return layers * wall_ms(f, ss, layers);
+    };
+    char name[200];
+    for (int n : {1024, 2048}) {
+        const double flops = 2.0 * n * 3.0 * F * hidden * layers, bytes = att.kv_bytes() * layers;
+        lt_pick gu_all(lt, n, hidden, 2 * F, x, wgu, y, ws, wsb, all, s0);
+        lt_pick dn_all(lt, n, F, hidden, act, wd, y2, ws, wsb, all, s0);
+        const float m = eight([&] { mlp(gu_all, dn_all, s0); }, {s0});
+        const float seq = eight(
+            [&] {
+                mlp(gu_all, dn_all, s0);
+                attn(s0, 0, 0);
+            },
+            {s0});
+        snprintf(name, sizeof name, "partition gemm n=%d: mlp x%d, cuBLASLt picked on all %d SMs", n, layers, all);
+        report(name, m, 0, flops);
+        report("  with the attention one after the other", seq, bytes, flops);
+        for (int want : {16, 24, 32, 48}) {
+            green_split g;
+            if (!g.create(want)) {
+                printf("  green split of %d SMs: not available\n", want);
+                continue;
+            }
+            const int sa = g.sms[0], sm = g.sms[1];
+            lt_pick gu(lt, n, hidden, 2 * F, x, wgu, y, ws, wsb, sm, g.s[1]);
+            lt_pick dn(lt, n, F, hidden, act, wd, y2, ws, wsb, sm, g.s[1]);
+            const float gm = eight([&] { mlp(gu, dn, g.s[1]); }, {g.s[1]});
+            snprintf(name, sizeof name, "  mlp on %d SMs, picked there", sm);
+            report(name, gm, 0, flops);
+            printf("    %.2fx the all-SM time (%.2fx would be proportional)\n", gm / m, (double)all / sm);
+            for (int v : {0, v3}) {
+                const float ga = eight([&] { attn(g.s[0], sa, v); }, {g.s[0]});
+                const float both = eight(
+                    [&] {
+                        mlp(gu, dn, g.s[1]);
+                        attn(g.s[0], sa, v);
+                    },
+                    {g.s[0], g.s[1]});
+                snprintf(name, sizeof name, "  attention %s on %d SMs alone", v ? "v7 variant 3" : "production", sa);
+                report(name, ga, bytes, 0);
+                report("  both at once", both, bytes, flops);
+                printf("  %d + %d SMs, %s: %.1f %% of one-after-the-other saved\n", sa, sm,
+                       v ? "variant 3" : "production", 100.0 * (seq - both) / seq);
+            }
+        }
+    }
+    for (void *p : {ws, x, wgu, wd, act, y, y2}) cudaFree(p);
+    cudaStreamDestroy(s0);
+    cublasLtDestroy(lt);
+}
+
 /* Can the decode attention's memory traffic hide under a prefill chunk's products when each gets
  * its own SMs? (Run 139: on shared SMs the two serialise.) Eight "layers", each a prefill chunk's
  * MLP products (gate|up then down, cuBLAS, n tokens) and B1's decode attention (512 sequences over
@@ -639,7 +797,12 @@ int main(int argc, char **argv) {
         bench_overlap(cb, hidden, F);
         return finish();
     }
-    if (getenv("VESTA_KB_GREEN")) { /* only the SM-partitioned rows (=reads: only what an SM reads) */
+    if (getenv("VESTA_KB_GREEN")) { /* only the SM-partitioned rows (=reads: only what an SM reads;
+                                     * =gemm: only the products picked on a partition) */
+        if (strcmp(getenv("VESTA_KB_GREEN"), "gemm") == 0) {
+            bench_partition_gemm(hidden, F);
+            return finish();
+        }
         bench_partition_reads();
         if (strcmp(getenv("VESTA_KB_GREEN"), "reads") != 0) bench_overlap_green(cb, hidden, F);
         return finish();

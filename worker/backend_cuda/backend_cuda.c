@@ -507,7 +507,9 @@ static size_t plan_activations(cuda_backend *be, char *base)
     const size_t T = (size_t)be->max_tokens, S = (size_t)be->max_seqs;
     A(be->x, T * be->Hd * 2);
     A(be->h, T * be->Hd * 2);
-    A(be->tmp, T * be->Hd * 2);
+    /* the O and down products' rows where they do not add them to x (cuda_gemm_adds) */
+    const size_t tmp_rows = be->residual_add && T > CUDA_SMALL_ROWS ? CUDA_SMALL_ROWS : T;
+    A(be->tmp, tmp_rows * be->Hd * 2);
     /* Three groups whose lives do not meet share one region: q|k|v and the attention output
      * (a layer's QKV product to its O product), gate|up and the SiLU output (its gate|up product
      * to its down product), the logits and the sampler's work (the LM head, sampling and the
@@ -527,7 +529,7 @@ static size_t plan_activations(cuda_backend *be, char *base)
     }
     off += att > mlp ? (att > post ? att : post) : (mlp > post ? mlp : post);
     A(be->sx, S * be->Hd * 2);
-    A(be->stmp, S * be->Hd * 2);
+    A(be->stmp, (S < tmp_rows ? S : tmp_rows) * be->Hd * 2);
     A(be->sh, S * be->Hd * 2);
     A(be->attn_scratch, vk_attention_scratch_bytes(be->max_seqs, be->H, be->D, be->max_blocks * be->opts.block_size));
     if (be->comm) {
@@ -754,6 +756,12 @@ static vesta_backend *create(const vesta_model_file *mf, const vesta_backend_opt
     if (be->prefill_wide == VK_WIDE_WGMMA && !wgmma) be->prefill_wide = VK_WIDE_MMA;
     if (!be->prefill_group || opts->batch_invariant || !vk_prefill_wide_supported(be->D)) be->prefill_wide = 0;
     be->batch_invariant = opts->batch_invariant;
+    /* VESTA_RESIDUAL_ADD=0|1: where cuBLAS computes them (cuda_gemm_adds), the O and down products
+     * add their rows to the residual stream in their epilogue (1, the default; one rounding of the
+     * sum, and the norm after them reads one row instead of two and writes one instead of two), or
+     * store them for the norm kernel to add (0). Not under TP, where the rows are summed over the
+     * ranks first, nor in batch-invariant mode, whose products store only. */
+    be->residual_add = env_int("VESTA_RESIDUAL_ADD", 1, 0, 1) && !be->comm && !opts->batch_invariant;
     if (cuda_profile_init(be, err) != VESTA_OK) goto fail_quiet;
 
     /* RoPE frequencies, computed on the host the way HF does. */

@@ -8,10 +8,10 @@
 #define K(call) CU(call)
 #define MARK(cat) cuda_profile_mark(be, CUDA_PROF_##cat)
 
-static vesta_status gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y, bool f32out,
-                         vesta_error *err)
+static vesta_status gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y,
+                         cuda_gemm_out mode, vesta_error *err)
 {
-    return cuda_gemm(be, x, n, in, w, out, y, f32out, err);
+    return cuda_gemm(be, x, n, in, w, out, y, mode, err);
 }
 
 /* Tensor parallelism: the peer-to-peer all-reduce's context when it takes `bytes` per rank
@@ -40,10 +40,24 @@ fail:
     return VESTA_ERR_BACKEND;
 }
 
-/* x += the sum over ranks of tmp (tmp alone without TP); h = RMSNorm(x) * w. One kernel where
- * the peer-to-peer all-reduce takes the rows: the same bits as the two steps. */
+/* Where the O and down products of n rows put them: added to the residual stream x in their
+ * epilogue (cuda_gemm_adds), or into tmp for reduce_add_norm to add. */
+static void *residual_out(const cuda_backend *be, int n) { return cuda_gemm_adds(be, n) ? be->x : be->tmp; }
+static cuda_gemm_out residual_mode(const cuda_backend *be, int n)
+{
+    return cuda_gemm_adds(be, n) ? CUDA_GEMM_ADD : CUDA_GEMM_STORE;
+}
+
+/* x += the sum over ranks of tmp (tmp alone without TP; nothing where the product added its rows
+ * already); h = RMSNorm(x) * w. One kernel where the peer-to-peer all-reduce takes the rows: the
+ * same bits as the two steps. */
 static vesta_status reduce_add_norm(cuda_backend *be, int n, const void *w, float eps, vesta_error *err)
 {
+    if (cuda_gemm_adds(be, n)) {
+        K(vk_add_rmsnorm(VK_BF16, be->h, be->x, NULL, w, n, be->Hd, eps, be->kernel_pdl, be->stream));
+        MARK(NORM);
+        return VESTA_OK;
+    }
     const size_t elems = (size_t)n * (size_t)be->Hd;
     const vk_allreduce_ctx *p2p = be->comm ? p2p_for(be, elems * 2) : NULL;
     if (p2p) {
@@ -67,7 +81,7 @@ fail:
 static vesta_status lm_head_tp(cuda_backend *be, int n, vesta_error *err)
 {
     const int V = be->V, Vr = be->Vr;
-    if (gemm(be, be->sh, n, be->Hd, be->lm_head, Vr, be->lslice, true, err)) return VESTA_ERR_BACKEND;
+    if (gemm(be, be->sh, n, be->Hd, be->lm_head, Vr, be->lslice, CUDA_GEMM_F32, err)) return VESTA_ERR_BACKEND;
     const size_t part = (size_t)n * (size_t)Vr;
     if (vesta_tp_comm_all_gather(be->comm, be->lslice, part, be->gathered, err) != VESTA_OK) return VESTA_ERR_BACKEND;
     for (int r = 0; r < be->shard.size; r++) {
@@ -98,7 +112,7 @@ static vesta_status layer_forward(cuda_backend *be, int l, int n, vk_attention_a
         K(vk_add_rmsnorm(VK_BF16, be->h, be->x, NULL, y->ln1, n, Hd, eps, be->kernel_pdl, s));
         MARK(NORM);
     }
-    if (gemm(be, be->h, n, Hd, y->wqkv, be->W, be->qkv, false, err)) return VESTA_ERR_BACKEND;
+    if (gemm(be, be->h, n, Hd, y->wqkv, be->W, be->qkv, CUDA_GEMM_STORE, err)) return VESTA_ERR_BACKEND;
     MARK(QKV);
     a->k_cache = kcache(be, l, 0);
     a->v_cache = kcache(be, l, 1);
@@ -107,14 +121,15 @@ static vesta_status layer_forward(cuda_backend *be, int l, int n, vk_attention_a
     MARK(ROPE);
     K(vk_attention_v(a, be->decode_attention, 2, s));
     MARK(ATTN);
-    if (gemm(be, be->attn, n, qd, y->wo, Hd, be->tmp, false, err)) return VESTA_ERR_BACKEND;
+    if (gemm(be, be->attn, n, qd, y->wo, Hd, residual_out(be, n), residual_mode(be, n), err)) return VESTA_ERR_BACKEND;
     MARK(O);
     if (reduce_add_norm(be, n, y->ln2, eps, err)) return VESTA_ERR_BACKEND; /* o_proj's rows split under TP */
-    if (gemm(be, be->h, n, Hd, y->wgu, 2 * be->F, be->gu, false, err)) return VESTA_ERR_BACKEND;
+    if (gemm(be, be->h, n, Hd, y->wgu, 2 * be->F, be->gu, CUDA_GEMM_STORE, err)) return VESTA_ERR_BACKEND;
     MARK(GU);
     K(vk_silu_and_mul(VK_BF16, be->act, be->gu, n, be->F, be->kernel_pdl, s));
     MARK(SILU);
-    if (gemm(be, be->act, n, be->F, y->wdown, Hd, be->tmp, false, err)) return VESTA_ERR_BACKEND;
+    if (gemm(be, be->act, n, be->F, y->wdown, Hd, residual_out(be, n), residual_mode(be, n), err))
+        return VESTA_ERR_BACKEND;
     MARK(DOWN);
     /* down's rows split under TP; the next layer's input norm here; after the last layer the final
      * norm takes only the sampled rows (cuda_forward) */
@@ -170,13 +185,14 @@ vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, in
     a.decode_only = ntok == nseq; /* every sequence one query token */
     for (int l = 0; l < be->L; l++)
         if (layer_forward(be, l, ntok, &a, eps, err)) return VESTA_ERR_BACKEND;
-    if (nsamples > 0) {
+    if (nsamples > 0) { /* the final norm of the sampled rows only (their last product's rows added) */
+        const bool added = cuda_gemm_adds(be, ntok);
         K(vk_gather_rows(be->sx, be->x, be->m.sample_idx, nsamples, Hd, 2, s));
-        K(vk_gather_rows(be->stmp, be->tmp, be->m.sample_idx, nsamples, Hd, 2, s));
-        K(vk_add_rmsnorm(VK_BF16, be->sh, be->sx, be->stmp, be->final_norm, nsamples, Hd, eps, 0, s));
+        if (!added) K(vk_gather_rows(be->stmp, be->tmp, be->m.sample_idx, nsamples, Hd, 2, s));
+        K(vk_add_rmsnorm(VK_BF16, be->sh, be->sx, added ? NULL : be->stmp, be->final_norm, nsamples, Hd, eps, 0, s));
         if (be->comm) {
             if (lm_head_tp(be, nsamples, err)) return VESTA_ERR_BACKEND;
-        } else if (gemm(be, be->sh, nsamples, Hd, be->lm_head, be->V, be->logits, true, err)) {
+        } else if (gemm(be, be->sh, nsamples, Hd, be->lm_head, be->V, be->logits, CUDA_GEMM_F32, err)) {
             return VESTA_ERR_BACKEND;
         }
         MARK(HEAD);

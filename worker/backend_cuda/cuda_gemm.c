@@ -22,7 +22,7 @@
 #include "cuda_internal.h"
 #include "gemm_cache.h"
 
-#define TUNE_CANDIDATES 8
+#define TUNE_CANDIDATES 8 /* asked for 32 or 64, cuBLASLt offers no more for these shapes (run 173) */
 #define TUNE_REPS 3
 #define TUNE_WIN 0.98f /* a candidate replaces the default only when at least 2 % faster */
 
@@ -38,9 +38,9 @@ static cuda_gemm_algo *algo_find(cuda_backend *be, int n, int in, int out, bool 
 }
 
 static vesta_status gemm_default(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y,
-                                 bool f32out, vesta_error *err)
+                                 bool f32out, float beta, vesta_error *err)
 {
-    const float alpha = 1.0f, beta = 0.0f;
+    const float alpha = 1.0f;
     CB(cublasGemmEx(be->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &alpha, w, CUDA_R_16BF, in, x, CUDA_R_16BF, in,
                     &beta, y, f32out ? CUDA_R_32F : CUDA_R_16BF, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return VESTA_OK;
@@ -48,10 +48,10 @@ fail:
     return VESTA_ERR_BACKEND;
 }
 
-vesta_status cuda_gemm_lt(cuda_backend *be, const cuda_gemm_algo *a, const void *x, const void *w, void *y,
+vesta_status cuda_gemm_lt(cuda_backend *be, const cuda_gemm_algo *a, const void *x, const void *w, void *y, float beta,
                           vesta_error *err)
 {
-    const float alpha = 1.0f, beta = 0.0f;
+    const float alpha = 1.0f;
     CB(cublasLtMatmul(be->lt, a->f32 ? be->lt_desc_f32 : be->lt_desc, &alpha, w, a->la, x, a->lb, &beta, y, a->lc, y,
                       a->lc, &a->algo, be->blas_ws, be->blas_ws_bytes, be->stream));
     return VESTA_OK;
@@ -66,9 +66,17 @@ bool cuda_gemm_streams(const cuda_backend *be, int n)
     return n > VK_GEMV_MAX_N || be->gemm_stream == 2;
 }
 
-vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y, bool f32out,
-                       vesta_error *err)
+bool cuda_gemm_adds(const cuda_backend *be, int n)
 {
+    return be->residual_add && n > VK_GEMV_MAX_N && !cuda_gemm_streams(be, n);
+}
+
+vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y,
+                       cuda_gemm_out mode, vesta_error *err)
+{
+    const bool f32out = mode == CUDA_GEMM_F32;
+    if (mode == CUDA_GEMM_ADD && !cuda_gemm_adds(be, n))
+        return vesta_error_set(err, VESTA_ERR_BACKEND, "cuda: a product of %d rows cannot add into y here", n);
     if (be->batch_invariant) return cuda_gemm_invariant_run(be, x, n, in, w, out, y, f32out, err);
     if (cuda_gemm_streams(be, n)) { /* VESTA_GEMM_STREAM; by default version 3 at 5-48 rows */
         const int variant = be->gemm_stream == 1 || be->gemm_stream == 2 ? 0 : VK_GEMM_STREAM_TMA;
@@ -80,9 +88,12 @@ vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const voi
         CU(vk_gemv(VK_BF16, f32out, y, x, w, n, in, out, be->gemm_pdl, be->stream));
         return VESTA_OK;
     }
+    /* CUDA_GEMM_ADD: beta = 1 with C = D = y, which cuBLAS(Lt) computes in place: the sum in fp32,
+     * rounded once */
+    const float beta = mode == CUDA_GEMM_ADD ? 1.0f : 0.0f;
     const cuda_gemm_algo *a = algo_find(be, n, in, out, f32out);
-    if (a && a->use_lt) return cuda_gemm_lt(be, a, x, w, y, err);
-    return gemm_default(be, x, n, in, w, out, y, f32out, err);
+    if (a && a->use_lt) return cuda_gemm_lt(be, a, x, w, y, beta, err);
+    return gemm_default(be, x, n, in, w, out, y, f32out, beta, err);
 fail:
     return VESTA_ERR_BACKEND;
 }
@@ -103,7 +114,8 @@ static float time_one(cuda_backend *be, const cuda_gemm_algo *a, const void *x, 
     float ms[TUNE_REPS];
     for (int r = -1; r < TUNE_REPS; r++) {
         if (r >= 0 && cudaEventRecord(t->e0, be->stream) != cudaSuccess) return -1.0f;
-        vesta_status st = a ? cuda_gemm_lt(be, a, x, w, y, err) : gemm_default(be, x, n, in, w, out, y, f32, err);
+        vesta_status st =
+            a ? cuda_gemm_lt(be, a, x, w, y, 0.0f, err) : gemm_default(be, x, n, in, w, out, y, f32, 0.0f, err);
         if (st != VESTA_OK) {
             cudaStreamSynchronize(be->stream);
             return -1.0f;
@@ -227,9 +239,10 @@ static vesta_status tune_n(cuda_backend *be, int n, tune_ctx *t, float *def_ms, 
     const int Hd = be->Hd, qd = be->H * be->D;
     float d = 0, b = 0;
     vesta_status st = tune_shape(be, n, Hd, be->h, y->wqkv, be->W, be->qkv, false, t, &d, &b, err);
-    if (!st) st = tune_shape(be, n, qd, be->attn, y->wo, Hd, be->tmp, false, t, &d, &b, err);
+    void *res = cuda_gemm_adds(be, n) ? be->x : be->tmp; /* the O and down products' rows (cuda_forward.c) */
+    if (!st) st = tune_shape(be, n, qd, be->attn, y->wo, Hd, res, false, t, &d, &b, err);
     if (!st) st = tune_shape(be, n, Hd, be->h, y->wgu, 2 * be->F, be->gu, false, t, &d, &b, err);
-    if (!st) st = tune_shape(be, n, be->F, be->act, y->wdown, Hd, be->tmp, false, t, &d, &b, err);
+    if (!st) st = tune_shape(be, n, be->F, be->act, y->wdown, Hd, res, false, t, &d, &b, err);
     float hd = 0, hb = 0; /* LM head: once per step, not per layer */
     if (!st && n <= be->max_seqs)
         st = tune_shape(be, n, Hd, be->sh, be->lm_head, be->comm ? be->Vr : be->V, be->comm ? be->lslice : be->logits,

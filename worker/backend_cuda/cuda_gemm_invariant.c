@@ -92,7 +92,7 @@ static vesta_status run_rows(cuda_backend *be, cuda_gemm_algo *a, const inv_shap
                              void *host, vesta_error *err)
 {
     const size_t row = (size_t)sh->out * (sh->f32 ? 4 : 2);
-    if (cuda_gemm_lt(be, a, (const char *)sh->x + (size_t)off * sh->in * 2, sh->w, sh->y, err) != VESTA_OK)
+    if (cuda_gemm_lt(be, a, (const char *)sh->x + (size_t)off * sh->in * 2, sh->w, sh->y, 0.0f, err) != VESTA_OK)
         return VESTA_ERR_BACKEND;
     CU(cudaMemcpyAsync(host, sh->y, row * (size_t)copy, cudaMemcpyDeviceToHost, be->stream));
     CU(cudaStreamSynchronize(be->stream));
@@ -269,7 +269,7 @@ vesta_status cuda_gemm_invariant_run(cuda_backend *be, const void *x, int n, int
         while (b < CUDA_INV_BANDS - 1 && n > band_limit[b]) b++;
         if (!set_cols(&k[b], n))
             return vesta_error_set(err, VESTA_ERR_BACKEND, "cublasLt: layout of a %d-row product", n);
-        return cuda_gemm_lt(be, &k[b], x, w, y, err);
+        return cuda_gemm_lt(be, &k[b], x, w, y, 0.0f, err);
     }
     return vesta_error_set(err, VESTA_ERR_BACKEND, "cuda: batch-invariant product %d x %d x %d has no kernel", n, in,
                            out);

@@ -79,6 +79,9 @@ typedef enum cuda_prof_class {
  * sequences +2.0 / +1.5 / +1.5 %, B4's 32-row step 0.35 ms faster, level at 64 (run 106); before
  * that chaining it won only up to 16 rows (runs 67-73). cuBLAS keeps larger steps. */
 #define CUDA_GEMM_STREAM_AUTO_MAX_N 48
+/* The most rows the streaming kernels take (vk_gemm_stream's bound; vk_gemv's is lower): with
+ * residual_add, tmp and stmp hold only this many (cuda_gemm_adds). */
+#define CUDA_SMALL_ROWS VK_GEMM_STREAM_MAX_N
 
 /* A product shape tuned at start-up (cuda_gemm.c): n rows of `in` against an [out][in] weight. */
 typedef struct cuda_gemm_algo {
@@ -134,6 +137,10 @@ typedef struct cuda_backend {
     /* batch-invariant mode (opts.batch_invariant, cuda_gemm_invariant.c): per weight shape, kernels
      * for bands of n checked at start-up to give a row the same bits at any n */
     bool batch_invariant;
+    /* VESTA_RESIDUAL_ADD (backend_cuda.c): where cuBLAS computes them (cuda_gemm_adds), the O and
+     * down products add into x instead of storing into tmp, which then holds only the rows of the
+     * steps the streaming kernels take (CUDA_SMALL_ROWS, as stmp) */
+    bool residual_add;
     cuda_gemm_algo inv[CUDA_INV_SHAPES][CUDA_INV_BANDS];
     int num_inv;
 
@@ -213,19 +220,28 @@ void cuda_tp_local_ids(const cuda_backend *be, int32_t *ids, int n);
  * a partly initialised backend). tune: times the candidates for each n of ns[] (after the weights
  * and activations exist; overwrites the activations). cuda_gemm: one product on the backend's
  * stream: vk_gemm_stream or vk_gemv for small n (cuda_gemm_streams), else the tuned pick or
- * cuBLAS's default. */
+ * cuBLAS's default. mode: y = the product in bf16 (STORE) or fp32 (F32), or y += it (ADD: cuBLAS's
+ * beta = 1, the sum in fp32 rounded once), which only products of n rows where cuda_gemm_adds
+ * says so may ask (VESTA_ERR_BACKEND otherwise). */
+typedef enum cuda_gemm_out { CUDA_GEMM_STORE, CUDA_GEMM_F32, CUDA_GEMM_ADD } cuda_gemm_out;
 vesta_status cuda_gemm_init(cuda_backend *be, vesta_error *err);
 void cuda_gemm_dispose(cuda_backend *be);
 vesta_status cuda_gemm_tune(cuda_backend *be, const int *ns, int count, vesta_error *err);
-vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y, bool f32out,
-                       vesta_error *err);
+vesta_status cuda_gemm(cuda_backend *be, const void *x, int n, int in, const void *w, int out, void *y,
+                       cuda_gemm_out mode, vesta_error *err);
+/* Whether the O and down products of a step of n rows add into the residual stream: with
+ * be->residual_add where cuBLAS computes them. The streaming kernels (vk_gemv, vk_gemm_stream)
+ * store, because at their n the norm kernel's add costs nothing (latency-bound) and an add in
+ * their epilogue put a read of y at the end of every product (session 17, run 174: decode at
+ * 8-32 sequences 0.4-1.3 % slower, B4's second request +0.3 ms). */
+bool cuda_gemm_adds(const cuda_backend *be, int n);
 /* Whether products of n rows go through vk_gemm_stream (not cuBLAS or vk_gemv). */
 bool cuda_gemm_streams(const cuda_backend *be, int n);
 /* Shared by the tuned and the batch-invariant products: layouts for a's shape (n, in, out, f32;
  * false on a cuBLASLt failure, the layouts made so far left for dispose), a's product with its
- * algo, and dispose (layouts destroyed, a zeroed). */
+ * algo (y = product + beta * y), and dispose (layouts destroyed, a zeroed). */
 bool cuda_gemm_layouts_create(cuda_gemm_algo *a);
-vesta_status cuda_gemm_lt(cuda_backend *be, const cuda_gemm_algo *a, const void *x, const void *w, void *y,
+vesta_status cuda_gemm_lt(cuda_backend *be, const cuda_gemm_algo *a, const void *x, const void *w, void *y, float beta,
                           vesta_error *err);
 void cuda_gemm_algo_dispose(cuda_gemm_algo *a);
 /* Batch-invariant products (cuda_gemm_invariant.c). init: for each weight shape, the first
