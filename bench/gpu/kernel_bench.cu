@@ -394,8 +394,9 @@ static void bench_partition_reads()
 }
 
 /* One product y[n][out] = x[n][in] . w[out][in]^T through cuBLASLt with the fastest of its first 16
- * candidates for `sms` SMs (CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET), each timed on stream `s`, so
- * on a green partition the pick is made on the SMs it will run on. */
+ * candidates for `sms` SMs (CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET), each also with its K range
+ * split 2-4 ways, timed on stream `s`, so on a green partition the pick is made on the SMs it
+ * will run on. */
 struct lt_pick {
     cublasLtHandle_t lt = nullptr;
     cublasLtMatmulDesc_t desc = nullptr;
@@ -428,17 +429,24 @@ struct lt_pick {
             exit(1);
         }
         cublasLtMatmulPreferenceDestroy(pref);
+        cublasLtMatmulAlgo_t best_algo = {};
         for (int i = 0; i < found; i++) {
             if (cand[i].state != CUBLAS_STATUS_SUCCESS) continue;
-            algo = cand[i].algo;
-            const float t = wall_ms([&] { run(s); }, {s}, 3);
-            if (ms < 0 || t < ms) ms = t, best = i;
+            /* each candidate as offered, then with its K range split 2-4 ways (an fp32 reduction
+             * in the workspace): more tiles where n leaves a wave part-empty */
+            for (int32_t split : {1, 2, 3, 4}) {
+                algo = cand[i].algo;
+                if (split > 1 && !with_split(split)) continue;
+                const float t = wall_ms([&] { run(s); }, {s}, 3);
+                if (ms < 0 || t < ms) ms = t, best = i, best_split = split, best_algo = algo;
+            }
         }
         if (best < 0) {
             fprintf(stderr, "cublasLt: no candidate ran\n");
             exit(1);
         }
-        algo = cand[best].algo;
+        algo = best_algo;
+        offered = found;
     }
     ~lt_pick()
     {
@@ -456,8 +464,21 @@ struct lt_pick {
         }
     }
 
+    int best = -1, best_split = 1, offered = 0; /* the pick: candidate, K split; candidates offered */
+
   private:
-    int best = -1;
+    /* algo with its K range split `split` ways, if cuBLASLt accepts that for this shape */
+    bool with_split(int32_t split)
+    {
+        const uint32_t red = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+        cublasLtMatmulHeuristicResult_t r;
+        return cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split, sizeof split) ==
+                   CUBLAS_STATUS_SUCCESS &&
+               cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &red, sizeof red) ==
+                   CUBLAS_STATUS_SUCCESS &&
+               cublasLtMatmulAlgoCheck(lt, desc, la, lb, lc, lc, &algo, &r) == CUBLAS_STATUS_SUCCESS &&
+               r.state == CUBLAS_STATUS_SUCCESS && r.workspaceSize <= wsb;
+    }
 };
 
 /* Run 167: cuBLAS told 116 of 132 SMs (cublasSetSmCountTarget) ran a prefill chunk's MLP 30-43 %
@@ -515,6 +536,8 @@ static void bench_partition_gemm(int hidden, int F)
             {s0});
         snprintf(name, sizeof name, "partition gemm n=%d: mlp x%d, cuBLASLt picked on all %d SMs", n, layers, all);
         report(name, m, 0, flops);
+        printf("    picks: gate|up candidate %d of %d split %d, down candidate %d of %d split %d\n", gu_all.best,
+               gu_all.offered, gu_all.best_split, dn_all.best, dn_all.offered, dn_all.best_split);
         report("  with the attention one after the other", seq, bytes, flops);
         for (int want : {16, 24, 32, 48}) {
             green_split g;
@@ -528,7 +551,9 @@ static void bench_partition_gemm(int hidden, int F)
             const float gm = eight([&] { mlp(gu, dn, g.s[1]); }, {g.s[1]});
             snprintf(name, sizeof name, "  mlp on %d SMs, picked there", sm);
             report(name, gm, 0, flops);
-            printf("    %.2fx the all-SM time (%.2fx would be proportional)\n", gm / m, (double)all / sm);
+            printf("    %.2fx the all-SM time (%.2fx would be proportional); picks: gate|up %d of %d split %d, down %d "
+                   "of %d split %d\n",
+                   gm / m, (double)all / sm, gu.best, gu.offered, gu.best_split, dn.best, dn.offered, dn.best_split);
             for (int v : {0, v3}) {
                 const float ga = eight([&] { attn(g.s[0], sa, v); }, {g.s[0]});
                 const float both = eight(
