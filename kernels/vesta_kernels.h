@@ -268,6 +268,37 @@ cudaError_t vk_gemm_stream(vk_dtype dt, int f32_out, void *y, const void *x, con
 cudaError_t vk_gemm_stream_ex(vk_dtype dt, int f32_out, void *y, const void *x, const void *w, int n, int in,
                               int out, void *ws, size_t ws_bytes, int variant, int pdl, cudaStream_t s);
 
+/* Multi-LoRA (kernels/lora.cu). One entry per adapter slot for one (layer, projection): A
+ * [rank][in] and B [out][rank] in the storage type (B with the scaling in), NULL where the adapter
+ * leaves the projection alone. */
+#define VK_LORA_MAX_RANK 512
+#define VK_LORA_MAX_TARGETS 3
+typedef struct vk_lora_slot {
+    const void *a, *b;
+    int rank, pad;
+} vk_lora_slot;
+/* Projections that read the same input: target t has the slot table tab[t] (device), its output
+ * columns y[t] (device, rows ldy apart) and their count out[t]. */
+typedef struct vk_lora_targets {
+    const vk_lora_slot *tab[VK_LORA_MAX_TARGETS];
+    void *y[VK_LORA_MAX_TARGETS];
+    int out[VK_LORA_MAX_TARGETS];
+    int num;
+} vk_lora_targets;
+/* Floats of vk_lora's workspace for steps of up to max_tokens rows, ranks up to max_rank. */
+size_t vk_lora_ws_floats(int max_tokens, int max_rank, int invariant);
+/* For every target t and row i < n whose slot s = row_slot[i] >= 0 has matrices there:
+ * y_t[i][o] = round(y_t[i][o] + round(sum_j round(A_s x[i])_j B_s[o][j])) (ref::lora). x: [n][in]
+ * (in % 8 == 0), ranks <= max_rank; two launches (shrink, expand), programmatic dependents when
+ * pdl. ws: vk_lora_ws_floats(>= n, max_rank, invariant) floats. Deterministic; with invariant, a row's bits
+ * do not depend on n either (A x is summed in slices of `in` that n chooses otherwise). */
+cudaError_t vk_lora(vk_dtype dt, const vk_lora_targets *tg, int ldy, const void *x, int in, const int32_t *row_slot,
+                    int n, float *ws, int max_rank, int invariant, int pdl, cudaStream_t s);
+
+/* t[i][k] = 0 for the rows i < n (ld elements apart, k < cols) whose row_slot[i] != slot (the
+ * products path of the CUDA backend: t = x A^T was computed for every row). */
+cudaError_t vk_lora_mask(vk_dtype dt, void *t, int cols, int n, const int32_t *row_slot, int slot, cudaStream_t s);
+
 /* out[i, j] = round(round(silu(gu[i, j])) * gu[i, F + j]) for gu [n][2F] (gate | up). */
 cudaError_t vk_silu_and_mul(vk_dtype dt, void *out, const void *gu, int n, int F, int pdl, cudaStream_t s);
 

@@ -111,6 +111,11 @@ static int options_from_config(vr_router *r, vesta_config *c, int argc, char **a
         o->served_names[o->n_served_names++] = c->served_model_name.items[i];
     if (o->n_served_names == 0 && o->model)
         o->served_names[o->n_served_names++] = o->model;
+    if ((o->n_loras = vesta_config_lora_specs(c, o->loras, &err)) < 0) return usage(err.msg);
+    for (int i = 0; i < o->n_loras; i++)
+        for (int j = 0; j < o->n_served_names; j++)
+            if (strcmp(o->served_names[j], o->loras[i].name) == 0)
+                return usage("--lora-modules: an adapter has the name of a served model");
     o->max_body_bytes = (size_t)c->max_body_bytes;
     o->max_queued_requests = c->max_queued_requests;
     int p = vr_policy_parse(c->routing_policy);

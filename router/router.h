@@ -48,6 +48,10 @@ typedef struct vr_options {
     const char *tokenizer;         /* overrides model for the tokenizer */
     const char *served_names[VR_MAX_SERVED_NAMES];
     int n_served_names;
+    /* --lora-modules: clients name an adapter in "model"; it is sent to the workers by name with
+     * id i + 1 (the workers number them the same way, and block keys include the id). */
+    vesta_lora_spec loras[VESTA_LORA_MAX_ADAPTERS];
+    int n_loras;
     const char *api_keys[VR_MAX_API_KEYS];
     int n_api_keys;
     size_t max_body_bytes;         /* 4 MiB */
@@ -116,6 +120,7 @@ struct vr_call {
     char id[48];                   /* "cmpl-..." / "chatcmpl-..." */
     int64_t created;
     const char *model_name;
+    int lora_id; /* 0 = base model, i + 1 = opt.loras[i] */
     vr_sub *subs;
     int n_subs;
     int subs_done;
@@ -214,6 +219,8 @@ void vr_endpoint_admin_drain(vr_router *r, h2o_req_t *req, const char *worker_id
 
 /* Checks `model` (NULL = default) against the served names; the canonical name or NULL with a
  * 404 in err. */
-const char *vr_router_model_name(vr_router *r, const char *model, vr_api_error *err);
+/* The served name or adapter that "model" names (NULL: the first served name), with its adapter
+ * id in *lora_id (0 = the base model; lora_id may be NULL). NULL and a 404 in err if none. */
+const char *vr_router_model_name(vr_router *r, const char *model, int *lora_id, vr_api_error *err);
 
 #endif

@@ -12,7 +12,7 @@
 #                                       build-gpu/bin and .gpu): STAGE is kernels, e2e, bench, peer,
 #                                       serve, tune, small, e2e8b, profile, cache, decode, ncu, invariant, invariant-real,
 #                                       invariant-bench, tp2 (two GPUs), stream, tma, gemm, smalln, b1ab, b3ab, b3prof, gemmprof, portable, pdl, prefill, b4probe,
-#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, green, b1budget, v7prof, addrab, addrbench, v7var, v7swz, v7rule, v5loop, devpart, devbench, alias, tp2wide, widencu, wg, wgall, resadd, resbench, partgemm (each described at its
+#                                       b4attn, prefillprof, attncheck, kbbaseline, final, base, baseab, tiles, ref320, tp4check, tp4lat, tp70, tp4b1, tp4prof, tp4nccl, tpar, tp70lat, tpcut, tp4hf (four GPUs), b4, pdlall, rows, tp1, gemmtests, attnab, same320, serveab, tp2pdl, serveenv, wide, widekb, wideab, b4trace, b1trace, overlap, green, b1budget, v7prof, addrab, addrbench, v7var, v7swz, v7rule, v5loop, devpart, devbench, alias, tp2wide, widencu, wg, wgall, resadd, resbench, partgemm, lora (each described at its
 #                                       function below) or all (kernels e2e bench)
 # Logs go to $OUT (the device tool's folder; ./out when unset); a short table is printed last.
 set -uo pipefail
@@ -1521,6 +1521,71 @@ stage_partgemm() {
     summary+=("partition gemm rows: rc $? ($(grep -c 'saved' "$OUT/partgemm.txt") pairs; partgemm.txt)")
 }
 
+# Multi-LoRA on one GPU. The LoRA kernels against their CPU reference. Then the CUDA backend
+# against the CPU backend (which tests/worker/cli/check_lora.py and test_backend_cpu_lora hold
+# to PEFT): a small random Llama (hf_e2e.py small) with two random adapters (make_lora_adapter.py,
+# ranks 16 and 8 on every projection), 8 prompts each under the base model and both adapters, all
+# in one run (--max-loras 2 on the GPU, so steps mix them), with graphs and eager; by the top-5
+# rule (compare_e2e.py --top5), and the adapters must change the CPU's tokens. Then the 8B shape
+# (dummy weights) with random rank-16 adapters on every projection (make_lora_adapter.py),
+# single stream (B2's command) and offline throughput (256 requests, 512 -> 256) without
+# adapters, under one, and over four in turn (--max-loras 4), in the same call.
+stage_lora() {
+    echo "== LoRA kernels =="
+    timeout 120 "$B/bin/test_kernels" lora 2>&1 | tee "$OUT/lora_kernels.log" | tail -6
+    summary+=("LoRA kernel tests: $(tail -1 "$OUT/lora_kernels.log")")
+    local S=/tmp/small-llama mode tag
+    [ -f "$S/config.json" ] || python3 bench/gpu/hf_e2e.py small "$S" 2>&1 | grep '\[hf\]'
+    [ -f /tmp/lora-s1/adapter_config.json ] || python3 bench/gpu/make_lora_adapter.py "$S/config.json" /tmp/lora-s1 16 1 0.05
+    [ -f /tmp/lora-s2/adapter_config.json ] || python3 bench/gpu/make_lora_adapter.py "$S/config.json" /tmp/lora-s2 8 2 0.05
+    python3 -c "import json, random; r = random.Random(3); ps = [[r.randrange(32000) for _ in range(r.randrange(5, 300))] for i in range(8)]; [print(json.dumps(dict({'prompt_token_ids': p}, **l))) for p in ps for l in ({}, {'lora_name': 's1'}, {'lora_name': 's2'})]" >"$W/lora_prompts.jsonl"
+    local flags=(--model "$S" --input "$W/lora_prompts.jsonl" --temperature 0 --max-tokens 32 --ignore-eos --logprobs 5
+                 --no-progress --max-model-len 1024 --enable-lora --lora-modules s1=/tmp/lora-s1 s2=/tmp/lora-s2)
+    "$V" generate --backend cpu --output "$W/lora_cpu.jsonl" "${flags[@]}" >>"$W/lora.log" 2>&1
+    echo "cpu: rc $?"
+    for mode in graphs eager; do
+        tag=(); [ $mode = eager ] && tag=(--enforce-eager)
+        "$V" generate --backend cuda --output "$W/lora_$mode.jsonl" --max-loras 2 "${flags[@]}" "${tag[@]}" >>"$W/lora.log" 2>&1
+        echo "cuda $mode: rc $?"
+        summary+=("$(python3 bench/gpu/compare_e2e.py --top5 "$W/lora_cpu.jsonl" "$W/lora_$mode.jsonl" \
+            --label "small model, base + 2 adapters x 8 prompts, cuda ($mode) vs cpu")")
+    done
+    for tag in 1 2; do # lines 3k: base, 3k + tag: adapter tag
+        python3 -c "import json; rows = sorted((json.loads(l) for l in open('$W/lora_cpu.jsonl')), key=lambda r: r['index']); print(sum(rows[i]['outputs'][0]['token_ids'] != rows[i + $tag]['outputs'][0]['token_ids'] for i in range(0, len(rows), 3)), 'of', len(rows) // 3)" >"$W/lora_moved_$tag.txt"
+        summary+=("adapter s$tag changes the CPU's greedy tokens of $(cat "$W/lora_moved_$tag.txt") prompts")
+    done
+    [ -f "$M8D/config.json" ] || python3 bench/gpu/hf_e2e.py config "$M8D" 2>&1 | grep '\[hf\]'
+    local i
+    for i in 1 2 3 4; do
+        [ -f "/tmp/lora8b-$i/adapter_config.json" ] || python3 bench/gpu/make_lora_adapter.py "$M8D/config.json" "/tmp/lora8b-$i" 16 "$i"
+    done
+    local one=(--enable-lora --lora-modules a1=/tmp/lora8b-1)
+    local four=(--enable-lora --max-loras 4 --lora-modules a1=/tmp/lora8b-1 a2=/tmp/lora8b-2 a3=/tmp/lora8b-3 a4=/tmp/lora8b-4)
+    local VESTA_BENCH_DUMMY=1
+    for i in 1 2; do
+        vb "lora_b2_base_$i" latency --input-len 128 --output-len 512 --num-iters 3 --temperature 0
+        summary+=("B2 no adapter, round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+        vb "lora_b2_one_$i" latency --input-len 128 --output-len 512 --num-iters 3 --temperature 0 "${one[@]}"
+        summary+=("B2 one adapter, round $i: $(grep -h '^Latency' "$W/bench.log" | tail -1)")
+        vb "lora_tp_base_$i" throughput --num-prompts 256 --input-len 512 --output-len 256 --max-model-len 1024
+        summary+=("256 requests no adapter, round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+        vb "lora_tp_one_$i" throughput --num-prompts 256 --input-len 512 --output-len 256 --max-model-len 1024 "${one[@]}"
+        summary+=("256 requests one adapter, round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+        vb "lora_tp_four_$i" throughput --num-prompts 256 --input-len 512 --output-len 256 --max-model-len 1024 "${four[@]}"
+        summary+=("256 requests four adapters, round $i: $(grep -h '^Throughput' "$W/bench.log" | tail -1)")
+    done
+    if [ -n "${VESTA_LORA_PROFILE:-}" ]; then # where the adapters' time goes: eager, profiled, by product
+        for v in base one; do
+            local fl=(); [ $v = one ] && fl=("${one[@]}")
+            VESTA_PROFILE=1 vb "lora_prof_$v" throughput --num-prompts 256 --input-len 512 --output-len 256 \
+                --max-model-len 1024 --enforce-eager "${fl[@]}" >/dev/null
+            awk -v t="-- vesta bench lora_prof_$v" 'index($0, t) == 1 {f = 1; next} /^-- vesta bench/ {f = 0}
+                f && /cuda: profile/' "$W/bench.log" >"$OUT/lora_profile_$v.txt"
+        done
+    fi
+    grep -h "LoRA adapter\|memory plan" "$W/bench.log" | sort | uniq -c | head -8
+}
+
 # The prefill tile order: longest first (VESTA_PREFILL_ORDER=1, the default) against sequence by
 # sequence (0) on kernel_bench's prefill rows (interleaved there), then B3, B4 and B1 interleaved,
 # two rounds.
@@ -1851,6 +1916,7 @@ run)
         resadd) stage_resadd ;;
         resbench) stage_resbench ;;
         partgemm) stage_partgemm ;;
+        lora) stage_lora ;;
         invariant) stage_invariant ;;
         invariant-real) stage_invariant_real ;;
         invariant-bench) stage_invariant_bench ;;

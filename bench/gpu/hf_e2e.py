@@ -12,6 +12,9 @@ scripts/gpu-run.sh; torch + transformers are installed there, nothing can be dow
                           benchmarks with --load-format dummy (no 16 GB of weights to write first)
   hf_e2e.py config70b DIR the same for the Llama-3-70B shape (hidden 8192, 80 layers, 64 heads, 8 KV
                           heads, FFN 28672), for --load-format dummy at --tensor-parallel-size 4
+  hf_e2e.py small DIR     a small LlamaForCausalLM (hidden 1024, 4 layers, 16 heads of 64, 4 KV heads,
+                          vocabulary 32,000) with random bf16 weights (HF init, seed 0) saved into DIR:
+                          the model the multi-LoRA check runs on both backends (CPU against GPU)
   hf_e2e.py peer DIR      HF generate() at batch 128, 128 prompt -> 128 output tokens (greedy, EOS
                           ignored): the static-batching peer of benchmark B1, same card, same call.
 """
@@ -28,6 +31,9 @@ LLAMA3_8B = dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, n
                  tie_word_embeddings=False,
                  rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
+
+SMALL = dict(LLAMA3_8B, vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=4,
+             num_attention_heads=16, num_key_value_heads=4, bos_token_id=1, eos_token_id=2)
 
 LLAMA3_70B = dict(LLAMA3_8B, hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64)
 
@@ -139,5 +145,13 @@ def peer(d):
         log(f"HF generate batch {bs}: {n} output tokens in {dt:.2f} s = {n / dt:.1f} output tok/s")
 
 
+def small(d):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**SMALL)).to(torch.bfloat16)
+    model.save_pretrained(d, safe_serialization=True)
+    log(f"small random model saved to {d}")
+
+
 if __name__ == "__main__":
-    {"make": make, "config": config, "config70b": lambda d: config(d, LLAMA3_70B), "peer": peer}[sys.argv[1]](sys.argv[2])
+    {"make": make, "small": small, "config": config, "config70b": lambda d: config(d, LLAMA3_70B), "peer": peer}[sys.argv[1]](sys.argv[2])

@@ -92,8 +92,12 @@ vesta_status vesta_config_set(vesta_config *c, const vesta_option *o, const char
         return VESTA_OK;
     case VESTA_OPT_LIST: {
         vesta_config_list *l = FIELD(c, o, vesta_config_list);
-        if (l->count >= VESTA_CONFIG_LIST_MAX)
-            return bad(err, o, where, "too many values (at most 8)", v);
+        const int cap = o->max > 0 ? (int)o->max : VESTA_CONFIG_LIST_MAX;
+        if (l->count >= cap) {
+            char msg[48];
+            snprintf(msg, sizeof msg, "too many values (at most %d)", cap);
+            return bad(err, o, where, msg, v);
+        }
         if (strlen(v) >= VESTA_CONFIG_STR_MAX || v[0] == '\0')
             return bad(err, o, where, "empty or too long", v);
         memcpy(l->items[l->count++], v, strlen(v) + 1);
@@ -175,7 +179,7 @@ static void format_range(const vesta_option *o, char *buf, size_t cap)
     else if (o->type == VESTA_OPT_DOUBLE)
         snprintf(buf, cap, "%g .. %g", o->min, o->max);
     else if (o->type == VESTA_OPT_LIST)
-        snprintf(buf, cap, "up to %d", VESTA_CONFIG_LIST_MAX);
+        snprintf(buf, cap, "up to %d", o->max > 0 ? (int)o->max : VESTA_CONFIG_LIST_MAX);
     else
         buf[0] = '\0';
 }

@@ -98,16 +98,19 @@ static vesta_status load_section(loader *l, const char *sec, const yaml_node_t *
 
 static vesta_status load_root(loader *l)
 {
-    static const char *const sections[] = {"router", "model", "engine", "workers"};
-    unsigned char seen[4] = {0};
+    static const char *const sections[] = {"router", "model", "engine", "lora", "workers"};
+    enum { N_SECTIONS = sizeof(sections) / sizeof(*sections) };
+    unsigned char seen[N_SECTIONS] = {0};
     yaml_node_t *root = yaml_document_get_root_node(l->doc);
     if (!root)
         return VESTA_OK; /* empty file */
     if (root->type == YAML_SCALAR_NODE && root->data.scalar.length == 0)
         return VESTA_OK;
     if (root->type != YAML_MAPPING_NODE)
-        return at(l, root, "the top level must be a mapping of sections (router, model, engine, "
-                           "workers)", NULL, NULL);
+        return at(l, root,
+                  "the top level must be a mapping of sections (router, model, engine, "
+                  "lora, workers)",
+                  NULL, NULL);
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
          p++) {
         yaml_node_t *k = yaml_document_get_node(l->doc, p->key);
@@ -116,12 +119,10 @@ static vesta_status load_root(loader *l)
         if (!key || !v)
             return at(l, k ? k : root, "section names must be plain strings", NULL, NULL);
         int s = -1;
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < N_SECTIONS; i++)
             if (strcmp(sections[i], key) == 0)
                 s = i;
-        if (s < 0)
-            return at(l, k, "unknown section '", key,
-                      "' (expected router, model, engine or workers)");
+        if (s < 0) return at(l, k, "unknown section '", key, "' (expected router, model, engine, lora or workers)");
         if (seen[s]++)
             return at(l, k, "duplicate section '", key, "'");
         vesta_status st = load_section(l, sections[s], v);

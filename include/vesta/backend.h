@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "vesta/error.h"
+#include "vesta/lora.h"
 #include "vesta/model.h"
 #include "vesta/sampling.h"
 
@@ -81,6 +82,9 @@ typedef struct vesta_backend_ops {
     /* Copies whole KV blocks src[i] -> dst[i] (copy-on-write of a shared partial block). */
     vesta_status (*copy_blocks)(vesta_backend *be, const int32_t *src, const int32_t *dst, int n,
                                 vesta_error *err);
+    /* Makes adapter ad available as slot (0, 1, ... in order), at start-up, before any execute.
+     * ad stays valid, unchanged, until destroy. NULL: the backend has no LoRA support. */
+    vesta_status (*lora_add)(vesta_backend *be, int slot, const vesta_lora_adapter *ad, vesta_error *err);
     void (*destroy)(vesta_backend *be); /* NULL-safe via vesta_backend_destroy */
 } vesta_backend_ops;
 

@@ -17,13 +17,14 @@
 #include <stdio.h>
 
 #include "vesta/error.h"
+#include "vesta/lora.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define VESTA_CONFIG_STR_MAX 1024
-#define VESTA_CONFIG_LIST_MAX 8
+#define VESTA_CONFIG_LIST_MAX 32 /* a list option's own cap is its `max` (0: this) */
 
 typedef struct vesta_config_list {
     int count;
@@ -63,6 +64,11 @@ typedef struct vesta_config {
     bool disable_custom_all_reduce; /* GPU tensor parallelism: NCCL for every all-reduce */
     bool batch_invariant;           /* results independent of the batch; not with tensor parallelism */
     int tensor_parallel_size;       /* ranks of one sharded replica (CPU: N processes), 1 = none */
+    /* lora */
+    bool enable_lora;
+    vesta_config_list lora_modules; /* "name=path" or {"name": ..., "path": ...} (vesta_lora_spec_parse) */
+    int max_loras;                  /* distinct adapters in one step */
+    int max_lora_rank;
     char load_format[16];           /* auto | dummy (random weights from config.json alone) */
     /* workers */
     int workers;
@@ -78,8 +84,8 @@ typedef struct vesta_config {
     int device;
     char config_path[VESTA_CONFIG_STR_MAX];
     /* which options were set, by index into vesta_config_options (for forwarding to children) */
-    unsigned char set_by_yaml[64];
-    unsigned char set_by_flag[64];
+    unsigned char set_by_yaml[72];
+    unsigned char set_by_flag[72];
 } vesta_config;
 
 typedef enum vesta_option_type {
@@ -145,6 +151,10 @@ void vesta_config_format(const vesta_config *c, const vesta_option *opt, char *b
 
 /* Usage text for the options of `scopes`. */
 void vesta_config_print_help(FILE *f, unsigned scopes);
+
+/* c's --lora-modules as specs (out holds VESTA_LORA_MAX_ADAPTERS): the count, or -1 with err (a
+ * malformed entry, a name given twice, adapters without --enable-lora). */
+int vesta_config_lora_specs(const vesta_config *c, vesta_lora_spec *out, vesta_error *err);
 
 /* docs/configuration.md, generated from the table. */
 void vesta_config_write_markdown(FILE *f);

@@ -17,6 +17,7 @@
 
 #include "vesta/backend.h"
 #include "vesta/error.h"
+#include "vesta/lora.h"
 #include "vesta/model.h"
 #include "vesta/sampling.h"
 
@@ -47,6 +48,13 @@ typedef struct vesta_engine_config {
     uint64_t seed;                  /* --seed: seeds the generator that gives requests without a
                                        seed their seed (0) */
     int kv_event_capacity;          /* KV events kept between drains (0 = 2 * blocks + 64) */
+    /* Multi-LoRA (vLLM's --enable-lora, --lora-modules, --max-loras, --max-lora-rank): the
+     * adapters are loaded at create and stay resident; a request names one by its id (1 ..). */
+    bool enable_lora;
+    const vesta_lora_spec *lora_modules; /* [num_lora_modules], read at create only */
+    int num_lora_modules;                /* 0 .. VESTA_LORA_MAX_ADAPTERS */
+    int max_loras;                       /* distinct adapters in one step (0 = vLLM's default, 1) */
+    int max_lora_rank;                   /* largest r an adapter may have (0 = vLLM's default, 16) */
     vesta_backend_options backend_opts;
 } vesta_engine_config;
 
@@ -124,6 +132,18 @@ int vesta_engine_max_num_batched_tokens(const vesta_engine *e);
 vesta_status vesta_engine_add_request(vesta_engine *e, const char *request_id,
                                       const int32_t *prompt_ids, int num_prompt,
                                       const vesta_sampling_params *sp, vesta_error *err);
+
+/* vesta_engine_add_request for adapter lora_id (0 = the base model, 1 .. vesta_engine_num_loras:
+ * the adapters in --lora-modules order). VESTA_ERR_NOT_FOUND for an id with no adapter. */
+vesta_status vesta_engine_add_request_lora(vesta_engine *e, const char *request_id, const int32_t *prompt_ids,
+                                           int num_prompt, const vesta_sampling_params *sp, int lora_id,
+                                           vesta_error *err);
+
+/* Adapters: how many are loaded, the id of a name (0 for NULL or "", -1 when unknown) and the
+ * name of an id (NULL when out of range). */
+int vesta_engine_num_loras(const vesta_engine *e);
+int vesta_engine_lora_id(const vesta_engine *e, const char *name);
+const char *vesta_engine_lora_name(const vesta_engine *e, int lora_id);
 
 /* Aborts a queued or running request; its blocks are freed at once. Its sequences are reported
  * once more by the next step with finish = VESTA_FINISH_ABORT. VESTA_ERR_NOT_FOUND if unknown. */

@@ -29,6 +29,9 @@ typedef enum vesta_dtype {
 
 const char *vesta_dtype_name(vesta_dtype t);
 
+/* Rounds n float32 values into dst dtype F32, F16 or BF16 (round to nearest even) at out. */
+void vesta_dtype_from_f32(vesta_dtype dst, const float *src, int64_t n, void *out);
+
 typedef enum vesta_rope_scaling {
     VESTA_ROPE_SCALING_NONE = 0,
     VESTA_ROPE_SCALING_LINEAR,

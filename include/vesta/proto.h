@@ -122,8 +122,9 @@ typedef struct vesta_msg_generate {
     int num_prompt;                            /* 1 .. VESTA_PROTO_MAX_PROMPT_TOKENS */
     int32_t *prompt_ids;                       /* decode: owned by the message */
     vesta_sampling_params sp;                  /* every field; n <= VESTA_PROTO_MAX_N */
-    int32_t lora_id;                           /* reserved: 0 = base model */
-    char lora_name[VESTA_PROTO_MAX_NAME + 1];  /* reserved: "" */
+    int32_t lora_id;                           /* 0 = base model, else the adapter's id (--lora-modules
+                                                  order, from 1), which block keys include */
+    char lora_name[VESTA_PROTO_MAX_NAME + 1];  /* "" = base model, else the adapter's name */
 } vesta_msg_generate;
 
 /* "abort" */

@@ -13,33 +13,51 @@
 #define VESTA_VERSION "0.1.0"
 #endif
 
-const char *vr_router_model_name(vr_router *r, const char *model, vr_api_error *err)
+const char *vr_router_model_name(vr_router *r, const char *model, int *lora_id, vr_api_error *err)
 {
+    int ignored;
+    lora_id = lora_id ? lora_id : &ignored;
+    *lora_id = 0;
     if (model == NULL)
         return r->opt.served_names[0];
     for (int i = 0; i < r->opt.n_served_names; i++)
         if (strcmp(model, r->opt.served_names[i]) == 0)
             return r->opt.served_names[i];
+    for (int i = 0; i < r->opt.n_loras; i++)
+        if (strcmp(model, r->opt.loras[i].name) == 0) {
+            *lora_id = i + 1;
+            return r->opt.loras[i].name;
+        }
     vr_api_error_set(err, 404, "NotFoundError", "model_not_found", "model",
                      "The model `%.200s` does not exist.", model);
     return NULL;
 }
 
+static json_t *model_card(const char *id, const char *root, const char *parent, int max_len)
+{
+    json_t *m = json_object();
+    json_object_set_new(m, "id", json_string(id));
+    json_object_set_new(m, "object", json_string("model"));
+    json_object_set_new(m, "created", json_integer((json_int_t)time(NULL)));
+    json_object_set_new(m, "owned_by", json_string("vesta"));
+    json_object_set_new(m, "root", json_string(root));
+    json_object_set_new(m, "parent", parent ? json_string(parent) : json_null());
+    json_object_set_new(m, "max_model_len", max_len > 0 ? json_integer(max_len) : json_null());
+    return m;
+}
+
+/* As vLLM lists them: the served names, then each adapter with its path as root and the first
+ * served name as parent. */
 void vr_endpoint_models(vr_router *r, h2o_req_t *req)
 {
     json_t *data = json_array();
     int max_len = vr_workers_max_model_len(r);
-    for (int i = 0; i < r->opt.n_served_names; i++) {
-        json_t *m = json_object();
-        json_object_set_new(m, "id", json_string(r->opt.served_names[i]));
-        json_object_set_new(m, "object", json_string("model"));
-        json_object_set_new(m, "created", json_integer((json_int_t)time(NULL)));
-        json_object_set_new(m, "owned_by", json_string("vesta"));
-        json_object_set_new(m, "root", json_string(r->opt.model ? r->opt.model : r->opt.served_names[i]));
-        json_object_set_new(m, "parent", json_null());
-        json_object_set_new(m, "max_model_len", max_len > 0 ? json_integer(max_len) : json_null());
-        json_array_append_new(data, m);
-    }
+    for (int i = 0; i < r->opt.n_served_names; i++)
+        json_array_append_new(data, model_card(r->opt.served_names[i],
+                                               r->opt.model ? r->opt.model : r->opt.served_names[i], NULL, max_len));
+    for (int i = 0; i < r->opt.n_loras; i++)
+        json_array_append_new(data,
+                              model_card(r->opt.loras[i].name, r->opt.loras[i].path, r->opt.served_names[0], max_len));
     json_t *o = json_object();
     json_object_set_new(o, "object", json_string("list"));
     json_object_set_new(o, "data", data);
@@ -236,7 +254,7 @@ void vr_endpoint_tokenize(vr_router *r, h2o_req_t *req)
         vr_http_send_error(req, &err);
         return;
     }
-    if (vr_router_model_name(r, t.model, &err) == NULL) {
+    if (vr_router_model_name(r, t.model, NULL, &err) == NULL) {
         vr_api_tokenize_clear(&t);
         vr_http_send_error(req, &err);
         return;
@@ -281,7 +299,7 @@ void vr_endpoint_detokenize(vr_router *r, h2o_req_t *req)
         vr_http_send_error(req, &err);
         return;
     }
-    if (vr_router_model_name(r, d.model, &err) == NULL) {
+    if (vr_router_model_name(r, d.model, NULL, &err) == NULL) {
         vr_api_detokenize_clear(&d);
         vr_http_send_error(req, &err);
         return;

@@ -795,7 +795,7 @@ static vesta_status sub_dispatch(vr_router *r, vr_sub *s, vr_api_error *err)
         int nb = s->n_prompt / bs;
         s->hashes = nb > 0 ? h2o_mem_alloc_pool(&c->pool, (size_t)nb * sizeof(uint64_t)) : NULL;
         if (s->hashes != NULL) {
-            vesta_block_hash_extra extra = {salt, 0};
+            vesta_block_hash_extra extra = {salt, c->lora_id};
             s->n_hashes = vesta_block_hash_chain(s->prompt_ids, s->n_prompt, bs, &extra, s->hashes, nb);
         }
     }
@@ -814,6 +814,10 @@ static vesta_status sub_dispatch(vr_router *r, vr_sub *s, vr_api_error *err)
     m.u.generate.prompt_ids = s->prompt_ids;
     m.u.generate.sp = c->api.sp;
     m.u.generate.sp.max_tokens = s->max_tokens;
+    if (c->lora_id > 0) {
+        m.u.generate.lora_id = c->lora_id;
+        snprintf(m.u.generate.lora_name, sizeof m.u.generate.lora_name, "%s", r->opt.loras[c->lora_id - 1].name);
+    }
     vesta_error e;
     if (vr_link_send_msg(r->link, w->id, &m, &e) != VESTA_OK)
         return vr_api_error_set(err, 500, "internal_error", NULL, NULL,
@@ -862,7 +866,7 @@ void vr_call_start(vr_router *r, h2o_req_t *req, vr_api_kind kind)
     if (vr_api_request_parse(kind, req->entity.base, req->entity.len, &lim, &c->api, &err) !=
         VESTA_OK)
         goto fail;
-    c->model_name = vr_router_model_name(r, c->api.model, &err);
+    c->model_name = vr_router_model_name(r, c->api.model, &c->lora_id, &err);
     if (c->model_name == NULL)
         goto fail;
     int max_len = vr_workers_max_model_len(r);

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <pcre2.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,24 +25,24 @@ typedef struct vctl_opts {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-        "usage: vctl [--url URL] [--api-key KEY] [--json] [--timeout S] COMMAND [ARGS]\n"
-        "\n"
-        "commands:\n"
-        "  status               router health and one line per worker\n"
-        "  workers              the worker registry (GET /admin/workers) as a table\n"
-        "  drain WORKER_ID      stop routing to a worker; it finishes its requests and leaves\n"
-        "  metrics [--grep RE]  a summary of GET /metrics (histograms as count/mean);\n"
-        "                       RE (PCRE2) filters on `name{labels}`\n"
-        "  models               the served models (GET /v1/models)\n"
-        "\n"
-        "options:\n"
-        "  --url URL      the router (default $VESTA_URL, else http://127.0.0.1:8000)\n"
-        "  --api-key KEY  bearer token for /v1 and /admin (default $VESTA_API_KEY)\n"
-        "  --json         print the router's JSON (metrics: the parsed samples) instead of tables\n"
-        "  --timeout S    seconds per request (default 10)\n"
-        "\n"
-        "exit status: 0 ok, 1 router unreachable or error answer, 2 usage\n");
+    fprintf(f, "usage: vctl [--url URL] [--api-key KEY] [--json] [--timeout S] COMMAND [ARGS]\n"
+               "\n"
+               "commands:\n"
+               "  status               router health and one line per worker\n"
+               "  workers              the worker registry (GET /admin/workers) as a table\n"
+               "  drain WORKER_ID      stop routing to a worker; it finishes its requests and leaves\n"
+               "  metrics [--grep RE]  a summary of GET /metrics (histograms as count/mean);\n"
+               "                       RE (PCRE2) filters on `name{labels}`\n"
+               "  models               the served models and LoRA adapters (GET /v1/models)\n"
+               "  adapters             the LoRA adapters (--lora-modules): name, path, base model\n"
+               "\n"
+               "options:\n"
+               "  --url URL      the router (default $VESTA_URL, else http://127.0.0.1:8000)\n"
+               "  --api-key KEY  bearer token for /v1 and /admin (default $VESTA_API_KEY)\n"
+               "  --json         print the router's JSON (metrics: the parsed samples) instead of tables\n"
+               "  --timeout S    seconds per request (default 10)\n"
+               "\n"
+               "exit status: 0 ok, 1 router unreachable or error answer, 2 usage\n");
 }
 
 /* ---- fetching ---- */
@@ -317,27 +318,38 @@ static int cmd_drain(const vctl_opts *o, char **args)
     return rc;
 }
 
-static int cmd_models(const vctl_opts *o, char **args)
+/* The served models and adapters (GET /v1/models); adapters_only: the cards with a parent. */
+static int list_models(const vctl_opts *o, bool adapters_only)
 {
     json_t *ans = NULL;
     int rc = fetch_json(o, "GET", "/v1/models", 0, &ans, NULL);
     json_t *data = json_object_get(ans, "data");
-    if (rc == 0 && o->json) {
-        print_json(ans);
-    } else if (rc == 0 && !json_is_array(data)) {
+    if (rc == 0 && !json_is_array(data)) {
         fprintf(stderr, "vctl: GET /v1/models: no \"data\" array in the answer\n");
         rc = VCTL_FAIL;
+    } else if (rc == 0 && o->json && !adapters_only) {
+        print_json(ans);
+    } else if (rc == 0 && o->json) {
+        json_t *out = json_array();
+        size_t i;
+        json_t *m;
+        json_array_foreach(data, i, m) if (json_is_string(json_object_get(m, "parent"))) json_array_append(out, m);
+        print_json(out);
+        json_decref(out);
     } else if (rc == 0) {
-        static const char *const hdr[] = {"ID", "ROOT", "MAX-MODEL-LEN", "OWNED-BY"};
-        vctl_table *t = vctl_table_create(4, hdr);
+        static const char *const hdr[] = {"ID", "ROOT", "PARENT", "MAX-MODEL-LEN", "OWNED-BY"};
+        vctl_table *t = vctl_table_create(5, hdr);
         size_t i;
         json_t *m;
         json_array_foreach(data, i, m) {
             /* ids and roots can be long paths: print them whole, not through cells */
             const json_t *id = json_object_get(m, "id"), *root = json_object_get(m, "root");
+            const json_t *parent = json_object_get(m, "parent");
+            if (adapters_only && !json_is_string(parent)) continue;
             cell s[2];
             const char *row[] = {json_is_string(id) ? json_string_value(id) : "-",
                                  json_is_string(root) ? json_string_value(root) : "-",
+                                 json_is_string(parent) ? json_string_value(parent) : "-",
                                  fmt_int(m, "max_model_len", &s[0]), fmt_str(m, "owned_by", &s[1])};
             if (t != NULL && vctl_table_add(t, row) != 0) {
                 vctl_table_release(t);
@@ -348,6 +360,18 @@ static int cmd_models(const vctl_opts *o, char **args)
     }
     json_decref(ans);
     return rc;
+}
+
+static int cmd_models(const vctl_opts *o, char **args)
+{
+    (void)args;
+    return list_models(o, false);
+}
+
+static int cmd_adapters(const vctl_opts *o, char **args)
+{
+    (void)args;
+    return list_models(o, true);
 }
 
 /* ---- metrics ---- */
@@ -515,8 +539,8 @@ typedef struct command {
 } command;
 
 static const command COMMANDS[] = {
-    {"status", 0, cmd_status}, {"workers", 0, cmd_workers}, {"drain", 1, cmd_drain},
-    {"metrics", 0, cmd_metrics}, {"models", 0, cmd_models},
+    {"status", 0, cmd_status},   {"workers", 0, cmd_workers}, {"drain", 1, cmd_drain},
+    {"metrics", 0, cmd_metrics}, {"models", 0, cmd_models},   {"adapters", 0, cmd_adapters},
 };
 
 static int parse_opts(int argc, char **argv, int permute, vctl_opts *o)

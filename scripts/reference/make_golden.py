@@ -4,13 +4,18 @@
   make_golden.py smollm2   default model (GGUF, read by transformers' GGUF support):
                            greedy continuations + full-vocab logits -> tests/golden/smollm2_greedy.json
                            and tests/golden/smollm2_logits.f32
+  make_golden.py lora      PEFT LoRA adapters for tests/models/tiny-llama (written here on first run
+                           into tests/golden/models/lora-*: random weights, fixed seeds, F32 / BF16 /
+                           F16 files, list and regex target_modules, rsLoRA): full-vocab logits of
+                           every prompt position + greedy continuations under each adapter and the
+                           base model -> tests/golden/lora/tiny-llama-lora.json + .f32
   make_golden.py tiny      the tiny random models of tests/models/ (HF directories or GGUF files)
                            and of tests/golden/models/ (written here on first run: linear rope,
                            sliding window):
                            full-vocab logits of every prompt position + greedy continuations
                            -> tests/golden/tiny/<model>.json + <model>.f32
 
-Needs torch, transformers, gguf (this machine's python3; CI does not run this script, it uses the
+Needs torch, transformers, gguf, peft (this machine's python3; CI does not run this script, it uses the
 committed outputs). Everything runs in float32 on the CPU.
 
 Greedy decoding ignores EOS (generation_config.eos_token_id = None): the test drives Vesta with
@@ -274,9 +279,143 @@ def make_tiny():
         print(f"{name}: {cfg.model_type}, vocab {vocab}, ok", flush=True)
 
 
+# Adapters for tests/models/tiny-llama: (directory, LoraConfig arguments, dtype of the saved file).
+LORA_BASE = os.path.join("tests", "models", "tiny-llama")
+LORA_ADAPTERS = [
+    ("lora-all", dict(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                          "up_proj", "down_proj"]), torch.float32),
+    ("lora-qv-rslora", dict(r=4, lora_alpha=8, use_rslora=True, target_modules=["q_proj", "v_proj"]), torch.bfloat16),
+    ("lora-mlp-regex", dict(r=16, lora_alpha=32, target_modules=r".*\.mlp\.(gate|up|down)_proj"), torch.float16),
+]
+
+
+def make_lora_adapters():
+    from peft import LoraConfig, get_peft_model
+    for name, kw, dtype in LORA_ADAPTERS:
+        d = os.path.join(EXTRA_DIR, name)
+        if os.path.exists(os.path.join(d, "adapter_config.json")):
+            continue
+        torch.manual_seed(sum(map(ord, name)))
+        _, base = load(os.path.join(ROOT, LORA_BASE))
+        # init_lora_weights=False: A and B both random (PEFT's default B = 0 would be a no-op adapter)
+        pm = get_peft_model(base, LoraConfig(init_lora_weights=False, lora_dropout=0.0, bias="none",
+                                             task_type="CAUSAL_LM", **kw))
+        with torch.no_grad():
+            for n, p in pm.named_parameters():
+                if "lora_B" in n:
+                    p.mul_(0.25)  # an adapter that moves the logits, not one that swamps the base model
+        pm.to(dtype).save_pretrained(d, safe_serialization=True)
+        os.remove(os.path.join(d, "README.md"))  # PEFT's model-card template
+        print(f"{name}: written to {os.path.relpath(d, ROOT)}", flush=True)
+
+
+SMOL_LORA = "lora-smollm2-qv"  # q_proj and v_proj of the default model, r 4, BF16
+SMOL_LORA_PROMPTS = ["chat_capital", "chat_haiku", "plain_fox"]
+
+
+def make_smollm2_lora():
+    """An adapter for the default model (GGUF) and its greedy continuations under PEFT, for the
+    `vesta generate` and `vesta serve` checks (tests/worker/cli/check_lora.py,
+    tests/router/test_router_engine.py)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    d = os.path.join(EXTRA_DIR, SMOL_LORA)
+    if not os.path.exists(os.path.join(d, "adapter_config.json")):
+        torch.manual_seed(sum(map(ord, SMOL_LORA)))
+        _, base = load(SMOL_DIR, SMOL_FILE)
+        pm = get_peft_model(base, LoraConfig(init_lora_weights=False, r=4, lora_alpha=8, lora_dropout=0.0,
+                                             target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+        with torch.no_grad():
+            for n, p in pm.named_parameters():
+                if "lora_B" in n:
+                    p.mul_(0.5)
+        pm.to(torch.bfloat16).save_pretrained(d, safe_serialization=True)
+        os.remove(os.path.join(d, "README.md"))
+        print(f"{SMOL_LORA}: written to {os.path.relpath(d, ROOT)}", flush=True)
+    tok, base = load(SMOL_DIR, SMOL_FILE, tokenizer=True)
+    _, b2 = load(SMOL_DIR, SMOL_FILE)
+    model = PeftModel.from_pretrained(b2, d).eval()
+    prompts = []
+    for name, p in SMOL_PROMPTS:
+        if name not in SMOL_LORA_PROMPTS:
+            continue
+        text = tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) if isinstance(p, list) else p
+        ids = tok(text, add_special_tokens=True).input_ids
+        new, logits = greedy(model, ids, 32)
+        base_new, _ = greedy(base, ids, 32)
+        assert new != base_new, f"{name}: the adapter does not change the greedy tokens"
+        prompts.append({"name": name, "text": text, "prompt_ids": ids, "greedy_ids": new,
+                        "base_greedy_ids": base_new, "margins": margins(logits)})
+        print(f"{SMOL_LORA} {name}: min margin {min(prompts[-1]['margins']):.4f}", flush=True)
+    import peft
+    doc = {
+        "generator": "scripts/reference/make_golden.py lora",
+        "reference": f"transformers {transformers.__version__}, peft {peft.__version__}, torch {torch.__version__}, "
+                     "float32, CPU",
+        "model": SMOL_FILE,
+        "model_sha256": sha256(os.path.join(SMOL_DIR, SMOL_FILE)),
+        "adapter": os.path.relpath(d, ROOT),
+        "ignore_eos": True,
+        "prompts": prompts,
+    }
+    with open(os.path.join(GOLDEN, "lora", "smollm2-lora.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+
+
+def make_lora():
+    from peft import PeftModel
+    make_lora_adapters()
+    rng = np.random.default_rng(4321)
+    base_path = os.path.join(ROOT, LORA_BASE)
+    _, base = load(base_path)
+    vocab = int(base.config.vocab_size)
+    prompt_ids = [[int(x) for x in rng.integers(0, vocab, size=n)] for n in (1, 5, 23, 70)]
+    runs = [(None, base)]
+    for name, _, _ in LORA_ADAPTERS:
+        _, b = load(base_path)
+        runs.append((name, PeftModel.from_pretrained(b, os.path.join(EXTRA_DIR, name)).eval()))
+    blob, offset, entries = [], 0, []
+    base_full = []
+    for name, model in runs:
+        prompts = []
+        for i, ids in enumerate(prompt_ids):
+            with torch.no_grad():
+                full = model(torch.tensor([ids])).logits[0].float().numpy()
+            if name is None:
+                base_full.append(full)
+            else:  # the adapter must matter, or the test could not fail
+                moved = np.linalg.norm(full - base_full[i]) / np.linalg.norm(base_full[i])
+                assert moved > 0.05, f"{name}: adapter moves the logits by only {moved:.3g}"
+            new, logits = greedy(model, ids, 16)
+            blob.append(full.astype("<f4").ravel())
+            prompts.append({"prompt_ids": ids, "greedy_ids": new, "margins": margins(logits),
+                            "logits_offset": offset, "logits_rows": len(ids)})
+            offset += full.size
+        entries.append({"adapter": name, "path": os.path.relpath(os.path.join(EXTRA_DIR, name), ROOT) if name else None,
+                        "prompts": prompts})
+        print(f"{name or 'base'}: ok", flush=True)
+    ldir = os.path.join(GOLDEN, "lora")
+    os.makedirs(ldir, exist_ok=True)
+    np.concatenate(blob).tofile(os.path.join(ldir, "tiny-llama-lora.f32"))
+    import peft
+    doc = {
+        "generator": "scripts/reference/make_golden.py lora",
+        "reference": f"transformers {transformers.__version__}, peft {peft.__version__}, torch {torch.__version__}, "
+                     "float32, CPU",
+        "model": LORA_BASE,
+        "weights_fnv1a64": weights_fnv1a64(base_path, None),
+        "vocab_size": vocab,
+        "logits_file": "tiny-llama-lora.f32",
+        "runs": entries,
+    }
+    with open(os.path.join(ldir, "tiny-llama-lora.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["smollm2", "tiny", "all"])
+    ap.add_argument("what", choices=["smollm2", "tiny", "lora", "all"])
     a = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -284,6 +423,9 @@ def main():
         make_smollm2()
     if a.what in ("tiny", "all"):
         make_tiny()
+    if a.what in ("lora", "all"):
+        make_lora()
+        make_smollm2_lora()
 
 
 if __name__ == "__main__":

@@ -189,4 +189,28 @@ inline void attend(const float *q, const std::vector<const float *> &k, const st
     }
 }
 
+/* vk_lora_shrink + vk_lora_expand: for each row i whose slot s = row_slot[i] >= 0 has matrices,
+ * y[i][o] = round(y[i][o] + round(sum_j round(A_s[j] . x[i]) B_s[o][j])). A_s [rank_s][in], B_s
+ * [out][rank_s]; y rows ldy apart. Sums in double. */
+inline void lora(vk_dtype dt, float *y, int ldy, int out, const float *x, int in, const std::vector<const float *> &A,
+                 const std::vector<const float *> &B, const std::vector<int> &rank, const int32_t *row_slot, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const int s = row_slot[i];
+        if (s < 0 || !A[s]) continue;
+        std::vector<float> t(rank[s]);
+        for (int j = 0; j < rank[s]; j++) {
+            double acc = 0;
+            for (int k = 0; k < in; k++) acc += (double)A[s][(size_t)j * in + k] * x[(size_t)i * in + k];
+            t[j] = rnd(dt, (float)acc);
+        }
+        for (int o = 0; o < out; o++) {
+            double d = 0;
+            for (int j = 0; j < rank[s]; j++) d += (double)t[j] * B[s][(size_t)o * rank[s] + j];
+            float &yv = y[(size_t)i * ldy + o];
+            yv = rnd(dt, yv + rnd(dt, (float)d));
+        }
+    }
+}
+
 } // namespace ref

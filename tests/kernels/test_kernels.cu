@@ -1294,6 +1294,92 @@ static void test_pdl_chain(vk_dtype dt)
     CK(cudaStreamDestroy(st));
 }
 
+/* vk_lora against ref::lora: two projections sharing x (their columns side by side in y, like q
+ * and k), three slots of ranks 4, 16 and 96 (the second without matrices for the first projection;
+ * 96 takes expand's rank in two chunks); first rows of mixed slots and the base model (-1), as in a
+ * decode step, then runs of one slot, as in prefill chunks. Rows of the base model and columns
+ * outside the projections must be unchanged. Then batch invariance: with invariant, every row's
+ * bits equal those of the same row computed alone. */
+static void test_lora(vk_dtype dt)
+{
+    const int dims[][3] = {{576, 192, 64}, {1032, 4104, 1024}};
+    for (const auto &d : dims) {
+        const int in = d[0], out0 = d[1], out1 = d[2], n = 77, off = 8, ldy = off + out0 + out1 + 16;
+        rng r(g_seed + in);
+        const std::vector<int> rank = {4, 16, 96};
+        std::vector<std::vector<uint16_t>> a[2], b[2];
+        std::vector<vk_lora_slot> tab[2];
+        std::vector<dbuf<uint16_t> *> keep;
+        const int outs[2] = {out0, out1};
+        for (int t = 0; t < 2; t++) {
+            a[t].resize(3), b[t].resize(3), tab[t].resize(3);
+            for (int s = 0; s < 3; s++) {
+                if (t == 0 && s == 1) continue; /* no matrices for this projection */
+                a[t][s] = rand_storage(dt, (size_t)rank[s] * in, r, 0.1f);
+                b[t][s] = rand_storage(dt, (size_t)outs[t] * rank[s], r, 0.1f);
+                keep.push_back(new dbuf<uint16_t>(a[t][s]));
+                tab[t][s].a = keep.back()->p;
+                keep.push_back(new dbuf<uint16_t>(b[t][s]));
+                tab[t][s].b = keep.back()->p;
+                tab[t][s].rank = rank[s];
+            }
+        }
+        std::vector<int32_t> slots(n);
+        for (int i = 0; i < n; i++) slots[i] = i < 37 ? r.below(4) - 1 : (i - 37) / 13 % 4 - 1;
+        auto x = rand_storage(dt, (size_t)n * in, r, 1.f), y = rand_storage(dt, (size_t)n * ldy, r, 1.f);
+        dbuf<uint16_t> dx(x), dy(y);
+        dbuf<vk_lora_slot> dtab0(tab[0]), dtab1(tab[1]);
+        dbuf<int32_t> dslots(slots);
+        dbuf<float> ws(vk_lora_ws_floats(n, 96, 1));
+        vk_lora_targets tg = {};
+        tg.tab[0] = dtab0.p, tg.tab[1] = dtab1.p;
+        tg.num = 2;
+        auto run = [&](int rows, int first, int invariant) {
+            tg.y[0] = dy.p + (size_t)first * ldy + off;
+            tg.y[1] = dy.p + (size_t)first * ldy + off + out0;
+            tg.out[0] = out0, tg.out[1] = out1;
+            CK(vk_lora(dt, &tg, ldy, dx.p + (size_t)first * in, in, dslots.p + first, rows, ws.p, 96, invariant, 0, 0));
+        };
+        run(n, 0, 0);
+        auto fx = to_f(dt, x), want = to_f(dt, y);
+        for (int t = 0; t < 2; t++) {
+            std::vector<float> fa[3], fb[3];
+            std::vector<const float *> pa(3, nullptr), pb(3, nullptr);
+            for (int s = 0; s < 3; s++)
+                if (!a[t][s].empty())
+                    fa[s] = to_f(dt, a[t][s]), fb[s] = to_f(dt, b[t][s]), pa[s] = fa[s].data(), pb[s] = fb[s].data();
+            ref::lora(dt, want.data() + off + (t ? out0 : 0), ldy, outs[t], fx.data(), in, pa, pb, rank, slots.data(),
+                      n);
+        }
+        auto got = dy.down();
+        int untouched_bad = 0;
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < ldy; o++) {
+                const bool col0 = o >= off && o < off + out0, col1 = o >= off + out0 && o < off + out0 + out1;
+                const bool adapted = slots[i] >= 0 && ((col0 && slots[i] != 1) || col1);
+                if (!adapted) untouched_bad += got[(size_t)i * ldy + o] != y[(size_t)i * ldy + o];
+            }
+        err e = compare(to_f(dt, got), want);
+        printf("lora %s in=%d out=%d+%d: rel %.2e (tol %.1e), %d changed outside the adapted rows/columns\n", dtn(dt),
+               in, out0, out1, e.rel, ulp_tol(dt) / 4, untouched_bad);
+        CHECK(e.rel < ulp_tol(dt) / 4 && untouched_bad == 0, "lora %s", dtn(dt));
+
+        dy.up(y); /* invariance: the whole batch, then each of a few rows alone */
+        run(n, 0, 1);
+        auto all = dy.down();
+        int differ = 0;
+        for (int i : {0, 5, 40, 76}) {
+            dy.up(y);
+            run(1, i, 1);
+            auto one = dy.down();
+            for (int o = 0; o < ldy; o++) differ += one[(size_t)i * ldy + o] != all[(size_t)i * ldy + o];
+        }
+        printf("lora %s invariant: %d elements differ between a row alone and in the batch\n", dtn(dt), differ);
+        CHECK(differ == 0, "lora invariant %s", dtn(dt));
+        for (auto *p : keep) delete p;
+    }
+}
+
 int main(int argc, char **argv)
 {
     std::string what = argc > 1 ? argv[1] : "all";
@@ -1327,6 +1413,7 @@ int main(int argc, char **argv)
         if (what == "invariant" || what == "all") test_attention_invariant(dt);
         if (what == "gemv" || what == "all") test_gemv(dt);
         if (what == "pdl" || what == "all") test_pdl_chain(dt);
+        if (what == "lora" || what == "all") test_lora(dt);
     }
     if (what == "copy_blocks" || what == "all") test_copy_blocks();
     if (what == "sampling" || what == "all") {

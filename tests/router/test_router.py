@@ -571,16 +571,17 @@ def routed_to(c, fn):
     return [k for k in after if after[k] > before.get(k, 0)]
 
 
-def shared_prefix_workload(c, groups=3, per_group=4):
-    """Returns {group: [worker of each request]}."""
+def shared_prefix_workload(c, groups=3, per_group=4, models=None):
+    """Returns {group: [worker of each request]}; group g asks for models[g] (default MODEL)."""
     oc = client(c)
+    models = models or [MODEL] * groups
     system = {g: " ".join(f"rule{g}-{k}" for k in range(120)) for g in range(groups)}
     landed = {g: [] for g in range(groups)}
     for i in range(per_group):
         for g in range(groups):
             msgs = [{"role": "system", "content": system[g]},
                     {"role": "user", "content": f"question {i}"}]
-            w = routed_to(c, lambda: oc.chat.completions.create(model=MODEL, messages=msgs,
+            w = routed_to(c, lambda: oc.chat.completions.create(model=models[g], messages=msgs,
                                                                 max_tokens=2))
             landed[g].append(w[0])
     return landed
@@ -606,6 +607,28 @@ def test_routing_affinity(c):
     ws = c.admin_workers()
     check(all(w["kv_events_synced"] and w["kv_events_seq"] > 0 for w in ws.values()), f"synced {ws}")
     check(m[("vesta:prefix_index_entries", frozenset({("source", "events")}))] > 0, "event index")
+
+
+LORA_ARGS = ["--enable-lora", "--lora-modules", "sql=/adapters/sql", "chat=/adapters/chat"]
+
+
+def test_routing_lora(c):
+    """Adapters by name (the simulator takes --lora-modules names without weights): listed under
+    the base model; the same system prompt under the base model and two adapters makes three
+    groups whose block keys differ (the adapter id is part of them), each kept on one worker and
+    routed by the workers' own KV events, so the router's keys match the workers'."""
+    models = {m.id: m for m in client(c).models.list().data}
+    check(list(models) == [MODEL, "sql", "chat"], f"/v1/models: {list(models)}")
+    check(getattr(models["sql"], "parent", None) == MODEL and getattr(models["sql"], "root", None) == "/adapters/sql",
+          f"adapter card {models['sql']}")
+    before = c.metrics()
+    key = ("vesta:routing_decisions_total", frozenset({("policy", "prefix-affinity"), ("outcome", "prefix_hit")}))
+    landed = shared_prefix_workload(c, groups=3, per_group=4, models=[MODEL, "sql", "chat"])
+    for g, ws in landed.items():
+        check(len(set(ws)) == 1, f"group {g} spread over {ws}")
+    hit = c.metrics()[key] - before.get(key, 0)
+    check(hit >= 9, f"prefix_hit decisions {hit}: adapter requests found their own blocks")
+    expect_error(c, "/v1/completions", {"model": "sqlx", "prompt": "hi", "max_tokens": 2}, 404)
 
 
 def test_routing_round_robin(c):
@@ -650,6 +673,8 @@ GROUPS = {
                           worker_args=["--sim-step-delay-ms", "3000"]), test_engine_stall),
     "routing_affinity": (dict(router_args=["--routing-policy", "prefix-affinity"]),
                          test_routing_affinity),
+    "routing_lora": (dict(router_args=["--routing-policy", "prefix-affinity", *LORA_ARGS], worker_args=LORA_ARGS),
+                     test_routing_lora),
     "routing_round_robin": (dict(router_args=["--routing-policy", "round-robin"]),
                             test_routing_round_robin),
 }

@@ -5,7 +5,10 @@ usage: test_router_engine.py BIN_DIR MODEL
 Checks: chat and text completions (greedy) equal `vesta generate` on the same prompt token ids
 (the offline engine, no router); streamed pieces concatenate to the non-streamed text; usage
 equals /tokenize counts; n > 1; stop strings; logprobs; shared-prefix requests land on one worker
-whose prefix-cache hit counter rises."""
+whose prefix-cache hit counter rises. LoRA (--enable-lora --lora-modules, the adapter of
+tests/golden/lora/smollm2-lora.json): /v1/models lists the adapter under the base model, a
+request naming it equals `vesta generate` with its lora_name (itself checked against PEFT by
+tests/worker/cli/check_lora.py) and differs from the base model's, an unknown model is a 404."""
 import json
 import os
 import signal
@@ -21,19 +24,25 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cluster import free_port, check, checks_passed  # noqa: E402
 
 BIN, MODEL = sys.argv[1], sys.argv[2]
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+ADAPTER = os.path.join(ROOT, "tests", "golden", "models", "lora-smollm2-qv")
+LORA_FLAGS = ["--enable-lora", "--lora-modules", f"qv={ADAPTER}"]
 
 
 
-def generate_offline(prompts_ids, max_tokens):
-    """`vesta generate` on token-id prompts, greedy; returns the texts."""
+def generate_offline(prompts_ids, max_tokens, lora=None):
+    """`vesta generate` on token-id prompts, greedy (under adapter `lora`); returns the texts."""
     with tempfile.TemporaryDirectory() as d:
         inp, out = os.path.join(d, "in.jsonl"), os.path.join(d, "out.jsonl")
         with open(inp, "w") as f:
             for ids in prompts_ids:
-                f.write(json.dumps({"prompt_token_ids": ids, "max_tokens": max_tokens,
-                                    "temperature": 0}) + "\n")
+                line = {"prompt_token_ids": ids, "max_tokens": max_tokens, "temperature": 0}
+                if lora:
+                    line["lora_name"] = lora
+                f.write(json.dumps(line) + "\n")
         subprocess.run([os.path.join(BIN, "vesta"), "generate", "--model", MODEL, "--input", inp,
-                        "--output", out], check=True, timeout=300, stdout=subprocess.DEVNULL)
+                        "--output", out] + (LORA_FLAGS if lora else []), check=True, timeout=300,
+                       stdout=subprocess.DEVNULL)
         with open(out) as f:
             rows = [json.loads(line) for line in f]
     return [r["outputs"][0]["text"] for r in sorted(rows, key=lambda r: r["index"])]
@@ -46,7 +55,7 @@ def main():
                               "--port", str(port), "--zmq-bind", f"tcp://127.0.0.1:{zport}",
                               # one thread per worker; default heartbeat timeout (the worker heartbeats
                               # from its I/O thread through long CPU steps)
-                              "--num-threads", "1"],
+                              "--num-threads", "1", *LORA_FLAGS],
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -115,6 +124,24 @@ def run(h, oc):
         tops = [x.logprob for x in t.top_logprobs]
         check(tops == sorted(tops, reverse=True) and t.logprob <= 0, "top_logprobs ordered")
         check(abs(t.logprob - tops[0]) < 1e-4, "greedy token is the top-1")
+
+    # LoRA: the adapter by name, as vLLM serves --lora-modules
+    models = {m["id"]: m for m in h.get("/v1/models").json()["data"]}
+    check(models.get("qv", {}).get("parent") == MODEL and models["qv"]["root"] == ADAPTER,
+          f"/v1/models lists the adapter under the base model: {models.get('qv')}")
+    lora_ref = generate_offline(ids + [chat_ids], 24, lora="qv")
+    for p, want, base in zip(prompts, lora_ref, ref):
+        r = oc.completions.create(model="qv", prompt=p, max_tokens=24, temperature=0)
+        check(r.choices[0].text == want and r.model == "qv", f"adapter completion {p!r}: {r.choices[0].text!r}")
+        check(want != base, f"the adapter changes {p!r}")
+    pieces = "".join(c.choices[0].delta.content or "" for c in oc.chat.completions.create(
+        model="qv", messages=msgs, max_tokens=24, temperature=0, stream=True) if c.choices)
+    check(pieces == lora_ref[2], f"adapter streamed chat {pieces!r} != {lora_ref[2]!r}")
+    try:
+        oc.completions.create(model="no-such-adapter", prompt=prompts[0], max_tokens=2)
+        check(False, "an unknown model is refused")
+    except openai.NotFoundError as e:
+        check(e.status_code == 404, "an unknown model is a 404")
 
     # prefix affinity: a long shared system prompt lands on one worker and hits its cache
     system = "You are a helpful assistant. " * 40

@@ -168,6 +168,7 @@ static void cpu_destroy(vesta_backend *base)
     free(be->scratch);
     free(be->gathered);
     free(be->full_logits);
+    free(be->lora_tmp);
     free(be->kv.data);
     cpu_activations_free(&be->a);
     cpu_weights_free(&be->w);
@@ -182,6 +183,7 @@ static const vesta_backend_ops cpu_ops = {
     .kv_alloc = cpu_kv_alloc,
     .execute = cpu_execute,
     .copy_blocks = cpu_copy_blocks,
+    .lora_add = cpu_lora_add,
     .destroy = cpu_destroy,
 };
 

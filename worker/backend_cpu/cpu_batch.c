@@ -34,9 +34,9 @@ static vesta_status check_seq(const cpu_backend *be, const vesta_batch *b, int s
                                    "position %d at slot %lld",
                                    t, b->slot_mapping[t], s, pos, (long long)slot);
     }
-    if (b->lora_slots && b->lora_slots[s] >= 0)
-        return vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "batch: lora_slots[%d] = %d: the CPU backend has no "
-                               "LoRA adapters", s, b->lora_slots[s]);
+    if (b->lora_slots && (b->lora_slots[s] < -1 || b->lora_slots[s] >= be->num_loras))
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "batch: lora_slots[%d] = %d outside [-1, %d adapters)", s,
+                               b->lora_slots[s], be->num_loras);
     return VESTA_OK;
 }
 

@@ -114,11 +114,15 @@ static vesta_status layer_forward(cpu_backend *be, const vesta_batch *b, int l, 
         beta = 1.0f;
     }
     cpu_product(a, a->xn, T, H, L->wqkv, be->qkv_dim, a->qkv, be->qkv_dim, beta);
+    cpu_lora_apply(be, b, l, VESTA_LORA_Q, a->xn, a->qkv, be->qkv_dim);
+    cpu_lora_apply(be, b, l, VESTA_LORA_K, a->xn, a->qkv + be->q_dim, be->qkv_dim);
+    cpu_lora_apply(be, b, l, VESTA_LORA_V, a->xn, a->qkv + be->q_dim + be->kv_dim, be->qkv_dim);
     rope_apply(be, T);
     cpu_attention(be, b, l);
     vesta_status st;
     if (!be->comm) {
         cpu_product(a, a->attn, T, be->q_dim, L->wo, H, a->x, H, 1.0f); /* residual add via beta = 1 */
+        cpu_lora_apply(be, b, l, VESTA_LORA_O, a->attn, a->x, H);
     } else { /* xn is free again: it holds this rank's partial o_proj */
         cpu_product(a, a->attn, T, be->q_dim, L->wo, H, a->xn, H, 0.0f);
         if ((st = residual_reduce(be, a->xn, T, err)) != VESTA_OK)
@@ -127,9 +131,12 @@ static vesta_status layer_forward(cpu_backend *be, const vesta_batch *b, int l, 
 
     rmsnorm_rows(be, a->x, L->mlp_norm, a->xn, T);
     cpu_product(a, a->xn, T, H, L->wgu, 2 * I, a->gu, 2 * I, 0.0f);
+    cpu_lora_apply(be, b, l, VESTA_LORA_GATE, a->xn, a->gu, 2 * I);
+    cpu_lora_apply(be, b, l, VESTA_LORA_UP, a->xn, a->gu + I, 2 * I);
     silu_mul(be, T);
     if (!be->comm) {
         cpu_product(a, a->act, T, I, L->wdown, H, a->x, H, 1.0f);
+        cpu_lora_apply(be, b, l, VESTA_LORA_DOWN, a->act, a->x, H);
     } else {
         cpu_product(a, a->act, T, I, L->wdown, H, a->xn, H, 0.0f);
         if ((st = residual_reduce(be, a->xn, T, err)) != VESTA_OK)

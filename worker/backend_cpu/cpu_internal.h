@@ -9,6 +9,7 @@
 #include "comm.h"
 #include "shard.h"
 #include "vesta/error.h"
+#include "vesta/lora.h"
 #include "vesta/model.h"
 
 /* One decoder layer's weights, float32, row-major [out][in] like Hugging Face. The q/k/v
@@ -101,7 +102,20 @@ typedef struct cpu_backend {
     cpu_kv_cache kv;
     struct vesta_sampler_scratch **scratch; /* [n_scratch] */
     int n_scratch;      /* threads that sample rows in parallel */
+    const vesta_lora_adapter *loras[VESTA_LORA_MAX_ADAPTERS]; /* by slot; owned by the engine */
+    int num_loras;
+    float *lora_tmp; /* [max_tokens][lora_rank_cap]: A x of one sequence */
+    int lora_rank_cap;
 } cpu_backend;
+
+/* The backend's lora_add (no tensor parallelism). */
+vesta_status cpu_lora_add(vesta_backend *base, int slot, const vesta_lora_adapter *ad, vesta_error *err);
+
+/* y[t][0 .. out) += B (A x[t]) for the tokens t of every sequence whose adapter targets (layer, t);
+ * x rows are `in` wide (vesta_lora_target_dims), y rows ldy apart, y pointing at the target's
+ * first output column. No-op without adapters. */
+void cpu_lora_apply(cpu_backend *be, const vesta_batch *b, int layer, vesta_lora_target t, const float *x, float *y,
+                    int ldy);
 
 vesta_status cpu_activations_alloc(cpu_activations *a, const vesta_model_config *c,
                                    const vesta_backend_options *opts, int nthreads, int lm_cols,

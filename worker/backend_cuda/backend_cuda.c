@@ -196,6 +196,10 @@ static vesta_status validate(cuda_backend *be, const vesta_batch *b, vesta_error
             (!follower(be) && !b->sample_rows[i].params))
             return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "batch: sample %d index %d", i,
                                    b->sample_token_index[i]);
+    for (int i = 0; b->lora_slots && i < b->num_seqs; i++)
+        if (b->lora_slots[i] < -1 || b->lora_slots[i] >= be->num_loras)
+            return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "batch: lora_slots[%d] = %d outside [-1, %d adapters)",
+                                   i, b->lora_slots[i], be->num_loras);
     return VESTA_OK;
 }
 
@@ -293,6 +297,11 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
         be->hm.context_lens[i] = 1;
         memset(be->hm.block_tables + (size_t)i * MB, 0, 4 * (size_t)MB);
     }
+    /* graphs captured with adapters loaded hold the LoRA kernels; eager steps run them when a row
+     * has an adapter */
+    const bool lora_rows = be->num_loras > 0 && cuda_lora_rows(be, b, g >= 0 ? rows : nt);
+    be->lora_step = lora_rows;
+    cuda_lora_plan(be, b, g >= 0);
     int nsamp_rows = g >= 0 ? rows : nsm;
     for (int i = 0; i < nsm; i++) be->hm.sample_idx[i] = b->sample_token_index[i];
     for (int i = nsm; i < nsamp_rows; i++) be->hm.sample_idx[i] = i;
@@ -330,6 +339,7 @@ static vesta_status cuda_execute(vesta_backend *base, const vesta_batch *b, vest
     UP(context_lens, rows);
     UP(block_tables, (size_t)rows * MB);
     if (nsamp_rows) UP(sample_idx, nsamp_rows);
+    if (be->num_loras > 0) UP(lora_rows, ntok);
     if (ntiles) UP(tiles, 2 * ntiles);
     if (nsm && !follower(be)) UP(sample_params, nsm);
     if (pool) {
@@ -414,6 +424,7 @@ static void cuda_destroy(vesta_backend *base)
     cuda_gemm_invariant_dispose(be);
     cuda_gemm_dispose(be);
     if (be->blas) cublasDestroy(be->blas);
+    cuda_lora_free(be);
     cudaFree(be->kv);
     cudaFree(be->kv_ptrs);
     cudaFree(be->aarena);
@@ -434,6 +445,7 @@ static const vesta_backend_ops cuda_ops = {
     .kv_alloc = cuda_kv_alloc,
     .execute = cuda_execute,
     .copy_blocks = cuda_copy_blocks,
+    .lora_add = cuda_lora_add,
     .destroy = cuda_destroy,
 };
 
@@ -493,6 +505,7 @@ static size_t plan_meta(const cuda_backend *be, cuda_meta *m, char *base, size_t
     A(m->block_tables, S * be->max_blocks * 4);
     A(m->tiles, (size_t)be->tiles_cap * 2 * 4);
     A(m->sample_idx, S * 4);
+    A(m->lora_rows, T * 4);
     A(m->sample_params, S * sizeof(vk_sample_row));
     A(m->ids_pool, be->ids_cap * 4);
     A(m->bias_pool, be->ids_cap * 4);

@@ -113,6 +113,7 @@ static vesta_status layer_forward(cuda_backend *be, int l, int n, vk_attention_a
         MARK(NORM);
     }
     if (gemm(be, be->h, n, Hd, y->wqkv, be->W, be->qkv, CUDA_GEMM_STORE, err)) return VESTA_ERR_BACKEND;
+    if (cuda_lora_apply(be, l, VESTA_LORA_Q, 3, be->h, be->qkv, be->W, n, err)) return VESTA_ERR_BACKEND;
     MARK(QKV);
     a->k_cache = kcache(be, l, 0);
     a->v_cache = kcache(be, l, 1);
@@ -122,13 +123,16 @@ static vesta_status layer_forward(cuda_backend *be, int l, int n, vk_attention_a
     K(vk_attention_v(a, be->decode_attention, 2, s));
     MARK(ATTN);
     if (gemm(be, be->attn, n, qd, y->wo, Hd, residual_out(be, n), residual_mode(be, n), err)) return VESTA_ERR_BACKEND;
+    if (cuda_lora_apply(be, l, VESTA_LORA_O, 1, be->attn, residual_out(be, n), Hd, n, err)) return VESTA_ERR_BACKEND;
     MARK(O);
     if (reduce_add_norm(be, n, y->ln2, eps, err)) return VESTA_ERR_BACKEND; /* o_proj's rows split under TP */
     if (gemm(be, be->h, n, Hd, y->wgu, 2 * be->F, be->gu, CUDA_GEMM_STORE, err)) return VESTA_ERR_BACKEND;
+    if (cuda_lora_apply(be, l, VESTA_LORA_GATE, 2, be->h, be->gu, 2 * be->F, n, err)) return VESTA_ERR_BACKEND;
     MARK(GU);
     K(vk_silu_and_mul(VK_BF16, be->act, be->gu, n, be->F, be->kernel_pdl, s));
     MARK(SILU);
-    if (gemm(be, be->act, n, be->F, y->wdown, Hd, residual_out(be, n), residual_mode(be, n), err))
+    if (gemm(be, be->act, n, be->F, y->wdown, Hd, residual_out(be, n), residual_mode(be, n), err) ||
+        cuda_lora_apply(be, l, VESTA_LORA_DOWN, 1, be->act, residual_out(be, n), Hd, n, err))
         return VESTA_ERR_BACKEND;
     MARK(DOWN);
     /* down's rows split under TP; the next layer's input norm here; after the last layer the final
@@ -230,6 +234,7 @@ static vesta_status fake_decode_meta(cuda_backend *be, int bs, vesta_error *err)
         be->hm.query_start[i] = i;
         be->hm.context_lens[i] = 1;
         be->hm.sample_idx[i] = i;
+        be->hm.lora_rows[i] = -1;
     }
     be->hm.query_start[bs] = bs;
     memset(be->hm.block_tables, 0, sizeof(int32_t) * (size_t)bs * be->max_blocks);
@@ -243,6 +248,7 @@ static vesta_status fake_decode_meta(cuda_backend *be, int bs, vesta_error *err)
     CU(cudaMemcpyAsync(be->m.query_start, be->hm.query_start, 4 * (size_t)(bs + 1), cudaMemcpyHostToDevice, s));
     CU(cudaMemcpyAsync(be->m.context_lens, be->hm.context_lens, 4 * (size_t)bs, cudaMemcpyHostToDevice, s));
     CU(cudaMemcpyAsync(be->m.sample_idx, be->hm.sample_idx, 4 * (size_t)bs, cudaMemcpyHostToDevice, s));
+    CU(cudaMemcpyAsync(be->m.lora_rows, be->hm.lora_rows, 4 * (size_t)bs, cudaMemcpyHostToDevice, s));
     CU(cudaMemcpyAsync(be->m.block_tables, be->hm.block_tables, 4 * (size_t)bs * be->max_blocks, cudaMemcpyHostToDevice,
                        s));
     if (ntiles > 0) CU(cudaMemcpyAsync(be->m.tiles, be->hm.tiles, 8 * (size_t)ntiles, cudaMemcpyHostToDevice, s));
@@ -258,6 +264,8 @@ static vesta_status capture_one(cuda_backend *be, int bs, int max_ctx, vesta_err
     cudaGraphExec_t ex = NULL;
     if (fake_decode_meta(be, bs, err)) return VESTA_ERR_BACKEND;
     be->prof_off = true; /* graphs replay without events (cuda_profile.c) */
+    be->lora_step = be->num_loras > 0; /* the graph runs the LoRA kernels whatever the rows */
+    be->lora_gemm = false;
     /* warm-up: sets kernel attributes, lets cuBLAS pick its kernels outside the capture */
     const int ntiles = be->batch_invariant ? bs : 0; /* one tile per sequence (fake_decode_meta) */
     if (cuda_forward(be, bs, bs, bs, max_ctx, true, ntiles, err)) return VESTA_ERR_BACKEND;

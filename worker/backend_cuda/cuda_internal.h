@@ -45,6 +45,7 @@ typedef struct cuda_layer {
 /* Device buffers for one step's inputs (fixed addresses: decode graphs read them at replay). */
 typedef struct cuda_meta {
     int32_t *tokens, *positions, *slots, *query_start, *context_lens, *block_tables, *tiles, *sample_idx;
+    int32_t *lora_rows; /* each token's adapter slot, -1 = base model (only with adapters) */
     vk_sample_row *sample_params;
     int32_t *ids_pool;
     float *bias_pool;
@@ -95,6 +96,29 @@ typedef struct cuda_gemm_algo {
 typedef struct cuda_backend {
     vesta_backend base;
     vesta_backend_options opts;
+    /* Multi-LoRA (cuda_lora.c), set up at start-up: each adapter's bf16 matrices, the slot table
+     * per (layer, projection) on the device and its host copy, which (layer, projection) any
+     * adapter targets, and the shrink output t [max_tokens][lora_rank_max]. lora_step: this step
+     * (or the graph being captured) runs the LoRA kernels. */
+    int num_loras, lora_rank_max;
+    void *lora_mem[VESTA_LORA_MAX_ADAPTERS];
+    int lora_rank[VESTA_LORA_MAX_ADAPTERS];
+    vk_lora_slot *lora_tab, *lora_tab_host;
+    bool *lora_any;
+    float *lora_t;
+    bool lora_step;
+    /* The products path (eager steps of at least CUDA_LORA_GEMM_MIN_N rows, cuda_lora.c): per
+     * adapter, layer and projection group the group's A rows stacked [targets][rank][in] on the
+     * device (lora_agrp[(slot * L + l) * CUDA_LORA_GROUPS + g], NULL where the adapter has none of
+     * the group); t in bf16 [max_tokens][3 * lora_rank_max]; this step's adapters. */
+    void **lora_agrp;
+    void *lora_tg;
+    bool lora_gemm;
+    int lora_active[VESTA_LORA_MAX_ADAPTERS], num_lora_active;
+    /* each active adapter's rows: [r0, r1) when contiguous (the engine groups a step by adapter),
+     * else [0, n) with the other rows zeroed after the shrink */
+    int lora_r0[VESTA_LORA_MAX_ADAPTERS], lora_r1[VESTA_LORA_MAX_ADAPTERS];
+    bool lora_masked[VESTA_LORA_MAX_ADAPTERS];
     int dev;
     size_t total_mem;
     cudaStream_t stream;
@@ -271,5 +295,22 @@ vesta_status cuda_forward(cuda_backend *be, int ntok, int nseq, int nsamples, in
 vesta_status cuda_graphs_capture(cuda_backend *be, vesta_error *err);
 int cuda_graph_for(const cuda_backend *be, int nseq);
 size_t cuda_gemm_workspace_bytes(void);
+
+#define CUDA_LORA_GROUPS 4      /* q|k|v, o, gate|up, down */
+#define CUDA_LORA_GEMM_MIN_N 64 /* rows from which an eager step takes the products path */
+
+/* Multi-LoRA (cuda_lora.c). lora_add: the backend op. lora_rows: the step's per-token slots
+ * into hm.lora_rows (rows >= num_tokens: padding, -1); true when some row has an adapter.
+ * lora_apply: for the `count` projections from `first` (q, k, v or gate, up: one input x, their
+ * columns one after the other in y, rows ldy apart), y += B (A x) for the rows of adapters that
+ * target them in layer l; nothing unless lora_step. */
+vesta_status cuda_lora_add(vesta_backend *base, int slot, const vesta_lora_adapter *ad, vesta_error *err);
+bool cuda_lora_rows(cuda_backend *be, const vesta_batch *b, int rows);
+/* This step's path: the products (cuBLAS) for an eager step of >= CUDA_LORA_GEMM_MIN_N rows outside
+ * batch-invariant mode, with the step's distinct adapters; the kernels (vk_lora) otherwise. */
+void cuda_lora_plan(cuda_backend *be, const vesta_batch *b, bool graph);
+vesta_status cuda_lora_apply(cuda_backend *be, int l, vesta_lora_target first, int count, const void *x, void *y,
+                             int ldy, int n, vesta_error *err);
+void cuda_lora_free(cuda_backend *be);
 
 #endif

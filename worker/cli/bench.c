@@ -65,46 +65,91 @@ typedef struct bench_args {
     double temperature;
     uint64_t seed;
     const char *json_out;
+    vesta_lora_spec loras[VESTA_LORA_MAX_ADAPTERS];
 } bench_args;
 
 enum {
-    O_MODEL = 1000, O_BACKEND, O_BLOCK, O_SEQS, O_BATCHED, O_MODEL_LEN, O_PC_ON, O_PC_OFF, O_UTIL, O_NBLOCKS,
-    O_EAGER, O_NO_CUSTOM_AR, O_LOADFMT, O_SEED, O_NUMP, O_IN, O_OUT, O_ITERS, O_WARMUP, O_PREFIX, O_TEMP, O_JSON, O_HELP, O_TP,
-    O_INVARIANT, O_TRUST
+    O_MODEL = 1000,
+    O_BACKEND,
+    O_BLOCK,
+    O_SEQS,
+    O_BATCHED,
+    O_MODEL_LEN,
+    O_PC_ON,
+    O_PC_OFF,
+    O_UTIL,
+    O_NBLOCKS,
+    O_EAGER,
+    O_NO_CUSTOM_AR,
+    O_LOADFMT,
+    O_SEED,
+    O_NUMP,
+    O_IN,
+    O_OUT,
+    O_ITERS,
+    O_WARMUP,
+    O_PREFIX,
+    O_TEMP,
+    O_JSON,
+    O_HELP,
+    O_TP,
+    O_INVARIANT,
+    O_TRUST,
+    O_ENABLE_LORA,
+    O_LORA_MODULES,
+    O_MAX_LORAS,
+    O_MAX_LORA_RANK
 };
-static const struct option opts[] = {
-    {"model", required_argument, 0, O_MODEL}, {"backend", required_argument, 0, O_BACKEND},
-    {"block-size", required_argument, 0, O_BLOCK}, {"max-num-seqs", required_argument, 0, O_SEQS},
-    {"max-num-batched-tokens", required_argument, 0, O_BATCHED},
-    {"max-model-len", required_argument, 0, O_MODEL_LEN}, {"enable-prefix-caching", no_argument, 0, O_PC_ON},
-    {"no-enable-prefix-caching", no_argument, 0, O_PC_OFF},
-    {"gpu-memory-utilization", required_argument, 0, O_UTIL},
-    {"num-gpu-blocks-override", required_argument, 0, O_NBLOCKS}, {"enforce-eager", no_argument, 0, O_EAGER},
-    {"disable-custom-all-reduce", no_argument, 0, O_NO_CUSTOM_AR},
-    {"load-format", required_argument, 0, O_LOADFMT}, {"seed", required_argument, 0, O_SEED},
-    {"num-prompts", required_argument, 0, O_NUMP}, {"input-len", required_argument, 0, O_IN},
-    {"output-len", required_argument, 0, O_OUT}, {"num-iters", required_argument, 0, O_ITERS},
-    {"num-iters-warmup", required_argument, 0, O_WARMUP}, {"prefix-len", required_argument, 0, O_PREFIX},
-    {"temperature", required_argument, 0, O_TEMP}, {"output-json", required_argument, 0, O_JSON},
-    {"tensor-parallel-size", required_argument, 0, O_TP}, {"batch-invariant", no_argument, 0, O_INVARIANT},
-    {"trust-remote-code", no_argument, 0, O_TRUST}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+static const struct option opts[] = {{"model", required_argument, 0, O_MODEL},
+                                     {"backend", required_argument, 0, O_BACKEND},
+                                     {"block-size", required_argument, 0, O_BLOCK},
+                                     {"max-num-seqs", required_argument, 0, O_SEQS},
+                                     {"max-num-batched-tokens", required_argument, 0, O_BATCHED},
+                                     {"max-model-len", required_argument, 0, O_MODEL_LEN},
+                                     {"enable-prefix-caching", no_argument, 0, O_PC_ON},
+                                     {"no-enable-prefix-caching", no_argument, 0, O_PC_OFF},
+                                     {"gpu-memory-utilization", required_argument, 0, O_UTIL},
+                                     {"num-gpu-blocks-override", required_argument, 0, O_NBLOCKS},
+                                     {"enforce-eager", no_argument, 0, O_EAGER},
+                                     {"disable-custom-all-reduce", no_argument, 0, O_NO_CUSTOM_AR},
+                                     {"load-format", required_argument, 0, O_LOADFMT},
+                                     {"seed", required_argument, 0, O_SEED},
+                                     {"num-prompts", required_argument, 0, O_NUMP},
+                                     {"input-len", required_argument, 0, O_IN},
+                                     {"output-len", required_argument, 0, O_OUT},
+                                     {"num-iters", required_argument, 0, O_ITERS},
+                                     {"num-iters-warmup", required_argument, 0, O_WARMUP},
+                                     {"prefix-len", required_argument, 0, O_PREFIX},
+                                     {"temperature", required_argument, 0, O_TEMP},
+                                     {"output-json", required_argument, 0, O_JSON},
+                                     {"tensor-parallel-size", required_argument, 0, O_TP},
+                                     {"batch-invariant", no_argument, 0, O_INVARIANT},
+                                     {"trust-remote-code", no_argument, 0, O_TRUST},
+                                     {"help", no_argument, 0, O_HELP},
+                                     {"enable-lora", no_argument, 0, O_ENABLE_LORA},
+                                     {"lora-modules", required_argument, 0, O_LORA_MODULES},
+                                     {"max-loras", required_argument, 0, O_MAX_LORAS},
+                                     {"max-lora-rank", required_argument, 0, O_MAX_LORA_RANK},
+                                     {0, 0, 0, 0}};
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-"usage: vesta bench throughput|latency|prefix --model PATH [options]\n"
-"       vesta bench serve [options]   (HTTP against a running server: vesta bench serve --help)\n"
-"  --num-prompts N (1000)  --input-len N (512)  --output-len N (128)   throughput\n"
-"  --num-iters N (10)  --num-iters-warmup N (2)                        latency, prefix\n"
-"  --prefix-len N (4096)                                               prefix\n"
-"  --temperature F (1.0; 0 = greedy)  --seed N (0)  --output-json FILE\n"
-"engine: --backend cpu|cuda (cuda)  --load-format auto|dummy  --max-num-seqs N  --max-model-len N\n"
-"  --max-num-batched-tokens N  --block-size N  --gpu-memory-utilization F  --enforce-eager\n"
-"  --[no-]enable-prefix-caching  --num-gpu-blocks-override N  --tensor-parallel-size N\n"
-"  --disable-custom-all-reduce  (N > 1: NCCL for every all-reduce)\n"
-"  --batch-invariant   a sequence's results do not depend on its batch (greedy tokens\n"
-"                      bit-identical); slower\n"
-"  --trust-remote-code accepted as vLLM accepts it (Vesta never runs a model's code)\n");
+    fprintf(f, "usage: vesta bench throughput|latency|prefix --model PATH [options]\n"
+               "       vesta bench serve [options]   (HTTP against a running server: vesta bench serve --help)\n"
+               "  --num-prompts N (1000)  --input-len N (512)  --output-len N (128)   throughput\n"
+               "  --num-iters N (10)  --num-iters-warmup N (2)                        latency, prefix\n"
+               "  --prefix-len N (4096)                                               prefix\n"
+               "  --temperature F (1.0; 0 = greedy)  --seed N (0)  --output-json FILE\n"
+               "engine: --backend cpu|cuda (cuda)  --load-format auto|dummy  --max-num-seqs N  --max-model-len N\n"
+               "  --max-num-batched-tokens N  --block-size N  --gpu-memory-utilization F  --enforce-eager\n"
+               "  --[no-]enable-prefix-caching  --num-gpu-blocks-override N  --tensor-parallel-size N\n"
+               "  --disable-custom-all-reduce  (N > 1: NCCL for every all-reduce)\n"
+               "  --batch-invariant   a sequence's results do not depend on its batch (greedy tokens\n"
+               "                      bit-identical); slower\n"
+               "  --trust-remote-code accepted as vLLM accepts it (Vesta never runs a model's code)\n"
+               "  --enable-lora --lora-modules NAME=PATH ... [--max-loras N] [--max-lora-rank N]\n"
+               "                      requests take the adapters in turn (request i: adapter i mod count);\n"
+               "                      latency and prefix: the first adapter\n");
 }
 
 static int parse(bench_args *a, int argc, char **argv)
@@ -136,7 +181,7 @@ static int parse(bench_args *a, int argc, char **argv)
     optind = 2;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) { /* "+": --lora-modules takes several values */
         const char *s = optarg;
         long long v = 0;
         double d = 0;
@@ -160,6 +205,20 @@ static int parse(bench_args *a, int argc, char **argv)
         case O_NO_CUSTOM_AR: a->cfg.backend_opts.disable_custom_all_reduce = true; break;
         case O_INVARIANT: a->cfg.backend_opts.batch_invariant = true; break;
         case O_TRUST: break; /* vLLM's flag: nothing here runs a model's code */
+        case O_ENABLE_LORA:
+            a->cfg.enable_lora = true;
+            break;
+        case O_LORA_MODULES:
+            if (!vesta_cli_take_lora_modules("vesta bench", &a->cfg, a->loras, s, argc, argv)) return 2;
+            break;
+        case O_MAX_LORAS:
+            ok = intok && v >= 1 && v <= VESTA_LORA_MAX_ADAPTERS;
+            a->cfg.max_loras = (int)v;
+            break;
+        case O_MAX_LORA_RANK:
+            ok = intok && v >= 1 && v <= VESTA_LORA_MAX_RANK;
+            a->cfg.max_lora_rank = (int)v;
+            break;
         case O_TP: ok = intok && v >= 1 && v <= 64; a->cfg.backend_opts.tp_size = (int)v; break;
         case O_LOADFMT:
             ok = strcmp(s, "auto") == 0 || strcmp(s, "dummy") == 0;
@@ -256,7 +315,8 @@ static int run_throughput(const bench_args *a, vesta_engine *e, int vocab, json_
         snprintf(rid, sizeof rid, "%d", i);
         random_ids(&st, vocab, ids, a->input_len);
         vesta_error err = {0};
-        if (vesta_engine_add_request(e, rid, ids, a->input_len, &sp, &err) != VESTA_OK) {
+        const int lora = vesta_engine_num_loras(e) ? 1 + i % vesta_engine_num_loras(e) : 0;
+        if (vesta_engine_add_request_lora(e, rid, ids, a->input_len, &sp, lora, &err) != VESTA_OK) {
             fprintf(stderr, "vesta bench: request %d: %s\n", i, err.msg);
             free(ids);
             return 1;
@@ -295,7 +355,7 @@ static int one_request(vesta_engine *e, const char *rid, const int32_t *ids, int
                        double *ttft, double *total, long long *out)
 {
     vesta_error err = {0};
-    if (vesta_engine_add_request(e, rid, ids, n, sp, &err) != VESTA_OK) {
+    if (vesta_engine_add_request_lora(e, rid, ids, n, sp, vesta_engine_num_loras(e) > 0, &err) != VESTA_OK) {
         fprintf(stderr, "vesta bench: %s\n", err.msg);
         return 1;
     }

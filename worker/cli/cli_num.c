@@ -1,10 +1,13 @@
-/* Numeric option values (cli_num.h). */
+/* Option values of the vesta subcommands (cli_num.h): numbers, option names, --lora-modules. */
 #include "cli_num.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+
+#include "vesta/engine.h"
 
 bool vesta_cli_parse_int(const char *s, long long lo, long long hi, long long *out)
 {
@@ -33,4 +36,21 @@ const char *vesta_cli_option_name(const struct option *opts, int val)
     for (; opts->name; opts++)
         if (opts->val == val) return opts->name;
     return "?";
+}
+
+bool vesta_cli_take_lora_modules(const char *cmd, vesta_engine_config *cfg, vesta_lora_spec *specs, const char *first,
+                                 int argc, char **argv)
+{
+    for (const char *v = first;; v = argv[optind++]) {
+        vesta_error err = {0};
+        if (cfg->num_lora_modules == VESTA_LORA_MAX_ADAPTERS ||
+            vesta_lora_spec_parse(v, &specs[cfg->num_lora_modules], &err) != VESTA_OK) {
+            fprintf(stderr, "%s: %s\n", cmd, err.msg[0] ? err.msg : "too many --lora-modules");
+            return false;
+        }
+        cfg->num_lora_modules++;
+        if (optind >= argc || argv[optind][0] == '-') break;
+    }
+    cfg->lora_modules = specs;
+    return true;
 }

@@ -14,4 +14,12 @@ struct option;
  * tables need not follow their enums' order. */
 const char *vesta_cli_option_name(const struct option *opts, int val);
 
+struct vesta_engine_config;
+struct vesta_lora_spec;
+/* --lora-modules A=X [B=Y ...] under getopt_long with "+" (no permutation): `first` is optarg, the
+ * values up to the next option follow at argv[optind]. Appends them to specs (room for
+ * VESTA_LORA_MAX_ADAPTERS) and points cfg at them. false after printing the problem. */
+bool vesta_cli_take_lora_modules(const char *cmd, struct vesta_engine_config *cfg, struct vesta_lora_spec *specs,
+                                 const char *first, int argc, char **argv);
+
 #endif

@@ -2,7 +2,8 @@
  *
  * Input: one JSON object per line, {"prompt_token_ids": [...]} or {"prompt": "text"} (needs the
  * model's tokenizer), optionally with per-line sampling overrides under their vLLM names
- * ({"max_tokens": 32, "temperature": 0.7, "seed": 1, ...}).
+ * ({"max_tokens": 32, "temperature": 0.7, "seed": 1, ...}) and the LoRA adapter to run it under
+ * ({"lora_name": "sql"}: one of --lora-modules; absent = the base model).
  * Output, in input order, one line per input line:
  *   {"index": i, "num_prompt_tokens": P, "num_cached_tokens": C,
  *    "outputs": [{"index": j, "token_ids": [...], "text": "...", "finish_reason": "stop",
@@ -54,6 +55,7 @@ typedef struct gen_ctx {
     int next_to_write;
     FILE *out;
     bool progress;
+    vesta_lora_spec loras[VESTA_LORA_MAX_ADAPTERS]; /* --lora-modules */
 } gen_ctx;
 
 /* ---- the tokenizer hook: text prompts in, text out ---- */
@@ -124,12 +126,47 @@ static json_t *detokenize(gen_ctx *g, const int32_t *ids, int n)
 /* ---- command line ---- */
 
 enum {
-    OPT_MODEL = 256, OPT_INPUT, OPT_OUTPUT, OPT_BACKEND, OPT_BLOCK_SIZE, OPT_MAX_NUM_SEQS,
-    OPT_MAX_BATCHED, OPT_MAX_MODEL_LEN, OPT_PREFIX_ON, OPT_PREFIX_OFF, OPT_GPU_UTIL,
-    OPT_NUM_BLOCKS, OPT_EAGER, OPT_NO_CUSTOM_AR, OPT_LOAD_FORMAT, OPT_SEED, OPT_KV_SPACE, OPT_THREADS,
-    OPT_TEMPERATURE, OPT_TOP_P, OPT_TOP_K, OPT_MIN_P, OPT_MAX_TOKENS, OPT_MIN_TOKENS,
-    OPT_IGNORE_EOS, OPT_PRESENCE, OPT_FREQUENCY, OPT_REPETITION, OPT_N, OPT_LOGPROBS,
-    OPT_STOP_IDS, OPT_SAMPLING_SEED, OPT_NO_PROGRESS, OPT_HELP, OPT_TP, OPT_BATCH_INVARIANT, OPT_TRUST,
+    OPT_MODEL = 256,
+    OPT_INPUT,
+    OPT_OUTPUT,
+    OPT_BACKEND,
+    OPT_BLOCK_SIZE,
+    OPT_MAX_NUM_SEQS,
+    OPT_MAX_BATCHED,
+    OPT_MAX_MODEL_LEN,
+    OPT_PREFIX_ON,
+    OPT_PREFIX_OFF,
+    OPT_GPU_UTIL,
+    OPT_NUM_BLOCKS,
+    OPT_EAGER,
+    OPT_NO_CUSTOM_AR,
+    OPT_LOAD_FORMAT,
+    OPT_SEED,
+    OPT_KV_SPACE,
+    OPT_THREADS,
+    OPT_TEMPERATURE,
+    OPT_TOP_P,
+    OPT_TOP_K,
+    OPT_MIN_P,
+    OPT_MAX_TOKENS,
+    OPT_MIN_TOKENS,
+    OPT_IGNORE_EOS,
+    OPT_PRESENCE,
+    OPT_FREQUENCY,
+    OPT_REPETITION,
+    OPT_N,
+    OPT_LOGPROBS,
+    OPT_STOP_IDS,
+    OPT_SAMPLING_SEED,
+    OPT_NO_PROGRESS,
+    OPT_HELP,
+    OPT_TP,
+    OPT_BATCH_INVARIANT,
+    OPT_TRUST,
+    OPT_ENABLE_LORA,
+    OPT_LORA_MODULES,
+    OPT_MAX_LORAS,
+    OPT_MAX_LORA_RANK,
 };
 
 static const struct option options[] = {
@@ -170,44 +207,51 @@ static const struct option options[] = {
     {"tensor-parallel-size", required_argument, NULL, OPT_TP},
     {"batch-invariant", no_argument, NULL, OPT_BATCH_INVARIANT},
     {"trust-remote-code", no_argument, NULL, OPT_TRUST},
+    {"enable-lora", no_argument, NULL, OPT_ENABLE_LORA},
+    {"lora-modules", required_argument, NULL, OPT_LORA_MODULES},
+    {"max-loras", required_argument, NULL, OPT_MAX_LORAS},
+    {"max-lora-rank", required_argument, NULL, OPT_MAX_LORA_RANK},
     {NULL, 0, NULL, 0},
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-"usage: vesta generate --model PATH --input FILE --output FILE [options]\n"
-"\n"
-"Offline batch generation. FILE lines: {\"prompt_token_ids\": [...]} or {\"prompt\": \"text\"},\n"
-"with optional per-line sampling overrides ({\"max_tokens\": 32, \"temperature\": 0, ...}).\n"
-"\n"
-"engine (vLLM names and defaults):\n"
-"  --backend cpu|cuda              compute backend (cpu)\n"
-"  --block-size N                  tokens per KV block (16)\n"
-"  --max-num-seqs N                sequences per step (vLLM's offline default: 1024 on CUDA GPUs\n"
-"                                  of >= 70 GiB other than A100, else 256)\n"
-"  --max-num-batched-tokens N      tokens per step; longer prompts are chunked (16384 on those\n"
-"                                  GPUs, else 8192)\n"
-"  --max-model-len N               context length (the model's max_position_embeddings)\n"
-"  --[no-]enable-prefix-caching    automatic prefix caching (on)\n"
-"  --gpu-memory-utilization F      fraction of GPU memory to use (0.9)\n"
-"  --num-gpu-blocks-override N     fixed number of KV blocks\n"
-"  --cpu-kvcache-space GIB         CPU backend KV cache size (4)\n"
-"  --num-threads N                 CPU threads (all cores)\n"
-"  --tensor-parallel-size N        ranks of one sharded replica (1): N processes; cuda: GPUs 0..N-1\n"
-"  --enforce-eager                 no CUDA graphs\n"
-"  --disable-custom-all-reduce     cuda, N > 1: NCCL for every all-reduce\n"
-"  --batch-invariant               a sequence's results do not depend on its batch (greedy tokens\n"
-"                                  bit-identical); slower; not with --tensor-parallel-size > 1\n"
-"  --load-format auto|dummy        dummy: random weights of the model's shapes (auto)\n"
-"  --seed N                        seeds the per-request seeds of unseeded requests (0)\n"
-"  --trust-remote-code             accepted as vLLM accepts it (Vesta never runs a model's code)\n"
-"sampling (defaults for every line):\n"
-"  --temperature F (1.0)  --top-p F (1.0)  --top-k N (-1)  --min-p F (0)\n"
-"  --max-tokens N (16)  --min-tokens N (0)  --ignore-eos  --n N (1)\n"
-"  --presence-penalty F (0)  --frequency-penalty F (0)  --repetition-penalty F (1)\n"
-"  --logprobs N (none)  --stop-token-ids ID,ID,...  --sampling-seed N (none)\n"
-"  --no-progress                   no progress bar even on a terminal\n");
+    fprintf(f, "usage: vesta generate --model PATH --input FILE --output FILE [options]\n"
+               "\n"
+               "Offline batch generation. FILE lines: {\"prompt_token_ids\": [...]} or {\"prompt\": \"text\"},\n"
+               "with optional per-line sampling overrides ({\"max_tokens\": 32, \"temperature\": 0, ...}).\n"
+               "\n"
+               "engine (vLLM names and defaults):\n"
+               "  --backend cpu|cuda              compute backend (cpu)\n"
+               "  --block-size N                  tokens per KV block (16)\n"
+               "  --max-num-seqs N                sequences per step (vLLM's offline default: 1024 on CUDA GPUs\n"
+               "                                  of >= 70 GiB other than A100, else 256)\n"
+               "  --max-num-batched-tokens N      tokens per step; longer prompts are chunked (16384 on those\n"
+               "                                  GPUs, else 8192)\n"
+               "  --max-model-len N               context length (the model's max_position_embeddings)\n"
+               "  --[no-]enable-prefix-caching    automatic prefix caching (on)\n"
+               "  --gpu-memory-utilization F      fraction of GPU memory to use (0.9)\n"
+               "  --num-gpu-blocks-override N     fixed number of KV blocks\n"
+               "  --cpu-kvcache-space GIB         CPU backend KV cache size (4)\n"
+               "  --num-threads N                 CPU threads (all cores)\n"
+               "  --tensor-parallel-size N        ranks of one sharded replica (1): N processes; cuda: GPUs 0..N-1\n"
+               "  --enforce-eager                 no CUDA graphs\n"
+               "  --disable-custom-all-reduce     cuda, N > 1: NCCL for every all-reduce\n"
+               "  --batch-invariant               a sequence's results do not depend on its batch (greedy tokens\n"
+               "                                  bit-identical); slower; not with --tensor-parallel-size > 1\n"
+               "  --load-format auto|dummy        dummy: random weights of the model's shapes (auto)\n"
+               "  --seed N                        seeds the per-request seeds of unseeded requests (0)\n"
+               "  --trust-remote-code             accepted as vLLM accepts it (Vesta never runs a model's code)\n"
+               "  --enable-lora                   serve LoRA adapters beside the base model\n"
+               "  --lora-modules NAME=PATH ...    PEFT adapter directories; a line picks one with \"lora_name\"\n"
+               "  --max-loras N                   distinct adapters in one step (1)\n"
+               "  --max-lora-rank N               largest adapter rank accepted (16)\n"
+               "sampling (defaults for every line):\n"
+               "  --temperature F (1.0)  --top-p F (1.0)  --top-k N (-1)  --min-p F (0)\n"
+               "  --max-tokens N (16)  --min-tokens N (0)  --ignore-eos  --n N (1)\n"
+               "  --presence-penalty F (0)  --frequency-penalty F (0)  --repetition-penalty F (1)\n"
+               "  --logprobs N (none)  --stop-token-ids ID,ID,...  --sampling-seed N (none)\n"
+               "  --no-progress                   no progress bar even on a terminal\n");
 }
 
 static bool parse_stop_ids(const char *s, vesta_sampling_params *sp)
@@ -236,7 +280,8 @@ static int parse_args(gen_ctx *g, int argc, char **argv)
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    /* "+": options in order, no permutation, so --lora-modules can take several values */
+    while ((c = getopt_long(argc, argv, "+", options, NULL)) != -1) {
         long long iv = 0;
         double dv = 0;
         const char *a = optarg;
@@ -291,6 +336,20 @@ static int parse_args(gen_ctx *g, int argc, char **argv)
         case OPT_SAMPLING_SEED: ok = vesta_cli_parse_int(a, 0, INT64_MAX, &iv); g->sp.seed = iv; break;
         case OPT_NO_PROGRESS: g->progress = false; break;
         case OPT_TRUST: break; /* vLLM's flag: nothing here runs a model's code */
+        case OPT_ENABLE_LORA:
+            g->cfg.enable_lora = true;
+            break;
+        case OPT_LORA_MODULES:
+            if (!vesta_cli_take_lora_modules("vesta generate", &g->cfg, g->loras, a, argc, argv)) return 2;
+            break;
+        case OPT_MAX_LORAS:
+            ok = vesta_cli_parse_int(a, 1, VESTA_LORA_MAX_ADAPTERS, &iv);
+            g->cfg.max_loras = (int)iv;
+            break;
+        case OPT_MAX_LORA_RANK:
+            ok = vesta_cli_parse_int(a, 1, VESTA_LORA_MAX_RANK, &iv);
+            g->cfg.max_lora_rank = (int)iv;
+            break;
         case OPT_HELP: usage(stdout); return -1;
         default:
             fprintf(stderr, "vesta generate: unknown or incomplete option '%s'\n", argv[optind - 1]);
@@ -449,11 +508,18 @@ static void submit_line(gen_ctx *g, int i, const char *text, size_t len)
     } else if (line_params(o, &sp, &error)) {
         prompt = line_prompt(g, o, &n, &error);
     }
+    json_t *lj = o ? json_object_get(o, "lora_name") : NULL;
+    const int lora_id = lj && !json_is_null(lj) ? vesta_engine_lora_id(g->engine, json_string_value(lj)) : 0;
+    if (prompt != NULL && (lora_id < 0 || (lj && !json_is_null(lj) && !json_is_string(lj)))) {
+        if (asprintf(&error, "\"lora_name\" names no adapter of --lora-modules") < 0) error = NULL;
+        free(prompt);
+        prompt = NULL;
+    }
     if (prompt != NULL) {
         char id[32];
         snprintf(id, sizeof(id), "%d", i);
         vesta_error err = {0};
-        if (vesta_engine_add_request(g->engine, id, prompt, n, &sp, &err) != VESTA_OK) {
+        if (vesta_engine_add_request_lora(g->engine, id, prompt, n, &sp, lora_id, &err) != VESTA_OK) {
             error = strdup(err.msg);
         } else {
             L->n = sp.n;

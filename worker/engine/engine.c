@@ -39,6 +39,9 @@ struct vesta_engine {
     vesta_seq_output *outs;
     seq **out_seqs;              /* [cap_outs]: the sequence behind each output */
     int cap_outs;
+    vesta_lora_adapter **loras; /* [num_loras]: lora id i + 1 is loras[i], backend slot i */
+    int num_loras;
+    int32_t *lora_slots; /* [max_num_seqs] batch buffer, only with enable_lora */
     uint64_t prompt_tokens_total, generation_tokens_total, steps;
     double t_schedule, t_execute, t_update; /* seconds per step phase (vesta_engine_stats) */
 };
@@ -56,6 +59,8 @@ void vesta_engine_config_init(vesta_engine_config *cfg)
     cfg->prefix_cache_salt = 0;
     cfg->num_gpu_blocks_override = 0;
     cfg->seed = 0;
+    cfg->max_loras = 1;
+    cfg->max_lora_rank = 16;
     vesta_backend_options_init(&cfg->backend_opts);
 }
 
@@ -237,6 +242,15 @@ static vesta_status check_config(const vesta_engine_config *cfg, vesta_error *er
     if (cfg->max_model_len < 0 || cfg->num_gpu_blocks_override < 0)
         return vesta_error_set(err, VESTA_ERR_INVALID_ARG,
                                "max_model_len and num_gpu_blocks_override must be >= 0");
+    if (cfg->num_lora_modules < 0 || cfg->num_lora_modules > VESTA_LORA_MAX_ADAPTERS ||
+        (cfg->num_lora_modules > 0 && cfg->lora_modules == NULL))
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "lora_modules: 0 to %d adapters", VESTA_LORA_MAX_ADAPTERS);
+    if (cfg->num_lora_modules > 0 && !cfg->enable_lora)
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "--lora-modules needs --enable-lora");
+    if (cfg->max_loras < 0 || cfg->max_loras > VESTA_LORA_MAX_ADAPTERS || cfg->max_lora_rank < 0 ||
+        cfg->max_lora_rank > VESTA_LORA_MAX_RANK)
+        return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "max_loras must be in [1, %d], max_lora_rank in [1, %d]",
+                               VESTA_LORA_MAX_ADAPTERS, VESTA_LORA_MAX_RANK);
     return VESTA_OK;
 }
 
@@ -258,6 +272,29 @@ static int resolve_max_model_len(const vesta_engine_config *cfg, const vesta_mod
         return -1;
     }
     return cfg->max_model_len;
+}
+
+/* Reads every --lora-modules adapter and hands it to the backend as slot i (lora id i + 1). */
+static vesta_status load_loras(vesta_engine *e, const vesta_engine_config *cfg, vesta_error *err)
+{
+    if (cfg->num_lora_modules == 0) return VESTA_OK;
+    if (e->be->ops->lora_add == NULL)
+        return vesta_error_set(err, VESTA_ERR_UNSUPPORTED, "backend %s has no LoRA support", e->be->ops->name);
+    e->loras = calloc((size_t)cfg->num_lora_modules, sizeof(*e->loras));
+    if (e->loras == NULL) return vesta_error_set(err, VESTA_ERR_NOMEM, "engine: out of memory");
+    for (int i = 0; i < cfg->num_lora_modules; i++) {
+        const vesta_lora_spec *sp = &cfg->lora_modules[i];
+        for (int j = 0; j < i; j++)
+            if (strcmp(cfg->lora_modules[j].name, sp->name) == 0)
+                return vesta_error_set(err, VESTA_ERR_INVALID_ARG, "--lora-modules: the name '%s' is given twice",
+                                       sp->name);
+        e->loras[i] = vesta_lora_adapter_load(sp, &e->be->config, e->cfg.max_lora_rank, err);
+        if (e->loras[i] == NULL) return err ? err->code : VESTA_ERR_FORMAT;
+        e->num_loras = i + 1;
+        vesta_status st = e->be->ops->lora_add(e->be, i, e->loras[i], err);
+        if (st != VESTA_OK) return st;
+    }
+    return VESTA_OK;
 }
 
 static vesta_engine *engine_init(const vesta_engine_config *cfg, vesta_backend *be,
@@ -290,14 +327,19 @@ static vesta_engine *engine_init(const vesta_engine_config *cfg, vesta_backend *
     for (int i = 0; i < e->num_eos; i++)
         e->eos_ids[i] = mc->eos_token_ids[i];
     e->rng_state = cfg->seed;
-    if (plan_kv(e, err) != VESTA_OK) {
+    if (e->cfg.max_loras == 0) e->cfg.max_loras = 1;
+    if (e->cfg.max_lora_rank == 0) e->cfg.max_lora_rank = 16;
+    e->cfg.lora_modules = NULL; /* read here only */
+    /* Adapters before the KV plan: on a GPU their weights come out of the same budget. */
+    if (load_loras(e, cfg, err) != VESTA_OK || plan_kv(e, err) != VESTA_OK) {
         vesta_engine_destroy(e);
         return NULL;
     }
     e->bm = vesta_block_manager_create(e->num_blocks, e->block_size, cfg->enable_prefix_caching,
                                        cfg->kv_event_capacity, err);
-    sched_config sc = {cfg->max_num_seqs, cfg->max_num_batched_tokens, e->block_size,
-                       e->max_blocks_per_seq};
+    sched_config sc = {cfg->max_num_seqs, cfg->max_num_batched_tokens,
+                       e->block_size,     e->max_blocks_per_seq,
+                       e->cfg.max_loras,  e->num_loras > 0};
     if (e->bm == NULL || vesta_scheduler_init(&e->sched, &sc, e->bm, cfg->enable_prefix_caching,
                                               cfg->prefix_cache_salt, err) != VESTA_OK) {
         vesta_engine_destroy(e);
@@ -317,6 +359,7 @@ static vesta_engine *engine_init(const vesta_engine_config *cfg, vesta_backend *
     e->results = alloc_array(S, sizeof(vesta_sample_result), &ok);
     e->copy_src = alloc_array(S, sizeof(int32_t), &ok);
     e->copy_dst = alloc_array(S, sizeof(int32_t), &ok);
+    if (cfg->enable_lora) e->lora_slots = alloc_array(S, sizeof(int32_t), &ok);
     e->num_buckets = 256;
     e->buckets = alloc_array(e->num_buckets, sizeof(request *), &ok);
     e->cap_outs = (int)S + 64;
@@ -403,7 +446,10 @@ void vesta_engine_destroy(vesta_engine *e)
     }
     vesta_scheduler_release(&e->sched);
     vesta_block_manager_destroy(e->bm);
-    vesta_backend_destroy(e->be);
+    vesta_backend_destroy(e->be); /* before the adapters it may point into */
+    for (int i = 0; i < e->num_loras; i++) vesta_lora_adapter_release(e->loras[i]);
+    free(e->loras);
+    free(e->lora_slots);
     vesta_model_file_close(e->mf);
     free(e->token_ids);
     free(e->positions);
@@ -432,6 +478,21 @@ const vesta_model_config *vesta_engine_model_config(const vesta_engine *e)
 int vesta_engine_max_model_len(const vesta_engine *e) { return e->max_model_len; }
 int vesta_engine_max_num_seqs(const vesta_engine *e) { return e->cfg.max_num_seqs; }
 int vesta_engine_max_num_batched_tokens(const vesta_engine *e) { return e->cfg.max_num_batched_tokens; }
+
+int vesta_engine_num_loras(const vesta_engine *e) { return e->num_loras; }
+
+int vesta_engine_lora_id(const vesta_engine *e, const char *name)
+{
+    if (name == NULL || name[0] == '\0') return 0;
+    for (int i = 0; i < e->num_loras; i++)
+        if (strcmp(e->loras[i]->name, name) == 0) return i + 1;
+    return -1;
+}
+
+const char *vesta_engine_lora_name(const vesta_engine *e, int lora_id)
+{
+    return lora_id >= 1 && lora_id <= e->num_loras ? e->loras[lora_id - 1]->name : NULL;
+}
 
 /* ---- requests ---- */
 
@@ -480,10 +541,20 @@ vesta_status vesta_engine_add_request(vesta_engine *e, const char *request_id,
                                       const int32_t *prompt_ids, int num_prompt,
                                       const vesta_sampling_params *sp, vesta_error *err)
 {
+    return vesta_engine_add_request_lora(e, request_id, prompt_ids, num_prompt, sp, 0, err);
+}
+
+vesta_status vesta_engine_add_request_lora(vesta_engine *e, const char *request_id, const int32_t *prompt_ids,
+                                           int num_prompt, const vesta_sampling_params *sp, int lora_id,
+                                           vesta_error *err)
+{
     collect_garbage(e);
     vesta_status st = check_request(e, request_id, prompt_ids, num_prompt, sp, err);
     if (st != VESTA_OK)
         return st;
+    if (lora_id < 0 || lora_id > e->num_loras)
+        return vesta_error_set(err, VESTA_ERR_NOT_FOUND, "request %s: no LoRA adapter with id %d (%d loaded)",
+                               request_id, lora_id, e->num_loras);
     if (e->num_requests + 1 > e->num_buckets && grow_buckets(e) != VESTA_OK)
         return vesta_error_set(err, VESTA_ERR_NOMEM, "engine: out of memory");
     request *r = calloc(1, sizeof(*r));
@@ -492,6 +563,7 @@ vesta_status vesta_engine_add_request(vesta_engine *e, const char *request_id,
     bool ok = r != NULL;
     if (ok) {
         r->sp = *sp;
+        r->lora_id = lora_id;
         r->num_prompt = num_prompt;
         r->forked = sp->n == 1;
         r->id = strdup(request_id);
@@ -647,6 +719,7 @@ static void build_batch(vesta_engine *e, vesta_batch *b)
         e->context_lens[i] = ctx;
         if (ctx > max_ctx)
             max_ctx = ctx;
+        if (e->lora_slots) e->lora_slots[i] = q->req->lora_id - 1;
         int32_t *bt = e->block_tables + (size_t)i * max_blocks;
         memcpy(bt, q->block_table, (size_t)q->num_blocks * sizeof(int32_t));
         for (int j = q->num_blocks; j < max_blocks; j++)
@@ -663,13 +736,20 @@ static void build_batch(vesta_engine *e, vesta_batch *b)
         }
     }
     e->query_start[s->num_scheduled] = nt;
-    *b = (vesta_batch){
-        .num_tokens = nt, .token_ids = e->token_ids, .positions = e->positions,
-        .slot_mapping = e->slot_mapping, .num_seqs = s->num_scheduled,
-        .query_start = e->query_start, .context_lens = e->context_lens,
-        .block_tables = e->block_tables, .max_blocks_per_seq = max_blocks,
-        .max_context_len = max_ctx, .lora_slots = NULL, .num_samples = ns,
-        .sample_token_index = e->sample_token_index, .sample_rows = e->sample_rows};
+    *b = (vesta_batch){.num_tokens = nt,
+                       .token_ids = e->token_ids,
+                       .positions = e->positions,
+                       .slot_mapping = e->slot_mapping,
+                       .num_seqs = s->num_scheduled,
+                       .query_start = e->query_start,
+                       .context_lens = e->context_lens,
+                       .block_tables = e->block_tables,
+                       .max_blocks_per_seq = max_blocks,
+                       .max_context_len = max_ctx,
+                       .lora_slots = e->lora_slots,
+                       .num_samples = ns,
+                       .sample_token_index = e->sample_token_index,
+                       .sample_rows = e->sample_rows};
 }
 
 static vesta_status reserve_outs(vesta_engine *e, int need)

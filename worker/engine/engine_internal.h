@@ -43,6 +43,7 @@ typedef struct seq {
 struct request {
     char *id;
     vesta_sampling_params sp;
+    int32_t lora_id; /* 0 = base model, else the adapter (block keys include it) */
     int num_prompt;
     seq *seqs;                /* [n] */
     bool forked;              /* n == 1, or the children exist */
@@ -56,6 +57,8 @@ struct request {
 
 typedef struct sched_config {
     int max_num_seqs, max_num_batched_tokens, block_size, max_blocks_per_seq;
+    int max_loras;      /* distinct adapters in one step */
+    bool group_by_lora; /* adapters loaded: the step's sequences ordered by adapter */
 } sched_config;
 
 typedef struct scheduler {
@@ -70,8 +73,11 @@ typedef struct scheduler {
     seq *whead, *wtail;       /* waiting queue, FCFS; preempted sequences go back to the front */
     int num_waiting;
     seq **scheduled;          /* [max_num_seqs] this step, in batch order */
+    seq **sort_tmp;           /* [max_num_seqs] */
     int num_scheduled;
     int32_t *hit_blocks;      /* [max_blocks_per_seq] lookup scratch */
+    int32_t step_loras[VESTA_LORA_MAX_ADAPTERS]; /* distinct adapter ids scheduled this step */
+    int num_step_loras;
     uint64_t prefix_queries, prefix_hits, preemptions;
 } scheduler;
 

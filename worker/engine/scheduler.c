@@ -6,6 +6,7 @@
  * waiting queue; it is recomputed later, re-hitting its cached blocks) and no waiting sequence
  * is admitted in that step. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine_internal.h"
 
@@ -20,8 +21,9 @@ vesta_status vesta_scheduler_init(scheduler *s, const sched_config *cfg, vesta_b
     s->root = vesta_block_hash_root(&s->extra);
     s->running = calloc((size_t)cfg->max_num_seqs, sizeof(seq *));
     s->scheduled = calloc((size_t)cfg->max_num_seqs, sizeof(seq *));
+    s->sort_tmp = calloc((size_t)cfg->max_num_seqs, sizeof(seq *));
     s->hit_blocks = calloc((size_t)cfg->max_blocks_per_seq, sizeof(int32_t));
-    if (!s->running || !s->scheduled || !s->hit_blocks)
+    if (!s->running || !s->scheduled || !s->sort_tmp || !s->hit_blocks)
         return vesta_error_set(err, VESTA_ERR_NOMEM, "scheduler: out of memory");
     return VESTA_OK;
 }
@@ -30,6 +32,7 @@ void vesta_scheduler_release(scheduler *s)
 {
     free(s->running);
     free(s->scheduled);
+    free(s->sort_tmp);
     free(s->hit_blocks);
 }
 
@@ -100,9 +103,11 @@ void vesta_scheduler_update_keys(scheduler *s, seq *q)
 {
     int bs = s->cfg.block_size;
     int full = q->num_tokens / bs;
+    /* The adapter is part of every key: the same tokens under two adapters have different KV. */
+    const vesta_block_hash_extra extra = {s->extra.salt, q->req->lora_id};
     for (int i = q->num_keys; i < full; i++) {
         uint64_t parent = i == 0 ? s->root : q->keys[i - 1];
-        q->keys[i] = vesta_block_hash(parent, q->tokens + (size_t)i * bs, bs, &s->extra);
+        q->keys[i] = vesta_block_hash(parent, q->tokens + (size_t)i * bs, bs, &extra);
     }
     if (full > q->num_keys)
         q->num_keys = full;
@@ -118,9 +123,8 @@ void vesta_scheduler_register_blocks(scheduler *s, seq *q)
         full = q->num_blocks;
     vesta_scheduler_update_keys(s, q);
     for (int i = q->num_registered; i < full; i++)
-        vesta_block_manager_cache(s->bm, q->block_table[i], q->keys[i],
-                                  i == 0 ? s->root : q->keys[i - 1],
-                                  q->tokens + (size_t)i * bs, s->extra.lora_id);
+        vesta_block_manager_cache(s->bm, q->block_table[i], q->keys[i], i == 0 ? s->root : q->keys[i - 1],
+                                  q->tokens + (size_t)i * bs, q->req->lora_id);
     if (full > q->num_registered)
         q->num_registered = full;
 }
@@ -175,10 +179,29 @@ static void add_scheduled(scheduler *s, seq *q, int num_new)
     s->scheduled[s->num_scheduled++] = q;
 }
 
-/* Admits the head of the waiting queue if budget, slots and blocks allow. */
-static bool admit(scheduler *s, int *budget)
+/* Whether q's adapter may join this step: the base model always, an adapter already in the step,
+ * or a new one while fewer than max_loras are (vLLM's rule). */
+static bool lora_fits(const scheduler *s, const seq *q)
 {
-    seq *q = s->whead;
+    const int32_t id = q->req->lora_id;
+    if (id == 0) return true;
+    for (int i = 0; i < s->num_step_loras; i++)
+        if (s->step_loras[i] == id) return true;
+    return s->num_step_loras < s->cfg.max_loras;
+}
+
+static void lora_note(scheduler *s, const seq *q)
+{
+    if (q->req->lora_id != 0 && lora_fits(s, q)) {
+        for (int i = 0; i < s->num_step_loras; i++)
+            if (s->step_loras[i] == q->req->lora_id) return;
+        s->step_loras[s->num_step_loras++] = q->req->lora_id;
+    }
+}
+
+/* Admits waiting sequence q if budget, slots and blocks allow. */
+static bool admit(scheduler *s, seq *q, int *budget)
+{
     int slots = vesta_scheduler_slots_of(q);
     if (s->running_slots + slots > s->cfg.max_num_seqs)
         return false;
@@ -189,8 +212,7 @@ static bool admit(scheduler *s, int *budget)
         int max_hits = (q->num_tokens - 1) / bs;
         if (max_hits > q->num_keys)
             max_hits = q->num_keys;
-        hits = vesta_block_manager_lookup(s->bm, s->root, q->keys, q->tokens, s->extra.lora_id,
-                                          max_hits, s->hit_blocks);
+        hits = vesta_block_manager_lookup(s->bm, s->root, q->keys, q->tokens, q->req->lora_id, max_hits, s->hit_blocks);
     }
     int hits_free = 0;
     for (int i = 0; i < hits; i++)
@@ -226,11 +248,32 @@ static bool admit(scheduler *s, int *budget)
     s->running[s->num_running++] = q;
     s->running_slots += slots;
     add_scheduled(s, q, num_new);
+    lora_note(s, q);
     *budget -= num_new;
     return true;
 }
 
+/* Orders the step's sequences by adapter, stably (a counting sort over the ids), so that each
+ * adapter's rows are one contiguous range of the batch: a backend then runs an adapter's products
+ * over its own rows only. The order of a batch changes no sequence's result. */
+static void group_by_lora(scheduler *s)
+{
+    int count[VESTA_LORA_MAX_ADAPTERS + 2] = {0};
+    for (int i = 0; i < s->num_scheduled; i++) count[s->scheduled[i]->req->lora_id + 1]++;
+    for (int k = 1; k < VESTA_LORA_MAX_ADAPTERS + 2; k++) count[k] += count[k - 1];
+    for (int i = 0; i < s->num_scheduled; i++) s->sort_tmp[count[s->scheduled[i]->req->lora_id]++] = s->scheduled[i];
+    memcpy(s->scheduled, s->sort_tmp, (size_t)s->num_scheduled * sizeof(seq *));
+}
+
+static void schedule_step(scheduler *s);
+
 void vesta_scheduler_schedule(scheduler *s)
+{
+    schedule_step(s);
+    if (s->cfg.group_by_lora) group_by_lora(s);
+}
+
+static void schedule_step(scheduler *s)
 {
     int budget = s->cfg.max_num_batched_tokens;
     bool preempted = false;
@@ -255,6 +298,13 @@ void vesta_scheduler_schedule(scheduler *s)
     }
     if (preempted)
         return;
-    while (s->whead != NULL && budget > 0 && admit(s, &budget))
-        ;
+    s->num_step_loras = 0;
+    for (int i = 0; i < s->num_scheduled; i++) lora_note(s, s->scheduled[i]);
+    /* FCFS, except that a request whose adapter would exceed max_loras waits for a later step
+     * while those behind it may go (as vLLM's scheduler skips it). */
+    for (seq *q = s->whead, *next; q != NULL && budget > 0; q = next) {
+        next = q->wnext;
+        if (!lora_fits(s, q)) continue;
+        if (!admit(s, q, &budget)) break;
+    }
 }

@@ -9,10 +9,15 @@ typedef struct engine_runner {
     vesta_engine *e;
 } engine_runner;
 
-static vesta_status er_add(runner *r, const char *id, const int32_t *ids, int n,
-                           const vesta_sampling_params *sp, vesta_error *err)
+static vesta_status er_add(runner *r, const char *id, const int32_t *ids, int n, const vesta_sampling_params *sp,
+                           int lora_id, vesta_error *err)
 {
-    return vesta_engine_add_request(((engine_runner *)r)->e, id, ids, n, sp, err);
+    return vesta_engine_add_request_lora(((engine_runner *)r)->e, id, ids, n, sp, lora_id, err);
+}
+
+static int er_lora_find(const runner *r, const char *name)
+{
+    return vesta_engine_lora_id(((const engine_runner *)r)->e, name);
 }
 
 static vesta_status er_abort(runner *r, const char *id)
@@ -53,8 +58,8 @@ static void er_destroy(runner *r)
     free(er);
 }
 
-static const runner_ops engine_ops = {er_add, er_abort, er_step, er_has_unfinished,
-                                      er_ready_in_us, er_stats, er_drain_kv, er_destroy};
+static const runner_ops engine_ops = {er_add,         er_lora_find, er_abort,    er_step,   er_has_unfinished,
+                                      er_ready_in_us, er_stats,     er_drain_kv, er_destroy};
 
 runner *engine_runner_create(const vesta_config *cfg, vesta_error *err)
 {
@@ -85,12 +90,21 @@ runner *engine_runner_create(const vesta_config *cfg, vesta_error *err)
     ec.backend_opts.batch_invariant = cfg->batch_invariant;
     ec.backend_opts.tp_size = cfg->tensor_parallel_size; /* > 1: this worker is rank 0 of a replica */
     ec.backend_opts.load_dummy = strcmp(cfg->load_format, "dummy") == 0;
+    ec.enable_lora = cfg->enable_lora;
+    ec.max_loras = cfg->max_loras;
+    ec.max_lora_rank = cfg->max_lora_rank;
     engine_runner *er = calloc(1, sizeof *er);
-    if (!er) {
+    vesta_lora_spec *specs = calloc(VESTA_LORA_MAX_ADAPTERS, sizeof *specs);
+    if (!er || !specs) {
+        free(er);
+        free(specs);
         vesta_error_set(err, VESTA_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    er->e = vesta_engine_create(&ec, err);
+    ec.num_lora_modules = vesta_config_lora_specs(cfg, specs, err);
+    ec.lora_modules = specs;
+    er->e = ec.num_lora_modules >= 0 ? vesta_engine_create(&ec, err) : NULL;
+    free(specs);
     if (!er->e) {
         free(er);
         return NULL;

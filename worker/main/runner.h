@@ -13,8 +13,11 @@
 typedef struct runner runner;
 
 typedef struct runner_ops {
-    vesta_status (*add)(runner *r, const char *id, const int32_t *ids, int n,
-                        const vesta_sampling_params *sp, vesta_error *err);
+    /* lora_id: 0 = the base model, else an id lora_find returned. */
+    vesta_status (*add)(runner *r, const char *id, const int32_t *ids, int n, const vesta_sampling_params *sp,
+                        int lora_id, vesta_error *err);
+    /* The id of adapter `name` (1 .. in --lora-modules order), -1 when it has none by that name. */
+    int (*lora_find)(const runner *r, const char *name);
     vesta_status (*abort)(runner *r, const char *id); /* VESTA_ERR_NOT_FOUND if unknown */
     vesta_status (*step)(runner *r, vesta_step_output *out, vesta_error *err);
     bool (*has_unfinished)(const runner *r);

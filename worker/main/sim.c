@@ -30,6 +30,7 @@ typedef struct sim_req {
     int32_t *prompt;
     int num_prompt;
     int num_cached;
+    int32_t lora_id; /* block keys include it, as the engine's do */
     vesta_sampling_params sp;
     int64_t ready_at_us; /* prefill done */
     bool aborted;
@@ -42,6 +43,8 @@ typedef struct sim_runner {
     int step_delay_ms; /* every step also blocks this long: a slow engine step, for tests */
     bool prefix_caching;
     vesta_block_hash_extra hash_extra;
+    vesta_lora_spec loras[VESTA_LORA_MAX_ADAPTERS]; /* names only: the simulator has no weights */
+    int num_loras;
     int num_blocks;
     sim_cache *cache;
     sim_req *waiting, *waiting_tail, *running, *retired;
@@ -109,10 +112,21 @@ static sim_req *find_req(sim_req *list, const char *id)
     return NULL;
 }
 
-static vesta_status sim_add(runner *r, const char *id, const int32_t *ids, int n,
-                            const vesta_sampling_params *sp, vesta_error *err)
+static int sim_lora_find(const runner *r, const char *name)
+{
+    const sim_runner *s = (const sim_runner *)r;
+    if (name == NULL || name[0] == '\0') return 0;
+    for (int i = 0; i < s->num_loras; i++)
+        if (strcmp(s->loras[i].name, name) == 0) return i + 1;
+    return -1;
+}
+
+static vesta_status sim_add(runner *r, const char *id, const int32_t *ids, int n, const vesta_sampling_params *sp,
+                            int lora_id, vesta_error *err)
 {
     sim_runner *s = (sim_runner *)r;
+    if (lora_id < 0 || lora_id > s->num_loras)
+        return vesta_error_set(err, VESTA_ERR_NOT_FOUND, "no LoRA adapter with id %d", lora_id);
     vesta_status st = vesta_sampling_params_validate(sp, s->base.vocab_size, err);
     if (st)
         return st;
@@ -140,6 +154,7 @@ static vesta_status sim_add(runner *r, const char *id, const int32_t *ids, int n
     strcpy(q->id, id);
     memcpy(q->prompt, ids, (size_t)n * sizeof *ids);
     q->num_prompt = n;
+    q->lora_id = lora_id;
     q->sp = *sp;
     uint64_t base = sp->seed >= 0 ? (uint64_t)sp->seed : hash_str(id);
     for (int i = 0; i < sp->n; i++)
@@ -187,8 +202,8 @@ static void admit(sim_runner *s, int64_t now)
         if (s->prefix_caching && nkeys > 0) {
             uint64_t *keys = malloc((size_t)nkeys * sizeof *keys);
             if (keys) {
-                vesta_block_hash_chain(q->prompt, q->num_prompt, s->base.block_size, &s->hash_extra,
-                                       keys, nkeys);
+                const vesta_block_hash_extra extra = {s->hash_extra.salt, q->lora_id};
+                vesta_block_hash_chain(q->prompt, q->num_prompt, s->base.block_size, &extra, keys, nkeys);
                 int hit = sim_cache_match(s->cache, keys, nkeys);
                 /* vLLM recomputes the last prompt token even on a full hit. */
                 q->num_cached = hit * s->base.block_size;
@@ -397,8 +412,8 @@ static void sim_destroy(runner *r)
     free(s);
 }
 
-static const runner_ops sim_ops = {sim_add, sim_abort, sim_step, sim_has_unfinished,
-                                   sim_ready_in_us, sim_stats, sim_drain_kv, sim_destroy};
+static const runner_ops sim_ops = {sim_add,         sim_lora_find, sim_abort,    sim_step,   sim_has_unfinished,
+                                   sim_ready_in_us, sim_stats,     sim_drain_kv, sim_destroy};
 
 runner *sim_runner_create(const vesta_config *cfg, vesta_error *err)
 {
@@ -420,6 +435,11 @@ runner *sim_runner_create(const vesta_config *cfg, vesta_error *err)
     s->prefill_tokens_per_us = cfg->sim_prefill_tokens_per_second / 1e6;
     s->prefix_caching = cfg->enable_prefix_caching;
     s->hash_extra.salt = (uint64_t)cfg->prefix_cache_salt;
+    s->num_loras = vesta_config_lora_specs(cfg, s->loras, err);
+    if (s->num_loras < 0) {
+        sim_destroy(&s->base);
+        return NULL;
+    }
     s->cache = sim_cache_create(s->prefix_caching ? s->num_blocks : 0);
     if (!s->cache) {
         sim_destroy(&s->base);

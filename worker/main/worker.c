@@ -464,15 +464,20 @@ static void handle_generate(worker *w, vesta_msg_generate *g)
         send_error(w, g->request_id, VESTA_ERR_LIMIT, "worker is draining");
         return;
     }
-    if (g->lora_id != 0 || g->lora_name[0]) {
-        send_error(w, g->request_id, VESTA_ERR_UNSUPPORTED, "LoRA adapters are not supported");
+    /* The router numbers adapters as --lora-modules lists them, and so does the engine: an id
+     * that differs means the two were started with different lists (their block keys differ). */
+    const int lora_id = w->r->ops->lora_find(w->r, g->lora_name);
+    if (lora_id < 0 || (g->lora_id != 0 && g->lora_id != lora_id)) {
+        send_error(w, g->request_id, VESTA_ERR_NOT_FOUND,
+                   lora_id < 0 ? "this worker has no LoRA adapter by that name"
+                               : "LoRA adapter id differs between router and worker (different --lora-modules)");
         return;
     }
     if (request_table_find(&w->reqs, g->request_id)) {
         send_error(w, g->request_id, VESTA_ERR_INVALID_ARG, "duplicate request_id");
         return;
     }
-    vesta_status st = w->r->ops->add(w->r, g->request_id, g->prompt_ids, g->num_prompt, &g->sp, &err);
+    vesta_status st = w->r->ops->add(w->r, g->request_id, g->prompt_ids, g->num_prompt, &g->sp, lora_id, &err);
     if (st) {
         send_error(w, g->request_id, st, err.msg);
         return;

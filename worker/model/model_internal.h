@@ -38,4 +38,8 @@ vesta_status vesta_model_config_check(const vesta_model_config *c, const char *s
  * blocks); 0 if not a whole number of blocks. */
 uint64_t vesta_model_row_bytes(vesta_dtype t, int64_t n);
 
+/* Converts n elements of one storage row of dtype t (F32, F16, BF16 or a whole number of blocks
+ * of a block type) to float32. */
+void vesta_model_decode_f32(vesta_dtype t, const void *row, int64_t n, float *out);
+
 #endif

@@ -123,6 +123,8 @@ static void decode_span(vesta_dtype t, const uint8_t *row, int64_t c0, int64_t c
     }
 }
 
+void vesta_model_decode_f32(vesta_dtype t, const void *row, int64_t n, float *out) { decode_span(t, row, 0, n, out); }
+
 static void encode(vesta_dtype dst, const float *src, int64_t n, void *out)
 {
     if (dst == VESTA_DTYPE_F32) {
@@ -137,6 +139,8 @@ static void encode(vesta_dtype dst, const float *src, int64_t n, void *out)
             o[i] = f32_to_bf16(src[i]);
     }
 }
+
+void vesta_dtype_from_f32(vesta_dtype dst, const float *src, int64_t n, void *out) { encode(dst, src, n, out); }
 
 static size_t dtype_size(vesta_dtype t)
 {

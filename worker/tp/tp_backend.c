@@ -136,6 +136,15 @@ void vesta_tp_backend_own_ranks(vesta_backend *be, const int *pids, int n)
     memcpy(t->pids, pids, sizeof(int) * (size_t)t->npids);
 }
 
+/* Adapters would need their A and B sharded like the projections they follow, and the shrink's
+ * partial sums of the row-split products reduced across ranks: not implemented. */
+static vesta_status tp_lora_add(vesta_backend *be, int slot, const vesta_lora_adapter *ad, vesta_error *err)
+{
+    (void)be, (void)slot;
+    return vesta_error_set(err, VESTA_ERR_UNSUPPORTED,
+                           "LoRA adapters with tensor parallelism are not supported (adapter '%s')", ad->name);
+}
+
 static const vesta_backend_ops tp_ops = {
     .name = "tp",
     .kv_block_bytes = tp_kv_block_bytes,
@@ -143,6 +152,7 @@ static const vesta_backend_ops tp_ops = {
     .kv_alloc = tp_kv_alloc,
     .execute = tp_execute,
     .copy_blocks = tp_copy_blocks,
+    .lora_add = tp_lora_add,
     .destroy = tp_destroy,
 };
 

@@ -127,9 +127,16 @@ def test_models(c):
     nocreated = lambda d: [{k: v for k, v in m.items() if k != "created"} for m in d["data"]]
     check(nocreated(raw) == nocreated(ref), f"models --json {raw} vs {ref}")
     rows = table(ok(c, "models"))
-    check([(r["ID"], r["ROOT"], r["MAX-MODEL-LEN"], r["OWNED-BY"]) for r in rows]
-          == [(m["id"], m["root"], str(m["max_model_len"]), m["owned_by"]) for m in ref["data"]],
+    check([(r["ID"], r["ROOT"], r["PARENT"], r["MAX-MODEL-LEN"], r["OWNED-BY"]) for r in rows]
+          == [(m["id"], m["root"], m["parent"] or "-", str(m["max_model_len"]), m["owned_by"]) for m in ref["data"]],
           f"models table {rows}")
+    # adapters: the cards with a parent (the router runs with two --lora-modules)
+    rows = table(ok(c, "adapters"))
+    check([(r["ID"], r["ROOT"], r["PARENT"]) for r in rows] == [("sql", "/adapters/sql", MODEL),
+                                                               ("chat", "/adapters/chat", MODEL)],
+          f"adapters table {rows}")
+    raw = json.loads(ok(c, "adapters", "--json"))
+    check([m["id"] for m in raw] == ["sql", "chat"], f"adapters --json {raw}")
 
 
 def labels_key(labels):
@@ -233,7 +240,8 @@ def test_drain_escaped_id(c):
 
 
 def main():
-    with Cluster(BIN, MODEL, workers=2, router_args=["--api-key", KEY]) as c:
+    lora = ["--enable-lora", "--lora-modules", "sql=/adapters/sql", "chat=/adapters/chat"]
+    with Cluster(BIN, MODEL, workers=2, router_args=["--api-key", KEY, *lora], worker_args=lora) as c:
         traffic(c)
         for t in (test_workers, test_status, test_models, test_metrics, test_histogram_values,
                   test_errors, test_drain, test_drain_escaped_id):

@@ -103,7 +103,9 @@ int drv_run(drv *d, drv_seq *seqs, int n, uint64_t seed)
     int max_blocks = max_ctx / d->block_size + 1;
     int32_t *tok = xcalloc((size_t)max_tokens, 4), *pos = xcalloc((size_t)max_tokens, 4);
     int32_t *slot = xcalloc((size_t)max_tokens, 4), *sidx = xcalloc((size_t)max_tokens, 4);
-    int32_t *qs = xcalloc((size_t)n + 1, 4), *ctxl = xcalloc((size_t)n, 4);
+    int32_t *qs = xcalloc((size_t)n + 1, 4), *ctxl = xcalloc((size_t)n, 4), *lora = xcalloc((size_t)n, 4);
+    bool any_lora = false;
+    for (int i = 0; i < n; i++) any_lora |= seqs[i].lora != 0;
     int32_t *bt = xcalloc((size_t)n * (size_t)max_blocks, 4);
     int *owner = xcalloc((size_t)max_tokens, sizeof(int)); /* sample row -> sequence */
     bool *is_prompt_row = xcalloc((size_t)max_tokens, sizeof(bool));
@@ -145,6 +147,7 @@ int drv_run(drv *d, drv_seq *seqs, int n, uint64_t seed)
                 bt[(size_t)ns * max_blocks + k] = k < s->n_blocks ? s->blocks[k] : -1;
             qs[ns] = T;
             ctxl[ns] = ctx;
+            lora[ns] = s->lora - 1;
             for (int k = 0; k < count; k++) {
                 int p = first + k;
                 tok[T + k] = token_at(s, p);
@@ -174,10 +177,20 @@ int drv_run(drv *d, drv_seq *seqs, int n, uint64_t seed)
         int max_ctx_step = 0;
         for (int k = 0; k < ns; k++)
             max_ctx_step = ctxl[k] > max_ctx_step ? ctxl[k] : max_ctx_step;
-        vesta_batch b = {.num_tokens = T, .token_ids = tok, .positions = pos, .slot_mapping = slot,
-                         .num_seqs = ns, .query_start = qs, .context_lens = ctxl, .block_tables = bt,
-                         .max_blocks_per_seq = max_blocks, .max_context_len = max_ctx_step,
-                         .num_samples = S, .sample_token_index = sidx, .sample_rows = rows};
+        vesta_batch b = {.num_tokens = T,
+                         .token_ids = tok,
+                         .positions = pos,
+                         .slot_mapping = slot,
+                         .num_seqs = ns,
+                         .query_start = qs,
+                         .context_lens = ctxl,
+                         .block_tables = bt,
+                         .max_blocks_per_seq = max_blocks,
+                         .max_context_len = max_ctx_step,
+                         .lora_slots = any_lora ? lora : NULL,
+                         .num_samples = S,
+                         .sample_token_index = sidx,
+                         .sample_rows = rows};
         vesta_error e = {0};
         if (T > 0 && d->be->ops->execute(d->be, &b, res, logits, &e) != VESTA_OK)
             die("execute", &e);
@@ -200,7 +213,7 @@ int drv_run(drv *d, drv_seq *seqs, int n, uint64_t seed)
             s->out[s->n_out++] = res[k].token;
         }
     }
-    free(tok), free(pos), free(slot), free(sidx), free(qs), free(ctxl), free(bt), free(owner);
+    free(tok), free(pos), free(slot), free(sidx), free(qs), free(ctxl), free(lora), free(bt), free(owner);
     free(is_prompt_row), free(row_pos), free(rows), free(res), free(logits);
     return step;
 }

@@ -17,6 +17,7 @@ typedef struct drv_seq {
     int n_new;             /* tokens to generate */
     int chunk;             /* prefill chunk size; 0 = whole prompt in one step */
     int start_step;        /* the step at which the sequence joins */
+    int lora;              /* 0 = base model, k = the backend's adapter slot k - 1 */
     bool prompt_logits;    /* also keep the logits of every prompt position */
     const int *keep_steps; /* decode steps whose logits are kept (0 = the prompt's last position) */
     int n_keep;

@@ -37,4 +37,12 @@ expect 2 "unknown or incomplete option '--bogus'" -- bench throughput --model m 
 expect 1 "$tmp/missing.gguf" -- generate --trust-remote-code --model "$tmp/missing.gguf" --input "$tmp/in.jsonl" --output "$tmp/out.jsonl"
 expect 1 "$tmp/missing.gguf" -- bench throughput --trust-remote-code --backend cpu --model "$tmp/missing.gguf"
 expect 0 "trust-remote-code" -- bench serve --trust-remote-code --help
+# --lora-modules: several values after one flag, parsed as vLLM takes them; refused with tensor
+# parallelism (the tiny model of tests/models, its adapter of tests/golden/models)
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+expect 2 "expected name=path" -- generate --model m --input i --output o --enable-lora --lora-modules sql
+expect 2 "empty name or path" -- bench throughput --model m --enable-lora --lora-modules a=/x =/y
+expect 2 "invalid value '0' for --max-loras" -- generate --model m --input i --output o --max-loras 0
+expect 1 "needs --enable-lora" -- generate --model "$root/tests/models/tiny-llama" --input "$tmp/in.jsonl" --output "$tmp/out.jsonl" --lora-modules a="$root/tests/golden/models/lora-all"
+expect 1 "tensor parallelism are not supported" -- generate --model "$root/tests/models/tiny-llama" --input "$tmp/in.jsonl" --output "$tmp/out.jsonl" --tensor-parallel-size 2 --enable-lora --lora-modules a="$root/tests/golden/models/lora-all" b="$root/tests/golden/models/lora-qv-rslora"
 exit $fail

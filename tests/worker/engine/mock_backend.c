@@ -10,7 +10,8 @@ struct mock_backend {
     vesta_backend base;
     mock_options o;
     int num_blocks, block_size;
-    int32_t *kv_tok, *kv_pos;
+    int32_t *kv_tok, *kv_pos, *kv_lora;
+    int num_loras;
     int32_t *ctx;
     float *logits;
     vesta_sampler_scratch *scratch;
@@ -19,9 +20,9 @@ struct mock_backend {
     void *ud;
 };
 
-void mock_logits(const int32_t *ctx, int n, int vocab, float *out)
+void mock_logits(const int32_t *ctx, int n, int lora_slot, int vocab, float *out)
 {
-    uint64_t h = 0x5eed;
+    uint64_t h = 0x5eed ^ ((uint64_t)(lora_slot + 1) * 0xA24BAED4963EE407ULL);
     for (int p = 0; p < n; p++)
         h = vesta_rng_mix(h ^ ((uint64_t)(uint32_t)ctx[p] * 0x9E3779B97F4A7C15ULL + (uint64_t)p));
     for (int v = 0; v < vocab; v++)
@@ -40,14 +41,30 @@ static vesta_status kv_alloc(vesta_backend *be, int num_blocks, int block_size, 
     m->block_size = block_size;
     m->kv_tok = malloc(n * sizeof(int32_t));
     m->kv_pos = malloc(n * sizeof(int32_t));
+    m->kv_lora = malloc(n * sizeof(int32_t));
     m->ctx = malloc((size_t)m->o.max_position_embeddings * sizeof(int32_t));
-    if (!m->kv_tok || !m->kv_pos || !m->ctx)
-        return vesta_error_set(err, VESTA_ERR_NOMEM, "mock: kv");
+    if (!m->kv_tok || !m->kv_pos || !m->kv_lora || !m->ctx) return vesta_error_set(err, VESTA_ERR_NOMEM, "mock: kv");
     memset(m->kv_pos, 0xff, n * sizeof(int32_t));
     return VESTA_OK;
 }
 
 #define BAD(...) vesta_error_set(err, VESTA_ERR_INTERNAL, "mock: " __VA_ARGS__)
+
+static int lora_of(const vesta_batch *b, int seq) { return b->lora_slots ? b->lora_slots[seq] : -1; }
+
+static vesta_status check_loras(const mock_backend *m, const vesta_batch *b, vesta_error *err)
+{
+    int distinct[64], n = 0;
+    for (int i = 0; i < b->num_seqs; i++) {
+        int s = lora_of(b, i), seen = 0;
+        if (s < -1 || s >= m->num_loras) return BAD("sequence %d: adapter slot %d of %d", i, s, m->num_loras);
+        for (int k = 0; k < n; k++) seen |= distinct[k] == s;
+        if (s >= 0 && !seen && n < 64) distinct[n++] = s;
+    }
+    if (n > (m->o.max_loras > 0 ? m->o.max_loras : 0))
+        return BAD("%d adapters in one step, max_loras %d", n, m->o.max_loras);
+    return VESTA_OK;
+}
 
 static vesta_status check_and_write(mock_backend *m, const vesta_batch *b, vesta_error *err)
 {
@@ -83,11 +100,15 @@ static vesta_status check_and_write(mock_backend *m, const vesta_batch *b, vesta
     }
     if (b->max_context_len != max_ctx)
         return BAD("max_context_len %d != %d", b->max_context_len, max_ctx);
+    vesta_status st = check_loras(m, b, err);
+    if (st != VESTA_OK) return st;
     /* Like a real layer: every new token's KV is written before anything is read. */
-    for (int t = 0; t < b->num_tokens; t++) {
-        m->kv_tok[b->slot_mapping[t]] = b->token_ids[t];
-        m->kv_pos[b->slot_mapping[t]] = b->positions[t];
-    }
+    for (int i = 0; i < b->num_seqs; i++)
+        for (int t = b->query_start[i]; t < b->query_start[i + 1]; t++) {
+            m->kv_tok[b->slot_mapping[t]] = b->token_ids[t];
+            m->kv_pos[b->slot_mapping[t]] = b->positions[t];
+            m->kv_lora[b->slot_mapping[t]] = lora_of(b, i);
+        }
     return VESTA_OK;
 }
 
@@ -118,9 +139,12 @@ static vesta_status execute(vesta_backend *be, const vesta_batch *b, vesta_sampl
             if (m->kv_pos[slot] != p)
                 return BAD("sequence %d reads position %d from slot %d holding position %d", i, p,
                            slot, m->kv_pos[slot]);
+            if (m->kv_lora[slot] != lora_of(b, i))
+                return BAD("sequence %d (adapter slot %d) reads KV written under slot %d", i, lora_of(b, i),
+                           m->kv_lora[slot]);
             m->ctx[p] = m->kv_tok[slot];
         }
-        mock_logits(m->ctx, b->context_lens[i], V, m->logits);
+        mock_logits(m->ctx, b->context_lens[i], lora_of(b, i), V, m->logits);
         st = vesta_sampler_sample(m->logits, V, &b->sample_rows[r], &results[r], m->scratch, err);
         if (st != VESTA_OK)
             return st;
@@ -140,6 +164,7 @@ static vesta_status copy_blocks(vesta_backend *be, const int32_t *src, const int
             return BAD("copy_blocks %d -> %d out of range", src[i], dst[i]);
         memcpy(m->kv_tok + (size_t)dst[i] * bs, m->kv_tok + (size_t)src[i] * bs, (size_t)bs * 4);
         memcpy(m->kv_pos + (size_t)dst[i] * bs, m->kv_pos + (size_t)src[i] * bs, (size_t)bs * 4);
+        memcpy(m->kv_lora + (size_t)dst[i] * bs, m->kv_lora + (size_t)src[i] * bs, (size_t)bs * 4);
     }
     return VESTA_OK;
 }
@@ -149,15 +174,30 @@ static void destroy(vesta_backend *be)
     mock_backend *m = (mock_backend *)be;
     free(m->kv_tok);
     free(m->kv_pos);
+    free(m->kv_lora);
     free(m->ctx);
     free(m->logits);
     vesta_sampler_scratch_release(m->scratch);
     free(m);
 }
 
-static const vesta_backend_ops mock_ops = {
-    .name = "mock", .kv_block_bytes = kv_block_bytes, .kv_budget_bytes = kv_budget_bytes,
-    .kv_alloc = kv_alloc, .execute = execute, .copy_blocks = copy_blocks, .destroy = destroy};
+static vesta_status lora_add(vesta_backend *be, int slot, const vesta_lora_adapter *ad, vesta_error *err)
+{
+    mock_backend *m = (mock_backend *)be;
+    if (m->o.max_loras <= 0 || slot != m->num_loras || ad == NULL)
+        return BAD("lora_add slot %d (have %d)", slot, m->num_loras);
+    m->num_loras++;
+    return VESTA_OK;
+}
+
+static const vesta_backend_ops mock_ops = {.name = "mock",
+                                           .kv_block_bytes = kv_block_bytes,
+                                           .kv_budget_bytes = kv_budget_bytes,
+                                           .kv_alloc = kv_alloc,
+                                           .execute = execute,
+                                           .copy_blocks = copy_blocks,
+                                           .lora_add = lora_add,
+                                           .destroy = destroy};
 
 mock_backend *mock_backend_create(const mock_options *o)
 {
@@ -171,6 +211,14 @@ mock_backend *mock_backend_create(const mock_options *o)
     c->eos_token_ids[0] = o->eos_id;
     c->num_eos_token_ids = 1;
     c->bos_token_id = -1;
+    if (o->max_loras > 0) { /* tests/models/tiny-llama/config.json */
+        c->hidden_size = 64;
+        c->intermediate_size = 128;
+        c->num_layers = 2;
+        c->num_heads = 4;
+        c->num_kv_heads = 2;
+        c->head_dim = 16;
+    }
     m->logits = malloc((size_t)o->vocab_size * sizeof(float));
     m->scratch = vesta_sampler_scratch_create(o->vocab_size, NULL);
     return m;

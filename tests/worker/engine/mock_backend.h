@@ -18,6 +18,8 @@ typedef struct mock_options {
     size_t kv_budget_bytes;   /* the budget reported; one block = block_size * 64 bytes */
     int max_num_batched_tokens, max_num_seqs; /* limits every batch is checked against */
     int fail_at_step;         /* execute fails at this step (1-based); 0 = never */
+    int max_loras;            /* > 0: LoRA on (the dimensions of tests/models/tiny-llama, so its
+                                 adapters load); a batch with more distinct adapters is an error */
 } mock_options;
 
 mock_backend *mock_backend_create(const mock_options *o);
@@ -26,7 +28,9 @@ void mock_backend_set_hook(mock_backend *m, mock_batch_hook hook, void *ud);
 int mock_backend_steps(const mock_backend *m);
 int mock_backend_max_step_tokens(const mock_backend *m);
 
-/* The logits for a context (what the mock computes for a sampled row). */
-void mock_logits(const int32_t *ctx, int n, int vocab, float *out);
+/* The logits for a context under an adapter slot (-1 = the base model): what the mock computes for
+ * a sampled row. Its KV cache also remembers the slot each entry was written under, and reading it
+ * under another is an error. */
+void mock_logits(const int32_t *ctx, int n, int lora_slot, int vocab, float *out);
 
 #endif

@@ -19,6 +19,7 @@ typedef struct req_spec {
     int32_t prompt[MAX_LEN];
     int num_prompt;
     vesta_sampling_params sp;
+    int lora_id; /* 0 = base model */
 } req_spec;
 
 typedef struct result {
@@ -42,7 +43,7 @@ static void reference(const req_spec *r, result *want)
         int n = r->num_prompt, k = 0;
         want->finish[i] = VESTA_FINISH_NONE;
         while (want->finish[i] == VESTA_FINISH_NONE) {
-            mock_logits(ctx, n, VOCAB, logits);
+            mock_logits(ctx, n, r->lora_id - 1, VOCAB, logits);
             vesta_sample_row row = {.params = &r->sp,
                                     .rng_seed = vesta_engine_seq_seed((uint64_t)r->sp.seed, i),
                                     .rng_offset = (uint64_t)k, .prompt_ids = ctx,
@@ -107,13 +108,21 @@ typedef struct variant {
     bool caching;
     int budget, max_seqs, block_size, blocks; /* blocks 0 = plan from the budget */
     bool staggered;
+    int max_loras; /* > 0: LoRA on, with the adapters below */
+    const vesta_lora_spec *loras;
+    int n_loras;
 } variant;
 
 static vesta_engine *make_engine(const variant *v, mock_backend **mout, int fail_at_step)
 {
-    mock_options mo = {.vocab_size = VOCAB, .eos_id = EOS, .max_position_embeddings = MAX_LEN,
-                       .kv_budget_bytes = (size_t)1 << 20, .max_num_batched_tokens = v->budget,
-                       .max_num_seqs = v->max_seqs, .fail_at_step = fail_at_step};
+    mock_options mo = {.vocab_size = VOCAB,
+                       .eos_id = EOS,
+                       .max_position_embeddings = MAX_LEN,
+                       .kv_budget_bytes = (size_t)1 << 20,
+                       .max_num_batched_tokens = v->budget,
+                       .max_num_seqs = v->max_seqs,
+                       .fail_at_step = fail_at_step,
+                       .max_loras = v->max_loras};
     mock_backend *m = mock_backend_create(&mo);
     vesta_engine_config cfg;
     vesta_engine_config_init(&cfg);
@@ -122,6 +131,10 @@ static vesta_engine *make_engine(const variant *v, mock_backend **mout, int fail
     cfg.max_num_seqs = v->max_seqs;
     cfg.block_size = v->block_size;
     cfg.num_gpu_blocks_override = v->blocks;
+    cfg.enable_lora = v->max_loras > 0;
+    cfg.max_loras = v->max_loras;
+    cfg.lora_modules = v->loras;
+    cfg.num_lora_modules = v->n_loras;
     vesta_error err = {0};
     vesta_engine *e = vesta_engine_create_with_backend(&cfg, mock_backend_base(m), &err);
     if (e == NULL)
@@ -173,11 +186,12 @@ static void run_variant(const variant *v, const req_spec *w, int n, const result
     vesta_error err = {0};
     int added = v->staggered ? n / 2 : n, steps = 0;
     for (int i = 0; i < added; i++)
-        CHECK(vesta_engine_add_request(e, w[i].id, w[i].prompt, w[i].num_prompt, &w[i].sp, &err) == VESTA_OK);
+        CHECK(vesta_engine_add_request_lora(e, w[i].id, w[i].prompt, w[i].num_prompt, &w[i].sp, w[i].lora_id, &err) ==
+              VESTA_OK);
     while (vesta_engine_has_unfinished(e) || added < n) {
         if (added < n && steps % 3 == 2) {
-            CHECK(vesta_engine_add_request(e, w[added].id, w[added].prompt, w[added].num_prompt,
-                                           &w[added].sp, &err) == VESTA_OK);
+            CHECK(vesta_engine_add_request_lora(e, w[added].id, w[added].prompt, w[added].num_prompt, &w[added].sp,
+                                                w[added].lora_id, &err) == VESTA_OK);
             added++;
         }
         vesta_step_output out;
@@ -235,8 +249,8 @@ static void test_equivalence(void)
             for (int s = 0; s < 3; s++)
                 for (int k = 0; k < 2; k++)
                     for (int tight = 0; tight < 2; tight++) {
-                        variant v = {c == 1, budgets[b], seqs[s], bss[k],
-                                     tight ? MAX_LEN / bss[k] + 2 : 0, (b + s) % 2 == 1};
+                        variant v = {c == 1,           budgets[b], seqs[s], bss[k], tight ? MAX_LEN / bss[k] + 2 : 0,
+                                     (b + s) % 2 == 1, 0,          NULL,    0};
                         run_variant(&v, w, n, want);
                         runs++;
                     }
@@ -249,7 +263,7 @@ static void test_equivalence(void)
 
 static void test_chunked_prefill(void)
 {
-    variant v = {true, 8, 4, 16, 0, false};
+    variant v = {true, 8, 4, 16, 0, false, 0, NULL, 0};
     mock_backend *m;
     vesta_engine *e = make_engine(&v, &m, 0);
     vesta_sampling_params sp;
@@ -279,7 +293,7 @@ static void test_chunked_prefill(void)
 
 static void test_abort(void)
 {
-    variant v = {true, 64, 2, 4, 0, false};
+    variant v = {true, 64, 2, 4, 0, false, 0, NULL, 0};
     vesta_engine *e = make_engine(&v, NULL, 0);
     vesta_sampling_params sp;
     vesta_sampling_params_init(&sp);
@@ -359,7 +373,7 @@ static void share_hook(const vesta_batch *b, void *ud)
 
 static void test_n_sharing(void)
 {
-    variant v = {false, 256, 8, 4, 0, false}; /* caching off: sharing must come from the fork */
+    variant v = {false, 256, 8, 4, 0, false, 0, NULL, 0}; /* caching off: sharing must come from the fork */
     mock_backend *m;
     vesta_engine *e = make_engine(&v, &m, 0);
     share_probe probe = {0, 0, 22, 4};
@@ -392,7 +406,7 @@ static void test_n_sharing(void)
 
 static void test_backend_failure(void)
 {
-    variant v = {true, 64, 8, 4, 0, false};
+    variant v = {true, 64, 8, 4, 0, false, 0, NULL, 0};
     vesta_engine *e = make_engine(&v, NULL, 2);
     vesta_sampling_params sp;
     vesta_sampling_params_init(&sp);
@@ -422,7 +436,7 @@ static void test_backend_failure(void)
 
 static void test_validation(void)
 {
-    variant v = {true, 64, 4, 16, 0, false};
+    variant v = {true, 64, 4, 16, 0, false, 0, NULL, 0};
     vesta_engine *e = make_engine(&v, NULL, 0);
     vesta_sampling_params sp;
     vesta_sampling_params_init(&sp);
@@ -448,7 +462,7 @@ static void test_validation(void)
     CHECK(vesta_engine_model_config(e)->vocab_size == VOCAB);
     vesta_engine_destroy(e);
     /* A KV cache that cannot hold one max_model_len sequence: vLLM's refusal. */
-    variant tiny = {true, 64, 4, 16, MAX_LEN / 16 - 1, false};
+    variant tiny = {true, 64, 4, 16, MAX_LEN / 16 - 1, false, 0, NULL, 0};
     mock_options mo = {.vocab_size = VOCAB, .eos_id = EOS, .max_position_embeddings = MAX_LEN,
                        .kv_budget_bytes = 1 << 20, .max_num_batched_tokens = 64, .max_num_seqs = 4};
     vesta_engine_config cfg;
@@ -465,11 +479,61 @@ static void test_validation(void)
 }
 
 /* Requests without a seed differ from each other yet repeat with the same engine seed. */
+/* Multi-LoRA scheduling on the mock: the workload's requests spread over the base model and three
+ * adapters (tests/golden/models: the tiny-llama adapters). The mock fails a step holding more
+ * adapters than max_loras or reading KV written under another adapter (a prefix-cache hit across
+ * adapters), and its logits depend on the adapter, so the outputs must equal the reference. */
+static void test_lora(const char *root)
+{
+    static const char *const names[] = {"lora-all", "lora-qv-rslora", "lora-mlp-regex"};
+    vesta_lora_spec specs[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(specs[i].name, sizeof specs[i].name, "%s", names[i]);
+        snprintf(specs[i].path, sizeof specs[i].path, "%s/tests/golden/models/%s", root, names[i]);
+    }
+    req_spec w[MAX_REQ];
+    result want[MAX_REQ];
+    int n = make_workload(w);
+    for (int r = 0; r < n; r++) {
+        w[r].lora_id = r % 4;
+        memset(&want[r], 0, sizeof want[r]);
+        reference(&w[r], &want[r]);
+    }
+    const variant vs[] = {
+        {true, 64, 8, 8, 0, false, 1, specs, 3},  {true, 64, 8, 8, 0, true, 2, specs, 3},
+        {true, 16, 4, 4, 0, false, 3, specs, 3},  {true, 64, 8, 8, 24, false, 2, specs, 3}, /* preemption */
+        {false, 64, 8, 8, 0, false, 1, specs, 3},
+    };
+    for (size_t i = 0; i < sizeof vs / sizeof *vs; i++) run_variant(&vs[i], w, n, want);
+
+    /* ids and names; a request for an id with no adapter; LoRA off */
+    vesta_engine *e = make_engine(&vs[0], NULL, 0);
+    CHECK(e != NULL);
+    if (e) {
+        vesta_error err = {0};
+        CHECK(vesta_engine_num_loras(e) == 3 && vesta_engine_lora_id(e, "lora-qv-rslora") == 2);
+        CHECK(vesta_engine_lora_id(e, "") == 0 && vesta_engine_lora_id(e, "nope") == -1);
+        CHECK(strcmp(vesta_engine_lora_name(e, 3), "lora-mlp-regex") == 0 && !vesta_engine_lora_name(e, 4));
+        CHECK(vesta_engine_add_request_lora(e, "x", w[0].prompt, w[0].num_prompt, &w[0].sp, 4, &err) ==
+              VESTA_ERR_NOT_FOUND);
+        vesta_engine_destroy(e);
+    }
+    variant off = vs[0];
+    off.max_loras = 0; /* adapters given, LoRA not enabled */
+    CHECK(make_engine(&off, NULL, 0) == NULL);
+    vesta_lora_spec missing = specs[0];
+    snprintf(missing.path, sizeof missing.path, "%s/tests/golden/models/no-such-adapter", root);
+    variant bad = vs[0];
+    bad.loras = &missing;
+    bad.n_loras = 1;
+    CHECK(make_engine(&bad, NULL, 0) == NULL);
+}
+
 static void test_unseeded(void)
 {
     int32_t toks[2][4];
     for (int run = 0; run < 2; run++) {
-        variant v = {true, 64, 8, 4, 0, false};
+        variant v = {true, 64, 8, 4, 0, false, 0, NULL, 0};
         vesta_engine *e = make_engine(&v, NULL, 0);
         vesta_sampling_params sp;
         vesta_sampling_params_init(&sp);
@@ -530,7 +594,7 @@ static void test_batch_defaults(void)
     CHECK(vesta_engine_create_with_backend(&cfg, mock_backend_base(mock_backend_create(&mo)), &err) == NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     test_batch_defaults();
     test_equivalence();
@@ -540,6 +604,7 @@ int main(void)
     test_backend_failure();
     test_validation();
     test_unseeded();
+    if (argc > 1) test_lora(argv[1]);
     if (failures)
         fprintf(stderr, "%d checks failed\n", failures);
     else
