@@ -69,25 +69,11 @@ static int check_seq(const drv_seq *s, const int32_t *greedy, const float *want,
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s ROOT GOLDEN.json\n", argv[0]);
-        return 2;
-    }
-    json_t *doc = golden_json(argv[2]);
+    json_t *doc;
+    float *all;
     size_t nf;
-    float *all = golden_logits(argv[2], doc, &nf);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", argv[1], json_string_value(json_object_get(doc, "model")));
-    vesta_error e = {0};
-    vesta_model_file *mf = vesta_model_file_open(path, &e);
-    if (!mf) return fail(path, &e);
-    vesta_backend_options o;
-    vesta_backend_options_init(&o);
-    o.max_num_batched_tokens = 64;
-    o.max_model_len = 256;
-    o.block_size = BLOCK;
-    vesta_backend *be = vesta_backend_cpu_create(mf, &o, &e);
-    if (!be) return fail("create", &e);
+    vesta_model_file *mf;
+    vesta_backend *be = golden_backend(argc, argv, BLOCK, &doc, &all, &nf, &mf);
     json_t *runs = json_object_get(doc, "runs");
     vesta_lora_adapter *ads[8];
     int n_ads, vocab = be->config.vocab_size, n = 0, slot = 0, failures = 0;
@@ -123,7 +109,7 @@ int main(int argc, char **argv)
         }
     }
     drv d;
-    drv_init(&d, be, 400, BLOCK, o.max_num_batched_tokens);
+    drv_init(&d, be, 400, BLOCK, GOLDEN_STEP_TOKENS);
     drv_run(&d, seqs, n, 11);
     for (int i = 0; i < n; i++) {
         failures += check_seq(&seqs[i], greedy[i], all + offs[i], vocab, labels[i]);

@@ -7,12 +7,9 @@
  * Every prompt position's logits within relative L2 1e-4 of HF (the prompts run together, some
  * prefilled whole, some in chunks of 7 or 1, joining at different steps), and 16 greedy tokens
  * identical. */
-#include <dirent.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "backend_cpu.h"
 #include "driver.h"
@@ -20,84 +17,13 @@
 
 #define BLOCK 8
 
-static uint64_t fnv_file(uint64_t h, const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    unsigned char buf[1 << 16];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        for (size_t i = 0; i < n; i++)
-            h = (h ^ buf[i]) * 0x100000001B3ull;
-    fclose(f);
-    return h;
-}
-
-static int is_safetensors(const struct dirent *d)
-{
-    size_t n = strlen(d->d_name);
-    return n > 12 && !strcmp(d->d_name + n - 12, ".safetensors");
-}
-
-/* FNV-1a 64 of the weight files, as make_golden.py computes it. */
-static uint64_t weights_hash(const char *path)
-{
-    uint64_t h = 0xCBF29CE484222325ull;
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return 0;
-    if (!S_ISDIR(st.st_mode))
-        return fnv_file(h, path);
-    struct dirent **names;
-    int n = scandir(path, &names, is_safetensors, alphasort);
-    for (int i = 0; i < n; i++) {
-        char f[4096 + 264];
-        snprintf(f, sizeof f, "%s/%s", path, names[i]->d_name);
-        h = fnv_file(h, f);
-        free(names[i]);
-    }
-    if (n >= 0)
-        free(names);
-    return h;
-}
-
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s ROOT GOLDEN.json\n", argv[0]);
-        return 2;
-    }
-    json_t *doc = golden_json(argv[2]);
+    json_t *doc;
+    float *all;
     size_t nf;
-    float *all = golden_logits(argv[2], doc, &nf);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", argv[1], json_string_value(json_object_get(doc, "model")));
-    char hash[17];
-    snprintf(hash, sizeof hash, "%016" PRIx64, weights_hash(path));
-    const char *want = json_string_value(json_object_get(doc, "weights_fnv1a64"));
-    if (!want || strcmp(want, hash)) {
-        fprintf(stderr, "FAIL: %s changed since its golden file was made (weights hash %s, golden %s): "
-                        "rerun scripts/reference/make_golden.py tiny\n", path, hash, want ? want : "none");
-        return 1;
-    }
-    vesta_error e = {0};
-    vesta_model_file *mf = vesta_model_file_open(path, &e);
-    if (!mf) {
-        fprintf(stderr, "FAIL: %s\n", e.msg);
-        return 1;
-    }
-    vesta_backend_options o;
-    vesta_backend_options_init(&o);
-    o.max_num_batched_tokens = 64; /* < the longest prompt: it must be split */
-    o.max_model_len = 256;
-    o.block_size = BLOCK;
-    o.num_threads = 0; /* all cores: races show up with many threads */
-    vesta_backend *be = vesta_backend_cpu_create(mf, &o, &e);
-    if (!be) {
-        fprintf(stderr, "FAIL: create: %s\n", e.msg);
-        return 1;
-    }
+    vesta_model_file *mf;
+    vesta_backend *be = golden_backend(argc, argv, BLOCK, &doc, &all, &nf, &mf);
     int vocab = be->config.vocab_size, failures = 0;
     if (vocab != (int)json_integer_value(json_object_get(doc, "vocab_size"))) {
         fprintf(stderr, "FAIL: vocab %d differs from golden\n", vocab);
@@ -118,7 +44,7 @@ int main(int argc, char **argv)
                             .prompt_logits = true};
     }
     drv d;
-    drv_init(&d, be, 200, BLOCK, o.max_num_batched_tokens);
+    drv_init(&d, be, 200, BLOCK, GOLDEN_STEP_TOKENS);
     drv_run(&d, seqs, n, 5);
     for (int i = 0; i < n; i++) {
         json_t *p = json_array_get(prompts, (size_t)i);
