@@ -1529,7 +1529,8 @@ stage_partgemm() {
 # rule (compare_e2e.py --top5), and the adapters must change the CPU's tokens. Then the 8B shape
 # (dummy weights) with random rank-16 adapters on every projection (make_lora_adapter.py),
 # single stream (B2's command) and offline throughput (256 requests, 512 -> 256) without
-# adapters, under one, and over four in turn (--max-loras 4), in the same call.
+# adapters, under one, and over four in turn (--max-loras 4), in the same call. VESTA_LORA_PROFILE=1
+# adds an eager, profiled throughput run without and with one adapter (lora_profile_*.txt).
 stage_lora() {
     echo "== LoRA kernels =="
     timeout 120 "$B/bin/test_kernels" lora 2>&1 | tee "$OUT/lora_kernels.log" | tail -6

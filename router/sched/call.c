@@ -614,6 +614,8 @@ void vr_call_on_error(vr_router *r, vr_worker *w, const vesta_msg_error *e)
      * (e.g. a smaller max_model_len) or failed */
     if (e->code == VESTA_ERR_INVALID_ARG)
         vr_api_error_bad(&err, NULL, "%s", e->message);
+    else if (e->code == VESTA_ERR_NOT_FOUND) /* a LoRA adapter the router lists but the worker lacks */
+        vr_api_error_set(&err, 404, "NotFoundError", "model_not_found", "model", "worker %s: %s", w->id, e->message);
     else if (e->code == VESTA_ERR_LIMIT) {
         vr_api_error_set(&err, 503, "server_error", NULL, NULL, "worker %s is full: %s", w->id,
                          e->message);
@@ -622,7 +624,7 @@ void vr_call_on_error(vr_router *r, vr_worker *w, const vesta_msg_error *e)
         vr_api_error_set(&err, 500, "server_error", NULL, NULL, "worker %s failed: %s", w->id,
                          e->message);
     sub_release_worker(s); /* the worker dropped it already */
-    r->worker_failures++;
+    if (e->code != VESTA_ERR_NOT_FOUND) r->worker_failures++;
     call_fail(c, &err);
     call_maybe_free(c);
 }

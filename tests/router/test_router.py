@@ -631,6 +631,16 @@ def test_routing_lora(c):
     expect_error(c, "/v1/completions", {"model": "sqlx", "prompt": "hi", "max_tokens": 2}, 404)
 
 
+def test_lora_mismatch(c):
+    """The router lists adapters its workers were not started with: a request for one is a 404
+    naming the model (the worker's refusal), not a 500, and the workers stay live."""
+    expect_error(c, "/v1/completions", {"model": "sql", "prompt": "hi", "max_tokens": 2}, 404, param="model",
+                 contains="no LoRA adapter by that name")
+    r = client(c).completions.create(model=MODEL, prompt="hi", max_tokens=2)
+    check(r.choices[0].finish_reason == "length", "the base model still answers")
+    check(all(w["state"] == "live" for w in c.admin_workers().values()), "workers still live")
+
+
 def test_routing_round_robin(c):
     landed = shared_prefix_workload(c)
     for g, ws in landed.items():
@@ -675,6 +685,7 @@ GROUPS = {
                          test_routing_affinity),
     "routing_lora": (dict(router_args=["--routing-policy", "prefix-affinity", *LORA_ARGS], worker_args=LORA_ARGS),
                      test_routing_lora),
+    "lora_mismatch": (dict(router_args=LORA_ARGS), test_lora_mismatch),
     "routing_round_robin": (dict(router_args=["--routing-policy", "round-robin"]),
                             test_routing_round_robin),
 }

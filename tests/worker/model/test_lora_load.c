@@ -183,6 +183,9 @@ static void test_specs(void)
     CHECK(vesta_lora_spec_parse("a b=/x", &s, &err) == VESTA_ERR_INVALID_ARG);
     CHECK(vesta_lora_spec_parse("{\"name\": 1, \"path\": \"/x\"}", &s, &err) == VESTA_ERR_INVALID_ARG);
     CHECK(vesta_lora_spec_parse("{\"name\": \"a\"", &s, &err) == VESTA_ERR_INVALID_ARG);
+    /* a NUL inside a JSON name or path would cut it short: jansson refuses "\u0000" (no JSON_ALLOW_NUL) */
+    CHECK(vesta_lora_spec_parse("{\"name\": \"a\\u0000b\", \"path\": \"/x\"}", &s, &err) == VESTA_ERR_INVALID_ARG);
+    CHECK(vesta_lora_spec_parse("{\"name\": \"a\", \"path\": \"/x\\u0000y\"}", &s, &err) == VESTA_ERR_INVALID_ARG);
     char longname[300];
     memset(longname, 'a', 200);
     strcpy(longname + 200, "=/x");
